@@ -1,0 +1,43 @@
+# Two commands do all the set-up: `make demo` (the pipeline on the sample data) and `make test`.
+# Needs only Python 3.11 and git: uv is installed into .tools/ when it is not on PATH.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION ?= 0.13.9
+UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+RUN := $(UV) run --frozen
+
+.PHONY: help setup demo test params bench ui clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+setup: $(UV)  ## create .venv from uv.lock (torch 2.11 and friends)
+	$(UV) sync --frozen
+
+demo: setup  ## run the whole DVC pipeline on the bundled sample data, then show where results are
+	$(RUN) dvc repro
+	@$(RUN) dvc metrics show
+	@echo
+	@echo "Results:"
+	@echo "  metrics      outputs/evaluate/metrics.json      (dvc metrics show)"
+	@echo "  plots        outputs/evaluate/plots/            (dvc plots show, then open dvc_plots/index.html)"
+	@echo "  confusion    outputs/evaluate/confusion_matrix.png"
+	@echo "  rejected     data/processed/*/rejected.jsonl"
+	@echo "  MLflow UI    make ui   (or: $(RUN) mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1)"
+	@echo "               then open http://127.0.0.1:5000"
+
+test: setup  ## run the whole test suite (slow tests included)
+	$(RUN) pytest
+
+params:  ## regenerate params.yaml (what DVC stages read) from conf/
+	$(RUN) python -m fusion.config
+
+ui: setup  ## open the MLflow UI on localhost
+	$(RUN) mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+clean:  ## remove pipeline outputs and runs (keeps .venv)
+	rm -rf data outputs mlflow.db mlartifacts dvc_plots

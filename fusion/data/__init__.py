@@ -1,0 +1,1 @@
+"""The dataset contract, shard reading and the Lightning DataModule."""

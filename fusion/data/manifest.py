@@ -1,0 +1,213 @@
+"""The dataset contract: read and validate `manifest.jsonl`, assign splits, resolve file paths.
+
+Every preprocessing stage calls `load_manifest` with the same settings, so all stages agree on
+which records exist, their labels and their splits, without a stage of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+MODALITIES = ("text", "image", "audio")
+# The manifest keys that carry each modality; `text` may be inline or a file.
+MODALITY_KEYS = {"text": ("text", "text_path"), "image": ("image",), "audio": ("audio",)}
+
+
+class ManifestError(Exception):
+    """A structural problem that stops a stage: the manifest is unreadable or leaves no record."""
+
+
+class RecordError(Exception):
+    """A problem with one record: the record is quarantined with this message as its reason."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One valid manifest line; modality fields are None where the modality is missing."""
+
+    id: str
+    label: str
+    split: str
+    line: int
+    text: str | None = None
+    text_path: str | None = None
+    image: str | None = None
+    audio: str | None = None
+
+    def has(self, modality: str) -> bool:
+        return any(getattr(self, key) is not None for key in MODALITY_KEYS[modality])
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A record (or manifest line) a stage could not use, with a human-readable reason."""
+
+    id: str | None
+    line: int
+    stage: str
+    reason: str
+    file: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+
+
+@dataclass
+class Manifest:
+    """The valid records, the class list (from the training split) and what was rejected."""
+
+    root: Path
+    records: list[Record]
+    classes: list[str]
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def label_index(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.classes)}
+
+
+def _optional_str(obj: Mapping[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RecordError(f"field '{key}' must be a string or null, got {type(value).__name__}")
+    return value
+
+
+def parse_line(text: str, line: int) -> Record | None:
+    """Parse one manifest line into a Record (split may be empty); raises RecordError."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise RecordError(f"expected a JSON object, got {type(obj).__name__}")
+    record_id = obj.get("id")
+    if not isinstance(record_id, str) or not record_id.strip():
+        raise RecordError("missing or empty 'id' (a unique string is required)")
+    label = obj.get("label")
+    if not isinstance(label, str) or not label.strip():
+        raise RecordError("missing or empty 'label' (a class name string is required)")
+    split = obj.get("split") or ""
+    if split and split not in SPLITS:
+        raise RecordError(f"split '{split}' is not one of {', '.join(SPLITS)} (or leave it out)")
+    fields = {key: _optional_str(obj, key) for keys in MODALITY_KEYS.values() for key in keys}
+    if fields["text"] is not None and fields["text_path"] is not None:
+        raise RecordError("both 'text' and 'text_path' are set; give one of them")
+    record = Record(id=record_id, label=label, split=split, line=line, **fields)
+    if not any(record.has(m) for m in MODALITIES):
+        raise RecordError("no modality: text, text_path, image and audio are all missing or null")
+    return record
+
+
+def stratified_splits(records: list[Record], seed: int, fractions: Mapping[str, float]) -> dict[str, str]:
+    """Seeded stratified split of records without one: id -> split, independent of line order."""
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for record in records:
+        by_label[record.label].append(record.id)
+    total = sum(float(fractions[s]) for s in SPLITS)
+    rng = np.random.default_rng(seed)
+    assignment: dict[str, str] = {}
+    for label in sorted(by_label):
+        ids = sorted(by_label[label])
+        order = rng.permutation(len(ids))
+        n_val = int(round(len(ids) * float(fractions["val"]) / total))
+        n_test = int(round(len(ids) * float(fractions["test"]) / total))
+        if n_val + n_test >= len(ids):  # keep at least one training example per class
+            n_val, n_test = max(0, min(n_val, len(ids) - 1 - n_test)), max(0, min(n_test, len(ids) - 1))
+        for rank, idx in enumerate(order):
+            split = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+            assignment[ids[idx]] = split
+    return assignment
+
+
+def load_manifest(root: str | Path, manifest: str, split_cfg: Mapping[str, Any], stage: str) -> Manifest:
+    """Read and validate the manifest; invalid lines become rejections, structural errors raise."""
+    root = Path(root)
+    path = root / manifest
+    if not path.is_file():
+        raise ManifestError(
+            f"manifest not found: {path}. Point the pipeline at a dataset folder holding "
+            f"'{manifest}' with data.root=/path/to/dataset (see README, 'Data contract')."
+        )
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path} is not UTF-8 ({exc}); re-save the manifest as UTF-8 JSON lines.") from None
+
+    rejections: list[Rejection] = []
+    records: list[Record] = []
+    first_line: dict[str, int] = {}
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            record = parse_line(text, number)
+        except RecordError as exc:
+            rejections.append(Rejection(id=_peek_id(text), line=number, stage=stage, reason=str(exc)))
+            continue
+        if record.id in first_line:
+            rejections.append(Rejection(record.id, number, stage, f"duplicate id (first seen on line {first_line[record.id]})"))
+            continue
+        first_line[record.id] = number
+        records.append(record)
+
+    unsplit = [r for r in records if not r.split]
+    assignment = stratified_splits(unsplit, int(split_cfg["seed"]), split_cfg) if unsplit else {}
+    records = [r if r.split else _with_split(r, assignment[r.id]) for r in records]
+
+    classes = sorted({r.label for r in records if r.split == "train"})
+    known = set(classes)
+    kept = []
+    for record in records:
+        if record.label in known:
+            kept.append(record)
+        else:
+            rejections.append(Rejection(record.id, record.line, stage,
+                                        f"label '{record.label}' does not occur in the training split"))
+    if not kept:
+        raise ManifestError(
+            f"{path}: no usable record left ({len(rejections)} rejected, e.g. "
+            f"{rejections[0].reason if rejections else 'the file is empty'}). Fix the manifest lines."
+        )
+    return Manifest(root=root, records=kept, classes=classes, rejections=rejections)
+
+
+def _with_split(record: Record, split: str) -> Record:
+    return Record(**{**asdict(record), "split": split})
+
+
+def _peek_id(text: str) -> str | None:
+    """Best-effort id of a bad line, so its rejection can still be traced to a record."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    value = obj.get("id") if isinstance(obj, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def resolve_file(root: Path, relative: str, folder: str) -> Path:
+    """Resolve a manifest path safely: it must stay inside the dataset's `folder` and exist."""
+    if Path(relative).is_absolute():
+        raise RecordError(f"absolute path '{relative}' is not allowed; paths are relative to the manifest")
+    base = root.resolve()
+    target = (base / relative).resolve()  # follows symlinks, so a link pointing outside is caught
+    allowed = (base / folder).resolve()
+    if not target.is_relative_to(base):
+        raise RecordError(f"path '{relative}' escapes the dataset folder")
+    if not target.is_relative_to(allowed):
+        raise RecordError(
+            f"path '{relative}' is outside the declared folder '{folder}/'; move the file there or "
+            f"set data.dirs.<modality>='.' (DVC tracks each modality's folder separately)"
+        )
+    if not target.is_file():
+        raise RecordError(f"file '{relative}' does not exist")
+    return target

@@ -1,0 +1,78 @@
+"""Sharded per-modality tensors on disk: written with litdata `optimize`, read by id.
+
+Layout of one modality folder (a DVC output):
+  shards/           litdata chunks, one item per record: {"id": str, <tensor fields>}
+  ids.json          [record ids in shard order], so readers need not scan the shards
+  meta.json         what training needs to know (shapes, vocab size, classes, counts)
+  records.jsonl     every valid manifest record (id, label, split): the same for every modality
+  rejected.jsonl    every record this stage could not use, with the reason
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from litdata import StreamingDataset, optimize
+
+
+def write_shards(fn: Callable, inputs: list, out_dir: Path, num_workers: int, chunk_bytes: str) -> list[str]:
+    """Run `fn` over inputs in worker processes into litdata chunks; returns ids in shard order."""
+    if not inputs:
+        return []
+    optimize(fn=fn, inputs=inputs, output_dir=str(out_dir), chunk_bytes=chunk_bytes,
+             num_workers=max(1, min(num_workers, len(inputs))), mode="overwrite")
+    if not (out_dir / "index.json").exists():  # every input was rejected
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return []
+    dataset = StreamingDataset(str(out_dir))
+    return [dataset[i]["id"] for i in range(len(dataset))]
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_jsonl(path: Path, rows: Iterable[str]) -> None:
+    path.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class ModalityShards:
+    """Random access by record id to one modality's processed items."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        if not (self.folder / "meta.json").is_file():
+            raise FileNotFoundError(
+                f"no processed data in {self.folder}: run the preprocessing stage first "
+                f"(`dvc repro preprocess_{self.folder.name}`)"
+            )
+        self.meta = json.loads((self.folder / "meta.json").read_text(encoding="utf-8"))
+        ids = json.loads((self.folder / "ids.json").read_text(encoding="utf-8"))
+        self.position = {record_id: i for i, record_id in enumerate(ids)}
+        self._dataset: StreamingDataset | None = None
+
+    @property
+    def modality(self) -> str:
+        return self.meta["modality"]
+
+    def records(self) -> list[dict]:
+        return read_jsonl(self.folder / "records.jsonl")
+
+    def get(self, record_id: str) -> dict | None:
+        """The record's item, or None where this modality is missing or was rejected."""
+        index = self.position.get(record_id)
+        if index is None:
+            return None
+        if self._dataset is None:  # opened lazily, so each DataLoader worker opens its own
+            self._dataset = StreamingDataset(str(self.folder / "shards"))
+        return self._dataset[index]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_dataset": None}

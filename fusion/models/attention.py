@@ -1,0 +1,216 @@
+"""Attention layers with key padding masks, in the style of timm's ViT layers.
+
+Multi-head attention follows Vaswani et al., 2017, "Attention Is All You Need"; blocks are pre-norm
+(Xiong et al., 2020, "On Layer Normalization in the Transformer Architecture"). Every layer accepts a
+boolean key mask (True = valid) and maps a query with no valid key to an exact zero, never NaN.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["Attention", "Mlp", "Block", "CrossBlock", "AttentionPool", "make_dropout"]
+
+
+def make_dropout(p: float) -> nn.Module:
+    """``nn.Dropout(p)``, or ``nn.Identity()`` when p == 0 so a switched-off dropout costs nothing."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
+def _safe_key_mask(key_mask: Optional[Tensor]) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """Turn a key mask [B, Nk] into an SDPA mask [B, 1, 1, Nk] that never masks a whole row, plus a
+    [B, 1, 1] keep-factor that zeroes the samples that had no valid key (softmax over nothing = NaN)."""
+    if key_mask is None:
+        return None, None
+    has_key = key_mask.any(dim=-1)
+    attn_mask = (key_mask | ~has_key[:, None])[:, None, None, :]
+    return attn_mask, has_key[:, None, None]
+
+
+class Attention(nn.Module):
+    """Multi-head scaled dot-product attention (Vaswani et al., 2017) for self- or cross-attention.
+
+    Queries come from ``x``, keys/values from ``context`` (default ``x``); ``key_mask`` [B, Nk] marks
+    valid keys. Queries whose keys are all masked output exact zeros and get all-zero weights.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        fused: bool = True,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.fused = fused
+        self.attn_drop_p = attn_drop
+        # Separate q / kv projections so the same layer serves self- and cross-attention.
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
+        self.attn_drop = make_dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = make_dropout(proj_drop)
+
+    def forward(
+        self,
+        x: Tensor,
+        context: Optional[Tensor] = None,
+        key_mask: Optional[Tensor] = None,
+        return_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """x [B, Nq, D], context [B, Nk, D], key_mask [B, Nk] -> [B, Nq, D] (and weights [B, H, Nq, Nk])."""
+        context = x if context is None else context
+        B, Nq, C = x.shape
+        Nk = context.shape[1]
+        q = self.q(x).reshape(B, Nq, self.num_heads, self.head_dim).transpose(1, 2)
+        kv = self.kv(context).reshape(B, Nk, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        k, v = kv.unbind(0)
+        attn_mask, keep = _safe_key_mask(key_mask)
+
+        weights = None
+        if self.fused and not return_weights:
+            x = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop_p if self.training else 0.0
+            )
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            if attn_mask is not None:
+                attn = attn.masked_fill(~attn_mask, float("-inf"))
+            attn = attn.softmax(dim=-1)
+            if keep is not None:
+                attn = attn * keep[..., None]
+            weights = attn
+            x = self.attn_drop(attn) @ v
+
+        x = self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, Nq, C)))
+        if keep is not None:
+            x = x * keep  # rows without any valid key: exact zero (also removes the proj bias)
+        if return_weights:
+            return x, weights
+        return x
+
+
+class Mlp(nn.Module):
+    """Transformer feed-forward network: Linear -> activation -> Linear (timm's Mlp). ``drop`` acts on the
+    output (residual dropout, Vaswani et al., 2017); ``hidden_drop`` on the activations, off by default."""
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: Optional[int] = None,
+        out_features: Optional[int] = None,
+        act_layer: type[nn.Module] = nn.GELU,
+        drop: float = 0.0,
+        hidden_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        hidden_features = hidden_features or in_features
+        out_features = out_features or in_features
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = act_layer()
+        self.drop1 = make_dropout(hidden_drop)
+        self.fc2 = nn.Linear(hidden_features, out_features)
+        self.drop2 = make_dropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (Vaswani et al., 2017; pre-LN as in Xiong et al., 2020): masked
+    self-attention then MLP, each with a residual connection; ``drop`` is the residual-branch dropout."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        fused: bool = True,
+        act_layer: type[nn.Module] = nn.GELU,
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        mlp_layer: type[nn.Module] = Mlp,
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop, fused=fused)
+        self.norm2 = norm_layer(dim)
+        self.mlp = mlp_layer(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
+
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """x [B, N, D], mask [B, N] (True = valid key) -> [B, N, D]."""
+        x = x + self.attn(self.norm1(x), key_mask=mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class CrossBlock(Block):
+    """Pre-norm cross-attention block, the crossmodal transformer layer of MulT (Tsai et al., 2019,
+    "Multimodal Transformer for Unaligned Multimodal Language Sequences"): target queries attend to
+    a layer-normed source sequence, then MLP; both with residuals on the target stream."""
+
+    def __init__(self, dim: int, num_heads: int, norm_layer: type[nn.Module] = nn.LayerNorm, **kwargs) -> None:
+        super().__init__(dim, num_heads, norm_layer=norm_layer, **kwargs)
+        self.norm_context = norm_layer(dim)
+
+    def forward(
+        self,
+        x: Tensor,
+        context: Tensor,
+        context_mask: Optional[Tensor] = None,
+        return_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """x [B, Nq, D] (target), context [B, Nk, D] (source), context_mask [B, Nk] -> [B, Nq, D]
+        (and the attention weights [B, H, Nq, Nk] when ``return_weights``)."""
+        out = self.attn(self.norm1(x), self.norm_context(context), key_mask=context_mask, return_weights=return_weights)
+        y, weights = out if return_weights else (out, None)
+        x = x + y
+        x = x + self.mlp(self.norm2(x))
+        return (x, weights) if return_weights else x
+
+
+class AttentionPool(nn.Module):
+    """Attention pooling with a learned latent query (Set Transformer's PMA, Lee et al., 2019;
+    modelled on timm's AttentionPoolLatent): [B, N, D] tokens -> [B, D], zero if no valid token."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        fused: bool = True,
+        act_layer: type[nn.Module] = nn.GELU,
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        mlp_layer: type[nn.Module] = Mlp,
+    ) -> None:
+        super().__init__()
+        self.latent = nn.Parameter(torch.empty(1, 1, dim))
+        nn.init.trunc_normal_(self.latent, std=dim**-0.5)
+        self.norm1 = norm_layer(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop, fused=fused)
+        self.norm2 = norm_layer(dim)
+        self.mlp = mlp_layer(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
+
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """x [B, N, D], mask [B, N] (True = valid) -> [B, D]."""
+        B = x.shape[0]
+        pooled = self.attn(self.latent.expand(B, -1, -1), self.norm1(x), key_mask=mask)
+        pooled = (pooled + self.mlp(self.norm2(pooled)))[:, 0]
+        if mask is not None:
+            pooled = pooled * mask.any(dim=-1, keepdim=True)  # no valid token -> zero vector
+        return pooled

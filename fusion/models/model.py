@@ -1,0 +1,56 @@
+"""Encoders -> fusion -> MLP head: the multimodal classifier."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from fusion.models.attention import Mlp, make_dropout
+
+__all__ = ["MultimodalClassifier"]
+
+
+class MultimodalClassifier(nn.Module):
+    """Encode each modality to tokens, fuse them to one vector, classify it with an MLP head.
+
+    ``encoders`` keys are the modalities the model uses; ``inputs`` must hold at least those keys.
+    """
+
+    def __init__(
+        self,
+        encoders: nn.ModuleDict,
+        fusion: nn.Module,
+        num_classes: int,
+        head_hidden: int,
+        dropout: float = 0.0,
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        act_layer: type[nn.Module] = nn.GELU,
+    ) -> None:
+        super().__init__()
+        self.modalities = list(encoders.keys())
+        self.encoders = encoders
+        self.fusion = fusion
+        self.norm = norm_layer(fusion.out_dim)
+        self.head_drop = make_dropout(dropout)
+        self.head = Mlp(fusion.out_dim, head_hidden, num_classes, act_layer=act_layer)
+
+    def encode(self, inputs: dict[str, dict[str, Tensor]]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Run every encoder -> (tokens {m: [B, N_m, D]}, masks {m: [B, N_m]})."""
+        missing = [m for m in self.modalities if m not in inputs]
+        if missing:
+            raise KeyError(f"batch lacks modalities {missing} the model was built with (has {sorted(inputs)})")
+        tokens, masks = {}, {}
+        for m, encoder in self.encoders.items():
+            tokens[m], masks[m] = encoder(inputs[m])
+        return tokens, masks
+
+    def features(self, inputs: dict[str, dict[str, Tensor]]) -> Tensor:
+        """Fused representation [B, fusion.out_dim] before the head."""
+        return self.fusion(*self.encode(inputs))
+
+    def forward(self, inputs: dict[str, dict[str, Tensor]]) -> Tensor:
+        """Batch dict -> logits [B, num_classes]."""
+        return self.head(self.head_drop(self.norm(self.features(inputs))))
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Parameter count (only those with ``requires_grad`` if ``trainable_only``)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

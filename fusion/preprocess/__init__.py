@@ -1,0 +1,1 @@
+"""Raw files to per-modality tensors; knows nothing of models, so its DVC stages stay cached."""

@@ -1,0 +1,132 @@
+"""The preprocessing stage shared by every modality: manifest → shards, rejections, summary."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+from omegaconf import DictConfig
+
+from fusion.data.manifest import SPLITS, ManifestError, Record, RecordError, Rejection, load_manifest
+from fusion.data.shards import write_json, write_jsonl, write_shards
+
+
+class Processor(Protocol):
+    """What a modality provides: fit on training records, then turn one record into tensors."""
+
+    modality: str
+
+    def fit(self, records: list[Record]) -> None: ...
+    def process(self, record: Record) -> dict[str, Any]: ...
+    def meta(self) -> dict[str, Any]: ...
+    def save(self, out_dir: Path) -> None: ...
+
+
+def _processors() -> dict[str, type]:
+    from fusion.preprocess.audio import AudioProcessor
+    from fusion.preprocess.image import ImageProcessor
+    from fusion.preprocess.text import TextProcessor
+
+    return {p.modality: p for p in (TextProcessor, ImageProcessor, AudioProcessor)}
+
+
+def process_or_reject(record: Record, processor: Processor, reject_dir: str, stage: str) -> Iterator[dict]:
+    """litdata worker function: yield the record's item, or log its rejection and yield nothing."""
+    try:
+        item = processor.process(record)
+    except RecordError as exc:
+        rejection = Rejection(record.id, record.line, stage, str(exc), _modality_file(record, processor.modality))
+        with open(Path(reject_dir) / f"worker-{os.getpid()}.jsonl", "a", encoding="utf-8") as sink:
+            sink.write(rejection.to_json() + "\n")
+        return
+    yield {"id": record.id, **item}
+
+
+def _modality_file(record: Record, modality: str) -> str | None:
+    return {"text": record.text_path, "image": record.image, "audio": record.audio}[modality]
+
+
+def _collect_rejections(reject_dir: Path) -> list[Rejection]:
+    rows = [json.loads(line) for part in sorted(reject_dir.glob("*.jsonl"))
+            for line in part.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [Rejection(**row) for row in rows]
+
+
+def run_preprocess(modality: str, cfg: DictConfig) -> dict[str, Any]:
+    """Preprocess one modality of the dataset at cfg.data.root into cfg.data.processed_dir/<modality>.
+
+    Output is built in a temporary sibling folder and swapped in at the end, so an interrupted
+    run never leaves a folder that looks complete.
+    """
+    stage = f"preprocess_{modality}"
+    data = cfg.data
+    manifest = load_manifest(data.root, data.manifest, data.split, stage=stage)
+    processor: Processor = _processors()[modality](cfg.preprocess[modality], manifest.root, data.dirs[modality])
+
+    out_dir = Path(data.processed_dir) / modality
+    tmp_dir = out_dir.with_name(f".{modality}.tmp")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    reject_dir = tmp_dir / "_rejected"
+    reject_dir.mkdir(parents=True)
+
+    with_modality = [r for r in manifest.records if r.has(modality)]
+    processor.fit([r for r in with_modality if r.split == "train"])
+    worker = functools.partial(process_or_reject, processor=processor, reject_dir=str(reject_dir), stage=stage)
+    for split in SPLITS:
+        print(f"[{stage}] {split}: {sum(r.split == split for r in with_modality)} records with {modality}", flush=True)
+    ids = write_shards(worker, with_modality, tmp_dir / "shards", int(cfg.preprocess.num_workers),
+                       str(cfg.preprocess.chunk_bytes))
+
+    rejections = sorted(manifest.rejections + _collect_rejections(reject_dir), key=lambda r: (r.line, r.reason))
+    shutil.rmtree(reject_dir)
+    split_of = {r.id: r.split for r in with_modality}
+    counts = {split: sum(split_of[i] == split for i in ids) for split in SPLITS}
+    summary = {
+        "modality": modality,
+        "records": len(manifest.records),
+        "kept": counts,
+        "missing": sum(not r.has(modality) for r in manifest.records),
+        "rejected": len(rejections),
+        "rejected_by_reason": dict(Counter(_reason_kind(r.reason) for r in rejections)),
+    }
+    processor.save(tmp_dir)
+    write_json(tmp_dir / "ids.json", ids)
+    write_json(tmp_dir / "meta.json", {"modality": modality, "classes": manifest.classes, **processor.meta(),
+                                       "summary": summary})
+    write_jsonl(tmp_dir / "records.jsonl", (json.dumps({"id": r.id, "label": r.label, "split": r.split})
+                                            for r in manifest.records))
+    write_jsonl(tmp_dir / "rejected.jsonl", (r.to_json() for r in rejections))
+    _swap_in(tmp_dir, out_dir)
+    return summary
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons for the summary: the text before the first detail (':' or '(')."""
+    return reason.split(":")[0].split("(")[0].strip()
+
+
+def _swap_in(tmp_dir: Path, out_dir: Path) -> None:
+    """Replace out_dir by tmp_dir with renames, so the output is never half-written."""
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp_dir.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Human-readable stage summary: kept per split, missing, rejected by reason."""
+    kept = ", ".join(f"{split} {n}" for split, n in summary["kept"].items())
+    lines = [f"{summary['modality']}: {summary['records']} valid manifest records; kept {kept}; "
+             f"modality missing in {summary['missing']}; rejected {summary['rejected']}"]
+    lines += [f"  rejected {n:5d} × {reason}" for reason, n in sorted(summary["rejected_by_reason"].items())]
+    return "\n".join(lines)
+
+
+__all__ = ["run_preprocess", "format_summary", "ManifestError"]

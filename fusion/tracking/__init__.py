@@ -1,0 +1,1 @@
+"""Experiment tracking: MLflow logger set-up, lineage tags, figures."""

@@ -1,0 +1,64 @@
+"""MLflow set-up: an explicit SQLite store and artifact folder, run name and lineage tags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import MLFlowLogger
+
+from fusion.tracking.lineage import data_version, git_commit
+
+SQLITE_PREFIX = "sqlite:///"
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """Make a relative sqlite:/// path absolute, so runs from any folder share one store."""
+    if uri.startswith(SQLITE_PREFIX) and not uri.startswith(SQLITE_PREFIX + "/"):
+        return SQLITE_PREFIX + str(Path(uri[len(SQLITE_PREFIX):]).resolve())
+    return uri
+
+
+def artifact_uri(location: str) -> str:
+    return location if "://" in location else Path(location).resolve().as_uri()
+
+
+def run_tags(cfg: DictConfig) -> dict[str, str]:
+    commit, dirty = git_commit()
+    return {
+        "modality": cfg.modality.name,
+        "modality_slug": cfg.modality.slug,
+        "fusion": cfg.fusion.name,
+        "git_commit": commit,
+        "git_dirty": str(dirty).lower(),
+        "data_version": data_version(),
+        "data_root": str(cfg.data.root),
+    }
+
+
+def build_mlflow_logger(cfg: DictConfig, run_id: str | None = None) -> MLFlowLogger:
+    """Lightning's MLFlowLogger on the configured store; `run_id` continues an existing run."""
+    log = cfg.logger
+    return MLFlowLogger(
+        experiment_name=log.experiment_name,
+        run_name=log.run_name or f"{cfg.modality.slug}-{cfg.fusion.name}",
+        tracking_uri=absolute_tracking_uri(log.tracking_uri),
+        artifact_location=artifact_uri(log.artifact_location),
+        tags=None if run_id else run_tags(cfg),
+        run_id=run_id,
+        log_model=False,
+    )
+
+
+def flat_params(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as flat 'a/b/c' keys (MLflow keys must not hold '+')."""
+    def walk(node: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(node, dict):
+            out: dict[str, Any] = {}
+            for key, value in node.items():
+                out.update(walk(value, f"{prefix}{key}/"))
+            return out
+        return {prefix.rstrip("/"): node}
+
+    return walk(OmegaConf.to_container(cfg, resolve=True), "")

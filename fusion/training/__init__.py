@@ -1,0 +1,1 @@
+"""Lightning wiring: the module, the train and evaluate procedures."""

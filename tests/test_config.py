@@ -1,0 +1,49 @@
+"""The config tree: params.yaml matches conf/, every option composes, MLflow-safe names."""
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from fusion.config import compose
+
+ROOT = Path(__file__).resolve().parents[1]
+MODALITY_OPTIONS = sorted(p.stem for p in (ROOT / "conf" / "modality").glob("*.yaml"))
+
+
+def test_params_yaml_is_the_composed_config():
+    """DVC stages read params.yaml; it must equal conf/ composed (regenerate with `make params`)."""
+    committed = OmegaConf.load(ROOT / "params.yaml")
+    assert OmegaConf.to_container(committed) == OmegaConf.to_container(compose()), "run `make params`"
+
+
+def test_all_seven_modality_subsets_exist():
+    assert len(MODALITY_OPTIONS) == 7
+
+
+@pytest.mark.parametrize("option", MODALITY_OPTIONS)
+def test_modality_options(option):
+    cfg = compose([f"modality={option}"])
+    assert cfg.modality.name == option
+    assert "+".join(cfg.modality.names) == option
+    assert "+" not in cfg.modality.slug and cfg.modality.slug == option.replace("+", "_")
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp"])
+def test_trainer_options_compose(trainer):
+    cfg = compose([f"trainer={trainer}"])
+    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+
+
+def test_cpu_trainer_instantiates(tmp_path):
+    trainer = instantiate(compose(["trainer=cpu", f"paths.output_dir={tmp_path}"]).trainer, logger=False)
+    assert trainer.max_epochs > 0
+
+
+def test_optimizer_is_partial():
+    import torch
+
+    cfg = compose()
+    optimizer = instantiate(cfg.optim.optimizer)(params=[torch.nn.Parameter(torch.zeros(1))])
+    assert isinstance(optimizer, torch.optim.AdamW)

@@ -1,0 +1,61 @@
+"""Collation with missing modalities and the DataModule joining shards by record id."""
+
+import torch
+
+from fusion.data.collate import MultimodalCollate
+from fusion.data.datamodule import MultimodalDataModule
+from fusion.data.shards import read_jsonl
+
+METAS = {"text": {}, "image": {"size": 4, "channels": 3}, "audio": {"n_mels": 2}}
+
+
+def test_collate_pads_masks_and_zero_fills_missing():
+    samples = [
+        {"id": "a", "label": 1, "text": {"tokens": torch.tensor([5, 6, 7], dtype=torch.int32)},
+         "image": {"image": torch.full((3, 4, 4), 9, dtype=torch.uint8)}, "audio": None},
+        {"id": "b", "label": 0, "text": None, "image": None,
+         "audio": {"mel": torch.ones(2, 5, dtype=torch.float16)}},
+    ]
+    batch = MultimodalCollate(METAS)(samples)
+    assert batch["id"] == ["a", "b"] and batch["label"].tolist() == [1, 0]
+    assert batch["text"]["tokens"].tolist() == [[5, 6, 7], [0, 0, 0]]
+    assert batch["text"]["mask"].tolist() == [[True] * 3, [False] * 3]
+    assert batch["text"]["present"].tolist() == [True, False]
+    assert batch["image"]["image"].shape == (2, 3, 4, 4) and int(batch["image"]["image"][1].sum()) == 0
+    assert batch["audio"]["mel"].shape == (2, 2, 5) and batch["audio"]["mel"].dtype == torch.float32
+    assert batch["audio"]["mask"].tolist() == [[False] * 5, [True] * 5]
+    assert batch["audio"]["present"].tolist() == [False, True]
+
+
+def test_collate_when_no_sample_has_the_modality():
+    batch = MultimodalCollate({"audio": {"n_mels": 2}})([{"id": "a", "label": 0, "audio": None}])
+    assert batch["audio"]["mask"].shape == (1, 1) and not batch["audio"]["present"].any()
+
+
+def test_datamodule_joins_modalities_by_id(processed_dir, sample_root):
+    dm = MultimodalDataModule(processed_dir, ["text", "image", "audio"], batch_size=8)
+    manifest = {r["id"]: r for r in read_jsonl(sample_root / "manifest.jsonl")}
+    assert dm.classes == sorted({r["label"] for r in manifest.values()})
+    sizes = {split: len(dm.dataset(split)) for split in ("train", "val", "test")}
+    assert sum(sizes.values()) == len(manifest) and min(sizes.values()) > 0
+    batch = next(iter(dm.val_dataloader()))
+    for i, record_id in enumerate(batch["id"]):
+        row = manifest[record_id]
+        assert dm.classes[batch["label"][i]] == row["label"]
+        assert bool(batch["image"]["present"][i]) == (row.get("image") is not None)
+        assert bool(batch["audio"]["present"][i]) == (row.get("audio") is not None)
+        assert bool(batch["text"]["present"][i]) == (row.get("text") is not None or row.get("text_path") is not None)
+
+
+def test_datamodule_with_workers_and_one_modality(processed_dir):
+    dm = MultimodalDataModule(processed_dir, ["audio"], batch_size=16, num_workers=2, persistent_workers=True)
+    batches = list(dm.train_dataloader())
+    assert sum(len(b["id"]) for b in batches) == len(dm.dataset("train"))
+    assert set(batches[0]) == {"id", "label", "audio"}
+
+
+def test_missing_processed_folder_names_the_stage(tmp_path):
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match="dvc repro preprocess_audio"):
+        MultimodalDataModule(tmp_path, ["audio"], batch_size=4)

@@ -1,0 +1,156 @@
+"""Preprocessing stages on real files: shards, counts, rejections with reasons, format normalisation."""
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from fusion.config import compose
+from fusion.data.manifest import MODALITIES
+from fusion.data.shards import ModalityShards, read_jsonl
+from fusion.preprocess.common import format_summary, run_preprocess
+
+
+def test_sample_dataset_is_fully_kept(processed_dir, sample_root):
+    manifest = read_jsonl(sample_root / "manifest.jsonl")
+    for modality in MODALITIES:
+        shards = ModalityShards(processed_dir / modality)
+        summary = shards.meta["summary"]
+        assert summary["rejected"] == 0
+        assert sum(summary["kept"].values()) + summary["missing"] == len(manifest)
+        assert len(shards.records()) == len(manifest)
+        assert (processed_dir / modality / "rejected.jsonl").read_text() == ""
+    # every stage agrees on the records, their splits and the classes
+    records = [(processed_dir / m / "records.jsonl").read_text() for m in MODALITIES]
+    assert records[0] == records[1] == records[2]
+    assert (processed_dir / "text" / "tokenizer.json").is_file()
+
+
+def test_items_have_the_configured_shapes(processed_dir, sample_root):
+    cfg = compose()
+    manifest = {r["id"]: r for r in read_jsonl(sample_root / "manifest.jsonl")}
+    text, image, audio = (ModalityShards(processed_dir / m) for m in MODALITIES)
+    for record_id, row in list(manifest.items())[:30]:
+        if row.get("image"):
+            assert image.get(record_id)["image"].shape == (3, cfg.preprocess.image.size, cfg.preprocess.image.size)
+        else:
+            assert image.get(record_id) is None
+        if row.get("audio"):
+            mel = audio.get(record_id)["mel"]
+            assert mel.shape[0] == cfg.preprocess.audio.n_mels
+            assert 1 <= mel.shape[1] <= audio.meta["max_frames"]
+            assert np.isfinite(mel.float().numpy()).all()
+        if row.get("text") or row.get("text_path"):
+            tokens = text.get(record_id)["tokens"]
+            assert 1 <= len(tokens) <= cfg.preprocess.text.max_len
+            assert int(tokens.max()) < text.meta["vocab_size"]
+
+
+def _png(mode: str, size=(20, 12)) -> bytes:
+    buffer = io.BytesIO()
+    if mode == "I;16":
+        Image.fromarray(np.arange(size[0] * size[1], dtype=np.uint16).reshape(size[::-1]) * 50).save(buffer, "PNG")
+    else:
+        Image.new(mode, size).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _wav(rate: int, channels: int, seconds: float = 0.2) -> bytes:
+    buffer = io.BytesIO()
+    t = np.arange(int(rate * seconds)) / rate
+    wave = np.stack([np.sin(2 * np.pi * 440 * t)] * channels, axis=1) * 0.5
+    sf.write(buffer, wave, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def mixed_dataset(tmp_path_factory):
+    """Good records with unusual but valid formats, mixed with broken ones (each a real file)."""
+    root = tmp_path_factory.mktemp("mixed") / "ds"
+    for folder in ("text", "image", "audio"):
+        (root / folder).mkdir(parents=True)
+    files = {
+        "image/rgba.png": _png("RGBA"), "image/gray.png": _png("L"), "image/palette.png": _png("P"),
+        "image/deep.png": _png("I;16"), "image/truncated.png": _png("RGB", (64, 64))[:60],
+        "image/not_an_image.png": b"hello, I am text", "image/empty.png": b"",
+        "audio/stereo44k.wav": _wav(44100, 2), "audio/mono8k.wav": _wav(8000, 1), "audio/empty.wav": b"",
+        "audio/garbage.wav": b"RIFF0000WAVEjunk",
+        "text/latin1.txt": "caf\xe9".encode("latin-1"), "text/blank.txt": b"  \n", "text/ok.txt": b"a fine text",
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    rows = [
+        {"id": "good1", "label": "a", "split": "train", "text": "red circle", "image": "image/rgba.png",
+         "audio": "audio/stereo44k.wav"},
+        {"id": "good2", "label": "b", "split": "train", "text_path": "text/ok.txt", "image": "image/gray.png",
+         "audio": "audio/mono8k.wav"},
+        {"id": "good3", "label": "a", "split": "val", "text": "blue", "image": "image/palette.png", "audio": None},
+        {"id": "good4", "label": "b", "split": "test", "text": "green", "image": "image/deep.png"},
+        {"id": "bad1", "label": "a", "split": "train", "text_path": "text/latin1.txt", "image": "image/truncated.png",
+         "audio": "audio/empty.wav"},
+        {"id": "bad2", "label": "b", "split": "train", "text_path": "text/blank.txt",
+         "image": "image/not_an_image.png", "audio": "audio/garbage.wav"},
+        {"id": "bad3", "label": "a", "split": "train", "text_path": "text/missing.txt", "image": "image/empty.png",
+         "audio": "../outside.wav"},
+    ]
+    (root / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{oops\n", encoding="utf-8")
+    out = tmp_path_factory.mktemp("mixed_out")
+    cfg = compose([f"data.root={root}", f"data.processed_dir={out}", "preprocess.num_workers=1"])
+    summaries = {m: run_preprocess(m, cfg) for m in MODALITIES}
+    return out, summaries
+
+
+@pytest.mark.parametrize("modality, reasons", [
+    ("text", {"bad1": "not valid UTF-8", "bad2": "empty text", "bad3": "does not exist"}),
+    ("image", {"bad1": "cannot decode image", "bad2": "cannot decode image", "bad3": "cannot decode image"}),
+    ("audio", {"bad1": "cannot decode audio", "bad2": "cannot decode audio", "bad3": "escapes the dataset"}),
+])
+def test_bad_files_are_quarantined_with_reasons(mixed_dataset, modality, reasons):
+    out, summaries = mixed_dataset
+    rejected = read_jsonl(out / modality / "rejected.jsonl")
+    by_id = {r["id"]: r for r in rejected if r["id"]}
+    for record_id, reason in reasons.items():
+        assert reason in by_id[record_id]["reason"], by_id[record_id]
+        assert by_id[record_id]["stage"] == f"preprocess_{modality}"
+    assert any("malformed JSON" in r["reason"] for r in rejected)  # the broken manifest line
+    summary = summaries[modality]
+    assert summary["rejected"] == len(rejected) == len(reasons) + 1
+    assert sum(summary["kept"].values()) + summary["missing"] + len(reasons) == summary["records"]
+    assert f"rejected {len(rejected)}" in format_summary(summary)
+
+
+def test_unusual_formats_are_normalised(mixed_dataset):
+    out, _ = mixed_dataset
+    image, audio = ModalityShards(out / "image"), ModalityShards(out / "audio")
+    for record_id in ("good1", "good2", "good3", "good4"):
+        assert image.get(record_id)["image"].shape == (3, 64, 64)
+    white = image.get("good1")["image"]  # fully transparent → composited on the white background
+    assert int(white.min()) == 255
+    assert int(image.get("good4")["image"].max()) == 255  # 16-bit scaled to the 8-bit range
+    frames = {rid: audio.get(rid)["mel"].shape[1] for rid in ("good1", "good2")}
+    assert frames["good1"] == frames["good2"]  # 0.2 s at 44.1 kHz stereo and at 8 kHz mono: same frames
+
+
+def test_rerun_replaces_output_atomically(mixed_dataset, tmp_path):
+    out, _ = mixed_dataset
+    assert not list(out.glob(".*.tmp")) and not list(out.glob(".*.old"))
+    assert {p.name for p in (out / "audio").iterdir()} == {"shards", "ids.json", "meta.json", "records.jsonl",
+                                                          "rejected.jsonl"}
+
+
+def test_preprocess_cli_help_and_override(tmp_path, sample_root, subprocess_env):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "pipelines/preprocess.py", "--help"], cwd=root, env=subprocess_env,
+                            capture_output=True, text=True, check=True)
+    assert "rejected.jsonl" in result.stdout and "data.root=" in result.stdout
+    missing = subprocess.run([sys.executable, "pipelines/preprocess.py", "text", f"data.root={tmp_path}"],
+                             cwd=root, env=subprocess_env, capture_output=True, text=True)
+    assert missing.returncode != 0 and "manifest not found" in missing.stderr and "data.root" in missing.stderr

@@ -1,0 +1,94 @@
+"""Integration: train tiny models for real, track them in MLflow, evaluate the checkpoint."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from fusion.training.evaluate import evaluate
+from fusion.training.train import train
+from tests.conftest import tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+def _client(cfg) -> MlflowClient:
+    from fusion.tracking.mlflow_logger import absolute_tracking_uri
+
+    return MlflowClient(tracking_uri=absolute_tracking_uri(cfg.logger.tracking_uri))
+
+
+@pytest.fixture(scope="module")
+def trained(processed_dir, tmp_path_factory):
+    """One real tri-modal cross-attention run, then the evaluate stage on its checkpoint."""
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = tiny_config(tmp, processed_dir)
+    metrics = train(cfg)
+    return cfg, metrics, evaluate(cfg)
+
+
+def test_training_learns_and_checkpoints(trained):
+    cfg, metrics, _ = trained
+    for key in ("train/loss", "val/acc", "val/f1_macro", "val/acc_best", "test/acc", "test/f1_macro"):
+        assert key in metrics and metrics[key] == metrics[key]  # present and not NaN
+    checkpoints = {p.name for p in Path(cfg.paths.checkpoint_dir).iterdir()}
+    assert {"best.ckpt", "last.ckpt"} <= checkpoints
+
+
+def test_mlflow_run_has_params_metrics_tags_and_artifacts(trained):
+    cfg, _, _ = trained
+    client = _client(cfg)
+    experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == "text_image_audio-cross_attention"
+    tags = run.data.tags
+    assert tags["modality"] == "text+image+audio" and tags["fusion"] == "cross_attention"
+    assert tags["git_commit"] and tags["data_version"]
+    params = run.data.params
+    assert params["fusion/name"] == "cross_attention" and params["modality/name"] == "text+image+audio"
+    assert params["trainer/max_epochs"] == str(cfg.trainer.max_epochs)
+    history = client.get_metric_history(run.info.run_id, "val/acc")
+    assert len(history) == cfg.trainer.max_epochs  # one point per epoch
+    assert run.data.metrics["params/trainable"] > 0
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "confusion_matrix.png"} <= artifacts
+
+
+def test_evaluate_writes_dvc_metrics_and_plots_into_the_same_run(trained, tmp_path):
+    cfg, metrics, evaluation = trained
+    from pathlib import Path
+
+    out = Path(cfg.paths.evaluate_dir)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == evaluation
+    assert 0.0 <= saved["test"]["acc"] <= 1.0 and 0.0 <= saved["test"]["f1_macro"] <= 1.0
+    # the evaluate stage reproduces the test metrics of the train run (same best checkpoint)
+    assert saved["test"]["acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    rows = (out / "plots" / "confusion.csv").read_text().splitlines()
+    assert rows[0] == "actual,predicted" and len(rows) - 1 == saved["test"]["samples"]
+    assert (out / "plots" / "per_class.csv").read_text().startswith("class,f1")
+    assert (out / "confusion_matrix.png").stat().st_size > 0
+    client = _client(cfg)
+    (run,) = client.search_runs([client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id])
+    assert run.info.run_id == saved["mlflow_run_id"]
+
+
+@pytest.mark.parametrize("fusion, modality", [("late", "text+image+audio"), ("cross_attention", "audio"),
+                                              ("cross_attention", "text+image")])
+def test_other_fusions_and_subsets_train(processed_dir, tmp_path, fusion, modality):
+    cfg = tiny_config(tmp_path, processed_dir, [f"fusion={fusion}", f"modality={modality}",
+                                                "trainer.max_epochs=1", "test_after_fit=false"])
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+def test_the_model_can_fit_a_batch(processed_dir, tmp_path):
+    """Overfitting one batch of the sample data is the classic check that gradients reach everything."""
+    cfg = tiny_config(tmp_path, processed_dir, ["trainer.max_epochs=40", "+trainer.overfit_batches=1",
+                                                "test_after_fit=false", "optim.optimizer.lr=3e-3",
+                                                "model.dropout=0.0", "optim.scheduler=null"])
+    metrics = train(cfg)
+    assert metrics["val/acc_best"] >= 0.9 and metrics["train/loss"] < 0.5
