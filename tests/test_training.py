@@ -86,9 +86,9 @@ def test_other_fusions_and_subsets_train(processed_dir, tmp_path, fusion, modali
 
 
 def test_the_model_can_fit_a_batch(processed_dir, tmp_path):
-    """Overfitting one batch of the sample data is the classic check that gradients reach everything."""
-    cfg = tiny_config(tmp_path, processed_dir, ["trainer.max_epochs=40", "+trainer.overfit_batches=1",
+    """Memorising one batch of the sample data: the classic check that the whole model can learn."""
+    cfg = tiny_config(tmp_path, processed_dir, ["trainer.max_epochs=30", "+trainer.overfit_batches=1",
                                                 "test_after_fit=false", "optim.optimizer.lr=3e-3",
                                                 "model.dropout=0.0", "optim.scheduler=null"])
     metrics = train(cfg)
-    assert metrics["val/acc_best"] >= 0.9 and metrics["train/loss"] < 0.5
+    assert metrics["train/acc"] >= 0.9 and metrics["train/loss"] < 0.3, metrics

@@ -11,11 +11,15 @@ Layout of one modality folder (a DVC output):
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from litdata import StreamingDataset, optimize
+
+# litdata logs cache set-up details at INFO each time a dataset opens (once per loader worker).
+logging.getLogger("litdata").setLevel(logging.WARNING)
 
 
 def write_shards(fn: Callable, inputs: list, out_dir: Path, num_workers: int, chunk_bytes: str) -> list[str]:

@@ -11,6 +11,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import TQDMProgressBar
 
 from fusion.tracking.mlflow_logger import build_mlflow_logger
 from fusion.training.setup import build_datamodule, build_module
@@ -34,8 +35,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg, datamodule)
     load_weights(module, Path(cfg.paths.checkpoint_dir) / f"{cfg.callbacks.checkpoint.filename}.ckpt")
     logger = build_mlflow_logger(cfg, run_id=run_info["run_id"])
+    progress = TQDMProgressBar(refresh_rate=int(cfg.callbacks.progress_bar.refresh_rate))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, devices=1, num_nodes=1, strategy="auto",
-                                                  logger=logger, callbacks=[], enable_checkpointing=False)
+                                                  logger=logger, callbacks=[progress], enable_checkpointing=False)
     results = trainer.test(module, datamodule=datamodule)[0]
     classes = datamodule.classes
     report = module.test_report

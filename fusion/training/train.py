@@ -14,7 +14,6 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from fusion.tracking.figures import plot_confusion_matrix
 from fusion.tracking.mlflow_logger import build_mlflow_logger, flat_params
-from fusion.training.module import num_parameters
 from fusion.training.setup import build_callbacks, build_datamodule, build_module
 
 RUN_INFO = "run.json"
@@ -49,8 +48,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def _log_setup(logger, cfg: DictConfig, module, output_dir: Path) -> None:
     """Params (flattened config), parameter counts and the resolved config file."""
     logger.log_hyperparams(flat_params(cfg))
-    logger.log_metrics({"params/total": num_parameters(module.net),
-                        "params/trainable": num_parameters(module.net, trainable_only=True)})
+    logger.log_metrics({"params/total": module.net.num_parameters(),
+                        "params/trainable": module.net.num_parameters(trainable_only=True)})
     config_path = output_dir / "config.yaml"
     config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     logger.experiment.log_artifact(logger.run_id, str(config_path))
