@@ -92,3 +92,12 @@ def test_the_model_can_fit_a_batch(processed_dir, tmp_path):
                                                 "model.dropout=0.0", "optim.scheduler=null"])
     metrics = train(cfg)
     assert metrics["train/acc"] >= 0.9 and metrics["train/loss"] < 0.3, metrics
+
+
+def test_report_lists_the_run_with_its_test_metrics(trained):
+    from fusion.tracking.report import runs_table
+
+    cfg, metrics, _ = trained
+    table = runs_table(cfg.logger.tracking_uri, cfg.logger.experiment_name).splitlines()
+    assert table[0].startswith("| modality | fusion | test/acc")
+    assert len(table) == 3 and table[2].startswith(f"| text+image+audio | cross_attention | {metrics['test/acc']:.3f}")
