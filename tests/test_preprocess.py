@@ -154,3 +154,19 @@ def test_preprocess_cli_help_and_override(tmp_path, sample_root, subprocess_env)
     missing = subprocess.run([sys.executable, "pipelines/preprocess.py", "text", f"data.root={tmp_path}"],
                              cwd=root, env=subprocess_env, capture_output=True, text=True)
     assert missing.returncode != 0 and "manifest not found" in missing.stderr and "data.root" in missing.stderr
+
+
+def test_tokenizer_training_is_deterministic(sample_root):
+    """The same training texts give the same vocabulary and ids every time (reproducible runs)."""
+    from fusion.data.manifest import load_manifest
+    from fusion.preprocess.text import TextProcessor
+
+    cfg = compose([f"data.root={sample_root}"])
+    manifest = load_manifest(sample_root, cfg.data.manifest, cfg.data.split, stage="test")
+    train = [r for r in manifest.records if r.has("text") and r.split == "train"]
+    vocabularies = set()
+    for _ in range(5):
+        processor = TextProcessor(cfg.preprocess.text, sample_root, cfg.data.dirs.text)
+        processor.fit(train)
+        vocabularies.add(processor.tokenizer_json)
+    assert len(vocabularies) == 1

@@ -14,7 +14,7 @@ PAD, UNK = "[PAD]", "[UNK]"
 
 
 class TextProcessor:
-    """Turns a record's text into token ids with a WordPiece tokenizer fitted on training text."""
+    """Turns a record's text into token ids with a BPE tokenizer fitted on training text."""
 
     modality = "text"
 
@@ -47,10 +47,12 @@ class TextProcessor:
             except RecordError:
                 continue  # rejected with its reason when the record itself is processed
         steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if self.cfg["lowercase"] else [])
-        tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
+        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
         tokenizer.normalizer = normalizers.Sequence(steps)
         tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-        trainer = trainers.WordPieceTrainer(
+        # BPE, not WordPiece: WordPiece's "##" continuation tokens get ids in hash-map order, so its
+        # vocabulary differs from run to run (huggingface/tokenizers#1794); BPE's does not.
+        trainer = trainers.BpeTrainer(
             vocab_size=int(self.cfg["vocab_size"]),
             min_frequency=int(self.cfg["min_frequency"]),
             special_tokens=[PAD, UNK],
