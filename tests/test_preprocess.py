@@ -25,6 +25,10 @@ def test_sample_dataset_is_fully_kept(processed_dir, sample_root):
         assert sum(summary["kept"].values()) + summary["missing"] == len(manifest)
         assert len(shards.records()) == len(manifest)
         assert (processed_dir / modality / "rejected.jsonl").read_text() == ""
+        # shards keep manifest order, so the same inputs give the same chunks
+        has = {"text": ("text", "text_path"), "image": ("image",), "audio": ("audio",)}[modality]
+        expected = [r["id"] for r in manifest if any(r.get(key) is not None for key in has)]
+        assert json.loads((processed_dir / modality / "ids.json").read_text()) == expected
     # every stage agrees on the records, their splits and the classes
     records = [(processed_dir / m / "records.jsonl").read_text() for m in MODALITIES]
     assert records[0] == records[1] == records[2]
@@ -122,6 +126,8 @@ def test_bad_files_are_quarantined_with_reasons(mixed_dataset, modality, reasons
     assert summary["rejected"] == len(rejected) == len(reasons) + 1
     assert sum(summary["kept"].values()) + summary["missing"] + len(reasons) == summary["records"]
     assert f"rejected {len(rejected)}" in format_summary(summary)
+    # reasons are grouped by kind, with file names elided
+    assert all("latin1" not in kind and "missing.txt" not in kind for kind in summary["rejected_by_reason"])
 
 
 def test_unusual_formats_are_normalised(mixed_dataset):

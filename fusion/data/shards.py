@@ -26,8 +26,9 @@ def write_shards(fn: Callable, inputs: list, out_dir: Path, num_workers: int, ch
     """Run `fn` over inputs in worker processes into litdata chunks; returns ids in shard order."""
     if not inputs:
         return []
+    # keep_data_ordered: items land in input order, so the same inputs give the same chunks.
     optimize(fn=fn, inputs=inputs, output_dir=str(out_dir), chunk_bytes=chunk_bytes,
-             num_workers=max(1, min(num_workers, len(inputs))), mode="overwrite")
+             num_workers=max(1, min(num_workers, len(inputs))), mode="overwrite", keep_data_ordered=True)
     if not (out_dir / "index.json").exists():  # every input was rejected
         shutil.rmtree(out_dir, ignore_errors=True)
         return []

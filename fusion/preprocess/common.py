@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -106,8 +107,8 @@ def run_preprocess(modality: str, cfg: DictConfig) -> dict[str, Any]:
 
 
 def _reason_kind(reason: str) -> str:
-    """Group reasons for the summary: the text before the first detail (':' or '(')."""
-    return reason.split(":")[0].split("(")[0].strip()
+    """Group reasons for the summary: quoted names elided, text before the first detail (':' or '(')."""
+    return re.sub(r"'[^']*'", "'…'", reason).split(":")[0].split("(")[0].strip()
 
 
 def _swap_in(tmp_dir: Path, out_dir: Path) -> None:
