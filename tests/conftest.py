@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from fusion.config import compose
 from fusion.data.sample import generate_sample
@@ -71,8 +71,3 @@ def subprocess_env() -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-def to_yaml(cfg: DictConfig, path: Path) -> Path:
-    path.write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
-    return path

@@ -68,9 +68,6 @@ class Manifest:
     classes: list[str]
     rejections: list[Rejection] = field(default_factory=list)
 
-    def label_index(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.classes)}
-
 
 def _optional_str(obj: Mapping[str, Any], key: str) -> str | None:
     value = obj.get(key)
