@@ -21,7 +21,7 @@ def runs_table(tracking_uri: str, experiment_name: str) -> str:
     runs.sort(key=lambda r: -r.data.metrics["test/acc"])
     lines = ["| " + " | ".join(COLUMNS) + " | run |", "|" + " --- |" * (len(COLUMNS) + 1)]
     for run in runs:
-        values = {**run.data.tags, **{k: v for k, v in run.data.metrics.items()}}
+        values = {**run.data.tags, **run.data.metrics}
         cells = [_cell(values.get(column)) for column in COLUMNS]
         lines.append("| " + " | ".join(cells) + f" | {run.info.run_id[:8]} |")
     return "\n".join(lines)
