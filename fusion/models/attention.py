@@ -7,13 +7,14 @@ boolean key mask (True = valid) and maps a query with no valid key to an exact z
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Attention", "Mlp", "Block", "CrossBlock", "AttentionPool", "make_dropout"]
+__all__ = ["SCORES", "Attention", "Mlp", "Block", "CrossBlock", "AttentionPool", "make_dropout"]
 
 
 def make_dropout(p: float) -> nn.Module:
@@ -31,11 +32,19 @@ def _safe_key_mask(key_mask: Optional[Tensor]) -> tuple[Optional[Tensor], Option
     return attn_mask, has_key[:, None, None]
 
 
-class Attention(nn.Module):
-    """Multi-head scaled dot-product attention (Vaswani et al., 2017) for self- or cross-attention.
+SCORES = ("scaled_dot", "additive", "cosine")
 
-    Queries come from ``x``, keys/values from ``context`` (default ``x``); ``key_mask`` [B, Nk] marks
-    valid keys. Queries whose keys are all masked output exact zeros and get all-zero weights.
+
+class Attention(nn.Module):
+    """Multi-head attention for self- or cross-attention with a choice of score function.
+
+    ``score``: ``scaled_dot`` q.k/sqrt(d) (Vaswani et al., 2017; through SDPA when ``fused``), ``additive``
+    v.tanh(q + k) per head (Bahdanau et al., 2015; always the plain path) or ``cosine`` cos(q, k) times a
+    learned per-head temperature (Liu et al., 2022, Swin Transformer V2; SDPA-capable). ``gate`` multiplies
+    the attention output by sigmoid(W x) per channel before the output projection (Qiu et al., 2025,
+    "Gated Attention for Large Language Models"). Queries come from ``x``, keys/values from ``context``
+    (default ``x``); ``key_mask`` [B, Nk] marks valid keys. Queries whose keys are all masked output exact
+    zeros and get all-zero weights.
     """
 
     def __init__(
@@ -46,21 +55,51 @@ class Attention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         fused: bool = True,
+        score: str = "scaled_dot",
+        gate: bool = False,
+        max_logit_scale: float = 100.0,
     ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        if score not in SCORES:
+            raise ValueError(f"unknown attention score {score!r} (model.attention.score); available: {SCORES}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
-        self.fused = fused
+        self.score = score
+        self.fused = fused and score != "additive"
         self.attn_drop_p = attn_drop
         # Separate q / kv projections so the same layer serves self- and cross-attention.
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
+        if score == "additive":
+            self.additive_v = nn.Parameter(torch.empty(num_heads, self.head_dim))
+            nn.init.trunc_normal_(self.additive_v, std=self.head_dim**-0.5)
+        if score == "cosine":
+            # Per-head log temperature, initialised to log(10) and capped (Swin V2).
+            self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
+            self.max_log_scale = math.log(max_logit_scale)
+        self.gate = nn.Linear(dim, dim) if gate else None
         self.attn_drop = make_dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = make_dropout(proj_drop)
+
+    def _scaled_qk(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        """q, k [B, H, N, d] -> (q', k') whose plain dot product is the score (additive: unchanged)."""
+        if self.score == "scaled_dot":
+            return q * self.scale, k
+        if self.score == "cosine":
+            scale = self.logit_scale.clamp(max=self.max_log_scale).exp()
+            return F.normalize(q, dim=-1) * scale, F.normalize(k, dim=-1)
+        return q, k
+
+    def scores(self, q: Tensor, k: Tensor) -> Tensor:
+        """Unnormalised attention logits [B, H, Nq, Nk] for projected q [B, H, Nq, d] and k [B, H, Nk, d]."""
+        q, k = self._scaled_qk(q, k)
+        if self.score == "additive":
+            return (torch.tanh(q.unsqueeze(-2) + k.unsqueeze(-3)) * self.additive_v[:, None, None, :]).sum(-1)
+        return q @ k.transpose(-2, -1)
 
     def forward(
         self,
@@ -80,25 +119,29 @@ class Attention(nn.Module):
 
         weights = None
         if self.fused and not return_weights:
-            x = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop_p if self.training else 0.0
+            qs, ks = self._scaled_qk(q, k)
+            out = F.scaled_dot_product_attention(
+                qs, ks, v, attn_mask=attn_mask, dropout_p=self.attn_drop_p if self.training else 0.0, scale=1.0
             )
         else:
-            attn = (q * self.scale) @ k.transpose(-2, -1)
+            attn = self.scores(q, k)
             if attn_mask is not None:
                 attn = attn.masked_fill(~attn_mask, float("-inf"))
             attn = attn.softmax(dim=-1)
             if keep is not None:
                 attn = attn * keep[..., None]
             weights = attn
-            x = self.attn_drop(attn) @ v
+            out = self.attn_drop(attn) @ v
 
-        x = self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, Nq, C)))
+        out = out.transpose(1, 2).reshape(B, Nq, C)
+        if self.gate is not None:
+            out = out * torch.sigmoid(self.gate(x))
+        out = self.proj_drop(self.proj(out))
         if keep is not None:
-            x = x * keep  # rows without any valid key: exact zero (also removes the proj bias)
+            out = out * keep  # rows without any valid key: exact zero (also removes the proj bias)
         if return_weights:
-            return x, weights
-        return x
+            return out, weights
+        return out
 
 
 class Mlp(nn.Module):
@@ -140,13 +183,17 @@ class Block(nn.Module):
         drop: float = 0.0,
         attn_drop: float = 0.0,
         fused: bool = True,
+        score: str = "scaled_dot",
+        gate: bool = False,
         act_layer: type[nn.Module] = nn.GELU,
         norm_layer: type[nn.Module] = nn.LayerNorm,
         mlp_layer: type[nn.Module] = Mlp,
     ) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop, fused=fused)
+        self.attn = Attention(
+            dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop, fused=fused, score=score, gate=gate
+        )
         self.norm2 = norm_layer(dim)
         self.mlp = mlp_layer(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
 
@@ -194,6 +241,8 @@ class AttentionPool(nn.Module):
         drop: float = 0.0,
         attn_drop: float = 0.0,
         fused: bool = True,
+        score: str = "scaled_dot",
+        gate: bool = False,
         act_layer: type[nn.Module] = nn.GELU,
         norm_layer: type[nn.Module] = nn.LayerNorm,
         mlp_layer: type[nn.Module] = Mlp,
@@ -202,7 +251,9 @@ class AttentionPool(nn.Module):
         self.latent = nn.Parameter(torch.empty(1, 1, dim))
         nn.init.trunc_normal_(self.latent, std=dim**-0.5)
         self.norm1 = norm_layer(dim)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop, fused=fused)
+        self.attn = Attention(
+            dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop, fused=fused, score=score, gate=gate
+        )
         self.norm2 = norm_layer(dim)
         self.mlp = mlp_layer(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
 

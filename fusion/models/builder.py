@@ -23,6 +23,16 @@ def _to_dict(cfg: Any) -> dict[str, Any]:
     return dict(cfg)
 
 
+def _attention_kwargs(model_cfg: Mapping) -> dict[str, Any]:
+    """The ``model.attention`` knobs every encoder and fusion takes: SDPA path, score function, output gate."""
+    attention = model_cfg.get("attention") or {}
+    return {
+        "fused_attn": attention.get("fused", True),
+        "attn_score": attention.get("score", "scaled_dot"),
+        "attn_gate": attention.get("gate", False),
+    }
+
+
 def _text(common: dict, cfg: dict, meta: Mapping) -> nn.Module:
     max_len = cfg.pop("max_len", None) or meta["max_len"]
     if max_len < meta["max_len"]:
@@ -52,7 +62,7 @@ def build_encoder(modality: str, model_cfg: Any, meta: Mapping) -> nn.Module:
         raise ValueError(f"unknown modality {modality!r}; available: {sorted(ENCODER_BUILDERS)}")
     model_cfg = _to_dict(model_cfg)
     common = {k: model_cfg[k] for k in ("dim", "num_heads", "mlp_ratio", "dropout")}
-    common["fused_attn"] = model_cfg.get("fused_attn", True)
+    common.update(_attention_kwargs(model_cfg))
     cfg = _to_dict(model_cfg.get(modality))
     common = {k: v for k, v in common.items() if k not in cfg}
     return ENCODER_BUILDERS[modality](common, cfg, meta)
@@ -83,9 +93,9 @@ def build_model(
         raise ValueError(f"data_meta lacks entries for modalities {missing_meta}")
 
     encoders = nn.ModuleDict({m: build_encoder(m, model, data_meta[m]) for m in modalities})
-    shared = {"num_heads": model["num_heads"], "mlp_ratio": model["mlp_ratio"], "dropout": model["dropout"]}
-    shared["fused_attn"] = model.get("fused_attn", True)
-    fusion = build_fusion(name, modalities, model["dim"], **{**shared, **fusion_kwargs})
+    shared = {k: model[k] for k in ("num_heads", "mlp_ratio", "dropout")}
+    shared.update(_attention_kwargs(model))
+    fusion = build_fusion(name, modalities, model["dim"], num_outputs=num_classes, **{**shared, **fusion_kwargs})
     return MultimodalClassifier(
         encoders, fusion, num_classes=num_classes, head_hidden=model["head_hidden"], dropout=model["dropout"]
     )

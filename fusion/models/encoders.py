@@ -35,6 +35,8 @@ class TokenEncoder(nn.Module):
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
         fused_attn: bool = True,
+        attn_score: str = "scaled_dot",
+        attn_gate: bool = False,
         norm_layer: type[nn.Module] = nn.LayerNorm,
         act_layer: type[nn.Module] = nn.GELU,
     ) -> None:
@@ -52,6 +54,8 @@ class TokenEncoder(nn.Module):
                 drop=dropout,
                 attn_drop=attn_dropout,
                 fused=fused_attn,
+                score=attn_score,
+                gate=attn_gate,
                 act_layer=act_layer,
                 norm_layer=norm_layer,
             )

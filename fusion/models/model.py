@@ -29,9 +29,15 @@ class MultimodalClassifier(nn.Module):
         self.modalities = list(encoders.keys())
         self.encoders = encoders
         self.fusion = fusion
-        self.norm = norm_layer(fusion.out_dim)
-        self.head_drop = make_dropout(dropout)
-        self.head = Mlp(fusion.out_dim, head_hidden, num_classes, act_layer=act_layer)
+        if getattr(fusion, "outputs_logits", False):
+            # The fusion already combines per-modality predictions (e.g. late_avg): no shared head.
+            if fusion.out_dim != num_classes:
+                raise ValueError(f"{type(fusion).__name__} outputs {fusion.out_dim} logits, expected {num_classes}")
+            self.norm, self.head_drop, self.head = nn.Identity(), nn.Identity(), nn.Identity()
+        else:
+            self.norm = norm_layer(fusion.out_dim)
+            self.head_drop = make_dropout(dropout)
+            self.head = Mlp(fusion.out_dim, head_hidden, num_classes, act_layer=act_layer)
 
     def encode(self, inputs: dict[str, dict[str, Tensor]]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Run every encoder -> (tokens {m: [B, N_m, D]}, masks {m: [B, N_m]})."""
@@ -44,7 +50,7 @@ class MultimodalClassifier(nn.Module):
         return tokens, masks
 
     def features(self, inputs: dict[str, dict[str, Tensor]]) -> Tensor:
-        """Fused representation [B, fusion.out_dim] before the head."""
+        """Fused representation [B, fusion.out_dim] before the head (the logits for a logit-level fusion)."""
         return self.fusion(*self.encode(inputs))
 
     def forward(self, inputs: dict[str, dict[str, Tensor]]) -> Tensor:

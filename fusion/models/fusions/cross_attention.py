@@ -37,6 +37,8 @@ class CrossAttentionFusion(nn.Module):
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
         fused_attn: bool = True,
+        attn_score: str = "scaled_dot",
+        attn_gate: bool = False,
         norm_layer: type[nn.Module] = nn.LayerNorm,
         act_layer: type[nn.Module] = nn.GELU,
     ) -> None:
@@ -49,6 +51,8 @@ class CrossAttentionFusion(nn.Module):
             drop=dropout,
             attn_drop=attn_dropout,
             fused=fused_attn,
+            score=attn_score,
+            gate=attn_gate,
             norm_layer=norm_layer,
             act_layer=act_layer,
         )

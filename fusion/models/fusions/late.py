@@ -24,6 +24,8 @@ class LateFusion(nn.Module):
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
         fused_attn: bool = True,
+        attn_score: str = "scaled_dot",
+        attn_gate: bool = False,
         norm_layer: type[nn.Module] = nn.LayerNorm,
         act_layer: type[nn.Module] = nn.GELU,
     ) -> None:
@@ -31,7 +33,8 @@ class LateFusion(nn.Module):
         self.modalities = list(modalities)
         self.out_dim = len(self.modalities) * dim
         layer_kwargs = dict(
-            mlp_ratio=mlp_ratio, drop=dropout, fused=fused_attn, norm_layer=norm_layer, act_layer=act_layer
+            mlp_ratio=mlp_ratio, drop=dropout, fused=fused_attn, score=attn_score, gate=attn_gate,
+            norm_layer=norm_layer, act_layer=act_layer,
         )
         self.pool = nn.ModuleDict({m: AttentionPool(dim, num_heads, **layer_kwargs) for m in self.modalities})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, TypeVar
 
 from torch import nn
@@ -25,8 +26,15 @@ def register_fusion(name: str) -> Callable[[T], T]:
     return decorator
 
 
-def build_fusion(name: str, modalities: list[str], dim: int, **kwargs) -> nn.Module:
-    """Instantiate the fusion registered as ``name``; unknown names raise ValueError listing the choices."""
+def build_fusion(name: str, modalities: list[str], dim: int, num_outputs: int | None = None, **kwargs) -> nn.Module:
+    """Instantiate the fusion registered as ``name``; unknown names raise ValueError listing the choices.
+
+    ``num_outputs`` (the head's size) reaches only fusions that take it, i.e. those that output logits."""
     if name not in FUSIONS:
         raise ValueError(f"unknown fusion {name!r}; available: {sorted(FUSIONS)}")
-    return FUSIONS[name](list(modalities), dim, **kwargs)
+    cls = FUSIONS[name]
+    if "num_outputs" in inspect.signature(cls.__init__).parameters:
+        if num_outputs is None:
+            raise ValueError(f"fusion {name!r} outputs logits and needs num_outputs")
+        kwargs["num_outputs"] = num_outputs
+    return cls(list(modalities), dim, **kwargs)
