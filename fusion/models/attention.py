@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SCORES", "Attention", "Mlp", "Block", "CrossBlock", "AttentionPool", "make_dropout"]
+__all__ = ["SCORES", "block_options", "Attention", "Mlp", "Block", "CrossBlock", "AttentionPool", "make_dropout"]
 
 
 def make_dropout(p: float) -> nn.Module:
@@ -33,6 +33,30 @@ def _safe_key_mask(key_mask: Optional[Tensor]) -> tuple[Optional[Tensor], Option
 
 
 SCORES = ("scaled_dot", "additive", "cosine")
+
+
+def block_options(
+    mlp_ratio: float = 2.0,
+    dropout: float = 0.0,
+    attn_dropout: float = 0.0,
+    fused_attn: bool = True,
+    attn_score: str = "scaled_dot",
+    attn_gate: bool = False,
+    norm_layer: type[nn.Module] = nn.LayerNorm,
+    act_layer: type[nn.Module] = nn.GELU,
+) -> dict:
+    """The model-level layer knobs (config names, shared by encoders and fusions) as keyword arguments of
+    :class:`Block`, :class:`CrossBlock` and :class:`AttentionPool`."""
+    return dict(
+        mlp_ratio=mlp_ratio,
+        drop=dropout,
+        attn_drop=attn_dropout,
+        fused=fused_attn,
+        score=attn_score,
+        gate=attn_gate,
+        norm_layer=norm_layer,
+        act_layer=act_layer,
+    )
 
 
 class Attention(nn.Module):

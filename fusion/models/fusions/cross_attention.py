@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fusion.models.attention import AttentionPool, Block, CrossBlock
+from fusion.models.attention import AttentionPool, Block, CrossBlock, block_options
 from fusion.models.fusions.registry import register_fusion
 
 __all__ = ["CrossAttentionFusion"]
@@ -46,15 +46,8 @@ class CrossAttentionFusion(nn.Module):
         self.modalities = list(modalities)
         self.out_dim = len(self.modalities) * dim
         self.sources = {t: [s for s in self.modalities if s != t] for t in self.modalities}
-        layer_kwargs = dict(
-            mlp_ratio=mlp_ratio,
-            drop=dropout,
-            attn_drop=attn_dropout,
-            fused=fused_attn,
-            score=attn_score,
-            gate=attn_gate,
-            norm_layer=norm_layer,
-            act_layer=act_layer,
+        layer_kwargs = block_options(
+            mlp_ratio, dropout, attn_dropout, fused_attn, attn_score, attn_gate, norm_layer, act_layer
         )
         self.cross = nn.ModuleDict(
             {

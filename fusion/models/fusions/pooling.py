@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fusion.models.attention import AttentionPool
+from fusion.models.attention import AttentionPool, block_options
 
 __all__ = ["ModalityPooling", "PooledFusion", "stack_modalities"]
 
@@ -24,24 +24,10 @@ class ModalityPooling(nn.ModuleDict):
     parameters keep the names ``<attr>.<modality>.*`` of a plain per-modality pool dict.
     """
 
-    def __init__(
-        self,
-        modalities: list[str],
-        dim: int,
-        num_heads: int = 4,
-        mlp_ratio: float = 2.0,
-        dropout: float = 0.0,
-        fused_attn: bool = True,
-        attn_score: str = "scaled_dot",
-        attn_gate: bool = False,
-        norm_layer: type[nn.Module] = nn.LayerNorm,
-        act_layer: type[nn.Module] = nn.GELU,
-    ) -> None:
-        layer_kwargs = dict(
-            mlp_ratio=mlp_ratio, drop=dropout, fused=fused_attn, score=attn_score, gate=attn_gate,
-            norm_layer=norm_layer, act_layer=act_layer,
-        )
-        super().__init__({m: AttentionPool(dim, num_heads, **layer_kwargs) for m in modalities})
+    def __init__(self, modalities: list[str], dim: int, num_heads: int = 4, **layer_options) -> None:
+        """``layer_options``: the shared layer knobs of :func:`~fusion.models.attention.block_options`."""
+        options = block_options(**layer_options)
+        super().__init__({m: AttentionPool(dim, num_heads, **options) for m in modalities})
 
     def forward(
         self, tokens: dict[str, Tensor], masks: dict[str, Tensor]

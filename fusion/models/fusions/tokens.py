@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from fusion.models.attention import AttentionPool, Block, CrossBlock
+from fusion.models.attention import AttentionPool, Block, CrossBlock, block_options
 
 __all__ = ["TokenFusion", "ModalityEmbedding", "attention_weights"]
 
@@ -84,14 +84,7 @@ class TokenFusion(nn.Module):
         modalities: Sequence[str],
         dim: int,
         num_heads: int = 4,
-        mlp_ratio: float = 2.0,
-        dropout: float = 0.0,
-        attn_dropout: float = 0.0,
-        fused_attn: bool = True,
-        attn_score: str = "scaled_dot",
-        attn_gate: bool = False,
-        norm_layer: type[nn.Module] = nn.LayerNorm,
-        act_layer: type[nn.Module] = nn.GELU,
+        **layer_options,
     ) -> None:
         super().__init__()
         if not modalities:
@@ -99,17 +92,8 @@ class TokenFusion(nn.Module):
         self.modalities = list(modalities)
         self.dim = dim
         self.num_heads = num_heads
-        self.norm_layer = norm_layer
-        self._layer_kwargs = dict(
-            mlp_ratio=mlp_ratio,
-            drop=dropout,
-            attn_drop=attn_dropout,
-            fused=fused_attn,
-            score=attn_score,
-            gate=attn_gate,
-            norm_layer=norm_layer,
-            act_layer=act_layer,
-        )
+        self.norm_layer = layer_options.get("norm_layer", nn.LayerNorm)
+        self._layer_kwargs = block_options(**layer_options)
         self.record_attention = False
         self.last_attention: dict[str, Tensor] = {}
         self._recorded: dict[str, list[Tensor]] = {}
