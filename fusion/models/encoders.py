@@ -29,7 +29,7 @@ from timm.models import adapt_input_conv
 from timm.models._features import FeatureGetterNet
 from torch import Tensor, nn
 
-from fusion.models.attention import Block, make_dropout
+from fusion.models.attention import Block, block_options, make_dropout
 from fusion.preprocess.text import HF_EXTRA_HINT, resolve_pretrained_path
 
 __all__ = [
@@ -122,14 +122,9 @@ class TokenEncoder(nn.Module):
             Block(
                 dim,
                 num_heads,
-                mlp_ratio=mlp_ratio,
-                drop=dropout,
-                attn_drop=attn_dropout,
-                fused=fused_attn,
-                score=attn_score,
-                gate=attn_gate,
-                act_layer=act_layer,
-                norm_layer=norm_layer,
+                **block_options(
+                    mlp_ratio, dropout, attn_dropout, fused_attn, attn_score, attn_gate, norm_layer, act_layer
+                ),
             )
             for _ in range(depth)
         )
