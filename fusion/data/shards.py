@@ -10,6 +10,7 @@ Layout of one modality folder (a DVC output):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -32,8 +33,21 @@ def write_shards(fn: Callable, inputs: list, out_dir: Path, num_workers: int, ch
     if not (out_dir / "index.json").exists():  # every input was rejected
         shutil.rmtree(out_dir, ignore_errors=True)
         return []
+    _stamp_content_version(out_dir / "index.json")
     dataset = StreamingDataset(str(out_dir))
     return [dataset[i]["id"] for i in range(len(dataset))]
+
+
+def _stamp_content_version(index_path: Path) -> None:
+    """Replace litdata's wall-clock ``updated_at`` in index.json by a hash of the chunk files, so the same
+    inputs give byte-identical shards (and the same DVC hash / ``data_version``). litdata only uses the
+    value as a cache key for remote datasets, which a content hash serves as well."""
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    digest = hashlib.sha256()
+    for chunk in index["chunks"]:
+        digest.update((index_path.parent / chunk["filename"]).read_bytes())
+    index["updated_at"] = digest.hexdigest()[:16]
+    index_path.write_text(json.dumps(index, sort_keys=True), encoding="utf-8")
 
 
 def write_json(path: Path, obj: Any) -> None:
