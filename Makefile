@@ -5,8 +5,14 @@ PYTHON ?= python3
 UV_VERSION ?= 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 RUN := $(UV) run --frozen
+# `make sweep` trains every option of conf/fusion, comma-joined from the folder; ARGS adds Hydra overrides.
+empty :=
+comma := ,
+FUSIONS := $(subst $(empty) $(empty),$(comma),$(sort $(basename $(notdir $(wildcard conf/fusion/*.yaml)))))
+ARGS ?=
+COMPARE := $(RUN) python -m fusion.tracking.compare
 
-.PHONY: help setup demo test params bench ui clean
+.PHONY: help setup demo test params bench ui clean sweep compare
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -16,7 +22,7 @@ help:  ## list the targets
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 setup: $(UV)  ## create .venv from uv.lock (torch 2.11 and friends)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --all-extras --compile-bytecode
 
 demo: setup  ## run the whole DVC pipeline on the bundled sample data, then show where results are
 	$(RUN) dvc repro
@@ -32,6 +38,13 @@ demo: setup  ## run the whole DVC pipeline on the bundled sample data, then show
 
 test: setup  ## run the whole test suite (slow tests included)
 	$(RUN) pytest
+
+sweep: setup  ## train every conf/fusion option in one Hydra sweep (ARGS="modality=text+image ..."), then compare
+	$(RUN) python train.py -m fusion=$(FUSIONS) $(ARGS)
+	$(COMPARE)
+
+compare: setup  ## table per task of every finished MLflow run, best first: results/compare.{md,csv,png}
+	$(COMPARE)
 
 params:  ## regenerate params.yaml (what DVC stages read) from conf/
 	$(RUN) python -m fusion.config

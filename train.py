@@ -9,9 +9,9 @@ from fusion.training.train import train
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    """Each run writes to its own Hydra folder; returns val/acc_best for sweeps (-m)."""
+    """Each run writes to its own Hydra folder; returns <task.monitor>_best (e.g. val/acc_best) for sweeps (-m)."""
     cfg.paths.output_dir = HydraConfig.get().runtime.output_dir
-    return train(cfg).get("val/acc_best", float("nan"))
+    return train(cfg).get(f"{cfg.task.monitor}_best", float("nan"))
 
 
 if __name__ == "__main__":

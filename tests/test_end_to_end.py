@@ -29,7 +29,8 @@ def _run(args, cwd, env, check=True) -> subprocess.CompletedProcess:
 def _runs(db: Path) -> list:
     client = MlflowClient(tracking_uri=f"sqlite:///{db}")
     experiment = client.get_experiment_by_name("fusion")
-    return [] if experiment is None else client.search_runs([experiment.experiment_id])
+    runs = [] if experiment is None else client.search_runs([experiment.experiment_id])
+    return [run for run in runs if run.data.tags.get("kind") != "compare"]  # training runs only
 
 
 @pytest.mark.parametrize("modality", ["text+image", "audio"])
@@ -100,7 +101,7 @@ def test_second_repro_is_up_to_date_and_dag_has_the_designed_edges(dvc_project):
              for line in dot.splitlines() if "->" in line}
     modalities = ("text", "image", "audio")
     expected = {("sample", f"preprocess_{m}") for m in modalities} | {(f"preprocess_{m}", "train") for m in modalities}
-    expected |= {("train", "evaluate")}
+    expected |= {("train", "evaluate"), ("train", "compare"), ("evaluate", "compare")}
     assert edges == expected
 
 

@@ -94,10 +94,15 @@ def test_the_model_can_fit_a_batch(processed_dir, tmp_path):
     assert metrics["train/acc"] >= 0.9 and metrics["train/loss"] < 0.3, metrics
 
 
-def test_report_lists_the_run_with_its_test_metrics(trained):
-    from fusion.tracking.report import runs_table
+def test_compare_lists_the_run_with_its_test_metrics(trained):
+    from fusion.tracking.compare import compare_runs, to_markdown
 
     cfg, metrics, _ = trained
-    table = runs_table(cfg.logger.tracking_uri, cfg.logger.experiment_name).splitlines()
-    assert table[0].startswith("| modality | fusion | test/acc")
-    assert len(table) == 3 and table[2].startswith(f"| text+image+audio | cross_attention | {metrics['test/acc']:.3f}")
+    comparison = compare_runs(cfg.logger.tracking_uri, cfg.logger.experiment_name)
+    (table,) = comparison.tables
+    (row,) = table.rows
+    assert (table.metric, row.modality, row.fusion) == ("test/acc", "text+image+audio", "cross_attention")
+    assert row.value == pytest.approx(metrics["test/acc"]) and row.params_trainable > 0
+    lines = to_markdown(comparison).splitlines()
+    assert any(line.startswith("| 1 | text+image+audio | cross_attention | ") and f"| {metrics['test/acc']:.3f} |"
+               in line for line in lines)

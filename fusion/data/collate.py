@@ -55,15 +55,20 @@ COLLATERS: dict[str, Callable[[list[dict | None], dict], dict[str, torch.Tensor]
 
 
 class MultimodalCollate:
-    """Callable collate_fn for DataLoader: {"id", "label", <modality>: {..., "present"}}."""
+    """Callable collate_fn for DataLoader: {"id", "label", <modality>: {..., "present"}}.
 
-    def __init__(self, metas: dict[str, dict]):
+    `label` stacks the items' encoded labels as `label_dtype`: class indices (long) for multiclass,
+    multi-hot rows or numbers (float) for multilabel and regression.
+    """
+
+    def __init__(self, metas: dict[str, dict], label_dtype: torch.dtype = torch.long):
         self.metas = metas
+        self.label_dtype = label_dtype
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         batch: dict[str, Any] = {
             "id": [s["id"] for s in samples],
-            "label": torch.tensor([s["label"] for s in samples], dtype=torch.long),
+            "label": torch.tensor([s["label"] for s in samples], dtype=self.label_dtype),
         }
         for modality, meta in self.metas.items():
             items = [s[modality] for s in samples]

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fusion.data.collate import MultimodalCollate
+from fusion.data.labels import LabelSpec, label_spec
 from fusion.data.shards import ModalityShards
+
+# The label keys of meta.json: every modality must have been preprocessed with the same ones.
+LABEL_META = ("task", "classes", "target_stats")
 
 
 class MultimodalDataset(Dataset):
     """Every valid record of one split; each selected modality's item or None where absent."""
 
-    def __init__(self, split: str, records: list[dict], shards: dict[str, ModalityShards], label_index: dict[str, int]):
+    def __init__(self, split: str, records: list[dict], shards: dict[str, ModalityShards], labels: LabelSpec):
         self.split, self.shards = split, shards
-        self.records = [(r["id"], label_index[r["label"]]) for r in records if r["split"] == split]
+        self.records = [(r["id"], labels.encode(r["label"])) for r in records if r["split"] == split]
 
     def __len__(self) -> int:
         return len(self.records)
@@ -31,10 +36,15 @@ class MultimodalDataset(Dataset):
 
 
 class MultimodalDataModule(pl.LightningDataModule):
-    """Reads data.processed_dir/<modality>/ for the selected modalities; no raw file is decoded."""
+    """Reads data.processed_dir/<modality>/ for the selected modalities; no raw file is decoded.
+
+    `task` (task.name) must be the task the data was preprocessed for; `labels` encodes each
+    record's label into its target and `num_outputs` is the size of the model's output.
+    """
 
     def __init__(self, processed_dir: str | Path, modalities: Sequence[str], batch_size: int,
-                 num_workers: int = 0, pin_memory: bool = False, persistent_workers: bool = False):
+                 num_workers: int = 0, pin_memory: bool = False, persistent_workers: bool = False,
+                 task: str = "multiclass"):
         super().__init__()
         self.processed_dir = Path(processed_dir)
         self.modalities = list(modalities)
@@ -42,39 +52,60 @@ class MultimodalDataModule(pl.LightningDataModule):
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.shards = {m: ModalityShards(self.processed_dir / m) for m in self.modalities}
         first = self.shards[self.modalities[0]]
-        self.classes: list[str] = first.meta["classes"]
+        label_info = _label_meta(first.meta)
         for modality, shards in self.shards.items():
-            if shards.meta["classes"] != self.classes:
+            if _label_meta(shards.meta) != label_info:
                 raise ValueError(
-                    f"{shards.folder} and {first.folder} disagree on the classes; they were preprocessed from "
-                    f"different manifests. Re-run `dvc repro` so every modality comes from the same data.root."
+                    f"{shards.folder} and {first.folder} disagree on the task or labels; they were preprocessed "
+                    f"from different manifests or tasks. Re-run `dvc repro` so every modality comes from the same "
+                    f"data.root and task."
                 )
+        if label_info["task"] != task:
+            raise ValueError(
+                f"{first.folder} was preprocessed for task={label_info['task']}, not task={task}. Re-run the "
+                f"preprocessing with task={task} (`dvc exp run -S task={task}`), or train with "
+                f"task={label_info['task']}."
+            )
+        self.task = task
+        self.labels: LabelSpec = label_spec(task)(label_info)
+        self.classes: list[str] = self.labels.classes
         self.records = first.records()
-        self.label_index = {name: i for i, name in enumerate(self.classes)}
-        self.collate = MultimodalCollate({m: s.meta for m, s in self.shards.items()})
+        self.collate = MultimodalCollate({m: s.meta for m, s in self.shards.items()},
+                                         label_dtype=getattr(torch, self.labels.dtype))
+
+    @property
+    def num_outputs(self) -> int:
+        """Size of the model's output: the number of classes, or 1 for regression."""
+        return self.labels.num_outputs
 
     @property
     def metas(self) -> dict[str, dict]:
         return {m: s.meta for m, s in self.shards.items()}
 
     def dataset(self, split: str) -> MultimodalDataset:
-        return MultimodalDataset(split, self.records, self.shards, self.label_index)
+        return MultimodalDataset(split, self.records, self.shards, self.labels)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def loader(self, split: str, shuffle: bool = False, collate: Callable | None = None) -> DataLoader:
+        """A DataLoader of one split; `collate` replaces the default one (e.g. an ablation wrapper)."""
         return DataLoader(
-            self.dataset(split), batch_size=self.batch_size, shuffle=shuffle, collate_fn=self.collate,
+            self.dataset(split), batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate or self.collate,
             num_workers=self.num_workers, pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self.loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self.loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self.loader("test", shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
+
+
+def _label_meta(meta: dict) -> dict:
+    """The label part of a modality's meta.json (data preprocessed before tasks existed is multiclass)."""
+    return {"task": "multiclass", **{key: meta[key] for key in LABEL_META if key in meta}}

@@ -1,7 +1,8 @@
 """The dataset contract: read and validate `manifest.jsonl`, assign splits, resolve file paths.
 
 Every preprocessing stage calls `load_manifest` with the same settings, so all stages agree on
-which records exist, their labels and their splits, without a stage of their own.
+which records exist, their labels and their splits, without a stage of their own. What a valid
+label is depends on the task (fusion/data/labels.py): a class name, a list of them, or a number.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
+
+from fusion.data.labels import LabelError, LabelSpec, label_spec
 
 SPLITS = ("train", "val", "test")
 MODALITIES = ("text", "image", "audio")
@@ -30,10 +33,14 @@ class RecordError(Exception):
 
 @dataclass(frozen=True)
 class Record:
-    """One valid manifest line; modality fields are None where the modality is missing."""
+    """One valid manifest line; modality fields are None where the modality is missing.
+
+    `label` is as given: a class name (multiclass), a list of class names (multilabel) or a number
+    (regression).
+    """
 
     id: str
-    label: str
+    label: Any
     split: str
     line: int
     text: str | None = None
@@ -61,12 +68,20 @@ class Rejection:
 
 @dataclass
 class Manifest:
-    """The valid records, the class list (from the training split) and what was rejected."""
+    """The valid records, the label info (from the training split) and what was rejected.
+
+    `labels.info` is what meta.json stores: `classes` (empty for regression) and, for regression,
+    `target_stats` (count, mean, std, min, max of the training labels).
+    """
 
     root: Path
     records: list[Record]
-    classes: list[str]
+    labels: LabelSpec
     rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.labels.classes
 
 
 def _optional_str(obj: Mapping[str, Any], key: str) -> str | None:
@@ -78,7 +93,7 @@ def _optional_str(obj: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
-def parse_line(text: str, line: int) -> Record | None:
+def parse_line(text: str, line: int, task: str = "multiclass") -> Record | None:
     """Parse one manifest line into a Record (split may be empty); raises RecordError."""
     try:
         obj = json.loads(text)
@@ -89,9 +104,10 @@ def parse_line(text: str, line: int) -> Record | None:
     record_id = obj.get("id")
     if not isinstance(record_id, str) or not record_id.strip():
         raise RecordError("missing or empty 'id' (a unique string is required)")
-    label = obj.get("label")
-    if not isinstance(label, str) or not label.strip():
-        raise RecordError("missing or empty 'label' (a class name string is required)")
+    try:
+        label = label_spec(task).parse(obj.get("label"))
+    except LabelError as exc:
+        raise RecordError(str(exc)) from None
     split = obj.get("split") or ""
     if split and split not in SPLITS:
         raise RecordError(f"split '{split}' is not one of {', '.join(SPLITS)} (or leave it out)")
@@ -104,11 +120,14 @@ def parse_line(text: str, line: int) -> Record | None:
     return record
 
 
-def stratified_splits(records: list[Record], seed: int, fractions: Mapping[str, float]) -> dict[str, str]:
-    """Seeded stratified split of records without one: id -> split, independent of line order."""
+def stratified_splits(records: list[Record], seed: int, fractions: Mapping[str, float],
+                      stratum: Callable[[Any], str] = str) -> dict[str, str]:
+    """Seeded stratified split of records without one: id -> split, independent of line order.
+
+    Records are stratified by `stratum(label)` (the class name for multiclass)."""
     by_label: dict[str, list[str]] = defaultdict(list)
     for record in records:
-        by_label[record.label].append(record.id)
+        by_label[stratum(record.label)].append(record.id)
     total = sum(float(fractions[s]) for s in SPLITS)
     rng = np.random.default_rng(seed)
     assignment: dict[str, str] = {}
@@ -125,8 +144,11 @@ def stratified_splits(records: list[Record], seed: int, fractions: Mapping[str, 
     return assignment
 
 
-def load_manifest(root: str | Path, manifest: str, split_cfg: Mapping[str, Any], stage: str) -> Manifest:
-    """Read and validate the manifest; invalid lines become rejections, structural errors raise."""
+def load_manifest(root: str | Path, manifest: str, split_cfg: Mapping[str, Any], stage: str,
+                  task: str = "multiclass") -> Manifest:
+    """Read and validate the manifest for `task` (task.name); invalid lines become rejections,
+    structural errors raise."""
+    spec = label_spec(task)
     root = Path(root)
     path = root / manifest
     if not path.is_file():
@@ -146,7 +168,7 @@ def load_manifest(root: str | Path, manifest: str, split_cfg: Mapping[str, Any],
         if not text.strip():
             continue
         try:
-            record = parse_line(text, number)
+            record = parse_line(text, number, task)
         except RecordError as exc:
             rejections.append(Rejection(id=_peek_id(text), line=number, stage=stage, reason=str(exc)))
             continue
@@ -157,24 +179,24 @@ def load_manifest(root: str | Path, manifest: str, split_cfg: Mapping[str, Any],
         records.append(record)
 
     unsplit = [r for r in records if not r.split]
-    assignment = stratified_splits(unsplit, int(split_cfg["seed"]), split_cfg) if unsplit else {}
+    assignment = (stratified_splits(unsplit, int(split_cfg["seed"]), split_cfg, spec.stratum)
+                  if unsplit else {})
     records = [r if r.split else _with_split(r, assignment[r.id]) for r in records]
 
-    classes = sorted({r.label for r in records if r.split == "train"})
-    known = set(classes)
+    labels = spec.fit(r.label for r in records if r.split == "train")
     kept = []
     for record in records:
-        if record.label in known:
+        reason = labels.unknown(record.label)
+        if reason is None:
             kept.append(record)
         else:
-            rejections.append(Rejection(record.id, record.line, stage,
-                                        f"label '{record.label}' does not occur in the training split"))
+            rejections.append(Rejection(record.id, record.line, stage, reason))
     if not kept:
         raise ManifestError(
             f"{path}: no usable record left ({len(rejections)} rejected, e.g. "
             f"{rejections[0].reason if rejections else 'the file is empty'}). Fix the manifest lines."
         )
-    return Manifest(root=root, records=kept, classes=classes, rejections=rejections)
+    return Manifest(root=root, records=kept, labels=labels, rejections=rejections)
 
 
 def _with_split(record: Record, split: str) -> Record:

@@ -28,6 +28,19 @@ k=0.25 -> q=0.65 (exact values, including the all-missing re-draw, come from
   acc = 0.4225 + 0.455*0.825 + 0.1225*0.36 = 0.842.
 
 So a perfect single-modality model gets ~36% and a perfect tri-modal model ~84%.
+
+Other tasks (``sample.task``, which follows ``task.name`` in the composed config) keep the
+modalities, states and rendering and change only what the groups mean:
+
+* multilabel: the label is a set of 1..``multilabel.max_labels`` genres; genre g is group g of
+  every modality. Each clean modality shows one genre of the set and every genre is shown by at
+  least one modality, so all three clean modalities give the exact set; a missing or corrupt
+  one may hide a genre (no Bayes-optimal figure is computed for it).
+* regression: the label is ``sum(group_values[group of m])`` over the three modalities, each
+  drawing its own group, plus Gaussian noise, clipped to ``regression.range`` ([-3, 3] as in
+  CMU-MOSI). A clean modality reveals its third of the score (no Bayes figure either).
+The multiclass output is byte-identical to what it was before tasks existed: the other tasks draw
+from their own generator stream.
 """
 
 from __future__ import annotations
@@ -56,7 +69,7 @@ CLASS_NAMES = ("alpha", "bravo", "charlie", "delta", "echo",
 # SeedSequence spawn keys are fixed-length triples (purpose, index, stream): numpy pads
 # short keys with zeros when mixing, so keys of different lengths could collide.
 _PURPOSE_RECORD, _PURPOSE_LABELS, _PURPOSE_SPLITS = 0, 1, 2
-_STREAM_PLAN, _STREAM_IMAGE, _STREAM_AUDIO, _STREAM_TEXT = 0, 1, 2, 3
+_STREAM_PLAN, _STREAM_IMAGE, _STREAM_AUDIO, _STREAM_TEXT, _STREAM_LABEL = 0, 1, 2, 3, 4
 
 
 # --------------------------------------------------------------------------- config
@@ -100,6 +113,7 @@ def validate_config(cfg: Any) -> dict:
         if any(not 0 <= g < n_groups[mod] for g in groups):
             raise ValueError(f"{mod}.groups entries must lie in [0, {n_groups[mod]})")
         _check_fractions(mod, c[mod])
+    _target(c).validate(c, n_groups)
     unknown = set(c["image"]["shapes"]) - set(_SHAPE_DRAWERS)
     if unknown:
         raise ValueError(f"image.shapes: unknown shapes {sorted(unknown)}; known {sorted(_SHAPE_DRAWERS)}")
@@ -185,14 +199,14 @@ def _draw_states(rng: np.random.Generator, cfg: Mapping) -> dict[str, str]:
     return states
 
 
-def _plan_image(rng: np.random.Generator, cfg: Mapping, state: str, c: int) -> dict:
-    """Latent factors of the image: shape group (None when hidden), corruption mode, format."""
+def _plan_image(rng: np.random.Generator, cfg: Mapping, state: str, shown: int) -> dict:
+    """Latent factors of the image: shape group (``shown`` when clean, None when hidden), corruption mode, format."""
     im = cfg["image"]
     if state == "missing":
         return {"state": state}
     n_shapes = len(im["shapes"])
     if state == "clean":
-        mode, group = "shape", int(im["groups"][c])
+        mode, group = "shape", shown
     elif rng.random() < float(im["occlude_fraction"]):
         mode, group = "occluded", int(rng.integers(n_shapes))
     else:
@@ -202,13 +216,13 @@ def _plan_image(rng: np.random.Generator, cfg: Mapping, state: str, c: int) -> d
             "grayscale": bool(rng.random() < float(im["grayscale_fraction"]))}
 
 
-def _plan_audio(rng: np.random.Generator, cfg: Mapping, state: str, c: int) -> dict:
-    """Latent factors of the audio: frequency band (None for pure noise), sample rate."""
+def _plan_audio(rng: np.random.Generator, cfg: Mapping, state: str, shown: int) -> dict:
+    """Latent factors of the audio: frequency band (``shown`` when clean, None for pure noise), sample rate."""
     au = cfg["audio"]
     if state == "missing":
         return {"state": state}
     if state == "clean":
-        mode, group = "tone", int(au["groups"][c])
+        mode, group = "tone", shown
     elif rng.random() < float(au["corrupt_tone_fraction"]):
         mode, group = "random_tone", int(rng.integers(len(au["bands"])))
     else:
@@ -218,14 +232,14 @@ def _plan_audio(rng: np.random.Generator, cfg: Mapping, state: str, c: int) -> d
             "sample_rate": int(rates[int(rng.integers(len(rates)))])}
 
 
-def _plan_text(rng: np.random.Generator, cfg: Mapping, state: str, c: int) -> dict:
-    """Latent factors of the text: keyword groups used (empty, one or two), storage."""
+def _plan_text(rng: np.random.Generator, cfg: Mapping, state: str, shown: int) -> dict:
+    """Latent factors of the text: keyword groups used (``[shown]`` when clean, else empty or two), storage."""
     tx = cfg["text"]
     if state == "missing":
         return {"state": state}
     n_groups = len(tx["synonyms"])
     if state == "clean":
-        mode, groups = "keyword", [int(tx["groups"][c])]
+        mode, groups = "keyword", [shown]
     elif n_groups >= 2 and rng.random() < float(tx["two_keyword_fraction"]):
         mode, groups = "two_keywords", [int(g) for g in rng.choice(n_groups, size=2, replace=False)]
     else:
@@ -235,24 +249,28 @@ def _plan_text(rng: np.random.Generator, cfg: Mapping, state: str, c: int) -> di
 
 
 def plan_record(cfg: Mapping, index: int, label: int) -> dict:
-    """All discrete latent factors of one record, from its own (seed, index) generator."""
+    """All discrete latent factors of one record, from its own (seed, index) generator.
+
+    ``label`` is the balanced class index (used by the multiclass task); the task decides which
+    group each clean modality shows and what the record's label is.
+    """
     rng = _rng(cfg["seed"], _PURPOSE_RECORD, index, _STREAM_PLAN)
     states = _draw_states(rng, cfg)
-    return {"index": index, "id": record_id(cfg, index), "class_index": int(label),
-            "label": cfg["class_names"][int(label)],
-            "image": _plan_image(rng, cfg, states["image"], label),
-            "audio": _plan_audio(rng, cfg, states["audio"], label),
-            "text": _plan_text(rng, cfg, states["text"], label)}
+    shown, fields = _target(cfg).draw(cfg, index, int(label))
+    return {"index": index, "id": record_id(cfg, index), **fields,
+            "image": _plan_image(rng, cfg, states["image"], shown["image"]),
+            "audio": _plan_audio(rng, cfg, states["audio"], shown["audio"]),
+            "text": _plan_text(rng, cfg, states["text"], shown["text"])}
 
 
-def _assign_splits(cfg: Mapping, labels: np.ndarray) -> list[str]:
-    """Stratified train/val/test assignment: per class, shuffle and cut by the fractions."""
+def _assign_splits(cfg: Mapping, strata: np.ndarray, n_strata: int) -> list[str]:
+    """Stratified train/val/test assignment: per stratum (class), shuffle and cut by the fractions."""
     rng = _rng(cfg["seed"], _PURPOSE_SPLITS)
     names = list(cfg["splits"].keys())
     fracs = np.array([float(cfg["splits"][s]) for s in names])
-    out = [""] * len(labels)
-    for c in range(len(cfg["class_names"])):
-        idx = rng.permutation(np.flatnonzero(labels == c))
+    out = [""] * len(strata)
+    for c in range(n_strata):
+        idx = rng.permutation(np.flatnonzero(strata == c))
         cuts = np.round(np.cumsum(fracs) * len(idx)).astype(int)
         cuts[-1] = len(idx)
         for name, part in zip(names, np.split(idx, cuts[:-1])):
@@ -271,7 +289,7 @@ def plan_dataset(cfg: Any) -> list[dict]:
     labels = _balanced_labels(c)
     plans = [plan_record(c, i, int(labels[i])) for i in range(len(labels))]
     if c["write_splits"]:
-        for plan, split in zip(plans, _assign_splits(c, labels)):
+        for plan, split in zip(plans, _assign_splits(c, *_target(c).strata(c, labels))):
             plan["split"] = split
     return plans
 
@@ -576,11 +594,171 @@ def _replace_dir(tmp: Path, output_dir: Path) -> None:
             old.unlink()
 
 
+# --------------------------------------------------------------------------- tasks
+
+class _Target:
+    """What a task makes of the latent groups: the label of each record and its summary."""
+
+    name = ""
+
+    @staticmethod
+    def validate(c: Mapping, n_groups: Mapping[str, int]) -> None:
+        """Task-specific config checks (the class tables are checked for every task)."""
+
+    @staticmethod
+    def draw(c: Mapping, index: int, class_index: int) -> tuple[dict[str, int], dict]:
+        """(group each clean modality shows, the plan's label fields); ``class_index`` is the
+        balanced class of the record (the multiclass label)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def strata(c: Mapping, class_indices: np.ndarray) -> tuple[np.ndarray, int]:
+        """What write_splits stratifies by, and the number of strata (default: one)."""
+        return np.zeros_like(class_indices), 1
+
+    @staticmethod
+    def summary(c: Mapping, plans: list[dict]) -> tuple[dict, dict]:
+        """(label statistics, Bayes-optimal figures) for the summary."""
+        raise NotImplementedError
+
+    @staticmethod
+    def label_lines(summary: Mapping) -> list[str]:
+        raise NotImplementedError
+
+    @classmethod
+    def bayes_line(cls, summary: Mapping) -> str:
+        return f"  bayes-optimal accuracy: not computed for {cls.name} labels (multiclass only)"
+
+
+class _Multiclass(_Target):
+    """One class per record, revealed pairwise by the modalities (the module docstring's design)."""
+
+    name = "multiclass"
+
+    @staticmethod
+    def draw(c: Mapping, index: int, class_index: int) -> tuple[dict[str, int], dict]:
+        shown = {mod: int(c[mod]["groups"][class_index]) for mod in MODALITIES}
+        return shown, {"class_index": class_index, "label": c["class_names"][class_index]}
+
+    @staticmethod
+    def strata(c: Mapping, class_indices: np.ndarray) -> tuple[np.ndarray, int]:
+        return class_indices, len(c["class_names"])
+
+    @staticmethod
+    def summary(c: Mapping, plans: list[dict]) -> tuple[dict, dict]:
+        return ({"classes": {name: sum(p["label"] == name for p in plans) for name in c["class_names"]}},
+                {"bayes_optimal_accuracy": bayes_optimal_accuracy(c)})
+
+    @staticmethod
+    def label_lines(summary: Mapping) -> list[str]:
+        return [f"  classes:       {_kv(summary['classes'])}"]
+
+    @classmethod
+    def bayes_line(cls, summary: Mapping) -> str:
+        return "  bayes-optimal accuracy: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in summary["bayes_optimal_accuracy"].items())
+
+
+class _Multilabel(_Target):
+    """1..max_labels genres per record; genre g is group g of every modality."""
+
+    name = "multilabel"
+
+    @staticmethod
+    def validate(c: Mapping, n_groups: Mapping[str, int]) -> None:
+        ml = c["multilabel"]
+        genres = list(ml["genres"])
+        if len(set(genres)) != len(genres) or not all(isinstance(g, str) and g for g in genres):
+            raise ValueError("multilabel.genres must hold unique non-empty names")
+        _check_one_per_group("multilabel.genres", len(genres), n_groups)
+        if not 1 <= int(ml["max_labels"]) <= min(len(MODALITIES), len(genres)):
+            raise ValueError(f"multilabel.max_labels must lie in [1, {min(len(MODALITIES), len(genres))}]")
+
+    @staticmethod
+    def draw(c: Mapping, index: int, class_index: int) -> tuple[dict[str, int], dict]:
+        """k genres uniform in 1..max_labels; each genre shown by one modality, the others repeat one."""
+        ml = c["multilabel"]
+        rng = _rng(c["seed"], _PURPOSE_RECORD, index, _STREAM_LABEL)
+        k = int(rng.integers(1, int(ml["max_labels"]) + 1))
+        genres = sorted(int(g) for g in rng.choice(len(ml["genres"]), size=k, replace=False))
+        shown = genres + [int(g) for g in rng.choice(genres, size=len(MODALITIES) - k)]
+        order = rng.permutation(len(MODALITIES))
+        return ({mod: shown[int(j)] for mod, j in zip(MODALITIES, order)},
+                {"genres": genres, "label": [str(ml["genres"][g]) for g in genres]})
+
+    @staticmethod
+    def summary(c: Mapping, plans: list[dict]) -> tuple[dict, dict]:
+        genres = c["multilabel"]["genres"]
+        return ({"classes": {name: sum(name in p["label"] for p in plans) for name in genres},
+                 "label_sizes": dict(sorted(Counter(len(p["label"]) for p in plans).items()))}, {})
+
+    @staticmethod
+    def label_lines(summary: Mapping) -> list[str]:
+        return [f"  genres:        {_kv(summary['classes'])} (records carrying each)",
+                f"  labels/record: {_kv(summary['label_sizes'])}"]
+
+
+class _Regression(_Target):
+    """A score: the sum of the three modalities' group values plus noise, clipped to the range."""
+
+    name = "regression"
+
+    @staticmethod
+    def validate(c: Mapping, n_groups: Mapping[str, int]) -> None:
+        rg = c["regression"]
+        _check_one_per_group("regression.group_values", len(rg["group_values"]), n_groups)
+        lo, hi = rg["range"]
+        if not lo < hi or float(rg["noise_std"]) < 0 or int(rg["decimals"]) < 0:
+            raise ValueError("regression: need range lo < hi, noise_std >= 0 and decimals >= 0")
+
+    @staticmethod
+    def draw(c: Mapping, index: int, class_index: int) -> tuple[dict[str, int], dict]:
+        rg = c["regression"]
+        values = [float(v) for v in rg["group_values"]]
+        rng = _rng(c["seed"], _PURPOSE_RECORD, index, _STREAM_LABEL)
+        groups = {mod: int(rng.integers(len(values))) for mod in MODALITIES}
+        score = sum(values[g] for g in groups.values()) + float(rng.normal(0.0, float(rg["noise_std"])))
+        score = round(float(np.clip(score, *rg["range"])), int(rg["decimals"])) + 0.0  # no -0.0
+        return groups, {"latent_groups": groups, "label": score}
+
+    @staticmethod
+    def summary(c: Mapping, plans: list[dict]) -> tuple[dict, dict]:
+        scores = np.array([p["label"] for p in plans], dtype=float)
+        stats = {"mean": scores.mean(), "std": scores.std(), "min": scores.min(), "max": scores.max()}
+        return ({"score": {k: round(float(v), 3) for k, v in stats.items()},
+                 "sign": {"negative": int((scores < 0).sum()), "non_negative": int((scores >= 0).sum())}}, {})
+
+    @staticmethod
+    def label_lines(summary: Mapping) -> list[str]:
+        return [f"  score:         {_kv(summary['score'])}; sign {_kv(summary['sign'])}"]
+
+
+def _check_one_per_group(key: str, count: int, n_groups: Mapping[str, int]) -> None:
+    if any(n != count for n in n_groups.values()):
+        raise ValueError(f"{key} needs one entry per group of every modality: {count} given, "
+                         f"groups per modality {dict(n_groups)}")
+
+
+_TARGETS = {t.name: t for t in (_Multiclass, _Multilabel, _Regression)}
+TASKS = tuple(_TARGETS)
+
+
+def _target(c: Mapping) -> type[_Target]:
+    """The task of the sample config (``task``; multiclass when absent)."""
+    name = c.get("task", "multiclass")
+    if name not in _TARGETS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {name!r}")
+    return _TARGETS[name]
+
+
 # --------------------------------------------------------------------------- summary / analysis
 
 def summarize(cfg: Any, plans: list[dict]) -> dict:
-    """Counts per class, per modality state/mode, sample rates, image formats, text storage."""
+    """Counts per class (or label statistics), per modality state/mode, sample rates, image formats,
+    text storage, and for multiclass the Bayes-optimal accuracies."""
     c = _as_dict(cfg)
+    target = _target(c)
+    labels, bayes = target.summary(c, plans)
     mods = {}
     for mod in MODALITIES:
         states = Counter(p[mod]["state"] for p in plans)
@@ -590,7 +768,8 @@ def summarize(cfg: Any, plans: list[dict]) -> dict:
     present = [p for p in plans if p["image"]["state"] != "missing"]
     summary = {
         "num_records": len(plans),
-        "classes": {name: sum(p["label"] == name for p in plans) for name in c["class_names"]},
+        "task": target.name,
+        **labels,
         "modalities": mods,
         "sample_rates": dict(sorted(Counter(p["audio"]["sample_rate"] for p in plans
                                             if p["audio"]["state"] != "missing").items())),
@@ -598,7 +777,7 @@ def summarize(cfg: Any, plans: list[dict]) -> dict:
         "image_modes": dict(sorted(Counter("L" if p["image"]["grayscale"] else "RGB" for p in present).items())),
         "text_storage": dict(sorted(Counter(p["text"]["storage"] for p in plans
                                             if p["text"]["state"] != "missing").items())),
-        "bayes_optimal_accuracy": bayes_optimal_accuracy(c),
+        **bayes,
     }
     if c["write_splits"]:
         summary["splits"] = dict(sorted(Counter(p["split"] for p in plans).items()))
@@ -612,8 +791,9 @@ def _kv(counts: Mapping) -> str:
 
 def format_summary(summary: Mapping) -> str:
     """Human-readable multi-line rendering of a :func:`generate_sample` summary."""
+    target = _TARGETS[summary.get("task", "multiclass")]
     lines = [f"sample: {summary['num_records']} records -> {summary.get('output_dir', '?')}",
-             f"  classes:       {_kv(summary['classes'])}"]
+             *target.label_lines(summary)]
     for mod, st in summary["modalities"].items():
         lines.append(f"  {mod + ':':<14} present {st['present']} (clean {st['clean']}, corrupt {st['corrupt']}),"
                      f" missing {st['missing']}; modes {_kv(st['modes'])}")
@@ -622,8 +802,7 @@ def format_summary(summary: Mapping) -> str:
               f"  text storage:  {_kv(summary['text_storage'])}"]
     if "splits" in summary:
         lines.append(f"  splits:        {_kv(summary['splits'])}")
-    lines.append("  bayes-optimal accuracy: " + ", ".join(
-        f"{k} {v:.3f}" for k, v in summary["bayes_optimal_accuracy"].items()))
+    lines.append(target.bayes_line(summary))
     return "\n".join(lines)
 
 

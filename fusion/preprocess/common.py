@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from fusion.data.manifest import SPLITS, ManifestError, Record, RecordError, Rejection, load_manifest
 from fusion.data.shards import write_json, write_jsonl, write_shards
@@ -66,7 +66,8 @@ def run_preprocess(modality: str, cfg: DictConfig) -> dict[str, Any]:
     """
     stage = f"preprocess_{modality}"
     data = cfg.data
-    manifest = load_manifest(data.root, data.manifest, data.split, stage=stage)
+    task = OmegaConf.select(cfg, "task.name", default="multiclass")
+    manifest = load_manifest(data.root, data.manifest, data.split, stage=stage, task=task)
     processor: Processor = _processors()[modality](cfg.preprocess[modality], manifest.root, data.dirs[modality])
 
     out_dir = Path(data.processed_dir) / modality
@@ -97,8 +98,8 @@ def run_preprocess(modality: str, cfg: DictConfig) -> dict[str, Any]:
     }
     processor.save(tmp_dir)
     write_json(tmp_dir / "ids.json", ids)
-    write_json(tmp_dir / "meta.json", {"modality": modality, "classes": manifest.classes, **processor.meta(),
-                                       "summary": summary})
+    write_json(tmp_dir / "meta.json", {"modality": modality, "task": task, **manifest.labels.info,
+                                       **processor.meta(), "summary": summary})
     write_jsonl(tmp_dir / "records.jsonl", (json.dumps({"id": r.id, "label": r.label, "split": r.split})
                                             for r in manifest.records))
     write_jsonl(tmp_dir / "rejected.jsonl", (r.to_json() for r in rejections))

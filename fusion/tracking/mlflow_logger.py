@@ -27,6 +27,7 @@ def artifact_uri(location: str) -> str:
 def run_tags(cfg: DictConfig) -> dict[str, str]:
     commit, dirty = git_commit()
     return {
+        "task": cfg.task.name,
         "modality": cfg.modality.name,
         "modality_slug": cfg.modality.slug,
         "fusion": cfg.fusion.name,

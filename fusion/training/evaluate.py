@@ -1,9 +1,13 @@
-"""evaluate(cfg): test the trained checkpoint, write DVC metrics and plots, log to the same MLflow run."""
+"""evaluate(cfg): test the trained checkpoint, write DVC metrics and plots, log to the same MLflow run.
+
+metrics.json holds every test/* metric of the task (multiclass: acc, f1_macro, loss) and the
+number of test samples; plots/ the task's CSVs (multiclass: confusion.csv and per_class.csv,
+multilabel: per_class.csv, regression: scatter.csv) and <evaluate_dir>/<task.figure> its figure."""
 
 from __future__ import annotations
 
-import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,7 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 
 from fusion.tracking.mlflow_logger import build_mlflow_logger
 from fusion.training.setup import build_datamodule, build_module
-from fusion.training.train import RUN_INFO, log_test_report
+from fusion.training.train import RUN_INFO, log_test_report, missing_modality_metrics, report_title
 
 
 def load_weights(module: torch.nn.Module, checkpoint: Path) -> None:
@@ -27,7 +31,9 @@ def load_weights(module: torch.nn.Module, checkpoint: Path) -> None:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Test split metrics → metrics.json, confusion/per-class CSVs for `dvc plots`, MLflow run."""
+    """Test split metrics → metrics.json, the task's plot CSVs for `dvc plots` and its figure
+    (task.figure), all logged to the training run in MLflow; then, with test_missing_modalities,
+    <task.metric>_without_<modality> to MLflow only (metrics.json keeps the full-input results)."""
     out = Path(cfg.paths.evaluate_dir)
     out.mkdir(parents=True, exist_ok=True)
     run_info = json.loads((Path(cfg.paths.output_dir) / RUN_INFO).read_text(encoding="utf-8"))
@@ -39,32 +45,18 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, devices=1, num_nodes=1, strategy="auto",
                                                   logger=logger, callbacks=[progress], enable_checkpointing=False)
     results = trainer.test(module, datamodule=datamodule)[0]
-    classes = datamodule.classes
-    report = module.test_report
-    log_test_report(logger, report, classes, out, cfg)
+    task, report = module.task, module.test_report
+    log_test_report(logger, task, report, out, report_title(cfg))
+    test = {key.split("/", 1)[1]: value for key, value in results.items() if key.startswith("test/")}
     metrics = {
-        "test": {"acc": results["test/acc"], "f1_macro": results["test/f1_macro"], "loss": results["test/loss"],
-                 "samples": int(report["confusion"].sum())},
+        "test": {**dict(sorted(test.items())), "samples": len(datamodule.dataset("test"))},
         "modality": cfg.modality.name,
         "fusion": cfg.fusion.name,
         "mlflow_run_id": run_info["run_id"],
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    write_plot_data(out / "plots", report, classes)
+    shutil.rmtree(out / "plots", ignore_errors=True)  # no CSV of another task's run stays behind
+    task.write_plot_data(report, out / "plots")
+    if cfg.get("test_missing_modalities", False):
+        missing_modality_metrics(trainer, module, datamodule, logger)
     return metrics
-
-
-def write_plot_data(folder: Path, report: dict, classes: list[str]) -> None:
-    """confusion.csv (one row per test sample: actual, predicted) and per_class.csv (class, f1)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    confusion = report["confusion"].tolist()
-    with open(folder / "confusion.csv", "w", newline="", encoding="utf-8") as sink:
-        writer = csv.writer(sink)
-        writer.writerow(["actual", "predicted"])
-        for i, row in enumerate(confusion):
-            for j, count in enumerate(row):
-                writer.writerows([[classes[i], classes[j]]] * int(count))
-    with open(folder / "per_class.csv", "w", newline="", encoding="utf-8") as sink:
-        writer = csv.writer(sink)
-        writer.writerow(["class", "f1"])
-        writer.writerows([name, round(float(f1), 6)] for name, f1 in zip(classes, report["f1_per_class"]))

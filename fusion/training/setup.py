@@ -9,23 +9,25 @@ from pytorch_lightning.callbacks import (Callback, EarlyStopping, LearningRateMo
 
 from fusion.data.datamodule import MultimodalDataModule
 from fusion.models.builder import build_model
-from fusion.training.module import FusionClassifierModule
+from fusion.training.module import FusionModule
+from fusion.training.tasks import build_task
 
 
 def build_datamodule(cfg: DictConfig) -> MultimodalDataModule:
     data = cfg.data
     return MultimodalDataModule(data.processed_dir, list(cfg.modality.names), batch_size=int(data.batch_size),
                                 num_workers=int(data.num_workers), pin_memory=bool(data.pin_memory),
-                                persistent_workers=bool(data.persistent_workers))
+                                persistent_workers=bool(data.persistent_workers), task=cfg.task.name)
 
 
-def build_module(cfg: DictConfig, datamodule: MultimodalDataModule) -> FusionClassifierModule:
-    net = build_model(cfg.model, cfg.fusion, list(cfg.modality.names), datamodule.metas, len(datamodule.classes))
-    return FusionClassifierModule(
-        net, num_classes=len(datamodule.classes),
+def build_module(cfg: DictConfig, datamodule: MultimodalDataModule) -> FusionModule:
+    """The task (conf/task/) on the data's labels, and a model with one output per class (1 for regression)."""
+    task = build_task(cfg.task, datamodule.labels)
+    net = build_model(cfg.model, cfg.fusion, list(cfg.modality.names), datamodule.metas, datamodule.num_outputs)
+    return FusionModule(
+        net, task,
         optimizer=hydra.utils.instantiate(cfg.optim.optimizer),
         scheduler=hydra.utils.instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
-        label_smoothing=float(cfg.optim.label_smoothing),
     )
 
 

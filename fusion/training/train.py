@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-from fusion.tracking.figures import plot_confusion_matrix
+from fusion.data.ablation import WithoutModalities
+from fusion.data.datamodule import MultimodalDataModule
 from fusion.tracking.mlflow_logger import build_mlflow_logger, flat_params
+from fusion.training.module import FusionModule
 from fusion.training.setup import build_callbacks, build_datamodule, build_module
+from fusion.training.tasks import Task
 
 RUN_INFO = "run.json"
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Seed, build data/model/logger/trainer from cfg, fit, optionally test the best checkpoint."""
+    """Seed, build data/model/logger/trainer from cfg, fit, optionally test the best checkpoint (then
+    again without each modality). Returns the last epoch's metrics (incl. <task.monitor>_best) and
+    the test metrics."""
     pl.seed_everything(int(cfg.seed), workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -37,7 +43,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.test_after_fit:
         trainer.test(module, datamodule=datamodule, ckpt_path="best")
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
-        log_test_report(logger, module.test_report, datamodule.classes, output_dir, cfg)
+        log_test_report(logger, module.task, module.test_report, output_dir, report_title(cfg))
+        if cfg.get("test_missing_modalities", False):
+            metrics.update(missing_modality_metrics(trainer, module, datamodule, logger))
     epochs = max(1, trainer.current_epoch)
     logger.log_metrics({"time/fit_seconds": fit_seconds, "time/epoch_seconds": fit_seconds / epochs})
     _write_run_info(output_dir, logger, trainer)
@@ -55,15 +63,48 @@ def _log_setup(logger, cfg: DictConfig, module, output_dir: Path) -> None:
     logger.experiment.log_artifact(logger.run_id, str(config_path))
 
 
+def report_title(cfg: DictConfig) -> str:
+    return f"{cfg.modality.name} · {cfg.fusion.name} · test"
+
+
 @rank_zero_only
-def log_test_report(logger, report: dict, classes: list[str], output_dir: Path, cfg: DictConfig) -> Path:
-    """Confusion matrix PNG and per-class F1 of the test split, as MLflow artifacts."""
-    title = f"{cfg.modality.name} · {cfg.fusion.name} · test"
-    png = plot_confusion_matrix(report["confusion"].numpy(), classes, output_dir / "confusion_matrix.png", title)
+def log_test_report(logger, task: Task, report: dict, output_dir: Path, title: str) -> Path:
+    """The task's test figure (task.figure: confusion matrix, per-class F1 or predicted vs true) as an
+    MLflow artifact, and its extra test metrics (per-class F1)."""
+    png = task.plot(report, output_dir / task.figure, title)
     logger.experiment.log_artifact(logger.run_id, str(png))
-    per_class = {f"test/f1_{name}": float(v) for name, v in zip(classes, report["f1_per_class"])}
-    logger.log_metrics(per_class)
+    extra = task.report_scalars(report)
+    if extra:
+        logger.log_metrics(extra)
     return png
+
+
+def missing_modality_metrics(trainer: pl.Trainer, module: FusionModule, datamodule: MultimodalDataModule,
+                             logger) -> dict[str, float]:
+    """Test the module's current weights with each modality of a multi-modal run missing for every test
+    sample (present and masks False, content zeroed); logs `<task.metric>_without_<modality>` to the
+    run. The test/* metrics of these passes are not logged: they would overwrite the real ones."""
+    if len(datamodule.modalities) < 2:
+        return {}
+    metric = module.task.metric
+    results = {}
+    for modality in datamodule.modalities:
+        loader = datamodule.loader("test", collate=WithoutModalities(datamodule.collate, [modality]))
+        with _loggers_paused(trainer):
+            tested = trainer.test(module, dataloaders=loader, verbose=False)[0]
+        results[f"{metric}_without_{modality}"] = float(tested[metric])
+    logger.log_metrics(results)
+    return results
+
+
+@contextmanager
+def _loggers_paused(trainer: pl.Trainer) -> Iterator[None]:
+    loggers = trainer.loggers
+    trainer.loggers = []
+    try:
+        yield
+    finally:
+        trainer.loggers = loggers
 
 
 @rank_zero_only

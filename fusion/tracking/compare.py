@@ -1,0 +1,437 @@
+"""The compare step: every finished training run of the MLflow experiment, one table per task, best first.
+
+`python -m fusion.tracking.compare` (also `python pipelines/compare.py`, the DVC stage `compare` and
+`make compare`) reads the runs, writes `compare.markdown` and `compare.csv` (params.yaml), prints the
+Markdown and logs both files with a bar chart to a run named `compare` (tag kind=compare) in the same
+experiment. Compare runs, unfinished runs and runs without their task's main test metric are left out.
+
+A run's task comes from its tag `task` or params `task/name`, `task/metric` (the main test metric key)
+and `task/mode` (max or min; `task.name`-style keys are read too); runs without them are the original
+task: multiclass, test/acc, max. Rows are compared only within a task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from fusion.config import load_params, stage_parser
+from fusion.tracking.lineage import git_commit
+
+DEFAULT_TASK = "multiclass"
+DEFAULT_METRIC = "test/acc"
+DEFAULT_MODE = "max"
+F1_KEY = "test/f1_macro"
+COMPARE_KIND = "compare"  # tag `kind` of the compare runs themselves
+WITHOUT = "_without_"  # <metric>_without_<modality>: the metric with that modality removed
+NOTE_LIMIT = 7000  # MLflow truncates tag values at 8000 characters
+
+CSV_COLUMNS = ("task", "metric", "mode", "rank", "modality", "fusion", "params_total", "params_trainable", "value",
+               "f1_macro", "fusion_gain", "worst_without", "worst_without_modality", "epoch_seconds", "run_id",
+               "git_commit", "git_dirty", "data_version", "baseline_run_id")
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """As fusion.tracking.mlflow_logger's (a relative sqlite:/// path made absolute), without importing
+    Lightning there, which tripled this step's start-up time; a test keeps the two equal."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
+class CompareError(RuntimeError):
+    """The runs cannot be compared; the message says what to do."""
+
+
+@dataclass
+class Row:
+    """One finished training run, reduced to what the table shows."""
+
+    run_id: str
+    task: str
+    metric: str
+    mode: str
+    modality: str
+    fusion: str
+    data_version: str
+    git_commit: str
+    git_dirty: bool
+    start_time: int
+    value: float
+    f1_macro: float | None
+    params_total: float | None
+    params_trainable: float | None
+    epoch_seconds: float | None
+    without: dict[str, float]
+    gain: float | None = None
+    baseline: Row | None = None
+
+    @property
+    def unimodal(self) -> bool:
+        return len(self.modality.split("+")) == 1
+
+    @property
+    def sign(self) -> int:
+        """+1 where higher is better (mode max), -1 where lower is (mode min)."""
+        return 1 if self.mode == "max" else -1
+
+    @property
+    def worst_without(self) -> tuple[str, float] | None:
+        """(modality, metric) of the removal that hurts most, if the run logged any."""
+        if not self.without:
+            return None
+        name = min(self.without, key=lambda m: self.sign * self.without[m])
+        return name, self.without[name]
+
+
+@dataclass
+class TaskTable:
+    """The rows of one task (one main metric and mode), best first."""
+
+    task: str
+    metric: str
+    mode: str
+    rows: list[Row]
+    superseded: list[tuple[Row, Row]] = field(default_factory=list)  # (older run, the newer one shown)
+    baselines: dict[str, Row] = field(default_factory=dict)  # data_version -> best unimodal row
+
+    @property
+    def show_f1(self) -> bool:
+        return self.metric != F1_KEY and any(r.f1_macro is not None for r in self.rows)
+
+
+@dataclass
+class Comparison:
+    experiment_name: str
+    experiment_id: str
+    tracking_uri: str
+    tables: list[TaskTable]
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> run ids
+
+
+# --- reading ---------------------------------------------------------------------------------------------------
+
+def compare_runs(tracking_uri: str, experiment_name: str, tasks: Sequence[str] = (),
+                 latest_only: bool = True) -> Comparison:
+    """Read the experiment's finished training runs into one table per task (`tasks`: only these)."""
+    uri = absolute_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        raise CompareError(
+            f"no MLflow experiment '{experiment_name}' in {tracking_uri}. Train a model first (`python train.py`, "
+            f"`make sweep` or `dvc repro`), or point at the right store with --tracking-uri/--experiment "
+            f"(logger.tracking_uri, logger.experiment_name).")
+    rows, skipped = [], {}
+    for run in _all_runs(client, experiment.experiment_id):
+        if run.data.tags.get("kind") == COMPARE_KIND:
+            continue
+        row, reason = _row(run)
+        if row is None:
+            skipped.setdefault(reason, []).append(run.info.run_id)
+        else:
+            rows.append(row)
+    skipped = dict(sorted(skipped.items()))
+    if not rows:
+        raise CompareError(
+            f"experiment '{experiment_name}' in {tracking_uri} holds no finished training run with its test metric "
+            f"(e.g. {DEFAULT_METRIC}){_skipped_hint(skipped)}. Train and test a model first: `python train.py` "
+            f"(test_after_fit=true) or `dvc repro evaluate`.")
+    present = sorted({r.task for r in rows})
+    if tasks:
+        missing = [t for t in tasks if t not in present]
+        if missing:
+            raise CompareError(f"no finished run of task {', '.join(map(repr, missing))} in experiment "
+                               f"'{experiment_name}'; tasks present: {', '.join(present)}. Drop --task or pick one.")
+        rows = [r for r in rows if r.task in tasks]
+    groups: dict[tuple[str, str, str], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.task, row.metric, row.mode), []).append(row)
+    tables = [_table(*key, group, latest_only) for key, group in sorted(groups.items())]
+    return Comparison(experiment_name, experiment.experiment_id, tracking_uri, tables, skipped)
+
+
+def _all_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _setting(run: Run, key: str) -> str | None:
+    """A flattened config param, `task/metric` as train.py logs it or `task.metric`."""
+    params = run.data.params
+    return params.get(key.replace(".", "/")) or params.get(key)
+
+
+def _row(run: Run) -> tuple[Row | None, str]:
+    """The run as a Row, or (None, why it is left out)."""
+    tags, metrics = run.data.tags, run.data.metrics
+    metric = _setting(run, "task.metric") or DEFAULT_METRIC
+    mode = (_setting(run, "task.mode") or DEFAULT_MODE).lower()
+    if run.info.status != "FINISHED":
+        return None, "not finished"
+    if mode not in ("max", "min"):
+        return None, f"task.mode '{mode}' is neither max nor min"
+    if metric not in metrics:
+        return None, f"no {metric}"
+    prefix = metric + WITHOUT
+    return Row(
+        run_id=run.info.run_id,
+        task=tags.get("task") or _setting(run, "task.name") or DEFAULT_TASK,
+        metric=metric,
+        mode=mode,
+        modality=tags.get("modality") or _setting(run, "modality.name") or "?",
+        fusion=tags.get("fusion") or _setting(run, "fusion.name") or "?",
+        data_version=tags.get("data_version", ""),
+        git_commit=tags.get("git_commit", ""),
+        git_dirty=tags.get("git_dirty") == "true",
+        start_time=run.info.start_time or 0,
+        value=metrics[metric],
+        f1_macro=metrics.get(F1_KEY),
+        params_total=metrics.get("params/total"),
+        params_trainable=metrics.get("params/trainable"),
+        epoch_seconds=metrics.get("time/epoch_seconds"),
+        without={k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)},
+    ), ""
+
+
+def _table(task: str, metric: str, mode: str, rows: list[Row], latest_only: bool) -> TaskTable:
+    """Keep the newest run per (modality, fusion), rank, and measure each run against the best unimodal one."""
+    rows = sorted(rows, key=lambda r: -r.start_time)
+    superseded = []
+    if latest_only:
+        newest: dict[tuple[str, str], Row] = {}
+        for row in rows:
+            kept = newest.setdefault((row.modality, row.fusion), row)
+            if kept is not row:
+                superseded.append((row, kept))
+        rows = list(newest.values())
+    rows.sort(key=lambda r: (-r.sign * r.value, -r.start_time))
+    baselines: dict[str, Row] = {}
+    for row in rows:  # best first, so the first unimodal row of a data version is its best
+        if row.unimodal:
+            baselines.setdefault(row.data_version, row)
+    for row in rows:
+        row.baseline = baselines.get(row.data_version)
+        if row.baseline is not None:
+            base = row.baseline.value
+            row.gain = row.value - base if row.mode == "max" else base - row.value  # not sign * (…): no -0.000
+    return TaskTable(task, metric, mode, rows, superseded, baselines)
+
+
+def _skipped_hint(skipped: dict[str, list[str]]) -> str:
+    return "" if not skipped else " (left out: " + "; ".join(f"{len(ids)} {why}" for why, ids in skipped.items()) + ")"
+
+
+# --- writing ---------------------------------------------------------------------------------------------------
+
+def _num(value: float | None, spec: str = ".3f") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _count(value: float | None) -> str:
+    return "" if value is None else f"{int(value):,}"
+
+
+def _commit(row: Row) -> str:
+    return row.git_commit[:7] + ("-dirty" if row.git_dirty else "") if row.git_commit else ""
+
+
+def _worst(row: Row) -> str:
+    worst = row.worst_without
+    return "" if worst is None else f"{worst[1]:.3f} (w/o {worst[0]})"
+
+
+def table_cells(table: TaskTable) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of one task's Markdown table."""
+    header = ["#", "modality", "fusion", "params total", "params trainable", table.metric,
+              *([F1_KEY] if table.show_f1 else []), "fusion gain", "worst w/o one modality", "s/epoch", "run", "commit"]
+    cells = [[str(rank), row.modality, row.fusion, _count(row.params_total), _count(row.params_trainable),
+              _num(row.value), *([_num(row.f1_macro)] if table.show_f1 else []), _num(row.gain, "+.3f"),
+              _worst(row), _num(row.epoch_seconds, ".1f"), row.run_id[:8], _commit(row)]
+             for rank, row in enumerate(table.rows, start=1)]
+    return header, cells
+
+
+def to_markdown(comparison: Comparison) -> str:
+    lines = [f"# Runs of experiment `{comparison.experiment_name}`"]
+    for table in comparison.tables:
+        better = "higher" if table.mode == "max" else "lower"
+        header, cells = table_cells(table)
+        numeric = {"#", "params total", "params trainable", table.metric, F1_KEY, "fusion gain", "s/epoch"}
+        lines += ["", f"## Task `{table.task}`: {table.metric} ({better} is better)", "",
+                  "| " + " | ".join(header) + " |",
+                  "|" + "|".join(" ---: " if h in numeric else " --- " for h in header) + "|",
+                  *("| " + " | ".join(row) + " |" for row in cells), ""]
+        lines.append(_gain_note(table))
+        if table.superseded:
+            pairs = ", ".join(f"`{old.run_id[:8]}` → `{new.run_id[:8]}` ({new.modality} · {new.fusion})"
+                              for old, new in table.superseded)
+            lines += ["", f"Superseded by a newer run of the same modality and fusion (`--all-runs` lists "
+                          f"them): {pairs}."]
+    if comparison.skipped:
+        reasons = "; ".join(f"{why}: " + ", ".join(f"`{i[:8]}`" for i in ids) for why, ids in comparison.skipped.items())
+        lines += ["", f"Left out: {reasons}."]
+    return "\n".join(lines) + "\n"
+
+
+def _gain_note(table: TaskTable) -> str:
+    formula = (f"{table.metric} minus the best unimodal run's" if table.mode == "max"
+               else f"the best unimodal run's {table.metric} minus this run's (positive = better)")
+    refs = [f"data `{version}`: {row.modality} · {row.fusion} {row.value:.3f} (`{row.run_id[:8]}`)"
+            for version, row in table.baselines.items()]
+    missing = sorted({row.data_version for row in table.rows} - set(table.baselines))
+    if missing:
+        refs.append("none on data " + ", ".join(f"`{version}`" for version in missing) + " (gain empty)")
+    return f"Fusion gain: {formula} on the same data (`data_version`). Reference: {'; '.join(refs)}."
+
+
+def to_csv(comparison: Comparison) -> str:
+    """Every row of every task with full-precision values, full run ids and commits."""
+    sink = io.StringIO()
+    writer = csv.writer(sink, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for table in comparison.tables:
+        for rank, row in enumerate(table.rows, start=1):
+            worst = row.worst_without or ("", None)
+            writer.writerow([
+                row.task, row.metric, row.mode, rank, row.modality, row.fusion,
+                *("" if v is None else int(v) for v in (row.params_total, row.params_trainable)),
+                *("" if v is None else repr(v) for v in (row.value, row.f1_macro, row.gain, worst[1])),
+                worst[0], "" if row.epoch_seconds is None else repr(row.epoch_seconds), row.run_id,
+                row.git_commit, str(row.git_dirty).lower(), row.data_version,
+                "" if row.baseline is None else row.baseline.run_id])
+    return sink.getvalue()
+
+
+def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
+    """Horizontal bars of the main metric per run (one panel per task), best unimodal level dashed."""
+    from fusion.tracking.figures import _save, plt  # the Agg backend and the shared save
+
+    heights = [1.2 + 0.4 * len(table.rows) for table in comparison.tables]
+    fig, axes = plt.subplots(len(heights), 1, figsize=(9, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, table in zip(axes[:, 0], comparison.tables):
+        positions = range(len(table.rows))
+        values = [row.value for row in table.rows]
+        ax.barh(positions, values, color=["tab:gray" if row.unimodal else "tab:blue" for row in table.rows])
+        ax.set_yticks(positions, labels=[f"{row.modality} · {row.fusion} ({row.run_id[:8]})" for row in table.rows])
+        ax.invert_yaxis()  # best at the top
+        for position, value in zip(positions, values):
+            ax.text(value, position, f" {value:.3f}", va="center", fontsize=8)
+        for version, base in table.baselines.items():
+            data = f", data {version}" if len(table.baselines) > 1 else ""
+            ax.axvline(base.value, color="tab:red", linestyle="--", linewidth=1,
+                       label=f"best unimodal ({base.modality}{data}): {base.value:.3f}")
+        if table.baselines:
+            ax.legend(loc="best", fontsize=8)
+        ax.margins(x=0.12)
+        ax.set_xlabel(f"{table.metric} ({'higher' if table.mode == 'max' else 'lower'} is better)")
+        ax.set_title(f"task {table.task}: multimodal (blue) vs unimodal (gray)")
+    return _save(fig, path)
+
+
+def log_comparison(comparison: Comparison, markdown: str, files: Sequence[Path], run_name: str = "compare") -> str:
+    """A finished run with tag kind=compare in the experiment, holding the files; returns its id."""
+    client = MlflowClient(tracking_uri=absolute_tracking_uri(comparison.tracking_uri))
+    commit, dirty = git_commit()
+    tags = {"kind": COMPARE_KIND, "git_commit": commit, "git_dirty": str(dirty).lower(),
+            "mlflow.note.content": markdown if len(markdown) <= NOTE_LIMIT else "See the compare.md artifact."}
+    run_id = client.create_run(comparison.experiment_id, run_name=run_name, tags=tags).info.run_id
+    try:
+        client.log_param(run_id, "tasks", ",".join(t.task for t in comparison.tables))
+        client.log_metric(run_id, "runs", sum(len(t.rows) for t in comparison.tables))
+        for path in files:
+            client.log_artifact(run_id, str(path))
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def run_compare(cfg: DictConfig) -> tuple[Comparison, str, str | None]:
+    """The whole step from the config: (comparison, its Markdown, the compare run's id or None)."""
+    options = cfg.get("compare")
+    if options is None:
+        raise CompareError("the parameters have no `compare` section; regenerate params.yaml with `make params`.")
+    comparison = compare_runs(cfg.logger.tracking_uri, cfg.logger.experiment_name, list(options.tasks or []),
+                              bool(options.latest_only))
+    markdown = to_markdown(comparison)
+    files = []
+    for path, text in ((options.markdown, markdown), (options.csv, to_csv(comparison))):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        files.append(path)
+    files.append(plot_comparison(comparison, options.chart))
+    run_id = log_comparison(comparison, markdown, files, options.run_name) if options.log_to_mlflow else None
+    return comparison, markdown, run_id
+
+
+# --- command line ----------------------------------------------------------------------------------------------
+
+EPILOG = """examples:
+  python -m fusion.tracking.compare
+  python -m fusion.tracking.compare --task regression --all-runs --no-mlflow
+  python pipelines/compare.py logger.experiment_name=other compare.markdown=/tmp/compare.md
+
+Reads every finished training run of the experiment (logger.*), writes compare.markdown, compare.csv
+and compare.chart, prints the Markdown and logs the three files to an MLflow run named `compare`
+(tag kind=compare; compare runs never appear in the tables)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = stage_parser("Compare the finished training runs of the MLflow experiment: one table per task, "
+                          "best first, with the gain over the best unimodal run.", EPILOG)
+    parser.add_argument("--tracking-uri", help="MLflow store (default: logger.tracking_uri)")
+    parser.add_argument("--experiment", help="MLflow experiment (default: logger.experiment_name)")
+    parser.add_argument("--task", action="append", help="only this task; repeatable (default: every task present)")
+    parser.add_argument("--all-runs", action="store_true",
+                        help="keep re-runs (default: only the newest run per modality and fusion)")
+    parser.add_argument("--markdown", help="Markdown output (default: compare.markdown)")
+    parser.add_argument("--csv", help="CSV output (default: compare.csv)")
+    parser.add_argument("--chart", help="bar chart PNG (default: compare.chart)")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log a compare run to MLflow")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> DictConfig:
+    """params.yaml, then key=value overrides, then the options above."""
+    cfg = load_params(args.params, args.overrides)
+    options = {"logger.tracking_uri": args.tracking_uri, "logger.experiment_name": args.experiment,
+               "compare.tasks": args.task, "compare.markdown": args.markdown, "compare.csv": args.csv,
+               "compare.chart": args.chart, "compare.latest_only": False if args.all_runs else None,
+               "compare.log_to_mlflow": False if args.no_mlflow else None}
+    for key, value in options.items():
+        if value is not None:
+            OmegaConf.update(cfg, key, value, force_add=True)
+    return cfg
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        _, markdown, run_id = run_compare(config_from_args(args))
+    except CompareError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(markdown, end="")
+    if run_id:
+        print(f"\nlogged to MLflow run {run_id} (kind=compare): Markdown, CSV and chart as artifacts")
+
+
+if __name__ == "__main__":
+    main()
