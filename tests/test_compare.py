@@ -280,12 +280,14 @@ def test_command_line_options_and_overrides(store, tmp_path, capsys):
         main(["--params", str(ROOT / "params.yaml"), "--tracking-uri", uri, "--experiment", "nope", "--no-mlflow"])
 
 
-def test_local_tracking_uri_helper_matches_the_loggers():
-    from fusion.tracking.compare import absolute_tracking_uri as local
-    from fusion.tracking.mlflow_logger import absolute_tracking_uri
+def test_tracking_uri_helpers():
+    from fusion.tracking.store import absolute_tracking_uri, artifact_uri
 
-    for uri in ("sqlite:///mlflow.db", "sqlite:///sub/x.db", "sqlite:////abs/x.db", "http://127.0.0.1:5000"):
-        assert local(uri) == absolute_tracking_uri(uri)
+    assert absolute_tracking_uri("sqlite:///sub/x.db") == f"sqlite:///{Path('sub/x.db').resolve()}"
+    for uri in ("sqlite:////abs/x.db", "http://127.0.0.1:5000"):
+        assert absolute_tracking_uri(uri) == uri
+    assert artifact_uri("mlartifacts") == Path("mlartifacts").resolve().as_uri()
+    assert artifact_uri("s3://bucket/x") == "s3://bucket/x"
 
 
 def test_params_dvc_stage_and_make_targets():

@@ -22,7 +22,7 @@ from fusion.data.datamodule import MultimodalDataModule
 from fusion.data.labels import MultiLabel, Scalar, SingleLabel, label_spec
 from fusion.data.manifest import load_manifest
 from fusion.data.sample import generate_sample, plan_dataset, validate_config
-from fusion.tracking.mlflow_logger import absolute_tracking_uri
+from fusion.tracking.store import absolute_tracking_uri
 from fusion.training.tasks import Multiclass, Multilabel, Regression, SignAccuracy, build_task
 from tests.conftest import TINY_TRAINING, copy_dvc_project, tiny_config
 

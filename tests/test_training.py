@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def _client(cfg) -> MlflowClient:
-    from fusion.tracking.mlflow_logger import absolute_tracking_uri
+    from fusion.tracking.store import absolute_tracking_uri
 
     return MlflowClient(tracking_uri=absolute_tracking_uri(cfg.logger.tracking_uri))
 

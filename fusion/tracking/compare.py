@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fusion.config import load_params, stage_parser
 from fusion.tracking.lineage import git_commit
+from fusion.tracking.store import absolute_tracking_uri
 
 DEFAULT_TASK = "multiclass"
 DEFAULT_METRIC = "test/acc"
@@ -37,15 +38,6 @@ NOTE_LIMIT = 7000  # MLflow truncates tag values at 8000 characters
 CSV_COLUMNS = ("task", "metric", "mode", "rank", "modality", "fusion", "params_total", "params_trainable", "value",
                "f1_macro", "fusion_gain", "worst_without", "worst_without_modality", "epoch_seconds", "run_id",
                "git_commit", "git_dirty", "data_version", "baseline_run_id")
-
-
-def absolute_tracking_uri(uri: str) -> str:
-    """As fusion.tracking.mlflow_logger's (a relative sqlite:/// path made absolute), without importing
-    Lightning there, which tripled this step's start-up time; a test keeps the two equal."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(Path(uri[len(prefix):]).resolve())
-    return uri
 
 
 class CompareError(RuntimeError):
@@ -319,7 +311,7 @@ def to_csv(comparison: Comparison) -> str:
 
 def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     """Horizontal bars of the main metric per run (one panel per task), best unimodal level dashed."""
-    from fusion.tracking.figures import _save, plt  # the Agg backend and the shared save
+    from fusion.tracking.figures import plt, save_figure  # the Agg backend and the shared save
 
     heights = [1.2 + 0.4 * len(table.rows) for table in comparison.tables]
     fig, axes = plt.subplots(len(heights), 1, figsize=(9, sum(heights)), squeeze=False,
@@ -341,7 +333,7 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
         ax.margins(x=0.12)
         ax.set_xlabel(f"{table.metric} ({'higher' if table.mode == 'max' else 'lower'} is better)")
         ax.set_title(f"task {table.task}: multimodal (blue) vs unimodal (gray)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def log_comparison(comparison: Comparison, markdown: str, files: Sequence[Path], run_name: str = "compare") -> str:

@@ -32,7 +32,7 @@ def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], pat
         for j in range(confusion.shape[1]):
             ax.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=8,
                     color="white" if normalised[i, j] > 0.5 else "black")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_per_class(values: Sequence[float], class_names: Sequence[str], path: str | Path, title: str,
@@ -48,7 +48,7 @@ def plot_per_class(values: Sequence[float], class_names: Sequence[str], path: st
     ax.set_title(title)
     for y, value in zip(positions, values):
         ax.text(min(float(value), 0.9) + 0.01, y, f"{float(value):.2f}", va="center", ha="left", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_scatter(actual: np.ndarray, predicted: np.ndarray, path: str | Path, title: str) -> Path:
@@ -65,10 +65,10 @@ def plot_scatter(actual: np.ndarray, predicted: np.ndarray, path: str | Path, ti
     ax.set_ylabel("predicted value")
     ax.set_title(title)
     ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 
 from fusion.tracking.lineage import data_version, git_commit
-
-SQLITE_PREFIX = "sqlite:///"
-
-
-def absolute_tracking_uri(uri: str) -> str:
-    """Make a relative sqlite:/// path absolute, so runs from any folder share one store."""
-    if uri.startswith(SQLITE_PREFIX) and not uri.startswith(SQLITE_PREFIX + "/"):
-        return SQLITE_PREFIX + str(Path(uri[len(SQLITE_PREFIX):]).resolve())
-    return uri
-
-
-def artifact_uri(location: str) -> str:
-    return location if "://" in location else Path(location).resolve().as_uri()
+from fusion.tracking.store import absolute_tracking_uri, artifact_uri
 
 
 def run_tags(cfg: DictConfig) -> dict[str, str]:
