@@ -1,4 +1,4 @@
-"""Where a run came from: the git commit and the version of the preprocessed data (dvc.lock)."""
+"""Where a run came from: the git commit and a content hash of the preprocessed data."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-import yaml
-
-PREPROCESS_PREFIX = "preprocess_"
+from fusion.data.manifest import MODALITIES
 
 
 def git_commit(cwd: str | Path = ".") -> tuple[str, bool]:
@@ -22,14 +20,24 @@ def git_commit(cwd: str | Path = ".") -> tuple[str, bool]:
     return sha.strip(), bool(status.strip())
 
 
-def data_version(lock_path: str | Path = "dvc.lock") -> str:
-    """Short hash of the preprocess stages' output hashes in dvc.lock ('untracked' if none)."""
-    path = Path(lock_path)
-    if not path.is_file():
-        return "untracked"
-    stages = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages", {})
-    hashes = sorted(f"{out['path']}:{out.get('md5', '')}" for name, stage in stages.items()
-                    if name.startswith(PREPROCESS_PREFIX) for out in stage.get("outs", []))
-    if not hashes:
-        return "untracked"
-    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:12]
+# The small files that pin a processed modality folder's content: the shard index carries a hash of the
+# chunk files (fusion.data.shards), the others the records, labels, rejections and processor settings.
+FINGERPRINT_FILES = ("shards/index.json", "ids.json", "meta.json", "records.jsonl", "rejected.jsonl")
+
+
+def data_version(processed_dir: str | Path) -> str:
+    """Short content hash of the preprocessed data a run reads ('untracked' if there is none).
+
+    Every modality folder under ``processed_dir`` counts, whichever modalities the run uses, so unimodal and
+    multimodal runs on the same data share a version (the fusion-gain reference); the folder's location
+    does not count, so a copy has the same version."""
+    root = Path(processed_dir)
+    digest, found = hashlib.sha256(), False
+    for modality in MODALITIES:
+        for name in FINGERPRINT_FILES:
+            path = root / modality / name
+            if path.is_file():
+                found = True
+                digest.update(f"{modality}/{name}\n".encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:12] if found else "untracked"

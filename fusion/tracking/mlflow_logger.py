@@ -20,7 +20,7 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
         "fusion": cfg.fusion.name,
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
-        "data_version": data_version(),
+        "data_version": data_version(cfg.data.processed_dir),
         "data_root": str(cfg.data.root),
     }
 
