@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,6 +21,16 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
         cfg = hydra_compose(config_name="config", overrides=list(overrides))
     OmegaConf.resolve(cfg)
     return cfg
+
+
+def flatten(node: Any, sep: str = ".", prefix: str = "") -> dict[str, Any]:
+    """A nested dict as flat {"a<sep>b<sep>c": leaf} (lists are leaves)."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten(value, sep, f"{prefix}{key}{sep}"))
+        return out
+    return {prefix[: -len(sep)] if prefix else prefix: node}
 
 
 def write_params(path: str | Path, overrides: Sequence[str] = ()) -> None:

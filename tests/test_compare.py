@@ -366,3 +366,37 @@ def test_compare_stage_lists_every_run_of_the_sweep(sweep, subprocess_env_module
         assert bool(row["worst_without"]) == logged
     (compare,) = [r for r in runs if r.data.tags.get("kind") == "compare"]
     assert {a.path for a in client.list_artifacts(compare.info.run_id)} == {"compare.md", "compare.csv", "compare.png"}
+
+
+def test_robustness_scores_are_shown_where_runs_have_them(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("fusion", artifact_location=(tmp_path / "artifacts").as_uri())
+    _log(client, exp, TRI, "late", 1000, {"test/acc": 0.70, "robustness/relative_all": 0.45,
+                                          "robustness/effective_all": 0.0})
+    _log(client, exp, TRI, "cross_attention", 2000, {"test/acc": 0.68, "robustness/relative_all": 0.42,
+                                                     "robustness/effective_all": -0.2})
+    _log(client, exp, "text", "late", 3000, {"test/acc": 0.30})
+    comparison = compare_runs(uri, "fusion")
+    header, cells = table_cells(comparison.tables[0])
+    rel, eff = header.index("relative robustness (all)"), header.index("effective robustness (all)")
+    assert [(row[2], row[rel], row[eff]) for row in cells] == [
+        ("late", "0.450", "+0.000"), ("cross_attention", "0.420", "-0.200"), ("late", "", "")]
+    assert "summed gap to the late-fusion curve" in to_markdown(comparison)
+    rows = list(csv.DictReader(io.StringIO(to_csv(comparison))))
+    assert [(r["fusion"], r["relative_robustness_all"], r["effective_robustness_all"]) for r in rows] == [
+        ("late", "0.45", "0.0"), ("cross_attention", "0.42", "-0.2"), ("late", "", "")]
+
+
+def test_fusion_gain_uses_the_unimodal_run_on_the_same_data_even_if_superseded_on_other_data(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("fusion", artifact_location=(tmp_path / "artifacts").as_uri())
+    _log(client, exp, "audio", "late", 1000, {"test/acc": 0.30}, data="v1")
+    _log(client, exp, TRI, "gated", 2000, {"test/acc": 0.60}, data="v1")
+    _log(client, exp, "audio", "late", 3000, {"test/acc": 0.40}, data="v2")  # supersedes the v1 audio run
+    _log(client, exp, TRI, "late", 4000, {"test/acc": 0.70}, data="v2")
+    table = compare_runs(uri, "fusion").tables[0]
+    gains = {row.fusion if not row.unimodal else row.modality: round(row.gain, 6) for row in table.rows}
+    assert gains == {"late": 0.3, "gated": 0.3, "audio": 0.0}
+    assert [(old.data_version, new.data_version) for old, new in table.superseded] == [("v1", "v2")]

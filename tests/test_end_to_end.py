@@ -15,7 +15,8 @@ from tests.conftest import TINY_TRAINING
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = {"sample", "preprocess_text", "preprocess_image", "preprocess_audio", "train", "evaluate"}
+STAGES = {"sample", "preprocess_text", "preprocess_image", "preprocess_audio", "train", "evaluate", "robustness"}
+ROBUSTNESS_LEVELS = [0.0, 0.5, 1.0]  # fewer noise levels keep the robustness stage quick
 
 
 def _run(args, cwd, env, check=True) -> subprocess.CompletedProcess:
@@ -60,7 +61,8 @@ def dvc_project(tmp_path_factory):
     for name in ("conf", "pipelines", "fusion"):
         shutil.copytree(ROOT / name, project / name, ignore=ignore)
     shutil.copy(ROOT / "dvc.yaml", project / "dvc.yaml")
-    cfg = compose([*TINY_TRAINING, "trainer.max_epochs=1", "sample.num_records=80", "sample.progress=false"])
+    cfg = compose([*TINY_TRAINING, "trainer.max_epochs=1", "sample.num_records=80", "sample.progress=false",
+                   f"robustness.levels={ROBUSTNESS_LEVELS}"])
     (project / "params.yaml").write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
     import os
 
@@ -92,6 +94,25 @@ def test_repro_runs_every_stage_and_tracks_the_run(dvc_project):
     assert "test/acc" in run.data.metrics  # logged by the evaluate stage into the train run
 
 
+def test_repro_runs_the_robustness_stage_and_dvc_plots_show_its_curves(dvc_project):
+    project, env, dvc, _ = dvc_project
+    out = project / "outputs" / "robustness"
+    scores = json.loads((out / "robustness.json").read_text())
+    assert 0.0 <= scores["clean"] <= 1.0 and set(scores["without"]) == {"text", "image", "audio"}
+    assert all(0.0 <= value <= 1.0 for value in scores["relative"].values())
+    assert "effective" not in scores and scores["reference"]["run_id"] is None  # no late run in this store
+    assert (out / "robustness.png").stat().st_size > 0
+    assert "relative.all" in _run([*dvc, "metrics", "show"], project, env).stdout
+    shown = json.loads(_run([*dvc, "plots", "show", "--json"], project, env).stdout)
+    (plot,) = shown["data"]["outputs/robustness/curves.csv"]
+    points = plot["content"]["data"]["values"]
+    assert {p["field"] for p in points} == {*scores["relative"]}
+    assert sorted({float(p["level"]) for p in points}) == ROBUSTNESS_LEVELS
+    assert not [e for e in shown.get("errors", []) if e["name"].endswith("curves.csv")]
+    (run,) = _runs(project / "mlflow.db")
+    assert run.data.metrics["robustness/relative_all"] == pytest.approx(scores["relative"]["all"])
+
+
 def test_second_repro_is_up_to_date_and_dag_has_the_designed_edges(dvc_project):
     project, env, dvc, _ = dvc_project
     assert _changed(project, env, dvc) == set()
@@ -102,6 +123,8 @@ def test_second_repro_is_up_to_date_and_dag_has_the_designed_edges(dvc_project):
     modalities = ("text", "image", "audio")
     expected = {("sample", f"preprocess_{m}") for m in modalities} | {(f"preprocess_{m}", "train") for m in modalities}
     expected |= {("train", "evaluate"), ("train", "compare"), ("evaluate", "compare")}
+    expected |= {("sample", "robustness"), ("train", "robustness")} | {(f"preprocess_{m}", "robustness")
+                                                                       for m in modalities}
     assert edges == expected
 
 
@@ -115,7 +138,7 @@ def test_a_modality_parameter_invalidates_only_its_branch(dvc_project, modality,
     params.preprocess[modality][key] = value
     params_path.write_text(OmegaConf.to_yaml(params))
     try:
-        assert _changed(project, env, dvc) == {f"preprocess_{modality}", "train", "evaluate"}
+        assert _changed(project, env, dvc) == {f"preprocess_{modality}", "train", "evaluate", "robustness"}
     finally:
         params_path.write_text(original)
     assert _changed(project, env, dvc) == set()

@@ -111,8 +111,8 @@ def mixed_dataset(tmp_path_factory):
 
 @pytest.mark.parametrize("modality, reasons", [
     ("text", {"bad1": "not valid UTF-8", "bad2": "empty text", "bad3": "does not exist"}),
-    ("image", {"bad1": "cannot decode image", "bad2": "cannot decode image", "bad3": "cannot decode image"}),
-    ("audio", {"bad1": "cannot decode audio", "bad2": "cannot decode audio", "bad3": "escapes the dataset"}),
+    ("image", {"bad1": "cannot decode image", "bad2": "not an image", "bad3": "is empty (0 bytes)"}),
+    ("audio", {"bad1": "is empty (0 bytes)", "bad2": "cannot decode audio", "bad3": "escapes the dataset"}),
 ])
 def test_bad_files_are_quarantined_with_reasons(mixed_dataset, modality, reasons):
     out, summaries = mixed_dataset
@@ -144,7 +144,7 @@ def test_unusual_formats_are_normalised(mixed_dataset):
 
 def test_rerun_replaces_output_atomically(mixed_dataset, tmp_path):
     out, _ = mixed_dataset
-    assert not list(out.glob(".*.tmp")) and not list(out.glob(".*.old"))
+    assert not list(out.glob(".*.tmp*")) and not list(out.glob(".*.old*"))
     assert {p.name for p in (out / "audio").iterdir()} == {"shards", "ids.json", "meta.json", "records.jsonl",
                                                           "rejected.jsonl"}
 

@@ -146,8 +146,8 @@ def stratified_splits(records: list[Record], seed: int, fractions: Mapping[str, 
 
 def load_manifest(root: str | Path, manifest: str, split_cfg: Mapping[str, Any], stage: str,
                   task: str = "multiclass") -> Manifest:
-    """Read and validate the manifest for `task` (task.name); invalid lines become rejections,
-    structural errors raise."""
+    """Read and validate the manifest for `task` (task.name); invalid lines become rejections (their
+    `file` is the manifest, where the fix goes), structural errors raise."""
     spec = label_spec(task)
     root = Path(root)
     path = root / manifest
@@ -157,7 +157,7 @@ def load_manifest(root: str | Path, manifest: str, split_cfg: Mapping[str, Any],
             f"'{manifest}' with data.root=/path/to/dataset (see README, 'Data contract')."
         )
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark is dropped
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{path} is not UTF-8 ({exc}); re-save the manifest as UTF-8 JSON lines.") from None
 
@@ -170,10 +170,11 @@ def load_manifest(root: str | Path, manifest: str, split_cfg: Mapping[str, Any],
         try:
             record = parse_line(text, number, task)
         except RecordError as exc:
-            rejections.append(Rejection(id=_peek_id(text), line=number, stage=stage, reason=str(exc)))
+            rejections.append(Rejection(_peek_id(text), number, stage, str(exc), manifest))
             continue
         if record.id in first_line:
-            rejections.append(Rejection(record.id, number, stage, f"duplicate id (first seen on line {first_line[record.id]})"))
+            rejections.append(Rejection(record.id, number, stage,
+                                        f"duplicate id (first seen on line {first_line[record.id]})", manifest))
             continue
         first_line[record.id] = number
         records.append(record)
@@ -190,7 +191,7 @@ def load_manifest(root: str | Path, manifest: str, split_cfg: Mapping[str, Any],
         if reason is None:
             kept.append(record)
         else:
-            rejections.append(Rejection(record.id, record.line, stage, reason))
+            rejections.append(Rejection(record.id, record.line, stage, reason, manifest))
     if not kept:
         raise ManifestError(
             f"{path}: no usable record left ({len(rejections)} rejected, e.g. "
@@ -214,19 +215,26 @@ def _peek_id(text: str) -> str | None:
 
 
 def resolve_file(root: Path, relative: str, folder: str) -> Path:
-    """Resolve a manifest path safely: it must stay inside the dataset's `folder` and exist."""
+    """Resolve a manifest path safely: it must stay inside the dataset's `folder`, exist and hold data."""
     if Path(relative).is_absolute():
         raise RecordError(f"absolute path '{relative}' is not allowed; paths are relative to the manifest")
     base = root.resolve()
-    target = (base / relative).resolve()  # follows symlinks, so a link pointing outside is caught
-    allowed = (base / folder).resolve()
-    if not target.is_relative_to(base):
-        raise RecordError(f"path '{relative}' escapes the dataset folder")
-    if not target.is_relative_to(allowed):
-        raise RecordError(
-            f"path '{relative}' is outside the declared folder '{folder}/'; move the file there or "
-            f"set data.dirs.<modality>='.' (DVC tracks each modality's folder separately)"
-        )
-    if not target.is_file():
-        raise RecordError(f"file '{relative}' does not exist")
+    try:
+        target = (base / relative).resolve()  # follows symlinks, so a link pointing outside is caught
+        allowed = (base / folder).resolve()
+        if not target.is_relative_to(base):
+            raise RecordError(f"path '{relative}' escapes the dataset folder")
+        if not target.is_relative_to(allowed):
+            raise RecordError(
+                f"path '{relative}' is outside the declared folder '{folder}/'; move the file there or "
+                f"set data.dirs.<modality>='.' (DVC tracks each modality's folder separately)"
+            )
+        if not target.is_file():
+            problem = "is not a regular file" if target.exists() else "does not exist"
+            raise RecordError(f"file '{relative}' {problem}")
+        size = target.stat().st_size
+    except (ValueError, OSError, RuntimeError) as exc:  # a NUL byte, a name too long, a symlink loop, ...
+        raise RecordError(f"path {relative!r} cannot be resolved ({exc})") from None
+    if size == 0:
+        raise RecordError(f"file '{relative}' is empty (0 bytes)")
     return target

@@ -13,11 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
+import signal
+import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from litdata import StreamingDataset, optimize
+from litdata.processing.data_processor import DataProcessor
 
 # litdata logs cache set-up details at INFO each time a dataset opens (once per loader worker).
 logging.getLogger("litdata").setLevel(logging.WARNING)
@@ -28,14 +33,36 @@ def write_shards(fn: Callable, inputs: list, out_dir: Path, num_workers: int, ch
     if not inputs:
         return []
     # keep_data_ordered: items land in input order, so the same inputs give the same chunks.
-    optimize(fn=fn, inputs=inputs, output_dir=str(out_dir), chunk_bytes=chunk_bytes,
-             num_workers=max(1, min(num_workers, len(inputs))), mode="overwrite", keep_data_ordered=True)
+    with _interrupt_exits_nonzero():
+        optimize(fn=fn, inputs=inputs, output_dir=str(out_dir), chunk_bytes=chunk_bytes,
+                 num_workers=max(1, min(num_workers, len(inputs))), mode="overwrite", keep_data_ordered=True)
     if not (out_dir / "index.json").exists():  # every input was rejected
         shutil.rmtree(out_dir, ignore_errors=True)
         return []
     _stamp_content_version(out_dir / "index.json")
     dataset = StreamingDataset(str(out_dir))
     return [dataset[i]["id"] for i in range(len(dataset))]
+
+
+@contextmanager
+def _interrupt_exits_nonzero() -> Iterator[None]:
+    """litdata's Ctrl-C handler stops its workers and then exits with status 0, which tells DVC and shells
+    that the stage succeeded; this handler does the same but exits with 130 (interrupted)."""
+    original = DataProcessor._signal_handler
+
+    def interrupted(self: DataProcessor, signum: int, frame: Any) -> None:
+        for stop_queue in self.stop_queues:
+            stop_queue.put(None)
+        for worker in self.workers:
+            worker.join(0)
+        print("interrupted: no output was written (the previous one, if any, is unchanged)", file=sys.stderr, flush=True)
+        os._exit(128 + signal.SIGINT)
+
+    DataProcessor._signal_handler = interrupted
+    try:
+        yield
+    finally:
+        DataProcessor._signal_handler = original
 
 
 def _stamp_content_version(index_path: Path) -> None:

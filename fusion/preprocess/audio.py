@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import struct
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -11,6 +13,8 @@ import torch
 import torchaudio
 
 from fusion.data.manifest import Record, RecordError, resolve_file
+
+WAV_UNKNOWN_SIZE = 0xFFFFFFFF  # the data chunk size a WAV writer that could not seek back leaves
 
 
 class AudioProcessor:
@@ -62,13 +66,26 @@ class AudioProcessor:
             self.mean, self.std = float(stacked.mean()), max(float(stacked.std()), 1e-6)
 
     def load_waveform(self, path: Path) -> torch.Tensor:
-        """Mono float32 waveform at the target rate, cropped to max_seconds."""
+        """Mono float32 waveform at the target rate, cropped to max_seconds: only that prefix of the file is
+        decoded, so a very long file costs no more than a short one."""
         try:
-            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
+            with sf.SoundFile(str(path)) as stream:
+                self.check_rate(stream.samplerate)
+                wanted = min(stream.frames, math.ceil(float(self.cfg["max_seconds"]) * stream.samplerate))
+                data, rate = stream.read(frames=wanted, dtype="float32", always_2d=True), stream.samplerate
+        except sf.LibsndfileError as exc:
+            raise RecordError(f"cannot decode audio: {exc.error_string}") from None
+        except (RuntimeError, ValueError, TypeError) as exc:
             raise RecordError(f"cannot decode audio: {exc}") from None
+        missing = wav_missing_bytes(path)
+        if missing:
+            raise RecordError(f"audio file is truncated: its header declares {missing} more bytes of samples "
+                              f"than the file holds; re-export or re-copy it")
+        if data.shape[0] < wanted:
+            raise RecordError(f"audio file is truncated: only {data.shape[0]} of the {wanted} frames its header "
+                              f"declares decode; re-export or re-copy it")
         if data.shape[0] == 0:
-            raise RecordError("audio has zero samples")
+            raise RecordError("audio has zero samples (a valid header without frames)")
         if not np.isfinite(data).all():
             raise RecordError("audio contains NaN or Inf samples")
         wave = torch.from_numpy(data.mean(axis=1))
@@ -80,13 +97,34 @@ class AudioProcessor:
             wave = torch.nn.functional.pad(wave, (0, min_samples - wave.numel()))
         return wave
 
+    def check_rate(self, rate: int) -> None:
+        """Reject a sample rate outside [min_sample_rate, max_sample_rate], or one whose ratio to sample_rate
+        has a term over max_ratio_terms in lowest terms: torchaudio's resampling filter has about their
+        product in coefficients (44101 Hz to 16 kHz: 700 million, 12 GB)."""
+        low, high = int(self.cfg["min_sample_rate"]), int(self.cfg["max_sample_rate"])
+        if rate < low:
+            raise RecordError(f"unsupported sample rate: {rate} Hz is below preprocess.audio.min_sample_rate={low}")
+        if rate > high:
+            raise RecordError(f"unsupported sample rate: {rate} Hz is above preprocess.audio.max_sample_rate={high}")
+        gcd, limit = math.gcd(rate, self.rate), int(self.cfg["max_ratio_terms"])
+        if max(rate, self.rate) // gcd > limit:
+            raise RecordError(f"unsupported sample rate: {rate} Hz has no small ratio to {self.rate} Hz "
+                              f"({self.rate // gcd}/{rate // gcd}, a term over preprocess.audio.max_ratio_terms="
+                              f"{limit}); re-encode the file at a standard rate")
+
     def log_mel(self, record: Record) -> torch.Tensor:
-        wave = self.load_waveform(resolve_file(self.root, record.audio, self.folder))
+        return self.wave_log_mel(self.load_waveform(resolve_file(self.root, record.audio, self.folder)))
+
+    def wave_log_mel(self, wave: torch.Tensor) -> torch.Tensor:
         return torch.log(self.mel(wave) + float(self.cfg["log_eps"]))
 
     def process(self, record: Record) -> dict[str, torch.Tensor]:
         """Standardised log-mel, so that zero padding equals the training mean."""
-        return {"mel": ((self.log_mel(record) - self.mean) / self.std).to(torch.float16)}
+        return self.features(self.load_waveform(resolve_file(self.root, record.audio, self.folder)))
+
+    def features(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The stored item of a loaded waveform (also used on noisy waveforms by the robustness stage)."""
+        return {"mel": ((self.wave_log_mel(wave) - self.mean) / self.std).to(torch.float16)}
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -100,3 +138,20 @@ class AudioProcessor:
 
     def save(self, out_dir: Path) -> None:
         """No state beyond the parameters, which meta.json records."""
+
+
+def wav_missing_bytes(path: Path) -> int:
+    """How many bytes of samples a RIFF/WAVE file's ``data`` chunk declares beyond the end of the file (0 for
+    other formats, and for an unknown size). libsndfile reads what is there without an error, so this is
+    how a truncated WAV is told apart from a short one."""
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        header = stream.read(12)
+        if header[:4] != b"RIFF" or header[8:] != b"WAVE":
+            return 0
+        while len(chunk := stream.read(8)) == 8:
+            name, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if name == b"data":
+                return 0 if length == WAV_UNKNOWN_SIZE else max(0, stream.tell() + length - size)
+            stream.seek(length + length % 2, 1)  # chunks are padded to an even length
+    return 0

@@ -15,6 +15,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from fusion.data.manifest import SPLITS, ManifestError, Record, RecordError, Rejection, load_manifest
 from fusion.data.shards import write_json, write_jsonl, write_shards
+from fusion.preprocess.atomic import atomic_output
+
+
+class StrictModeError(Exception):
+    """preprocess.strict is on and records were rejected: the stage fails, its previous output is kept."""
+
+    def __init__(self, summary: dict[str, Any], rejections: list[Rejection], out_dir: Path):
+        self.summary, self.rejections = summary, rejections
+        super().__init__(
+            f"{len(rejections)} record(s) rejected with preprocess.strict=true, so {out_dir} was left as it was. "
+            f"Fix or remove the records listed, or run without --strict (preprocess.strict=false) to keep the "
+            f"good records and list the rejected ones in rejected.jsonl."
+        )
 
 
 class Processor(Protocol):
@@ -61,65 +74,59 @@ def _collect_rejections(reject_dir: Path) -> list[Rejection]:
 def run_preprocess(modality: str, cfg: DictConfig) -> dict[str, Any]:
     """Preprocess one modality of the dataset at cfg.data.root into cfg.data.processed_dir/<modality>.
 
-    Output is built in a temporary sibling folder and swapped in at the end, so an interrupted
-    run never leaves a folder that looks complete.
+    Output is built in a work folder of this run and swapped in at the end (fusion/preprocess/atomic.py),
+    so an interrupted run never leaves a folder that looks complete. With preprocess.strict any rejection
+    raises StrictModeError and the previous output stays.
     """
     stage = f"preprocess_{modality}"
     data = cfg.data
     task = OmegaConf.select(cfg, "task.name", default="multiclass")
     manifest = load_manifest(data.root, data.manifest, data.split, stage=stage, task=task)
     processor: Processor = _processors()[modality](cfg.preprocess[modality], manifest.root, data.dirs[modality])
-
     out_dir = Path(data.processed_dir) / modality
-    tmp_dir = out_dir.with_name(f".{modality}.tmp")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    reject_dir = tmp_dir / "_rejected"
-    reject_dir.mkdir(parents=True)
+    with atomic_output(out_dir) as work_dir:
+        reject_dir = work_dir / "_rejected"
+        reject_dir.mkdir()
+        with_modality = [r for r in manifest.records if r.has(modality)]
+        processor.fit([r for r in with_modality if r.split == "train"])
+        worker = functools.partial(process_or_reject, processor=processor, reject_dir=str(reject_dir), stage=stage)
+        for split in SPLITS:
+            print(f"[{stage}] {split}: {sum(r.split == split for r in with_modality)} records with {modality}",
+                  flush=True)
+        ids = write_shards(worker, with_modality, work_dir / "shards", int(cfg.preprocess.num_workers),
+                           str(cfg.preprocess.chunk_bytes))
+        rejections = sorted(manifest.rejections + _collect_rejections(reject_dir), key=lambda r: (r.line, r.reason))
+        summary = _summary(modality, manifest.records, with_modality, ids, rejections)
+        if rejections and OmegaConf.select(cfg, "preprocess.strict", default=False):
+            raise StrictModeError(summary, rejections, out_dir)
+        shutil.rmtree(reject_dir)
+        processor.save(work_dir)
+        write_json(work_dir / "ids.json", ids)
+        write_json(work_dir / "meta.json", {"modality": modality, "task": task, **manifest.labels.info,
+                                            **processor.meta(), "summary": summary})
+        write_jsonl(work_dir / "records.jsonl", (json.dumps({"id": r.id, "label": r.label, "split": r.split})
+                                                 for r in manifest.records))
+        write_jsonl(work_dir / "rejected.jsonl", (r.to_json() for r in rejections))
+    return summary
 
-    with_modality = [r for r in manifest.records if r.has(modality)]
-    processor.fit([r for r in with_modality if r.split == "train"])
-    worker = functools.partial(process_or_reject, processor=processor, reject_dir=str(reject_dir), stage=stage)
-    for split in SPLITS:
-        print(f"[{stage}] {split}: {sum(r.split == split for r in with_modality)} records with {modality}", flush=True)
-    ids = write_shards(worker, with_modality, tmp_dir / "shards", int(cfg.preprocess.num_workers),
-                       str(cfg.preprocess.chunk_bytes))
 
-    rejections = sorted(manifest.rejections + _collect_rejections(reject_dir), key=lambda r: (r.line, r.reason))
-    shutil.rmtree(reject_dir)
+def _summary(modality: str, records: list[Record], with_modality: list[Record], ids: list[str],
+             rejections: list[Rejection]) -> dict[str, Any]:
+    """Kept per split, missing, rejected (total and by kind of reason): meta.json's `summary`."""
     split_of = {r.id: r.split for r in with_modality}
-    counts = {split: sum(split_of[i] == split for i in ids) for split in SPLITS}
-    summary = {
+    return {
         "modality": modality,
-        "records": len(manifest.records),
-        "kept": counts,
-        "missing": sum(not r.has(modality) for r in manifest.records),
+        "records": len(records),
+        "kept": {split: sum(split_of[i] == split for i in ids) for split in SPLITS},
+        "missing": sum(not r.has(modality) for r in records),
         "rejected": len(rejections),
         "rejected_by_reason": dict(Counter(_reason_kind(r.reason) for r in rejections)),
     }
-    processor.save(tmp_dir)
-    write_json(tmp_dir / "ids.json", ids)
-    write_json(tmp_dir / "meta.json", {"modality": modality, "task": task, **manifest.labels.info,
-                                       **processor.meta(), "summary": summary})
-    write_jsonl(tmp_dir / "records.jsonl", (json.dumps({"id": r.id, "label": r.label, "split": r.split})
-                                            for r in manifest.records))
-    write_jsonl(tmp_dir / "rejected.jsonl", (r.to_json() for r in rejections))
-    _swap_in(tmp_dir, out_dir)
-    return summary
 
 
 def _reason_kind(reason: str) -> str:
     """Group reasons for the summary: quoted names elided, text before the first detail (':' or '(')."""
     return re.sub(r"'[^']*'", "'…'", reason).split(":")[0].split("(")[0].strip()
-
-
-def _swap_in(tmp_dir: Path, out_dir: Path) -> None:
-    """Replace out_dir by tmp_dir with renames, so the output is never half-written."""
-    old = out_dir.with_name(f".{out_dir.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp_dir.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -131,4 +138,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run_preprocess", "format_summary", "ManifestError"]
+def format_rejections(rejections: list[Rejection], limit: int) -> str:
+    """The first `limit` rejections, one a line (manifest line, id, file, reason), and how many more."""
+    lines = [f"  line {r.line}, id {r.id or '?'}, file {r.file or '-'}: {r.reason}" for r in rejections[:limit]]
+    if len(rejections) > limit:
+        lines.append(f"  ... and {len(rejections) - limit} more")
+    return "\n".join(["rejected records:", *lines])
+
+
+__all__ = ["run_preprocess", "format_summary", "format_rejections", "ManifestError", "StrictModeError"]

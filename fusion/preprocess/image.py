@@ -12,8 +12,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fusion.data.manifest import Record, RecordError, resolve_file
 
-_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
 
 def to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """Any PIL mode to RGB: alpha composited on `background`, 16/32-bit scaled to 8-bit."""
@@ -42,20 +40,30 @@ class ImageProcessor:
         """Nothing to learn from the training split."""
 
     def process(self, record: Record) -> dict[str, torch.Tensor]:
-        path = resolve_file(self.root, record.image, self.folder)
         size = int(self.cfg["size"])
-        Image.MAX_IMAGE_PIXELS = int(self.cfg["max_pixels"])
+        rgb = self.decode(resolve_file(self.root, record.image, self.folder))
+        rgb = rgb.resize((size, size), Image.Resampling.BICUBIC)
+        array = np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
+        return {"image": torch.from_numpy(np.ascontiguousarray(array))}
+
+    def decode(self, path: Path) -> Image.Image:
+        """The file's image in RGB. PIL's decompression-bomb guard, at ``max_pixels``, rejects an image from
+        its header alone (its warning range too), before any pixel is allocated."""
+        max_pixels = int(self.cfg["max_pixels"])
+        Image.MAX_IMAGE_PIXELS = max_pixels
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(path) as img:
                     img.load()  # decode fully now, so truncated files fail here
-                    rgb = to_rgb(img, tuple(self.cfg["background"]))
-        except _DECODE_ERRORS + (Image.DecompressionBombWarning,) as exc:
+                    return to_rgb(img, tuple(self.cfg["background"]))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise RecordError(f"image too large (decompression-bomb guard, preprocess.image.max_pixels="
+                              f"{max_pixels}): {exc}") from None
+        except UnidentifiedImageError:
+            raise RecordError("not an image: no image format recognises the file's content") from None
+        except Exception as exc:  # noqa: BLE001 - decoders raise many types on a damaged file; all mean "bad file"
             raise RecordError(f"cannot decode image: {type(exc).__name__}: {exc}") from None
-        rgb = rgb.resize((size, size), Image.Resampling.BICUBIC)
-        array = np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
-        return {"image": torch.from_numpy(np.ascontiguousarray(array))}
 
     def meta(self) -> dict[str, Any]:
         return {"size": int(self.cfg["size"]), "channels": 3}

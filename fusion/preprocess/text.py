@@ -18,6 +18,26 @@ PAD, UNK = "[PAD]", "[UNK]"
 BPE = "bpe"
 PACKAGE_PREFIX = "package:"
 HF_EXTRA_HINT = "install the optional dependencies with `uv sync --extra hf`"
+UTF8_MAX_BYTES = 4  # the most bytes one character takes in UTF-8
+BOM = "\ufeff"
+
+
+def read_utf8_prefix(path: Path, max_chars: int) -> str:
+    """The first `max_chars` characters of a UTF-8 file (a byte-order mark dropped), reading no more than
+    4 bytes a character, so a huge file costs no more than a long one. Only the characters kept must be
+    valid UTF-8: a bad byte after them, or a character cut by the read, is no error."""
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(UTF8_MAX_BYTES * (max_chars + len(BOM)))
+    except OSError as exc:  # e.g. no permission to read it
+        raise RecordError(f"cannot read text file: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = raw[: exc.start].decode("utf-8")  # the valid part, enough when the bad byte lies past the limit
+        if len(text.removeprefix(BOM)) < max_chars:
+            raise RecordError(f"text is not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8") from None
+    return text.removeprefix(BOM)[:max_chars]
 
 
 def resolve_pretrained_path(spec: str, key: str = "model.text.pretrained_path") -> Path:
@@ -99,15 +119,13 @@ class TextProcessor:
         self.pad_id: int | None = None
 
     def read(self, record: Record) -> str:
-        """The record's text (inline or from its file), decoded as UTF-8 and stripped."""
+        """The record's text (inline or from its file, decoded as UTF-8), cut to ``max_chars`` characters
+        and stripped."""
+        max_chars = int(self.cfg["max_chars"])
         if record.text is not None:
-            text = record.text
+            text = record.text[:max_chars]
         else:
-            path = resolve_file(self.root, record.text_path, self.folder)
-            try:
-                text = path.read_bytes().decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise RecordError(f"text is not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8") from None
+            text = read_utf8_prefix(resolve_file(self.root, record.text_path, self.folder), max_chars)
         text = text.strip()
         if not text:
             raise RecordError("empty text")
@@ -159,7 +177,11 @@ class TextProcessor:
         return {**self.__dict__, "_tokenizer": None}
 
     def process(self, record: Record) -> dict[str, torch.Tensor]:
-        ids = self.tokenizer.encode(self.read(record)).ids[: int(self.cfg["max_len"])]
+        return self.encode(self.read(record))
+
+    def encode(self, text: str) -> dict[str, torch.Tensor]:
+        """Token ids of an already read text (also used on perturbed text by the robustness stage)."""
+        ids = self.tokenizer.encode(text).ids[: int(self.cfg["max_len"])]
         if not ids:
             raise RecordError("text has no tokens after normalisation")
         return {"tokens": torch.tensor(ids, dtype=torch.int32)}

@@ -33,10 +33,13 @@ DEFAULT_MODE = "max"
 F1_KEY = "test/f1_macro"
 COMPARE_KIND = "compare"  # tag `kind` of the compare runs themselves
 WITHOUT = "_without_"  # <metric>_without_<modality>: the metric with that modality removed
+# The robustness stage's scores of the `all` curve (every modality perturbed at once; fusion/robustness/).
+RELATIVE_KEY, EFFECTIVE_KEY = "robustness/relative_all", "robustness/effective_all"
 NOTE_LIMIT = 7000  # MLflow truncates tag values at 8000 characters
 
 CSV_COLUMNS = ("task", "metric", "mode", "rank", "modality", "fusion", "params_total", "params_trainable", "value",
-               "f1_macro", "fusion_gain", "worst_without", "worst_without_modality", "epoch_seconds", "run_id",
+               "f1_macro", "fusion_gain", "worst_without", "worst_without_modality", "relative_robustness_all",
+               "effective_robustness_all", "epoch_seconds", "run_id",
                "git_commit", "git_dirty", "data_version", "baseline_run_id")
 
 
@@ -64,6 +67,8 @@ class Row:
     params_trainable: float | None
     epoch_seconds: float | None
     without: dict[str, float]
+    relative_robustness: float | None = None
+    effective_robustness: float | None = None
     gain: float | None = None
     baseline: Row | None = None
 
@@ -99,6 +104,10 @@ class TaskTable:
     @property
     def show_f1(self) -> bool:
         return self.metric != F1_KEY and any(r.f1_macro is not None for r in self.rows)
+
+    @property
+    def show_robustness(self) -> bool:
+        return any(r.relative_robustness is not None for r in self.rows)
 
 
 @dataclass
@@ -197,6 +206,8 @@ def _row(run: Run) -> tuple[Row | None, str]:
         params_trainable=metrics.get("params/trainable"),
         epoch_seconds=metrics.get("time/epoch_seconds"),
         without={k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)},
+        relative_robustness=metrics.get(RELATIVE_KEY),
+        effective_robustness=metrics.get(EFFECTIVE_KEY),
     ), ""
 
 
@@ -204,16 +215,17 @@ def _table(task: str, metric: str, mode: str, rows: list[Row], latest_only: bool
     """Keep the newest run per (modality, fusion), rank, and measure each run against the best unimodal one."""
     rows = sorted(rows, key=lambda r: -r.start_time)
     superseded = []
+    # The reference of each data version: the best unimodal run on it (with latest_only, the newest run per
+    # modality and fusion on that data), even where a newer run on other data supersedes it in the table.
+    candidates = list(_newest(rows, lambda r: (r.modality, r.fusion, r.data_version)).values()) if latest_only else rows
     if latest_only:
-        newest: dict[tuple[str, str], Row] = {}
-        for row in rows:
-            kept = newest.setdefault((row.modality, row.fusion), row)
-            if kept is not row:
-                superseded.append((row, kept))
+        newest = _newest(rows, lambda r: (r.modality, r.fusion))
+        superseded = [(row, newest[(row.modality, row.fusion)]) for row in rows
+                      if newest[(row.modality, row.fusion)] is not row]
         rows = list(newest.values())
     rows.sort(key=lambda r: (-r.sign * r.value, -r.start_time))
     baselines: dict[str, Row] = {}
-    for row in rows:  # best first, so the first unimodal row of a data version is its best
+    for row in sorted(candidates, key=lambda r: (-r.sign * r.value, -r.start_time)):  # best first
         if row.unimodal:
             baselines.setdefault(row.data_version, row)
     for row in rows:
@@ -222,6 +234,14 @@ def _table(task: str, metric: str, mode: str, rows: list[Row], latest_only: bool
             base = row.baseline.value
             row.gain = row.value - base if row.mode == "max" else base - row.value  # not sign * (…): no -0.000
     return TaskTable(task, metric, mode, rows, superseded, baselines)
+
+
+def _newest(rows: list[Row], key) -> dict:
+    """The first row (rows are newest first) of each key."""
+    newest: dict = {}
+    for row in rows:
+        newest.setdefault(key(row), row)
+    return newest
 
 
 def _skipped_hint(skipped: dict[str, list[str]]) -> str:
@@ -247,13 +267,19 @@ def _worst(row: Row) -> str:
     return "" if worst is None else f"{worst[1]:.3f} (w/o {worst[0]})"
 
 
+ROBUSTNESS_HEADERS = ("relative robustness (all)", "effective robustness (all)")
+
+
 def table_cells(table: TaskTable) -> tuple[list[str], list[list[str]]]:
     """Header and cells of one task's Markdown table."""
+    robust = table.show_robustness
     header = ["#", "modality", "fusion", "params total", "params trainable", table.metric,
-              *([F1_KEY] if table.show_f1 else []), "fusion gain", "worst w/o one modality", "s/epoch", "run", "commit"]
+              *([F1_KEY] if table.show_f1 else []), "fusion gain", "worst w/o one modality",
+              *(ROBUSTNESS_HEADERS if robust else []), "s/epoch", "run", "commit"]
     cells = [[str(rank), row.modality, row.fusion, _count(row.params_total), _count(row.params_trainable),
               _num(row.value), *([_num(row.f1_macro)] if table.show_f1 else []), _num(row.gain, "+.3f"),
-              _worst(row), _num(row.epoch_seconds, ".1f"), row.run_id[:8], _commit(row)]
+              _worst(row), *([_num(row.relative_robustness), _num(row.effective_robustness, "+.3f")] if robust else []),
+              _num(row.epoch_seconds, ".1f"), row.run_id[:8], _commit(row)]
              for rank, row in enumerate(table.rows, start=1)]
     return header, cells
 
@@ -263,12 +289,17 @@ def to_markdown(comparison: Comparison) -> str:
     for table in comparison.tables:
         better = "higher" if table.mode == "max" else "lower"
         header, cells = table_cells(table)
-        numeric = {"#", "params total", "params trainable", table.metric, F1_KEY, "fusion gain", "s/epoch"}
+        numeric = {"#", "params total", "params trainable", table.metric, F1_KEY, "fusion gain", "s/epoch",
+                   *ROBUSTNESS_HEADERS}
         lines += ["", f"## Task `{table.task}`: {table.metric} ({better} is better)", "",
                   "| " + " | ".join(header) + " |",
                   "|" + "|".join(" ---: " if h in numeric else " --- " for h in header) + "|",
                   *("| " + " | ".join(row) + " |" for row in cells), ""]
         lines.append(_gain_note(table))
+        if table.show_robustness:
+            lines += ["", "Robustness (the `robustness` stage, every modality perturbed at once; MultiBench): relative = "
+                          "area under the metric-vs-noise-level curve; effective = summed gap to the late-fusion "
+                          "curve shifted to the same clean value (0 for late itself, positive = degrades less)."]
         if table.superseded:
             pairs = ", ".join(f"`{old.run_id[:8]}` → `{new.run_id[:8]}` ({new.modality} · {new.fusion})"
                               for old, new in table.superseded)
@@ -303,7 +334,8 @@ def to_csv(comparison: Comparison) -> str:
                 row.task, row.metric, row.mode, rank, row.modality, row.fusion,
                 *("" if v is None else int(v) for v in (row.params_total, row.params_trainable)),
                 *("" if v is None else repr(v) for v in (row.value, row.f1_macro, row.gain, worst[1])),
-                worst[0], "" if row.epoch_seconds is None else repr(row.epoch_seconds), row.run_id,
+                worst[0], *("" if v is None else repr(v) for v in (row.relative_robustness, row.effective_robustness,
+                                                                  row.epoch_seconds)), row.run_id,
                 row.git_commit, str(row.git_dirty).lower(), row.data_version,
                 "" if row.baseline is None else row.baseline.run_id])
     return sink.getvalue()

@@ -7,6 +7,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 
+from fusion.config import flatten
 from fusion.tracking.lineage import data_version, git_commit
 from fusion.tracking.store import absolute_tracking_uri, artifact_uri
 
@@ -41,12 +42,4 @@ def build_mlflow_logger(cfg: DictConfig, run_id: str | None = None) -> MLFlowLog
 
 def flat_params(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as flat 'a/b/c' keys (MLflow keys must not hold '+')."""
-    def walk(node: Any, prefix: str) -> dict[str, Any]:
-        if isinstance(node, dict):
-            out: dict[str, Any] = {}
-            for key, value in node.items():
-                out.update(walk(value, f"{prefix}{key}/"))
-            return out
-        return {prefix.rstrip("/"): node}
-
-    return walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return flatten(OmegaConf.to_container(cfg, resolve=True), sep="/")

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import TQDMProgressBar
 
 from fusion.tracking.mlflow_logger import build_mlflow_logger
+from fusion.training.checkpoints import load_checkpoint
 from fusion.training.setup import build_datamodule, build_module
 from fusion.training.train import RUN_INFO, log_test_report, missing_modality_metrics, report_title
 
@@ -26,8 +27,7 @@ def load_weights(module: torch.nn.Module, checkpoint: Path) -> None:
     """Load a Lightning checkpoint's weights without unpickling arbitrary objects."""
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} not found; run the train stage first (`dvc repro train`).")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    module.load_state_dict(state["state_dict"])
+    module.load_state_dict(load_checkpoint(checkpoint)["state_dict"])
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

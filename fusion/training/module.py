@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, Metric, MinMetric
 
+from fusion.data.ablation import modality_dropout
+from fusion.data.manifest import MODALITIES
 from fusion.training.tasks import Task
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or Inf: training stops before the broken weights are checkpointed."""
 
 SPLITS = ("train", "val", "test")
 
@@ -19,11 +25,12 @@ class FusionModule(pl.LightningModule):
     <split>/<metric>s per epoch, and the best monitored value as <task.monitor>_best (e.g. val/acc_best)."""
 
     def __init__(self, net: nn.Module, task: Task, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None):
+                 scheduler: Callable[..., Any] | None = None, modality_dropout: float | Mapping[str, float] = 0.0):
         super().__init__()
         self.net = net
         self.task = task
         self.modalities = list(net.encoders.keys())
+        self.dropout_rates = dropout_rates(modality_dropout, self.modalities)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         metrics = task.metrics()
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the "<split>_" keys.
@@ -39,6 +46,12 @@ class FusionModule(pl.LightningModule):
     def _step(self, batch: dict[str, Any], split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         outputs = self(batch)
         loss = self.task.loss(outputs, batch["label"])
+        if split == "train" and not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step} (first "
+                f"ids of the batch {batch['id'][:3]}); training stopped and the last good checkpoint is kept. "
+                f"Lower optim.optimizer.lr, keep trainer.gradient_clip_val set, or train with trainer.precision="
+                f"32-true; then resume with ckpt_path=last.")
         preds, target = self.task.metric_inputs(outputs, batch["label"])
         self.losses[f"{split}_"](loss)
         self.metrics[f"{split}_"](preds, target)
@@ -49,7 +62,7 @@ class FusionModule(pl.LightningModule):
         return loss, preds, target
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")[0]
+        return self._step(modality_dropout(batch, self.dropout_rates), "train")[0]
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -59,6 +72,12 @@ class FusionModule(pl.LightningModule):
         return self.losses["val_"] if name == "val/loss" else self.metrics["val_"][name]
 
     def on_validation_epoch_end(self) -> None:
+        loss = self.losses["val_"].compute()
+        if not torch.isfinite(loss):  # raised before ModelCheckpoint saves these weights
+            raise NonFiniteLossError(
+                f"validation loss is {loss.item()} after epoch {self.current_epoch}: the weights are broken; "
+                f"training stopped and the last good checkpoint is kept. Lower optim.optimizer.lr or keep "
+                f"trainer.gradient_clip_val set, then resume with ckpt_path=last.")
         self.monitor_best(self._monitored().compute())
         self.log(self.task.best_key, self.monitor_best.compute(), sync_dist=True, prog_bar=True)
 
@@ -81,3 +100,16 @@ class FusionModule(pl.LightningModule):
                                                          "interval": "epoch"}}
 
 
+def dropout_rates(rate: float | Mapping[str, float], modalities: list[str]) -> dict[str, float]:
+    """Per-modality modality-dropout rates from one rate for all or a {modality: rate} mapping."""
+    if isinstance(rate, Mapping):
+        unknown = sorted(set(rate) - set(MODALITIES))
+        if unknown:
+            raise ValueError(f"model.modality_dropout names unknown modalities {unknown}; use {list(MODALITIES)}")
+        rates = {m: float(rate.get(m, 0.0)) for m in modalities}
+    else:
+        rates = {m: float(rate) for m in modalities}
+    bad = {m: r for m, r in rates.items() if not 0.0 <= r < 1.0}
+    if bad:
+        raise ValueError(f"model.modality_dropout must be in [0, 1) per modality, got {bad}")
+    return rates

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import (Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint,
                                          TQDMProgressBar)
 
@@ -28,7 +28,12 @@ def build_module(cfg: DictConfig, datamodule: MultimodalDataModule) -> FusionMod
         net, task,
         optimizer=hydra.utils.instantiate(cfg.optim.optimizer),
         scheduler=hydra.utils.instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        modality_dropout=_plain(cfg.model.get("modality_dropout", 0.0)),
     )
+
+
+def _plain(value):
+    return OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:

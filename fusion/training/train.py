@@ -16,40 +16,60 @@ from pytorch_lightning.utilities import rank_zero_only
 from fusion.data.ablation import WithoutModalities
 from fusion.data.datamodule import MultimodalDataModule
 from fusion.tracking.mlflow_logger import build_mlflow_logger, flat_params
-from fusion.training.module import FusionModule
+from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError
+from fusion.training.module import FusionModule, NonFiniteLossError
+from fusion.training.resume import (ResumeError, ResumeState, check_same_config, read_resume_state,
+                                    resolve_checkpoint)
 from fusion.training.setup import build_callbacks, build_datamodule, build_module
 from fusion.training.tasks import Task
 
 RUN_INFO = "run.json"
+# Errors that end a run with a message naming the fix (the CLIs print them without a traceback).
+TRAINING_ERRORS = (NonFiniteLossError, ResumeError, CheckpointError)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Seed, build data/model/logger/trainer from cfg, fit, optionally test the best checkpoint (then
-    again without each modality). Returns the last epoch's metrics (incl. <task.monitor>_best) and
-    the test metrics."""
+    """Seed, build data/model/logger/trainer from cfg, fit (or resume: cfg.ckpt_path), optionally test the
+    best checkpoint (then again without each modality). Returns the last epoch's metrics (incl.
+    <task.monitor>_best) and the test metrics."""
     pl.seed_everything(int(cfg.seed), workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = resolve_checkpoint(cfg.get("ckpt_path"), cfg.paths.checkpoint_dir)
+    run_id = None
+    if checkpoint is not None:
+        state = read_resume_state(checkpoint)
+        check_same_config(state, cfg, checkpoint)
+        run_id = state["mlflow_run_id"]
+        _announce_resume(checkpoint, run_id)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
-    logger = build_mlflow_logger(cfg)
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=logger)
-
-    _log_setup(logger, cfg, module, output_dir)
+    logger = build_mlflow_logger(cfg, run_id=run_id)
+    callbacks = [*build_callbacks(cfg), ResumeState(logger.run_id, cfg)]
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
+                                                  plugins=[AtomicCheckpointIO()])
+    if checkpoint is None:
+        _log_setup(logger, cfg, module, output_dir)
+    _write_run_info(output_dir, logger, trainer, status="running")
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     fit_seconds = time.perf_counter() - started
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test_after_fit:
-        trainer.test(module, datamodule=datamodule, ckpt_path="best")
+        trainer.test(module, datamodule=datamodule, ckpt_path="best", weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         log_test_report(logger, module.task, module.test_report, output_dir, report_title(cfg))
         if cfg.get("test_missing_modalities", False):
             metrics.update(missing_modality_metrics(trainer, module, datamodule, logger))
     epochs = max(1, trainer.current_epoch)
     logger.log_metrics({"time/fit_seconds": fit_seconds, "time/epoch_seconds": fit_seconds / epochs})
-    _write_run_info(output_dir, logger, trainer)
+    _write_run_info(output_dir, logger, trainer, status="finished")
     return metrics
+
+
+@rank_zero_only
+def _announce_resume(checkpoint: Path, run_id: str) -> None:
+    print(f"Resuming from {checkpoint} (MLflow run {run_id})", flush=True)
 
 
 @rank_zero_only
@@ -108,10 +128,11 @@ def _loggers_paused(trainer: pl.Trainer) -> Iterator[None]:
 
 
 @rank_zero_only
-def _write_run_info(output_dir: Path, logger, trainer: pl.Trainer) -> None:
-    """run.json: the MLflow run and checkpoints, for the evaluate stage and for people."""
+def _write_run_info(output_dir: Path, logger, trainer: pl.Trainer, status: str) -> None:
+    """run.json: the MLflow run and checkpoints, for the evaluate stage and for people; written when training
+    starts (status running) and when it ends (finished)."""
     ckpt = trainer.checkpoint_callback
-    info = {"run_id": logger.run_id, "experiment_id": logger.experiment_id,
+    info = {"run_id": logger.run_id, "experiment_id": logger.experiment_id, "status": status,
             "best_checkpoint": ckpt.best_model_path if ckpt else None,
             "last_checkpoint": ckpt.last_model_path if ckpt else None}
     (output_dir / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

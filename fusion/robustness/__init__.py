@@ -1,0 +1,3 @@
+"""Robustness of a trained model to missing and noisy modalities (the `robustness` stage), after MultiBench:
+perturbations.py (the noise), inputs.py (what it acts on), curves.py (the metric per level), scores.py
+(relative and effective robustness), tracking.py (MLflow), report.py (files), evaluate.py (the stage)."""
