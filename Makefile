@@ -33,6 +33,7 @@ demo: setup  ## run the whole DVC pipeline on the bundled sample data, then show
 	@echo "  plots        outputs/evaluate/plots/            (dvc plots show, then open dvc_plots/index.html)"
 	@echo "  confusion    outputs/evaluate/confusion_matrix.png"
 	@echo "  rejected     data/processed/*/rejected.jsonl"
+	@echo "  robustness   outputs/robustness/robustness.json (scores), robustness.png, curves in dvc plots show"
 	@echo "  MLflow UI    make ui   (or: $(RUN) mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1)"
 	@echo "               then open http://127.0.0.1:5000"
 
