@@ -47,6 +47,9 @@ sweep: setup  ## train every conf/fusion option in one Hydra sweep (ARGS="modali
 compare: setup  ## table per task of every finished MLflow run, best first: results/compare.{md,csv,png}
 	$(COMPARE)
 
+bench: setup  ## speed benchmarks: tables on screen, JSON in benchmarks/results/ (ARGS="--only training --quick")
+	$(RUN) python -m benchmarks.run $(ARGS)
+
 params:  ## regenerate params.yaml (what DVC stages read) from conf/
 	$(RUN) python -m fusion.config
 

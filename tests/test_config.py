@@ -30,7 +30,7 @@ def test_modality_options(option):
     assert "+" not in cfg.modality.slug and cfg.modality.slug == option.replace("+", "_")
 
 
-@pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp"])
+@pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp", "ddp_cpu", "fsdp"])
 def test_trainer_options_compose(trainer):
     cfg = compose([f"trainer={trainer}"])
     assert cfg.trainer._target_ == "pytorch_lightning.Trainer"

@@ -1,10 +1,13 @@
 """Collation with missing modalities and the DataModule joining shards by record id."""
 
+import shutil
+
+import pytest
 import torch
 
 from fusion.data.collate import MultimodalCollate
 from fusion.data.datamodule import MultimodalDataModule
-from fusion.data.shards import read_jsonl
+from fusion.data.shards import ModalityShards, read_jsonl
 
 METAS = {"text": {}, "image": {"size": 4, "channels": 3}, "audio": {"n_mels": 2}}
 
@@ -59,3 +62,30 @@ def test_missing_processed_folder_names_the_stage(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="dvc repro preprocess_audio"):
         MultimodalDataModule(tmp_path, ["audio"], batch_size=4)
+
+
+def test_shards_streamed_from_a_remote_url_load_the_same_batches(processed_dir, tmp_path):
+    """data.shards_url: chunks streamed by litdata from <url>/<modality>/shards into a cache (a `local:` URL
+    stands in for s3://; the same downloader-with-cache path), small files from processed_dir."""
+    remote, small = tmp_path / "bucket", tmp_path / "processed"
+    for modality in ("text", "image", "audio"):
+        shutil.copytree(processed_dir / modality / "shards", remote / modality / "shards")
+        shutil.copytree(processed_dir / modality, small / modality, ignore=shutil.ignore_patterns("shards"))
+    modalities = ["text", "image", "audio"]
+    local = MultimodalDataModule(processed_dir, modalities, batch_size=8)
+    streamed = MultimodalDataModule(small, modalities, batch_size=8, shards_url=f"local:{remote}",
+                                    cache_dir=str(tmp_path / "cache"))
+    for expected, got in zip(local.val_dataloader(), streamed.val_dataloader(), strict=True):
+        assert got["id"] == expected["id"]
+        for modality in modalities:
+            for key, value in expected[modality].items():
+                assert torch.equal(got[modality][key], value), (modality, key)
+    assert list((tmp_path / "cache").rglob("chunk-*.bin"))  # fetched into the cache, not read in place
+
+
+def test_shards_and_small_files_from_different_runs_are_refused(processed_dir, tmp_path):
+    shutil.copytree(processed_dir / "text", tmp_path / "text", ignore=shutil.ignore_patterns("shards"))
+    shutil.copytree(processed_dir / "image" / "shards", tmp_path / "bucket" / "text" / "shards")
+    shards = ModalityShards(tmp_path / "text", shards_url=str(tmp_path / "bucket"))
+    with pytest.raises(ValueError, match="different preprocessing runs"):
+        shards.get(next(iter(shards.position)))

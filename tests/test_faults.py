@@ -208,12 +208,16 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(proces
 
 @pytest.mark.slow
 def test_same_seed_same_data_same_config_gives_the_same_metrics(processed_dir, tmp_path):
-    first = train(tiny_config(tmp_path / "a", processed_dir, ["fusion=gated", "model.modality_dropout=0.2"]))
-    second = train(tiny_config(tmp_path / "b", processed_dir, ["fusion=gated", "model.modality_dropout=0.2"]))
-    assert first == second
-    third = train(tiny_config(tmp_path / "c", processed_dir, ["fusion=gated", "model.modality_dropout=0.2",
-                                                              "seed=7"]))
-    assert third != first
+    def results(name: str, *overrides: str) -> dict[str, float]:
+        metrics = train(tiny_config(tmp_path / name, processed_dir, ["fusion=gated", "model.modality_dropout=0.2",
+                                                                      *overrides]))
+        timings = [k for k in metrics if k.startswith("time/")]
+        assert timings  # wall-clock figures (DataWaitMonitor) differ run to run by nature; the rest must not
+        return {k: v for k, v in metrics.items() if k not in timings}
+
+    first = results("a")
+    assert results("b") == first
+    assert results("c", "seed=7") != first
 
 
 # ---------------------------------------------------------------- SIGKILL mid-epoch, then resume

@@ -7,10 +7,11 @@ from typing import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from fusion.data.collate import MultimodalCollate
 from fusion.data.labels import LabelSpec, label_spec
+from fusion.data.samplers import UnpaddedDistributedSampler, distributed_world
 from fusion.data.shards import ModalityShards
 
 # The label keys of meta.json: every modality must have been preprocessed with the same ones.
@@ -43,14 +44,16 @@ class MultimodalDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, processed_dir: str | Path, modalities: Sequence[str], batch_size: int,
-                 num_workers: int = 0, pin_memory: bool = False, persistent_workers: bool = False,
-                 task: str = "multiclass"):
+                 num_workers: int = 0, pin_memory: bool | str = False, persistent_workers: bool = False,
+                 task: str = "multiclass", shuffle: bool = True, prefetch_factor: int | None = None, seed: int = 0,
+                 shards_url: str | None = None, cache_dir: str | None = None):
         super().__init__()
         self.processed_dir = Path(processed_dir)
         self.modalities = list(modalities)
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
-        self.shards = {m: ModalityShards(self.processed_dir / m) for m in self.modalities}
+        self.batch_size, self.num_workers, self.shuffle, self.seed = batch_size, num_workers, shuffle, seed
+        self.pin_memory = torch.cuda.is_available() if pin_memory == "auto" else bool(pin_memory)
+        self.persistent_workers, self.prefetch_factor = persistent_workers, prefetch_factor
+        self.shards = {m: ModalityShards(self.processed_dir / m, shards_url, cache_dir) for m in self.modalities}
         first = self.shards[self.modalities[0]]
         label_info = _label_meta(first.meta)
         for modality, shards in self.shards.items():
@@ -86,15 +89,28 @@ class MultimodalDataModule(pl.LightningDataModule):
         return MultimodalDataset(split, self.records, self.shards, self.labels)
 
     def loader(self, split: str, shuffle: bool = False, collate: Callable | None = None) -> DataLoader:
-        """A DataLoader of one split; `collate` replaces the default one (e.g. an ablation wrapper)."""
+        """A DataLoader of one split; `collate` replaces the default one (e.g. an ablation wrapper).
+
+        Under distributed training the training split is sharded by a DistributedSampler (shuffled with
+        `seed` each epoch when `shuffle`, else in order: rank r of w takes samples r, r+w, ...; ranks are evened
+        out for gradient sync) and an evaluation split gives each rank every w-th sample, each sample once.
+        """
+        dataset = self.dataset(split)
+        sampler = None
+        if distributed_world() > 1:
+            sampler = (DistributedSampler(dataset, shuffle=shuffle, seed=self.seed) if split == "train"
+                       else UnpaddedDistributedSampler(dataset))
+            shuffle = False  # the sampler orders the samples
+        workers = self.num_workers > 0
         return DataLoader(
-            self.dataset(split), batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate or self.collate,
+            dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler, collate_fn=collate or self.collate,
             num_workers=self.num_workers, pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            persistent_workers=self.persistent_workers and workers,
+            prefetch_factor=self.prefetch_factor if workers else None,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
+        return self.loader("train", shuffle=self.shuffle)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val", shuffle=False)

@@ -36,7 +36,7 @@ def _attention_kwargs(model_cfg: Mapping) -> dict[str, Any]:
 
 TEXT_KINDS = ("transformer", "pretrained")
 AUDIO_KINDS = ("patch", "timm")
-TIMM_KEYS = ("name", "out_index", "pretrained", "checkpoint_path")
+TIMM_KEYS = ("name", "out_index", "pretrained", "checkpoint_path", "channels_last")
 
 
 def _kind(cfg: dict, modality: str, kinds: tuple[str, ...]) -> str:

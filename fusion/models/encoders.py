@@ -544,8 +544,12 @@ class AudioEncoder(TokenEncoder):
         self.adapt(freeze, lora, "model.audio")
 
     def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        mel, frame_mask = inputs["mel"], inputs["mask"] & inputs["present"][:, None]
-        mel, frame_mask = _pad_frames(mel, frame_mask, -mel.shape[-1] % self.patch_frames)
-        x = self.patch_embed(mel).transpose(1, 2)
-        mask = frame_mask.unflatten(1, (-1, self.patch_frames)).any(dim=-1)
+        mel = inputs["mel"]
+        # Frame validity as 0/1 in the mel's dtype: padding and reducing boolean masks in one fused kernel
+        # trips a torch.compile (inductor CPU) code generation bug in torch 2.11.
+        valid = (inputs["mask"] & inputs["present"][:, None]).to(mel.dtype)
+        pad = -mel.shape[-1] % self.patch_frames
+        valid = F.pad(valid, (0, pad))
+        x = self.patch_embed(F.pad(mel, (0, pad)) * valid[:, None, :]).transpose(1, 2)
+        mask = valid.unflatten(1, (-1, self.patch_frames)).amax(dim=-1) > 0
         return self.encode(x, mask), mask

@@ -53,7 +53,9 @@ class FusionModule(pl.LightningModule):
                 f"Lower optim.optimizer.lr, keep trainer.gradient_clip_val set, or train with trainer.precision="
                 f"32-true; then resume with ckpt_path=last.")
         preds, target = self.task.metric_inputs(outputs, batch["label"])
-        self.losses[f"{split}_"](loss)
+        # Weighted by batch size: the epoch loss is the mean over samples, whatever the batch split (a last
+        # short batch, or the per-process batches of distributed training).
+        self.losses[f"{split}_"](loss.detach(), weight=len(preds))
         self.metrics[f"{split}_"](preds, target)
         self.log(f"{split}/loss", self.losses[f"{split}_"], on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=len(preds))

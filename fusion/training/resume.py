@@ -23,10 +23,11 @@ from fusion.training.checkpoints import load_checkpoint
 
 LAST = "last"
 LAST_FILE = "last.ckpt"
-# Config keys that may differ between the interrupted and the resumed run: where files go and how much is
-# printed or loaded in parallel, none of which changes what is computed.
-RUN_ONLY_KEYS = ("ckpt_path", "paths", "trainer.default_root_dir", "data.num_workers", "data.persistent_workers", "data.pin_memory",
-                 "callbacks.progress_bar", "logger.run_name", "hydra")
+# Config keys that may differ between the interrupted and the resumed run: where files go, how much is
+# printed or loaded in parallel and whether the network is compiled, none of which changes what is computed.
+RUN_ONLY_KEYS = ("ckpt_path", "paths", "trainer.default_root_dir", "data.num_workers", "data.persistent_workers",
+                 "data.pin_memory", "data.prefetch_factor", "data.shards_url", "data.cache_dir", "model.compile",
+                 "callbacks.progress_bar", "callbacks.throughput", "logger.run_name", "hydra")
 
 
 class ResumeError(Exception):

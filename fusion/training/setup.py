@@ -10,20 +10,27 @@ from pytorch_lightning.callbacks import (Callback, EarlyStopping, LearningRateMo
 from fusion.data.datamodule import MultimodalDataModule
 from fusion.models.builder import build_model
 from fusion.training.module import FusionModule
+from fusion.training.throughput import DataWaitMonitor
 from fusion.training.tasks import build_task
 
 
 def build_datamodule(cfg: DictConfig) -> MultimodalDataModule:
     data = cfg.data
     return MultimodalDataModule(data.processed_dir, list(cfg.modality.names), batch_size=int(data.batch_size),
-                                num_workers=int(data.num_workers), pin_memory=bool(data.pin_memory),
-                                persistent_workers=bool(data.persistent_workers), task=cfg.task.name)
+                                num_workers=int(data.num_workers), pin_memory=data.pin_memory,
+                                persistent_workers=bool(data.persistent_workers), task=cfg.task.name,
+                                shuffle=bool(data.get("shuffle", True)), prefetch_factor=data.get("prefetch_factor"),
+                                seed=int(cfg.seed), shards_url=data.get("shards_url"), cache_dir=data.get("cache_dir"))
 
 
 def build_module(cfg: DictConfig, datamodule: MultimodalDataModule) -> FusionModule:
     """The task (conf/task/) on the data's labels, and a model with one output per class (1 for regression)."""
     task = build_task(cfg.task, datamodule.labels)
     net = build_model(cfg.model, cfg.fusion, list(cfg.modality.names), datamodule.metas, datamodule.num_outputs)
+    compile_cfg = cfg.model.get("compile")
+    if compile_cfg is not None and compile_cfg.enabled:
+        # In place (nn.Module.compile): parameter names and checkpoints stay those of the eager network.
+        net.compile(mode=compile_cfg.mode, dynamic=compile_cfg.dynamic, fullgraph=bool(compile_cfg.fullgraph))
     return FusionModule(
         net, task,
         optimizer=hydra.utils.instantiate(cfg.optim.optimizer),
@@ -44,6 +51,8 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
         LearningRateMonitor(logging_interval="epoch"),
         TQDMProgressBar(refresh_rate=int(cfg.callbacks.progress_bar.refresh_rate)),
     ]
+    if cfg.callbacks.get("throughput", {}).get("enabled", False):
+        callbacks.append(DataWaitMonitor())
     stop = cfg.callbacks.early_stopping
     if stop.enabled:
         callbacks.append(EarlyStopping(monitor=ckpt.monitor, mode=ckpt.mode, patience=int(stop.patience)))
