@@ -474,9 +474,11 @@ class ImageEncoder(TimmEncoder):
 
 def _pad_frames(mel: Tensor, frame_mask: Tensor, pad: int) -> tuple[Tensor, Tensor]:
     """Pad [B, n_mels, T] / [B, T] by ``pad`` frames and zero every invalid frame, so padding cannot leak
-    into a token that also covers valid frames."""
-    frame_mask = F.pad(frame_mask, (0, pad), value=False)
-    return F.pad(mel, (0, pad)).masked_fill(~frame_mask[:, None, :], 0.0), frame_mask
+    into a token that also covers valid frames; returns the mel and the frames' validity as 0/1 in the mel's
+    dtype (padding and reducing a boolean mask in one fused kernel trips a torch.compile (inductor CPU) code
+    generation bug in torch 2.11)."""
+    valid = F.pad(frame_mask.to(mel.dtype), (0, pad))
+    return F.pad(mel, (0, pad)) * valid[:, None, :], valid
 
 
 class TimmAudioEncoder(TimmEncoder):
@@ -507,11 +509,11 @@ class TimmAudioEncoder(TimmEncoder):
             raise ValueError(f"TimmAudioEncoder was built for {self.n_mels} mel bins and at most {self.max_frames} "
                              f"frames (data_meta.audio), got {tuple(mel.shape[1:])}")
         height, width = self.input_size
-        mel, frame_mask = _pad_frames(mel, inputs["mask"] & present[:, None], width - mel.shape[2])
+        mel, valid_frames = _pad_frames(mel, inputs["mask"] & present[:, None], width - mel.shape[2])
         mel = F.pad(mel, (0, 0, 0, height - self.n_mels))  # mel bins rounded up to the patch size: zeros
         h, w = self.grid
         # Time span of each feature column: adaptive pooling windows over the frames.
-        valid = F.adaptive_max_pool1d(frame_mask[:, None].float(), w)[:, 0] > 0
+        valid = F.adaptive_max_pool1d(valid_frames[:, None], w)[:, 0] > 0
         mask = valid[:, None, :].expand(-1, h, w).flatten(1)
         tokens = self.encode_rows(mask.any(dim=1), lambda idx: self.backbone_tokens(mel.index_select(0, idx)[:, None]),
                                   mask)
@@ -544,12 +546,8 @@ class AudioEncoder(TokenEncoder):
         self.adapt(freeze, lora, "model.audio")
 
     def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        mel = inputs["mel"]
-        # Frame validity as 0/1 in the mel's dtype: padding and reducing boolean masks in one fused kernel
-        # trips a torch.compile (inductor CPU) code generation bug in torch 2.11.
-        valid = (inputs["mask"] & inputs["present"][:, None]).to(mel.dtype)
-        pad = -mel.shape[-1] % self.patch_frames
-        valid = F.pad(valid, (0, pad))
-        x = self.patch_embed(F.pad(mel, (0, pad)) * valid[:, None, :]).transpose(1, 2)
+        mel, valid = _pad_frames(inputs["mel"], inputs["mask"] & inputs["present"][:, None],
+                                 -inputs["mel"].shape[-1] % self.patch_frames)
+        x = self.patch_embed(mel).transpose(1, 2)
         mask = valid.unflatten(1, (-1, self.patch_frames)).amax(dim=-1) > 0
         return self.encode(x, mask), mask
