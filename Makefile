@@ -11,8 +11,9 @@ comma := ,
 FUSIONS := $(subst $(empty) $(empty),$(comma),$(sort $(basename $(notdir $(wildcard conf/fusion/*.yaml)))))
 ARGS ?=
 COMPARE := $(RUN) python -m fusion.tracking.compare
+REPORT := $(RUN) python -m fusion.report
 
-.PHONY: help setup demo test params bench ui clean sweep compare
+.PHONY: help setup demo test params bench ui clean sweep compare report serve
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -34,6 +35,9 @@ demo: setup  ## run the whole DVC pipeline on the bundled sample data, then show
 	@echo "  confusion    outputs/evaluate/confusion_matrix.png"
 	@echo "  rejected     data/processed/*/rejected.jsonl"
 	@echo "  robustness   outputs/robustness/robustness.json (scores), robustness.png, curves in dvc plots show"
+	@echo "  attention    outputs/evaluate/explain/index.html (figures of fixed test samples, also in MLflow)"
+	@echo "  predictions  outputs/evaluate/predictions.csv   (python -m fusion.predict for new data)"
+	@echo "  report       results/report.html                (every run of the experiment on one page)"
 	@echo "  MLflow UI    make ui   (or: $(RUN) mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1)"
 	@echo "               then open http://127.0.0.1:5000"
 
@@ -43,9 +47,18 @@ test: setup  ## run the whole test suite (slow tests included)
 sweep: setup  ## train every conf/fusion option in one Hydra sweep (ARGS="modality=text+image ..."), then compare
 	$(RUN) python train.py -m fusion=$(FUSIONS) $(ARGS)
 	$(COMPARE)
+	$(REPORT)
 
 compare: setup  ## table per task of every finished MLflow run, best first: results/compare.{md,csv,png}
 	$(COMPARE)
+
+report: setup  ## the experiment as one self-contained HTML page and Markdown: results/report.{html,md}
+	$(REPORT)
+
+MODEL ?=
+serve: setup  ## serve a logged model on 127.0.0.1:5001: make serve MODEL=runs:/<run id>/model
+	@test -n "$(MODEL)" || { echo "give the model: make serve MODEL=runs:/<run id>/model (run id in outputs/train/run.json)"; exit 2; }
+	MLFLOW_TRACKING_URI=sqlite:///mlflow.db $(RUN) mlflow models serve -m "$(MODEL)" --env-manager local --host 127.0.0.1 -p 5001
 
 bench: setup  ## speed benchmarks: tables on screen, JSON in benchmarks/results/ (ARGS="--only training --quick")
 	$(RUN) python -m benchmarks.run $(ARGS)

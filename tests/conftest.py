@@ -27,6 +27,7 @@ TINY_TRAINING = [
     "model.dim=32",
     "model.head_hidden=32",
     "preprocess.num_workers=1",
+    "explain.samples=1",
 ]
 
 

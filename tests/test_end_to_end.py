@@ -15,7 +15,8 @@ from tests.conftest import TINY_TRAINING
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = {"sample", "preprocess_text", "preprocess_image", "preprocess_audio", "train", "evaluate", "robustness"}
+STAGES = {"sample", "preprocess_text", "preprocess_image", "preprocess_audio", "train", "evaluate", "robustness",
+          "report", "compare"}
 ROBUSTNESS_LEVELS = [0.0, 0.5, 1.0]  # fewer noise levels keep the robustness stage quick
 
 
@@ -31,7 +32,7 @@ def _runs(db: Path) -> list:
     client = MlflowClient(tracking_uri=f"sqlite:///{db}")
     experiment = client.get_experiment_by_name("fusion")
     runs = [] if experiment is None else client.search_runs([experiment.experiment_id])
-    return [run for run in runs if run.data.tags.get("kind") != "compare"]  # training runs only
+    return [run for run in runs if "kind" not in run.data.tags]  # training runs only (not compare / report runs)
 
 
 @pytest.mark.parametrize("modality", ["text+image", "audio"])
@@ -92,6 +93,17 @@ def test_repro_runs_every_stage_and_tracks_the_run(dvc_project):
     assert run.info.run_id == metrics["mlflow_run_id"]
     assert run.data.tags["data_version"] not in ("", "untracked")
     assert "test/acc" in run.data.metrics  # logged by the evaluate stage into the train run
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    explain = {a.path for a in client.list_artifacts(run.info.run_id, "explain")}
+    assert {"explain/summary.json", "explain/contribution.png", "explain/index.html"} <= explain
+    assert (project / "outputs" / "evaluate" / "explain" / "summary.json").is_file()
+    assert "model/MLmodel" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    predictions = (project / "outputs" / "evaluate" / "predictions.csv").read_text().splitlines()
+    assert len(predictions) == metrics["test"]["samples"] + 1
+    report = (project / "results" / "report.html").read_text(encoding="utf-8")
+    assert run.info.run_id[:8] in report and "data:image/png;base64," in report
+    (report_run,) = [r for r in client.search_runs([run.info.experiment_id]) if r.data.tags.get("kind") == "report"]
+    assert "report.html" in {a.path for a in client.list_artifacts(report_run.info.run_id)}
 
 
 def test_repro_runs_the_robustness_stage_and_dvc_plots_show_its_curves(dvc_project):
@@ -123,6 +135,7 @@ def test_second_repro_is_up_to_date_and_dag_has_the_designed_edges(dvc_project):
     modalities = ("text", "image", "audio")
     expected = {("sample", f"preprocess_{m}") for m in modalities} | {(f"preprocess_{m}", "train") for m in modalities}
     expected |= {("train", "evaluate"), ("train", "compare"), ("evaluate", "compare")}
+    expected |= {("train", "report"), ("evaluate", "report"), ("robustness", "report")}
     expected |= {("sample", "robustness"), ("train", "robustness")} | {(f"preprocess_{m}", "robustness")
                                                                        for m in modalities}
     assert edges == expected

@@ -67,6 +67,11 @@ class LabelSpec:
         """Size of the model's output layer."""
         return len(self.classes)
 
+    @property
+    def placeholder(self) -> Any:
+        """The target of a sample without a label (prediction on new data): zeros of the target's shape."""
+        return [0.0] * len(self.classes) if self.dtype == "float" and self.classes else 0
+
 
 class SingleLabel(LabelSpec):
     task = "multiclass"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from pathlib import Path
@@ -138,6 +139,11 @@ class AudioProcessor:
 
     def save(self, out_dir: Path) -> None:
         """No state beyond the parameters, which meta.json records."""
+
+    def load(self, out_dir: Path) -> None:
+        """Restore the fitted log-mel mean and std from ``out_dir``/meta.json."""
+        meta = json.loads((Path(out_dir) / "meta.json").read_text(encoding="utf-8"))
+        self.mean, self.std = float(meta["log_mel_mean"]), float(meta["log_mel_std"])
 
 
 def wav_missing_bytes(path: Path) -> int:

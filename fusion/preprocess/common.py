@@ -39,6 +39,16 @@ class Processor(Protocol):
     def process(self, record: Record) -> dict[str, Any]: ...
     def meta(self) -> dict[str, Any]: ...
     def save(self, out_dir: Path) -> None: ...
+    def load(self, out_dir: Path) -> None: ...
+
+
+def restored_processor(modality: str, cfg: Any, state_dir: str | Path, root: str | Path = ".",
+                       folder: str = ".") -> Processor:
+    """The modality's processor with the state its preprocessing stage fitted (tokenizer, log-mel statistics)
+    read back from ``state_dir`` (a processed modality folder), reading raw files under ``root``/``folder``."""
+    processor = _processors()[modality](cfg, Path(root), folder)
+    processor.load(Path(state_dir))
+    return processor
 
 
 def _processors() -> dict[str, type]:

@@ -70,3 +70,6 @@ class ImageProcessor:
 
     def save(self, out_dir: Path) -> None:
         """No state beyond the parameters, which meta.json records."""
+
+    def load(self, out_dir: Path) -> None:
+        """Nothing fitted to restore."""

@@ -196,3 +196,11 @@ class TextProcessor:
 
     def save(self, out_dir: Path) -> None:
         self.tokenizer.save(str(out_dir / "tokenizer.json"))
+
+    def load(self, out_dir: Path) -> None:
+        """Restore the fitted tokenizer (and pad id) that :meth:`save` and meta.json left in ``out_dir``."""
+        self.tokenizer_json = (Path(out_dir) / "tokenizer.json").read_text(encoding="utf-8")
+        self._tokenizer = None
+        meta = Path(out_dir) / "meta.json"
+        if meta.is_file():
+            self.pad_id = json.loads(meta.read_text(encoding="utf-8")).get("pad_id")

@@ -4,7 +4,6 @@ and featurised with the processors' fitted state (log-mel mean/std in meta.json,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -13,8 +12,7 @@ from torch.utils.data import Dataset
 
 from fusion.data.datamodule import MultimodalDataset
 from fusion.data.manifest import Record, RecordError, load_manifest, resolve_file
-from fusion.preprocess.audio import AudioProcessor
-from fusion.preprocess.text import TextProcessor
+from fusion.preprocess.common import restored_processor
 from fusion.robustness.perturbations import Perturbation, noise_rng
 
 STAGE = "robustness"
@@ -95,15 +93,11 @@ def build_inputs(cfg: DictConfig, modalities: Sequence[str]) -> dict[str, Modali
     data, processed = cfg.data, Path(cfg.data.processed_dir)
     manifest = load_manifest(data.root, data.manifest, data.split, stage=STAGE, task=cfg.task.name)
     records = {r.id: r for r in manifest.records if r.split == "test"}
-    if "text" in modalities:
-        text = TextProcessor(cfg.preprocess.text, manifest.root, data.dirs.text)
-        text.tokenizer_json = (processed / "text" / "tokenizer.json").read_text(encoding="utf-8")
-        inputs["text"] = TextInput(text, records)
-    if "audio" in modalities:
-        audio = AudioProcessor(cfg.preprocess.audio, manifest.root, data.dirs.audio)
-        meta = json.loads((processed / "audio" / "meta.json").read_text(encoding="utf-8"))
-        audio.mean, audio.std = float(meta["log_mel_mean"]), float(meta["log_mel_std"])
-        inputs["audio"] = AudioInput(audio, records)
+    for modality, kind in (("text", TextInput), ("audio", AudioInput)):
+        if modality in modalities:
+            processor = restored_processor(modality, cfg.preprocess[modality], processed / modality, manifest.root,
+                                           data.dirs[modality])
+            inputs[modality] = kind(processor, records)
     return inputs
 
 

@@ -3,7 +3,8 @@
 `python -m fusion.tracking.compare` (also `python pipelines/compare.py`, the DVC stage `compare` and
 `make compare`) reads the runs, writes `compare.markdown` and `compare.csv` (params.yaml), prints the
 Markdown and logs both files with a bar chart to a run named `compare` (tag kind=compare) in the same
-experiment. Compare runs, unfinished runs and runs without their task's main test metric are left out.
+experiment. Runs with a `kind` tag (compare and report runs), unfinished runs and runs without their task's
+main test metric are left out.
 
 A run's task comes from its tag `task` or params `task/name`, `task/metric` (the main test metric key)
 and `task/mode` (max or min; `task.name`-style keys are read too); runs without them are the original
@@ -31,7 +32,7 @@ DEFAULT_TASK = "multiclass"
 DEFAULT_METRIC = "test/acc"
 DEFAULT_MODE = "max"
 F1_KEY = "test/f1_macro"
-COMPARE_KIND = "compare"  # tag `kind` of the compare runs themselves
+COMPARE_KIND = "compare"  # tag `kind` of the compare runs themselves; any run with a `kind` tag is not training
 WITHOUT = "_without_"  # <metric>_without_<modality>: the metric with that modality removed
 # The robustness stage's scores of the `all` curve (every modality perturbed at once; fusion/robustness/).
 RELATIVE_KEY, EFFECTIVE_KEY = "robustness/relative_all", "robustness/effective_all"
@@ -134,7 +135,7 @@ def compare_runs(tracking_uri: str, experiment_name: str, tasks: Sequence[str] =
             f"(logger.tracking_uri, logger.experiment_name).")
     rows, skipped = [], {}
     for run in _all_runs(client, experiment.experiment_id):
-        if run.data.tags.get("kind") == COMPARE_KIND:
+        if run.data.tags.get("kind"):  # a compare or report run, not a training run
             continue
         row, reason = _row(run)
         if row is None:
@@ -295,7 +296,7 @@ def to_markdown(comparison: Comparison) -> str:
                   "| " + " | ".join(header) + " |",
                   "|" + "|".join(" ---: " if h in numeric else " --- " for h in header) + "|",
                   *("| " + " | ".join(row) + " |" for row in cells), ""]
-        lines.append(_gain_note(table))
+        lines.append(gain_note(table))
         if table.show_robustness:
             lines += ["", "Robustness (the `robustness` stage, every modality perturbed at once; MultiBench): relative = "
                           "area under the metric-vs-noise-level curve; effective = summed gap to the late-fusion "
@@ -311,7 +312,8 @@ def to_markdown(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _gain_note(table: TaskTable) -> str:
+def gain_note(table: TaskTable) -> str:
+    """The sentence under a task's table: how the fusion gain is computed and against which run."""
     formula = (f"{table.metric} minus the best unimodal run's" if table.mode == "max"
                else f"the best unimodal run's {table.metric} minus this run's (positive = better)")
     refs = [f"data `{version}`: {row.modality} · {row.fusion} {row.value:.3f} (`{row.run_id[:8]}`)"
@@ -368,18 +370,23 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def log_comparison(comparison: Comparison, markdown: str, files: Sequence[Path], run_name: str = "compare") -> str:
-    """A finished run with tag kind=compare in the experiment, holding the files; returns its id."""
+def log_comparison(comparison: Comparison, markdown: str, files: Sequence[Path], run_name: str = "compare",
+                   kind: str = COMPARE_KIND) -> str:
+    """A finished run with tag kind=`kind` in the experiment, holding the files (a folder keeps its name as the
+    artifact folder); returns its id."""
     client = MlflowClient(tracking_uri=absolute_tracking_uri(comparison.tracking_uri))
     commit, dirty = git_commit()
-    tags = {"kind": COMPARE_KIND, "git_commit": commit, "git_dirty": str(dirty).lower(),
-            "mlflow.note.content": markdown if len(markdown) <= NOTE_LIMIT else "See the compare.md artifact."}
+    tags = {"kind": kind, "git_commit": commit, "git_dirty": str(dirty).lower(),
+            "mlflow.note.content": markdown if len(markdown) <= NOTE_LIMIT else f"See the {kind}.md artifact."}
     run_id = client.create_run(comparison.experiment_id, run_name=run_name, tags=tags).info.run_id
     try:
         client.log_param(run_id, "tasks", ",".join(t.task for t in comparison.tables))
         client.log_metric(run_id, "runs", sum(len(t.rows) for t in comparison.tables))
-        for path in files:
-            client.log_artifact(run_id, str(path))
+        for path in map(Path, files):
+            if path.is_dir():
+                client.log_artifacts(run_id, str(path), artifact_path=path.name)
+            else:
+                client.log_artifact(run_id, str(path))
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
@@ -418,32 +425,44 @@ and compare.chart, prints the Markdown and logs the three files to an MLflow run
 (tag kind=compare; compare runs never appear in the tables)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = stage_parser("Compare the finished training runs of the MLflow experiment: one table per task, "
-                          "best first, with the gain over the best unimodal run.", EPILOG)
+OUTPUTS = {"markdown": "Markdown output", "csv": "CSV output", "chart": "bar chart PNG"}  # compare.<key> files
+
+
+def selection_parser(description: str, epilog: str, section: str, outputs: dict[str, str]) -> argparse.ArgumentParser:
+    """The command line of the steps that read the experiment (compare, report): the store, experiment, tasks and
+    runs to read, one option per output file (`--<key>` sets `<section>.<key>`) and --no-mlflow."""
+    parser = stage_parser(description, epilog)
     parser.add_argument("--tracking-uri", help="MLflow store (default: logger.tracking_uri)")
     parser.add_argument("--experiment", help="MLflow experiment (default: logger.experiment_name)")
     parser.add_argument("--task", action="append", help="only this task; repeatable (default: every task present)")
     parser.add_argument("--all-runs", action="store_true",
                         help="keep re-runs (default: only the newest run per modality and fusion)")
-    parser.add_argument("--markdown", help="Markdown output (default: compare.markdown)")
-    parser.add_argument("--csv", help="CSV output (default: compare.csv)")
-    parser.add_argument("--chart", help="bar chart PNG (default: compare.chart)")
-    parser.add_argument("--no-mlflow", action="store_true", help="do not log a compare run to MLflow")
+    for key, what in outputs.items():
+        parser.add_argument("--" + key.replace("_", "-"), help=f"{what} (default: {section}.{key})")
+    parser.add_argument("--no-mlflow", action="store_true", help=f"do not log a {section} run to MLflow")
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> DictConfig:
-    """params.yaml, then key=value overrides, then the options above."""
+def selection_config(args: argparse.Namespace, section: str, outputs: dict[str, str]) -> DictConfig:
+    """params.yaml, then key=value overrides, then the options of selection_parser."""
     cfg = load_params(args.params, args.overrides)
     options = {"logger.tracking_uri": args.tracking_uri, "logger.experiment_name": args.experiment,
-               "compare.tasks": args.task, "compare.markdown": args.markdown, "compare.csv": args.csv,
-               "compare.chart": args.chart, "compare.latest_only": False if args.all_runs else None,
-               "compare.log_to_mlflow": False if args.no_mlflow else None}
+               f"{section}.tasks": args.task, f"{section}.latest_only": False if args.all_runs else None,
+               f"{section}.log_to_mlflow": False if args.no_mlflow else None,
+               **{f"{section}.{key}": getattr(args, key) for key in outputs}}
     for key, value in options.items():
         if value is not None:
             OmegaConf.update(cfg, key, value, force_add=True)
     return cfg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return selection_parser("Compare the finished training runs of the MLflow experiment: one table per task, "
+                            "best first, with the gain over the best unimodal run.", EPILOG, "compare", OUTPUTS)
+
+
+def config_from_args(args: argparse.Namespace) -> DictConfig:
+    return selection_config(args, "compare", OUTPUTS)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -62,3 +62,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if weights_only is False:
             raise CheckpointError("this project never loads checkpoints with weights_only=False")
         return load_checkpoint(path, map_location=map_location or "cpu")
+
+
+def network_state(path: str | Path, prefix: str = "net.") -> dict[str, Any]:
+    """The network's weights from a Lightning checkpoint of a FusionModule: its ``net.*`` entries, unprefixed
+    (checkpoints hold full state dicts under every strategy, FSDP included)."""
+    state = load_checkpoint(path)["state_dict"]
+    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}

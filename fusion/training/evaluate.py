@@ -17,10 +17,15 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import TQDMProgressBar
 
+from fusion.serving.predictions import write_predictions
 from fusion.tracking.mlflow_logger import build_mlflow_logger
-from fusion.training.checkpoints import load_checkpoint
+from fusion.training.checkpoints import load_checkpoint, network_state
+from fusion.training.publish import publish_run
 from fusion.training.setup import build_datamodule, build_module
 from fusion.training.train import RUN_INFO, log_test_report, missing_modality_metrics, report_title
+
+
+PREDICTIONS = "predictions.csv"
 
 
 def load_weights(module: torch.nn.Module, checkpoint: Path) -> None:
@@ -39,7 +44,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run_info = json.loads((Path(cfg.paths.output_dir) / RUN_INFO).read_text(encoding="utf-8"))
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
-    load_weights(module, Path(cfg.paths.checkpoint_dir) / f"{cfg.callbacks.checkpoint.filename}.ckpt")
+    checkpoint = Path(cfg.paths.checkpoint_dir) / f"{cfg.callbacks.checkpoint.filename}.ckpt"
+    load_weights(module, checkpoint)
     logger = build_mlflow_logger(cfg, run_id=run_info["run_id"])
     progress = TQDMProgressBar(refresh_rate=int(cfg.callbacks.progress_bar.refresh_rate))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, devices=1, num_nodes=1, strategy="auto",
@@ -59,4 +65,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     task.write_plot_data(report, out / "plots")
     if cfg.get("test_missing_modalities", False):
         missing_modality_metrics(trainer, module, datamodule, logger)
+    write_test_predictions(trainer, module, datamodule, out / PREDICTIONS)
+    publish_run(cfg, network_state(checkpoint), datamodule, logger, out / "explain")
     return metrics
+
+
+def write_test_predictions(trainer: pl.Trainer, module, datamodule, path: Path) -> Path:
+    """The test split's predictions (id, prediction, one score per output), the rows fusion.predict writes."""
+    batches = trainer.predict(module, dataloaders=datamodule.loader("test"))
+    ids = [i for batch in batches for i in batch["id"]]
+    scores = torch.cat([batch["scores"].float() for batch in batches])
+    return write_predictions(path, ids, scores, module.task)

@@ -16,8 +16,9 @@ from pytorch_lightning.utilities import rank_zero_only
 from fusion.data.ablation import WithoutModalities
 from fusion.data.datamodule import MultimodalDataModule
 from fusion.tracking.mlflow_logger import build_mlflow_logger, flat_params
-from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError
+from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError, network_state
 from fusion.training.module import FusionModule, NonFiniteLossError
+from fusion.training.publish import publish_run
 from fusion.training.resume import (ResumeError, ResumeState, check_same_config, read_resume_state,
                                     resolve_checkpoint)
 from fusion.training.setup import build_callbacks, build_datamodule, build_module
@@ -61,6 +62,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log_test_report(logger, module.task, module.test_report, output_dir, report_title(cfg))
         if cfg.get("test_missing_modalities", False):
             metrics.update(missing_modality_metrics(trainer, module, datamodule, logger))
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        publish_run(cfg, network_state(best) if best else module.net, datamodule, logger, output_dir / "explain",
+                    bundle_dir=output_dir / "bundle")
     epochs = max(1, trainer.current_epoch)
     logger.log_metrics({"time/fit_seconds": fit_seconds, "time/epoch_seconds": fit_seconds / epochs})
     _write_run_info(output_dir, logger, trainer, status="finished")

@@ -1,0 +1,232 @@
+"""The MLflow UI in headless Chromium: two real training runs in a SQLite store, served by `mlflow server`, are
+listed on the experiment's runs page with their test metric, and a run's page lists every metric it logged, with
+the values the store holds. Needs the Debian packages `chromium chromium-driver` (.ci/run installs them)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from mlflow.tracking import MlflowClient
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from fusion.training.train import train
+from tests.conftest import tiny_config
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# Headless, no sandbox (root in CI), and nothing that talks to Google: no background networking, component
+# updates, sync, first-run or default-browser pages, crash or domain-reliability reports, field trials.
+CHROMIUM_ARGS = (
+    "--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage", "--disable-gpu",
+    "--window-size=1600,1200", "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-default-browser-check", "--disable-default-apps", "--disable-breakpad", "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection", "--disable-field-trial-config", "--metrics-recording-only",
+    "--disable-features=OptimizationHints,MediaRouter,Translate",
+)
+# Run name (<modality slug>-<fusion>, as train.py names runs) -> the Hydra overrides that make it.
+RUNS = {"text-late": ["modality=text", "fusion=late"], "text_image-late": ["modality=text+image", "fusion=late"]}
+METRIC = "test/acc"
+SERVER_START_S = 120  # `mlflow server` imports MLflow and its FastAPI app before it answers
+UI_WAIT_S = 60        # the UI's JavaScript bundle loads, then fetches the runs
+ASSISTANT_CLOSE = "mlflow.assistant.chat_panel.close"
+ON_SCREEN_JS = """
+const [el, scroll] = arguments;
+if (scroll) el.scrollIntoView({block: 'center', inline: 'center'});
+const box = el.getBoundingClientRect();
+const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+return hit !== null && (hit === el || el.contains(hit));
+"""
+
+
+@pytest.fixture
+def debian_chromium() -> None:
+    """Fail (not skip) when the browser is missing: CI must run this test."""
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not found: install the Debian packages `chromium chromium-driver` "
+                    f"(`apt-get install -y --no-install-recommends chromium chromium-driver`, as .ci/run does)",
+                    pytrace=False)
+
+
+@pytest.fixture
+def store(processed_dir, tmp_path) -> dict:
+    """An MLflow SQLite store holding the finished runs of RUNS, trained by the project's own train()."""
+    db, artifacts = tmp_path / "mlflow.db", tmp_path / "mlartifacts"
+    for name, overrides in RUNS.items():
+        cfg = tiny_config(tmp_path / name, processed_dir, [*overrides, f"logger.tracking_uri=sqlite:///{db}",
+                                                           f"logger.artifact_location={artifacts}"])
+        train(cfg)
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
+    runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs) == sorted(RUNS) and all(run.info.status == "FINISHED" for run in runs.values())
+    return {"db": db, "artifacts": artifacts, "experiment_id": experiment.experiment_id, "runs": runs}
+
+
+@pytest.fixture
+def ui_url(store, tmp_path) -> Iterator[str]:
+    """`mlflow server` on a free localhost port, reading the store; stopped (with its workers) afterwards."""
+    port = _free_port()
+    log = tmp_path / "mlflow-server.log"
+    args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store['db']}",
+            "--default-artifact-root", str(store["artifacts"]), "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1"]
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
+    with log.open("w") as out:
+        server = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_healthy(url, server, log)
+        yield url
+    finally:
+        _stop(server)
+
+
+@pytest.fixture
+def browser(debian_chromium) -> Iterator[webdriver.Chrome]:
+    """Headless Debian Chromium driven by the Debian chromedriver."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in CHROMIUM_ARGS:
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_mlflow_ui_lists_the_runs_and_their_metrics(browser, ui_url, store, tmp_path):
+    runs, experiment_id = store["runs"], store["experiment_id"]
+    wait = WebDriverWait(browser, UI_WAIT_S)
+    with evidence_on_failure(browser, tmp_path, "runs_page"):
+        # The experiment's runs page (MLflow 3's `#/experiments/<id>` opens its GenAI overview instead).
+        browser.get(f"{ui_url}/#/experiments/{experiment_id}/runs")
+        links = {name: wait.until(ec.visibility_of_element_located(_run_link(run.info.run_id)))
+                 for name, run in runs.items()}
+        assert {name: link.text for name, link in links.items()} == {name: name for name in runs}
+        _close_assistant(browser, wait)
+        # Show the metric column as a person does: Columns, tick the metric, close the menu.
+        browser.find_element(By.CSS_SELECTOR, "[data-testid=column-selection-dropdown]").click()
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"[role=dialog] span[title='{METRIC}']"))).click()
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+        wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]")))
+        shown = {name: wait.until(_on_screen(_metric_cell(run.info.run_id))) for name, run in runs.items()}
+        # The grid scrolls its header along with the body: scrolling the header itself would misalign them.
+        wait.until(_on_screen((By.CSS_SELECTOR, f"[data-testid='sort-header-{METRIC}']"), scroll=False))
+        assert {name: float(cell.text) for name, cell in shown.items()} == \
+            {name: run.data.metrics[METRIC] for name, run in runs.items()}
+        browser.save_screenshot(str(tmp_path / "runs_page.png"))
+
+    name, run = "text_image-late", runs["text_image-late"]
+    with evidence_on_failure(browser, tmp_path, "run_page"):
+        links[name].click()  # the run's own page lists all its metrics
+        wait.until(ec.url_contains(f"/runs/{run.info.run_id}"))
+        wait.until(ec.visibility_of_element_located(
+            (By.XPATH, f"//*[normalize-space()='Metrics ({len(run.data.metrics)})']")))
+        search = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "input[placeholder='Search metrics']")))
+        search.send_keys(METRIC)
+        value = wait.until(_on_screen((By.XPATH, f"//*[@role='row'][.//*[normalize-space()='{METRIC}']]/*[last()]")))
+        assert float(value.text) == run.data.metrics[METRIC]
+        browser.save_screenshot(str(tmp_path / "run_page.png"))
+
+
+def _close_assistant(driver: webdriver.Chrome, wait: WebDriverWait) -> None:
+    """Close the MLflow Assistant side panel (open on a first visit): it takes a third of the window."""
+    close = (By.CSS_SELECTOR, f"button[data-component-id='{ASSISTANT_CLOSE}']")
+    for button in driver.find_elements(*close)[:1]:
+        button.click()
+        wait.until(ec.invisibility_of_element_located(close))
+
+
+@contextmanager
+def evidence_on_failure(driver: webdriver.Chrome, tmp_path: Path, step: str) -> Iterator[None]:
+    """On a failed check or a wait that timed out: a screenshot and the page source, named in the error."""
+    try:
+        yield
+    except (AssertionError, WebDriverException) as error:
+        screenshot, source = tmp_path / f"{step}-failure.png", tmp_path / f"{step}-failure.html"
+        driver.save_screenshot(str(screenshot))
+        source.write_text(driver.page_source, encoding="utf-8")
+        raise AssertionError(f"MLflow UI check failed on the {step.replace('_', ' ')} at {driver.current_url}: "
+                             f"{type(error).__name__}: {error}\nscreenshot: {screenshot}\npage source: {source}"
+                             ) from error
+
+
+def _run_link(run_id: str) -> tuple[str, str]:
+    return By.CSS_SELECTOR, f"a[href$='/runs/{run_id}']"
+
+
+def _metric_cell(run_id: str) -> tuple[str, str]:
+    return By.CSS_SELECTOR, f"[role=row][row-id='{run_id}'] [role=gridcell][col-id='metrics.`{METRIC}`']"
+
+
+def _on_screen(locator: tuple[str, str], scroll: bool = True):
+    """Wait condition: the element (scrolled into view unless `scroll` is false) is what a person sees at its
+    centre (not hidden behind another element or clipped by a scrolled table viewport) and has text; returns it."""
+    def visible(driver):
+        found = driver.find_elements(*locator)
+        if not found or not found[0].text.strip():
+            return False
+        return driver.execute_script(ON_SCREEN_JS, found[0], scroll) and found[0]
+    return visible
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"mlflow server exited with {server.returncode} before answering; its log ({log}):\n"
+                        f"{_tail(log)}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"mlflow server did not answer {url}/health within {SERVER_START_S} s; its log ({log}):\n{_tail(log)}")
+
+
+def _tail(log: Path, chars: int = 4000) -> str:
+    return log.read_text(encoding="utf-8", errors="replace")[-chars:]
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """SIGTERM the server's own process group (uvicorn and its workers), SIGKILL it if it lingers."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    try:  # a worker that outlived the server
+        os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
