@@ -181,6 +181,19 @@ def test_decompression_bomb_guard_rejects_from_the_header(tmp_path, claimed, out
     assert time.perf_counter() - started < 5  # rejected from the header, nothing decoded
 
 
+def test_the_guard_is_set_for_one_decode_only(tmp_path):
+    """PIL's limit is a process-wide global: a small max_pixels must not stay behind for other image reads."""
+    from PIL import Image
+
+    default = Image.MAX_IMAGE_PIXELS
+    (tmp_path / "image").mkdir()
+    (tmp_path / "image" / "x.png").write_bytes(png_header_claiming(101, 100))
+    processor = ImageProcessor(compose(["preprocess.image.max_pixels=10000"]).preprocess.image, tmp_path, "image")
+    with pytest.raises(RecordError, match="image too large"):
+        processor.process(Record(id="x", label="a", split="train", line=1, image="image/x.png"))
+    assert Image.MAX_IMAGE_PIXELS == default
+
+
 def _audio_processor(tmp_path: Path) -> AudioProcessor:
     return AudioProcessor(compose().preprocess.audio, tmp_path, "audio")
 

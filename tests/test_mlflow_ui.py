@@ -1,6 +1,7 @@
 """The MLflow UI in headless Chromium: two real training runs in a SQLite store, served by `mlflow server`, are
-listed on the experiment's runs page with their test metric, and a run's page lists every metric it logged, with
-the values the store holds. Needs the Debian packages `chromium chromium-driver` (.ci/run installs them)."""
+listed on the experiment's runs page with their test metric, and a run's page counts every metric it logged and
+shows the test metric, each value equal to the one in the store. Needs the Debian packages `chromium
+chromium-driver` (.ci/run installs them)."""
 
 from __future__ import annotations
 
@@ -44,9 +45,11 @@ CHROMIUM_ARGS = (
 )
 # Run name (<modality slug>-<fusion>, as train.py names runs) -> the Hydra overrides that make it.
 RUNS = {"text-late": ["modality=text", "fusion=late"], "text_image-late": ["modality=text+image", "fusion=late"]}
+ONE_EPOCH = "trainer.max_epochs=1"  # the UI needs finished runs, not good ones
 METRIC = "test/acc"
 SERVER_START_S = 120  # `mlflow server` imports MLflow and its FastAPI app before it answers
 UI_WAIT_S = 60        # the UI's JavaScript bundle loads, then fetches the runs
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # localhost, whatever *_proxy says
 ASSISTANT_CLOSE = "mlflow.assistant.chat_panel.close"
 ON_SCREEN_JS = """
 const [el, scroll] = arguments;
@@ -57,9 +60,9 @@ return hit !== null && (hit === el || el.contains(hit));
 """
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def debian_chromium() -> None:
-    """Fail (not skip) when the browser is missing: CI must run this test."""
+    """Fail (not skip) when the browser is missing, before any training: CI must run this test."""
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
     if missing:
         pytest.fail(f"{', '.join(missing)} not found: install the Debian packages `chromium chromium-driver` "
@@ -71,11 +74,12 @@ def debian_chromium() -> None:
 def store(processed_dir, tmp_path) -> dict:
     """An MLflow SQLite store holding the finished runs of RUNS, trained by the project's own train()."""
     db, artifacts = tmp_path / "mlflow.db", tmp_path / "mlartifacts"
+    uri = f"sqlite:///{db}"
     for name, overrides in RUNS.items():
-        cfg = tiny_config(tmp_path / name, processed_dir, [*overrides, f"logger.tracking_uri=sqlite:///{db}",
-                                                           f"logger.artifact_location={artifacts}"])
+        store_here = [f"logger.tracking_uri={uri}", f"logger.artifact_location={artifacts}"]
+        cfg = tiny_config(tmp_path / name, processed_dir, [*overrides, ONE_EPOCH, *store_here])
         train(cfg)
-    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
     runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
     assert sorted(runs) == sorted(RUNS) and all(run.info.status == "FINISHED" for run in runs.values())
@@ -84,13 +88,15 @@ def store(processed_dir, tmp_path) -> dict:
 
 @pytest.fixture
 def ui_url(store, tmp_path) -> Iterator[str]:
-    """`mlflow server` on a free localhost port, reading the store; stopped (with its workers) afterwards."""
-    port = _free_port()
-    log = tmp_path / "mlflow-server.log"
+    """`mlflow server` on a free localhost port reading the store, once it answers; stopped (with its workers)
+    afterwards."""
+    port, log = _free_port(), tmp_path / "mlflow-server.log"
     args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store['db']}",
             "--default-artifact-root", str(store["artifacts"]), "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1"]
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
+    # No telemetry; no background job runner (GenAI judges), which would only slow the start on a small machine.
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true",
+               MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     with log.open("w") as out:
         server = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
@@ -117,22 +123,26 @@ def browser(debian_chromium) -> Iterator[webdriver.Chrome]:
 
 def test_mlflow_ui_lists_the_runs_and_their_metrics(browser, ui_url, store, tmp_path):
     runs, experiment_id = store["runs"], store["experiment_id"]
-    wait = WebDriverWait(browser, UI_WAIT_S)
+    wait = Wait(browser)
     with evidence_on_failure(browser, tmp_path, "runs_page"):
         # The experiment's runs page (MLflow 3's `#/experiments/<id>` opens its GenAI overview instead).
         browser.get(f"{ui_url}/#/experiments/{experiment_id}/runs")
-        links = {name: wait.until(ec.visibility_of_element_located(_run_link(run.info.run_id)))
+        links = {name: wait.until(ec.visibility_of_element_located(_run_link(run.info.run_id)),
+                                  f"the runs table's link to run {name} ({run.info.run_id})")
                  for name, run in runs.items()}
         assert {name: link.text for name, link in links.items()} == {name: name for name in runs}
         _close_assistant(browser, wait)
         # Show the metric column as a person does: Columns, tick the metric, close the menu.
         browser.find_element(By.CSS_SELECTOR, "[data-testid=column-selection-dropdown]").click()
-        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"[role=dialog] span[title='{METRIC}']"))).click()
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"[role=dialog] span[title='{METRIC}']")),
+                   f"{METRIC} in the Columns menu").click()
         browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
-        wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]")))
-        shown = {name: wait.until(_on_screen(_metric_cell(run.info.run_id))) for name, run in runs.items()}
+        wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]")), "the menu to close")
+        shown = {name: wait.until(_on_screen(_metric_cell(run.info.run_id)), f"the {METRIC} cell of run {name}")
+                 for name, run in runs.items()}
         # The grid scrolls its header along with the body: scrolling the header itself would misalign them.
-        wait.until(_on_screen((By.CSS_SELECTOR, f"[data-testid='sort-header-{METRIC}']"), scroll=False))
+        wait.until(_on_screen((By.CSS_SELECTOR, f"[data-testid='sort-header-{METRIC}']"), scroll=False),
+                   f"the {METRIC} column header")
         assert {name: float(cell.text) for name, cell in shown.items()} == \
             {name: run.data.metrics[METRIC] for name, run in runs.items()}
         browser.save_screenshot(str(tmp_path / "runs_page.png"))
@@ -140,14 +150,27 @@ def test_mlflow_ui_lists_the_runs_and_their_metrics(browser, ui_url, store, tmp_
     name, run = "text_image-late", runs["text_image-late"]
     with evidence_on_failure(browser, tmp_path, "run_page"):
         links[name].click()  # the run's own page lists all its metrics
-        wait.until(ec.url_contains(f"/runs/{run.info.run_id}"))
-        wait.until(ec.visibility_of_element_located(
-            (By.XPATH, f"//*[normalize-space()='Metrics ({len(run.data.metrics)})']")))
-        search = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "input[placeholder='Search metrics']")))
+        wait.until(ec.url_contains(f"/runs/{run.info.run_id}"), f"the page of run {name}")
+        count = f"Metrics ({len(run.data.metrics)})"
+        wait.until(ec.visibility_of_element_located((By.XPATH, f"//*[normalize-space()='{count}']")),
+                   f"'{count}', the number of metrics in the store")
+        search = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "input[placeholder='Search metrics']")),
+                            "the Search metrics box")
         search.send_keys(METRIC)
-        value = wait.until(_on_screen((By.XPATH, f"//*[@role='row'][.//*[normalize-space()='{METRIC}']]/*[last()]")))
+        value = wait.until(_on_screen((By.XPATH, f"//*[@role='row'][.//*[normalize-space()='{METRIC}']]/*[last()]")),
+                           f"the {METRIC} row of the metrics table")
         assert float(value.text) == run.data.metrics[METRIC]
         browser.save_screenshot(str(tmp_path / "run_page.png"))
+
+
+class Wait(WebDriverWait):
+    """WebDriverWait for UI_WAIT_S whose timeout names what it waited for."""
+
+    def __init__(self, driver: webdriver.Chrome):
+        super().__init__(driver, UI_WAIT_S)
+
+    def until(self, condition, what: str = "the page"):
+        return super().until(condition, f"waited {UI_WAIT_S} s for {what}")
 
 
 def _close_assistant(driver: webdriver.Chrome, wait: WebDriverWait) -> None:
@@ -155,7 +178,7 @@ def _close_assistant(driver: webdriver.Chrome, wait: WebDriverWait) -> None:
     close = (By.CSS_SELECTOR, f"button[data-component-id='{ASSISTANT_CLOSE}']")
     for button in driver.find_elements(*close)[:1]:
         button.click()
-        wait.until(ec.invisibility_of_element_located(close))
+        wait.until(ec.invisibility_of_element_located(close), "the Assistant panel to close")
 
 
 @contextmanager
@@ -163,12 +186,16 @@ def evidence_on_failure(driver: webdriver.Chrome, tmp_path: Path, step: str) -> 
     """On a failed check or a wait that timed out: a screenshot and the page source, named in the error."""
     try:
         yield
-    except (AssertionError, WebDriverException) as error:
+    except (AssertionError, ValueError, WebDriverException) as error:
         screenshot, source = tmp_path / f"{step}-failure.png", tmp_path / f"{step}-failure.html"
-        driver.save_screenshot(str(screenshot))
-        source.write_text(driver.page_source, encoding="utf-8")
+        try:
+            driver.save_screenshot(str(screenshot))
+            source.write_text(driver.page_source, encoding="utf-8")
+        except WebDriverException as lost:  # the browser itself went away
+            screenshot = source = f"not saved ({type(lost).__name__})"
+        detail = error.msg if isinstance(error, WebDriverException) else error  # without the driver's stack
         raise AssertionError(f"MLflow UI check failed on the {step.replace('_', ' ')} at {driver.current_url}: "
-                             f"{type(error).__name__}: {error}\nscreenshot: {screenshot}\npage source: {source}"
+                             f"{type(error).__name__}: {detail}\nscreenshot: {screenshot}\npage source: {source}"
                              ) from error
 
 
@@ -204,7 +231,7 @@ def _wait_until_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
             pytest.fail(f"mlflow server exited with {server.returncode} before answering; its log ({log}):\n"
                         f"{_tail(log)}")
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            with NO_PROXY.open(f"{url}/health", timeout=2) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):

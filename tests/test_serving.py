@@ -94,8 +94,10 @@ def trained_run(tmp_path_factory, processed_dir: Path, sample_root: Path) -> dic
         started = time.perf_counter()
         uri = log_bundle_model(bundle, cfg.logger.tracking_uri, info["run_id"], cfg.serving.artifact_path)
         seconds = time.perf_counter() - started
+        after = client.get_run(info["run_id"]).info  # read at once: only the logging may have happened between
         _RUNS["run"] = {"cfg": cfg, "base": base, "bundle": bundle, "uri": uri, "run_id": info["run_id"],
-                        "module": module, "datamodule": datamodule, "log_seconds": seconds, "before": before}
+                        "module": module, "datamodule": datamodule, "log_seconds": seconds, "before": before,
+                        "after": after}
     return _RUNS["run"]
 
 
@@ -293,8 +295,7 @@ def _scores(answer: dict, bundle: ModelBundle) -> np.ndarray:
 @pytest.mark.slow
 def test_logging_the_model_leaves_the_run_as_it_was(tmp_path_factory, processed_dir, sample_root):
     run = trained_run(tmp_path_factory, processed_dir, sample_root)
-    after = MlflowClient(run["cfg"].logger.tracking_uri).get_run(run["run_id"]).info
-    before = run["before"]
+    before, after = run["before"], run["after"]
     assert (after.status, after.start_time, after.end_time) == (before.status, before.start_time, before.end_time)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(run["cfg"].logger.tracking_uri)

@@ -344,10 +344,10 @@ def test_datamodule_refuses_data_of_another_task(processed_dir):
 # --------------------------------------------------------------------------- real tiny runs
 
 def _run_of(tracking_uri: str):
-    """The store's one training run (a `compare` stage may add a run of its own)."""
+    """The store's one training run (the `compare` and `report` stages add runs of their own, tagged kind)."""
     client = MlflowClient(tracking_uri=absolute_tracking_uri(tracking_uri))
     runs = client.search_runs([client.get_experiment_by_name("fusion").experiment_id])
-    (run,) = [r for r in runs if r.data.tags.get("kind") != "compare"]
+    (run,) = [r for r in runs if "kind" not in r.data.tags]
     return client, run
 
 

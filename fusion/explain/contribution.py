@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 import torch
 from torch import Tensor, nn
+from torchmetrics import MetricCollection
 
 from fusion.data.ablation import drop_modalities
 from fusion.training.tasks import Task
@@ -50,6 +51,14 @@ def removal_changes(net: nn.Module, task: Task, batch: dict[str, Any]) -> dict[s
     return changes
 
 
+def _local(metrics: MetricCollection) -> MetricCollection:
+    """The metrics computed on this process's samples alone: rank 0 explains the whole split by itself after
+    distributed training, while the other ranks are gone, so no state may be gathered across processes."""
+    for metric in metrics.values():
+        metric.distributed_available_fn = lambda: False
+    return metrics
+
+
 @torch.no_grad()
 def split_removal(net: nn.Module, task: Task, batches: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Over a split: per modality ``{"change": mean output change over samples holding it, "metric": full
@@ -57,8 +66,8 @@ def split_removal(net: nn.Module, task: Task, batches: Iterable[dict[str, Any]])
     task's main one (task.metric), computed with the task's own metric objects."""
     modalities = list(net.modalities)
     key = task.metric.split("/", 1)[-1]
-    full_metric = task.metrics()
-    without_metric = {m: task.metrics() for m in modalities}
+    full_metric = _local(task.metrics())
+    without_metric = {m: _local(task.metrics()) for m in modalities}
     sums = {m: 0.0 for m in modalities}
     counts = {m: 0 for m in modalities}
     for batch in batches:

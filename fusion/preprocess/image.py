@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -11,6 +12,9 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fusion.data.manifest import Record, RecordError, resolve_file
+
+
+_PIXEL_LIMIT = threading.Lock()
 
 
 def to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
@@ -50,7 +54,14 @@ class ImageProcessor:
         """The file's image in RGB. PIL's decompression-bomb guard, at ``max_pixels``, rejects an image from
         its header alone (its warning range too), before any pixel is allocated."""
         max_pixels = int(self.cfg["max_pixels"])
-        Image.MAX_IMAGE_PIXELS = max_pixels
+        with _PIXEL_LIMIT:  # PIL's guard is a process-wide global: set for this decode only (threads of a server)
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+            try:
+                return self._decode(path, max_pixels)
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+
+    def _decode(self, path: Path, max_pixels: int) -> Image.Image:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
