@@ -15,7 +15,7 @@ from fusion.explain.explainer import explain_samples, sample_folder
 from fusion.explain.maps import LAYERS
 from fusion.explain.samples import SampleNotFound, sample_item, split_loader
 from fusion.serving.bundle import BundleError, ModelBundle
-from fusion.serving.resolve import bundle_dir
+from fusion.serving.resolve import RUN_ID, bundle_dir
 from fusion.tracking.store import absolute_tracking_uri
 
 REQUESTED = "explain/requested"  # the artifact folder of on-demand explanations (explain/ holds the fixed set)
@@ -66,15 +66,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         for measure, values in sample["contribution"].items():
             print(f"  {measure}: " + ", ".join(f"{m} {v:+.3f}" for m, v in values.items()))
     print(f"figures: {out} (open {out / 'index.html'})")
-    if args.log and _is_run_id(run):
+    if args.log and RUN_ID.fullmatch(run):
         from mlflow.tracking import MlflowClient
 
         MlflowClient(tracking_uri).log_artifacts(run, str(out), f"{REQUESTED}/{name}")
         print(f"logged to MLflow run {run} under {REQUESTED}/{name}")
-
-
-def _is_run_id(value: str) -> bool:
-    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
 
 
 if __name__ == "__main__":

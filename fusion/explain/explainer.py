@@ -55,7 +55,8 @@ def _label_text(bundle: ModelBundle, label: Any) -> str:
     return f"{float(label):.3g}"
 
 
-def _views(bundle: ModelBundle, maps: AttentionMaps, batch: dict, masks: dict, i: int) -> dict[str, TokenView]:
+def _views(bundle: ModelBundle, maps: AttentionMaps, batch: dict, masks: dict, i: int, tokenizer: Any
+           ) -> dict[str, TokenView]:
     """The token view of every modality the sample holds (and of latents / bottleneck queries)."""
     views: dict[str, TokenView] = {}
     encoders = bundle.net.encoders
@@ -66,7 +67,7 @@ def _views(bundle: ModelBundle, maps: AttentionMaps, batch: dict, masks: dict, i
         if m in maps.mass and float(maps.mass[m][i]) > 0:  # a share of a joint softmax: within-modality weights
             row = row / maps.mass[m][i]
         if m == "text":
-            views[m] = text_view(row, masks[m][i], batch["text"]["tokens"][i], bundle.processor("text").tokenizer)
+            views[m] = text_view(row, masks[m][i], batch["text"]["tokens"][i], tokenizer)
         elif m == "image":
             views[m] = image_view(row, encoders["image"])
         else:
@@ -79,8 +80,8 @@ def _views(bundle: ModelBundle, maps: AttentionMaps, batch: dict, masks: dict, i
 
 
 def _sample_figures(bundle: ModelBundle, maps: AttentionMaps, batch: dict, masks: dict, i: int, title: str,
-                    folder: Path, cfg: DictConfig) -> list[Path]:
-    views, written = _views(bundle, maps, batch, masks, i), []
+                    folder: Path, cfg: DictConfig, tokenizer: Any) -> list[Path]:
+    views, written = _views(bundle, maps, batch, masks, i, tokenizer), []
     note = f"weights: {maps.source}, mean over heads"
     if "text" in views:
         v = views["text"]
@@ -122,13 +123,14 @@ def explain_batch(bundle: ModelBundle, samples: Sequence[dict], out_dir: str | P
     maps = attention_maps(net.fusion, records, str(cfg.layer))
     changes = removal_changes(net, task, batch)
     rows = prediction_rows(batch["id"], scores, task)
+    tokenizer = bundle.processor("text").tokenizer if "text" in bundle.modalities else None  # read once
     results = []
     for i, sample_id in enumerate(batch["id"]):
         folder = out_dir / sample_folder(sample_id)
         folder.mkdir(parents=True, exist_ok=True)
         result = SampleResult(sample_id, _label_text(bundle, batch["label"][i].tolist()), str(rows[i]["prediction"]))
         title = f"{sample_id} · true: {result.label} · predicted: {result.prediction}"
-        files = _sample_figures(bundle, maps, batch, masks, i, title, folder, cfg)
+        files = _sample_figures(bundle, maps, batch, masks, i, title, folder, cfg, tokenizer)
         result.files = [str(p.relative_to(out_dir)) for p in files]
         result.contribution[change_name(task)] = {m: float(v[i]) for m, v in changes.items()}
         if maps.gates:

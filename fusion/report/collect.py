@@ -12,7 +12,7 @@ from typing import Sequence
 
 from mlflow.tracking import MlflowClient
 
-from fusion.robustness.tracking import LEVEL_KEY, _latest_per_step, curve_key
+from fusion.robustness.tracking import LEVEL_KEY, latest_per_step, curve_key
 from fusion.tracking.compare import F1_KEY, WITHOUT, Comparison, Row, TaskTable, compare_runs
 from fusion.tracking.store import absolute_tracking_uri
 
@@ -112,10 +112,10 @@ def validation_key(metric: str) -> str:
 def training_curves(client: MlflowClient, run_id: str, keys: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
     """(epoch, value) per logged point of each key, the latest value where a step was logged again (a resume).
     x is the 1-based epoch; a run without the `epoch` metric counts its points instead."""
-    epochs = _latest_per_step(client, run_id, EPOCH_KEY)
+    epochs = latest_per_step(client, run_id, EPOCH_KEY)
     curves = {}
     for key in keys:
-        values = _latest_per_step(client, run_id, key)
+        values = latest_per_step(client, run_id, key)
         steps = sorted(values)
         curves[key] = [(epochs[step] + 1 if step in epochs else index + 1, values[step])
                        for index, step in enumerate(steps)]
@@ -134,12 +134,12 @@ def robustness_curves(client: MlflowClient, run_id: str, metric: str,
     ran on it); a curve with fewer points than levels is left out."""
     if LEVEL_KEY not in metrics:
         return [], {}
-    by_step = _latest_per_step(client, run_id, LEVEL_KEY)
+    by_step = latest_per_step(client, run_id, LEVEL_KEY)
     levels = [by_step[step] for step in sorted(by_step)]
     prefix = curve_key(metric, "")
     curves = {}
     for key in sorted(k for k in metrics if k.startswith(prefix) and k != LEVEL_KEY):
-        values = _latest_per_step(client, run_id, key)
+        values = latest_per_step(client, run_id, key)
         if all(step in values for step in range(len(levels))):
             curves[key[len(prefix):]] = [values[step] for step in range(len(levels))]
     if ALL_CURVE in curves:  # the all-at-once curve last, as the robustness stage draws it

@@ -107,19 +107,19 @@ def read_curves(client: MlflowClient, reference: Reference, metric: str, levels:
     reason why they cannot be read."""
     if reference.run_id is None:
         return reference
-    logged = _latest_per_step(client, reference.run_id, LEVEL_KEY)
+    logged = latest_per_step(client, reference.run_id, LEVEL_KEY)
     if [logged.get(step) for step in range(len(levels))] != [float(level) for level in levels]:
         return Reference(reference.fusion, None, f"run {reference.run_id} has no curve at the levels {list(levels)}")
     curves = {}
     for name in names:
-        values = _latest_per_step(client, reference.run_id, curve_key(metric, name))
+        values = latest_per_step(client, reference.run_id, curve_key(metric, name))
         if len(values) < len(levels):
             return Reference(reference.fusion, None, f"run {reference.run_id} has no {curve_key(metric, name)} curve")
         curves[name] = [values[step] for step in range(len(levels))]
     return Reference(reference.fusion, reference.run_id, reference.note, curves=curves)
 
 
-def _latest_per_step(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
+def latest_per_step(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
     """step → value of a metric's history, the latest logged where a step was logged again (a rerun)."""
     latest: dict[int, tuple[int, float]] = {}
     for point in client.get_metric_history(run_id, key):
