@@ -104,13 +104,15 @@ def tensors(data: RawDataset) -> tuple[dict[str, torch.Tensor], int]:
 
 def train_net(data: RawDataset, inputs: dict[str, torch.Tensor], vocabulary: int, modalities: list[str], seed: int,
               epochs: int) -> tuple[LateFusionNet, float]:
-    """SGD on the training split; the weights of the epoch with the best validation accuracy, and that accuracy."""
+    """SGD on the training split; the weights of the epoch with the best validation accuracy, and that accuracy
+    (without validation records: the last epoch's weights, and NaN)."""
     torch.manual_seed(seed)
     net = LateFusionNet(modalities, vocabulary, len(data.classes))
     optimiser = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     labels = torch.from_numpy(data.labels)
     present = {m: torch.from_numpy(data.present[m]) for m in MODALITIES}
-    train, generator = torch.from_numpy(data.split("train")), torch.Generator().manual_seed(seed)
+    train, val = torch.from_numpy(data.split("train")), data.split("val")
+    generator = torch.Generator().manual_seed(seed)
     best_acc, best_state = -1.0, None
     for _ in range(epochs):
         net.train()
@@ -122,8 +124,8 @@ def train_net(data: RawDataset, inputs: dict[str, torch.Tensor], vocabulary: int
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-        val_acc = accuracy(predict(net, inputs, present, data.split("val")), data.labels[data.split("val")])
-        if val_acc > best_acc:
+        val_acc = accuracy(predict(net, inputs, present, val), data.labels[val])
+        if not len(val) or val_acc > best_acc:
             best_acc, best_state = val_acc, {k: v.clone() for k, v in net.state_dict().items()}
     net.load_state_dict(best_state)
     return net, best_acc
