@@ -47,6 +47,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                                    f"(default {DEFAULT_MARKDOWN}; --quick: none)")
     run.add_argument("--no-markdown", action="store_true", help="leave RESULTS.md alone")
     run.add_argument("--resume", action="store_true", help="keep the successful runs of <out>/results.json")
+    run.add_argument("--rebuild", action="store_true",
+                     help="rebuild the datasets even if built before (after changing a builder)")
     run.add_argument("--preprocess-timeout", type=float, help="seconds per preprocessing subprocess")
     run.add_argument("--train-timeout", type=float, help="seconds per train.py subprocess")
     run.add_argument("--quick", action="store_true",
@@ -95,7 +97,7 @@ def _run(args: argparse.Namespace, command: str) -> None:
         datasets=datasets, seeds=seeds, systems=select(args.systems, tuned_overrides()), out=args.out,
         data_dir=args.data_dir or args.out / "data", records=args.records or (QUICK_RECORDS if args.quick else None),
         dataset_seed=args.dataset_seed, checkout=(args.project or project.PROJECT_ROOT).resolve(),
-        project_overrides=QUICK_OVERRIDES if args.quick else (), markdown=markdown, resume=args.resume,
+        project_overrides=QUICK_OVERRIDES if args.quick else (), markdown=markdown, resume=args.resume, rebuild=args.rebuild,
         preprocess_timeout=args.preprocess_timeout or project.PREPROCESS_TIMEOUT_SECONDS,
         train_timeout=args.train_timeout or project.TRAIN_TIMEOUT_SECONDS, command=command)
     if args.quick:

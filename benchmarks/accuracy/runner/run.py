@@ -48,6 +48,7 @@ class Settings:
     train_timeout: float = project.TRAIN_TIMEOUT_SECONDS
     markdown: Path | None = None          # RESULTS.md to update (None: only accuracy.md under out)
     resume: bool = False
+    rebuild: bool = False                 # build the datasets even when a complete folder is there
     command: str = "python -m benchmarks.accuracy run"
     say: Callable[[str], None] = field(default=print, repr=False)
 
@@ -58,9 +59,9 @@ def dataset_root(settings: Settings, name: str) -> Path:
 
 
 def ensure_dataset(settings: Settings, name: str) -> Path:
-    """The dataset folder, built unless a complete one (manifest and dataset.json) is there."""
+    """The dataset folder, built unless a complete one (manifest and dataset.json) is there (or --rebuild)."""
     root = dataset_root(settings, name)
-    if not ((root / MANIFEST).is_file() and (root / DATASET_INFO).is_file()):
+    if settings.rebuild or not ((root / MANIFEST).is_file() and (root / DATASET_INFO).is_file()):
         settings.say(f"[{name}] building {root}")
         build(builder(name), root, settings.records, settings.dataset_seed)
     return root
