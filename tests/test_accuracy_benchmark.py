@@ -23,6 +23,7 @@ from benchmarks.accuracy.datasets.build import DATASET_INFO, MANIFEST, build
 from benchmarks.accuracy.datasets.plan import MISSING_FRACTION, MODALITIES, plan_records, presence_probability
 from benchmarks.accuracy.datasets.registry import DATASETS, builder
 from benchmarks.accuracy.runner import project, summary
+from benchmarks.accuracy.runner import run as run_module
 from benchmarks.accuracy.runner.run import Settings, run
 from benchmarks.accuracy.runner.systems import TUNED, select, tuned_overrides
 from fusion.config import compose
@@ -217,7 +218,8 @@ def _fake_results() -> dict:
     runs.append({"dataset": "d", "system": "lenet", "seed": 3, "error": "RuntimeError: boom"})
     return {"runs": runs, "datasets": {"d": {"summary": "a test", "records": 9, "splits": {"test": 3}}},
             "machine": {"cpu": "x", "cores": 2, "torch_threads": 2, "python": "3", "torch": "2", "lightning": "2",
-                        "cuda_device": None}, "systems": {"project": "ours", "logreg": "lr", "lenet": "ln"}}
+                        "cuda_device": None}, "systems": {"project": "ours", "logreg": "lr", "lenet": "ln"},
+            "settings": {"seeds": [0, 1, 2], "records": None}}
 
 
 def test_mean_and_std_as_by_hand():
@@ -249,6 +251,14 @@ def test_section_replaces_only_between_the_markers():
     assert summary.replace_section("# Results\n", section) == f"# Results\n\n{section}"
 
 
+def test_section_says_when_it_is_preliminary():
+    full = summary.section(_fake_results(), {"project": "ours"}, "cmd", "r.json")
+    preliminary = _fake_results()
+    preliminary["settings"] = {"seeds": [0], "records": 300}
+    assert "Preliminary" not in full
+    assert "**Preliminary**: 300 records" in summary.section(preliminary, {"project": "ours"}, "cmd", "r.json")
+
+
 def test_tuned_overrides_and_system_selection(tmp_path):
     assert all("=" in o for o in tuned_overrides())  # the shipped tuned.yaml parses
     (tmp_path / "t.yaml").write_text("- fusion=late\n- trainer.max_epochs=40\n", encoding="utf-8")
@@ -274,7 +284,8 @@ def test_subprocess_errors_and_timeouts_name_the_log(tmp_path):
 
 
 @pytest.mark.slow
-def test_runner_writes_results_and_the_markdown_section(built, tmp_path):
+def test_runner_writes_results_and_the_markdown_section(built, tmp_path, monkeypatch):
+    monkeypatch.setattr(run_module, "describe", lambda device: _fake_results()["machine"])  # spares importing Lightning
     markdown = tmp_path / "RESULTS.md"
     markdown.write_text("# Benchmark results\n\nspeed tables\n", encoding="utf-8")
     data_dir = tmp_path / "data"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -145,6 +146,7 @@ def save(settings: Settings, results: dict[str, Any]) -> Path:
 def run(settings: Settings) -> dict[str, Any]:
     """Run everything, save results.json after each run, then write the tables."""
     results = load_results(settings)
+    results["load_average"] = {"started": os.getloadavg()[0]}
     results.update(machine=describe(torch.device("cpu")), command=settings.command,
                    started=_now(), systems=summary.labels(settings.systems),
                    settings={"seeds": settings.seeds, "records": settings.records,
@@ -167,6 +169,7 @@ def run(settings: Settings) -> dict[str, Any]:
                 save(settings, results)
                 settings.say(f"[{name}] seed {seed} {system.name}: " + _brief(row))
     results["finished"] = _now()
+    results["load_average"]["finished"] = os.getloadavg()[0]
     path = save(settings, results)
     summary.publish(results, path, settings.out / TABLES, settings.markdown)
     return results

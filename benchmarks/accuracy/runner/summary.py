@@ -14,6 +14,7 @@ MODALITIES = ("text", "image", "audio")
 START, END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
 ACC_DECIMALS = 3
 SECONDS_DECIMALS = 0
+FULL_SEEDS = 3          # fewer seeds, or fewer records than a dataset's default, mark the tables preliminary
 MARGIN_POINTS = 3.0     # issue 13: the defaults beat the better baseline by at least this many points
 POINTS = 100.0          # accuracy fraction -> points
 BASELINES = ("logreg", "lenet")
@@ -147,12 +148,29 @@ def section(results: Mapping[str, Any], systems: Mapping[str, str], command: str
     parts = [START, "## Accuracy on real signals (issue 13)", "",
              f"Written by `{command}` (finished {results.get('finished', '?')}); every raw number is in "
              f"[`{results_path}`]({results_path}). What the datasets are and how to rerun: "
-             f"[`accuracy/README.md`](accuracy/README.md).", "", "```", header(results["machine"]), "```", ""]
+             f"[`accuracy/README.md`](accuracy/README.md).", "", *_caveats(results), "```", header(results["machine"]),
+             "```", ""]
     for dataset in results["datasets"]:
         parts += [format_markdown(dataset_table(results, dataset, systems)),
                   format_markdown(checks_table(results, dataset))]
     parts.append(END)
     return "\n".join(parts) + "\n"
+
+
+def _caveats(results: Mapping[str, Any]) -> list[str]:
+    """Paragraphs that qualify the figures: a preliminary size, a busy machine."""
+    out = []
+    settings = results.get("settings", {})
+    seeds, records = settings.get("seeds", []), settings.get("records")
+    if len(seeds) < FULL_SEEDS or records is not None:
+        out += [f"**Preliminary**: {records or 'default'} records per dataset, {len(seeds)} seed(s) (the benchmark's "
+                f"defaults: each dataset's full size, {FULL_SEEDS} seeds).", ""]
+    load = results.get("load_average")
+    if load:
+        out += [f"Load average (1 min) when the run started / finished: {load['started']:.1f} / "
+                f"{load['finished']:.1f} on {results['machine']['cores']} cores; above the core count, other work "
+                f"shared the CPU and wall times are inflated (CPU times much less).", ""]
+    return out
 
 
 def replace_section(document: str, new_section: str) -> str:
