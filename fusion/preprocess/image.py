@@ -36,6 +36,7 @@ class ImageProcessor:
     """Decodes a record's image file into a fixed-size uint8 RGB tensor."""
 
     modality = "image"
+    pixel_setting = "preprocess.image.max_pixels"  # named when the guard refuses an image (serving names its own)
 
     def __init__(self, cfg: Mapping[str, Any], root: Path, folder: str):
         self.cfg, self.root, self.folder = cfg, Path(root), folder
@@ -69,8 +70,8 @@ class ImageProcessor:
                     img.load()  # decode fully now, so truncated files fail here
                     return to_rgb(img, tuple(self.cfg["background"]))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise RecordError(f"image too large (decompression-bomb guard, preprocess.image.max_pixels="
-                              f"{max_pixels}): {exc}") from None
+            raise RecordError(f"image too large (decompression-bomb guard, {self.pixel_setting}={max_pixels}): "
+                              f"{exc}") from None
         except UnidentifiedImageError:
             raise RecordError("not an image: no image format recognises the file's content") from None
         except Exception as exc:  # noqa: BLE001 - decoders raise many types on a damaged file; all mean "bad file"
