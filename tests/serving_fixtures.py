@@ -32,6 +32,19 @@ NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # local
 _SESSION: dict[str, Any] = {}  # the one trained run and the one server of a session
 
 
+def untrained_bundle(tmp_path_factory, processed_dir: Path) -> Path:
+    """The bundle of a freshly initialised tri-modal network (enough for the request plumbing), once per session."""
+    if "fresh" not in _SESSION:
+        from fusion.serving.bundle import save_bundle
+        from fusion.training.setup import build_datamodule, build_module
+
+        base = tmp_path_factory.mktemp("fresh")
+        cfg = tiny_config(base, processed_dir)
+        module = build_module(cfg, build_datamodule(cfg))
+        _SESSION["fresh"] = save_bundle(base / "bundle", cfg, module.net, processed_dir)
+    return _SESSION["fresh"]
+
+
 def trained_run(tmp_path_factory, processed_dir: Path, sample_root: Path) -> dict[str, Any]:
     """One tiny tri-modal run, trained once per session: its config, bundle folder, logged model URI and the
     seconds logging took."""

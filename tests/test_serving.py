@@ -17,13 +17,12 @@ import torch
 from mlflow.exceptions import MlflowException
 
 from fusion.data.manifest import parse_line
-from fusion.serving.bundle import ModelBundle, save_bundle
+from fusion.serving.bundle import ModelBundle
 from fusion.serving.predictions import PREDICTION, score_columns
 from fusion.serving.pyfunc import model_signature, save_bundle_model
 from fusion.serving.requests import BadRequest, RequestDecoder, decode_base64
 from fusion.serving.settings import ServingSettings
-from tests.conftest import tiny_config
-from tests.serving_fixtures import http, model_server, trained_run  # noqa: F401 - trained_run: tests/test_predict.py
+from tests.serving_fixtures import http, model_server, trained_run, untrained_bundle  # noqa: F401 - test_predict
 
 ROOT = Path(__file__).resolve().parents[1]
 MODALITIES = ("text", "image", "audio")
@@ -54,19 +53,10 @@ def bundle_scores(bundle: ModelBundle, root: Path, lines: list[dict], without: t
     return bundle.scores(bundle.batch(samples))
 
 
-def untrained_bundle(base: Path, processed_dir: Path) -> Path:
-    """A bundle of a freshly initialised tri-modal network (enough for the request plumbing)."""
-    from fusion.training.setup import build_datamodule, build_module
-
-    cfg = tiny_config(base, processed_dir)
-    module = build_module(cfg, build_datamodule(cfg))
-    return save_bundle(base / "bundle", cfg, module.net, processed_dir)
-
-
 # ------------------------------------------------------------------ request decoding (no server)
 @pytest.fixture(scope="module")
 def fresh_bundle(processed_dir, tmp_path_factory) -> ModelBundle:
-    return ModelBundle(untrained_bundle(tmp_path_factory.mktemp("fresh"), processed_dir))
+    return ModelBundle(untrained_bundle(tmp_path_factory, processed_dir))
 
 
 def test_base64_plain_data_url_urlsafe_and_unpadded_decode_to_the_same_bytes():

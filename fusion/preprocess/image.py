@@ -17,6 +17,10 @@ from fusion.data.manifest import Record, RecordError, resolve_file
 _PIXEL_LIMIT = threading.Lock()
 
 
+class ImageTooLarge(RecordError):
+    """The decompression-bomb guard refused the image from its header (more pixels than allowed)."""
+
+
 def to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """Any PIL mode to RGB: alpha composited on `background`, 16/32-bit scaled to 8-bit."""
     img = ImageOps.exif_transpose(img)
@@ -70,7 +74,7 @@ class ImageProcessor:
                     img.load()  # decode fully now, so truncated files fail here
                     return to_rgb(img, tuple(self.cfg["background"]))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise RecordError(f"image too large (decompression-bomb guard, {self.pixel_setting}={max_pixels}): "
+            raise ImageTooLarge(f"image too large (decompression-bomb guard, {self.pixel_setting}={max_pixels}): "
                               f"{exc}") from None
         except UnidentifiedImageError:
             raise RecordError("not an image: no image format recognises the file's content") from None

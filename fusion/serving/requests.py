@@ -23,6 +23,7 @@ import soundfile as sf
 
 from fusion.data.manifest import Record, RecordError
 from fusion.preprocess.common import Processor
+from fusion.preprocess.image import ImageTooLarge
 from fusion.serving.access import AllowedRoots
 from fusion.serving.bundle import ModelBundle
 from fusion.serving.settings import Limits, ServingSettings, setting_name
@@ -228,7 +229,11 @@ class RequestDecoder:
         if modality == "audio":
             self._check_audio_seconds(path)
         relative = str(path.relative_to(path.anchor))
-        return self.processor(modality, path.anchor).process(Record(ID, None, "", 0, **{modality: relative}))
+        try:
+            return self.processor(modality, path.anchor).process(Record(ID, None, "", 0, **{modality: relative}))
+        except ImageTooLarge as exc:
+            raise LimitError(str(exc), over_limit("max_image_pixels", self.limits.max_image_pixels, "", "pixels")[1])
+
 
     def _check_audio_seconds(self, path: Path) -> None:
         """Refuse audio whose header declares more than ``max_audio_seconds`` (a file that does not decode is left
