@@ -16,8 +16,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from tests.conftest import tiny_config
 
@@ -77,14 +80,16 @@ def trained_run(tmp_path_factory, processed_dir: Path, sample_root: Path) -> dic
 
 
 def access_folders(tmp_path_factory) -> dict[str, Path]:
-    """An allowed folder holding what a request must not read through it (a symlink leaving it, a FIFO, a
-    sub-folder) and a folder beside it that is not allowed; made once per session."""
+    """An allowed folder holding an audio and an image file and what a request must not read through it (a symlink
+    leaving it, a FIFO, a sub-folder), and a folder beside it that is not allowed; made once per session."""
     if "folders" not in _SESSION:
         base = tmp_path_factory.mktemp("access")
         allowed, outside = base / "allowed", base / "outside"
         allowed.mkdir()
         outside.mkdir()
         (outside / "secret.wav").write_bytes(b"RIFF not really a wav")
+        sf.write(allowed / "clip.wav", np.zeros(8000, dtype=np.float32), 16000)
+        Image.new("RGB", (32, 32), (200, 100, 50)).save(allowed / "image.png")
         (allowed / "link-out.wav").symlink_to(outside / "secret.wav")
         os.mkfifo(allowed / "fifo.wav")
         (allowed / "folder.wav").mkdir()

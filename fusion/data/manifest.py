@@ -107,7 +107,7 @@ def _json(text: str) -> Any:
         raise RecordError(f"unreadable JSON number ({str(exc).split(';')[0]})") from None
 
 
-def _not_unicode(value: Any) -> bool:
+def not_unicode(value: Any) -> bool:
     """Whether a string (or a list of them) holds a lone UTF-16 surrogate (a JSON escape like \\ud800 without its
     pair): such a string cannot be written as UTF-8 to ids.json or rejected.jsonl."""
     strings = value if isinstance(value, list) else [value]
@@ -137,7 +137,7 @@ def parse_line(text: str, line: int, task: str = "multiclass") -> Record | None:
         raise RecordError(f"split '{split}' is not one of {', '.join(SPLITS)} (or leave it out)")
     fields = {key: _optional_str(obj, key) for keys in MODALITY_KEYS.values() for key in keys}
     bad = [key for key, value in [("id", record_id), ("label", label), ("split", split), *fields.items()]
-           if _not_unicode(value)]
+           if not_unicode(value)]
     if bad:
         raise RecordError(f"field(s) {', '.join(map(repr, bad))} hold a lone UTF-16 surrogate escape (\\ud800 to "
                           f"\\udfff without its pair), which is not text; fix the escape or the writer of the file")
@@ -246,7 +246,7 @@ def _peek_id(text: str) -> str | None:
     except RecordError:
         return None
     value = obj.get("id") if isinstance(obj, dict) else None
-    return value if isinstance(value, str) and not _not_unicode(value) else None
+    return value if isinstance(value, str) and not not_unicode(value) else None
 
 
 def resolve_file(root: Path, relative: str, folder: str) -> Path:

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 import fusion
 from fusion.serving import serving_batch_size
 from fusion.preprocess.text import PACKAGE_PREFIX
+from fusion.serving import guard
 from fusion.serving.bundle import ModelBundle
 from fusion.serving.predictions import PREDICTION, prediction_columns, prediction_rows, score_columns
 from fusion.serving.requests import ID, BadRequest, RequestDecoder, row_batches
@@ -79,6 +80,8 @@ class FusionModel(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         if settings.torch_threads is not None:
             torch.set_num_threads(settings.torch_threads)
+        if guard.in_scoring_server():
+            guard.install(settings.limits)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame):

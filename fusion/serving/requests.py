@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from fusion.data.manifest import Record, RecordError
+from fusion.data.manifest import Record, RecordError, not_unicode
 from fusion.preprocess.common import Processor
 from fusion.preprocess.image import ImageTooLarge
 from fusion.serving.access import AllowedRoots
@@ -47,6 +47,8 @@ QUOTE.maxstring = QUOTE.maxother = 60
 QUOTE.maxlist = QUOTE.maxdict = 4
 QUOTE.maxlevel = 2
 MAX_LISTED = 10
+LONE_SURROGATE = ("not text: it holds a lone UTF-16 surrogate escape (\\ud800 to \\udfff without its pair), "
+                  "which no UTF-8 text has")
 NON_STRING_BYTES = 8  # what a non-string value counts towards max_request_bytes (a number's size in a body)
 
 
@@ -199,6 +201,8 @@ class RequestDecoder:
         if not isinstance(value, str) or not value.strip():
             return None, [RequestError(index, None, ID, f"not a non-empty string ({type(value).__name__} "
                                                         f"{QUOTE.repr(value)})", FIXES[ID])]
+        if not_unicode(value):
+            return None, [RequestError(index, None, ID, LONE_SURROGATE, FIXES[ID])]
         return value, []
 
     def item(self, modality: str, value: Any, scratch: Path, name: str) -> dict[str, Any]:
@@ -206,6 +210,8 @@ class RequestDecoder:
         value is over a limit)."""
         if not isinstance(value, str):
             raise RecordError(f"expected a string, got {type(value).__name__} {QUOTE.repr(value)}")
+        if not_unicode(value):
+            raise RecordError(LONE_SURROGATE)
         if modality == "text":
             self._check_bytes(value_bytes(value), "the text")
             return self.processor(modality, scratch.anchor).process(Record(ID, None, "", 0, text=value))
