@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,16 +18,14 @@ import soundfile as sf
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from fusion.serving.server import NO_PROXY, ServerError, server_env, start_model_server
 from tests.conftest import tiny_config
 
-SERVER_START_SECONDS = 180
-SERVER_STOP_SECONDS = 30
 HTTP_TIMEOUT_SECONDS = 60
 # Limits small enough that a test reaches each one with a request of a few MB (conf/serving/default.yaml has the
 # real defaults); given to the server as SERVING_MODEL_CONFIG, the way an operator overrides them.
 SERVER_LIMITS = {"max_rows": 64, "max_request_bytes": 3_000_000, "max_value_bytes": 1_000_000,
                  "max_image_pixels": 1_000_000, "max_audio_seconds": 30}
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # localhost, whatever *_proxy says
 _SESSION: dict[str, Any] = {}  # the one trained run and the one server of a session
 
 
@@ -97,22 +91,6 @@ def access_folders(tmp_path_factory) -> dict[str, Path]:
     return _SESSION["folders"]
 
 
-def server_env(tracking_uri: str, model_config: dict[str, Any] | None = None) -> dict[str, str]:
-    """This interpreter's bin first on PATH (the server runs `uvicorn`), the test store as tracking URI and the
-    serving settings to override as SERVING_MODEL_CONFIG."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               MLFLOW_TRACKING_URI=tracking_uri, PYTHONUNBUFFERED="1")
-    if model_config:
-        env["SERVING_MODEL_CONFIG"] = json.dumps(model_config)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def http_raw(url: str, body: bytes | None = None, content_type: str = "application/json",
              timeout: float = HTTP_TIMEOUT_SECONDS) -> tuple[int, bytes]:
     """(status, body bytes) of a GET (no body) or a POST."""
@@ -133,41 +111,6 @@ def http(url: str, payload: dict | None = None) -> tuple[int, Any]:
         return status, body.decode("utf-8", errors="replace")
 
 
-def stop_server(server: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (the CLI and uvicorn), SIGKILL if it has not ended in time."""
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=SERVER_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
-def start_server(model_uri: str, cwd: Path, env: dict[str, str], log: Path, extra_args: list[str] = ()) -> tuple[
-        subprocess.Popen, str]:
-    """`mlflow models serve` on a free local port, once /ping answers: (process, base URL). Stopped and the test
-    failed with the server's log when it does not answer within SERVER_START_SECONDS."""
-    port = free_port()
-    with open(log, "wb") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-             "--host", "127.0.0.1", "-p", str(port), *extra_args],
-            cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT,
-            start_new_session=True)  # its own process group: uvicorn, started by the CLI, stops with it
-    url, started = f"http://127.0.0.1:{port}", time.perf_counter()
-    while True:
-        try:
-            if http_raw(f"{url}/ping", timeout=5)[0] == 200:
-                return server, url
-        except OSError:
-            pass
-        if server.poll() is not None or time.perf_counter() - started > SERVER_START_SECONDS:
-            stop_server(server)
-            pytest.fail(f"the model server did not start:\n{log.read_text(errors='replace')[-5000:]}")
-        time.sleep(0.5)
-
-
 def model_server(request, tmp_path_factory, processed_dir: Path, sample_root: Path) -> dict[str, Any]:
     """The session's server of the trained run (started on first use, stopped when pytest ends): the run's
     fields plus ``url``, ``allowed`` (its allowed folders: the sample and an access-test folder) and ``outside``."""
@@ -175,13 +118,16 @@ def model_server(request, tmp_path_factory, processed_dir: Path, sample_root: Pa
         run = trained_run(tmp_path_factory, processed_dir, sample_root)
         folders = access_folders(tmp_path_factory)
         config = {"allowed_roots": [str(sample_root), str(folders["allowed"])], **SERVER_LIMITS}
+        env = server_env(model_config=config, MLFLOW_TRACKING_URI=run["cfg"].logger.tracking_uri)
         started = time.perf_counter()
-        server, url = start_server(run["uri"], run["base"], server_env(run["cfg"].logger.tracking_uri, config),
-                                   run["base"] / "server.log")
-        request.config.add_cleanup(lambda process=server: stop_server(process))
+        try:
+            server = start_model_server(run["uri"], run["base"] / "server.log", env, cwd=run["base"])
+        except ServerError as exc:
+            pytest.fail(str(exc))
+        request.config.add_cleanup(server.stop)
         print(f"\nserver up in {time.perf_counter() - started:.1f} s; model logged in {run['log_seconds']:.2f} s")
-        _SESSION["server"] = {**run, **folders, "url": url, "process": server, "log": run["base"] / "server.log"}
+        _SESSION["server"] = {**run, **folders, "url": server.url, "server": server}
     served = _SESSION["server"]
-    if served["process"].poll() is not None:
-        pytest.fail(f"the model server has stopped:\n{served['log'].read_text(errors='replace')[-5000:]}")
+    if served["server"].process.poll() is not None:
+        pytest.fail(f"the model server has stopped:\n{served['server'].log_tail()}")
     return served

@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import TINY_TRAINING
-from tests.serving_fixtures import free_port, http_raw, stop_server
+from fusion.serving.server import POLL_SECONDS, answers, free_port, stop_process_group
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ def train_together(base: Path, tracking_uri: str, processed_dir: Path, sample_ro
         codes = [process.poll() for process in processes]
     finally:
         for process in processes:
-            stop_server(process)  # the still running ones: SIGTERM to its process group, then SIGKILL
+            stop_process_group(process)  # the still running ones: SIGTERM to its process group, then SIGKILL
     failed = [(name, code, log) for name, code, log in zip(names, codes, logs) if code != 0]
     assert not failed, "\n\n".join(f"{name} ended with {code}:\n{log.read_text(errors='replace')[-3000:]}"
                                    for name, code, log in failed)
@@ -105,16 +105,11 @@ def test_writers_through_a_local_mlflow_server_lose_nothing(tmp_path, processed_
     url = f"http://127.0.0.1:{port}"
     try:
         started = time.monotonic()
-        while True:
-            try:
-                if http_raw(f"{url}/health", timeout=5)[0] == 200:
-                    break
-            except OSError:
-                pass
+        while not answers(f"{url}/health"):
             if server.poll() is not None or time.monotonic() - started > SERVER_START_SECONDS:
                 pytest.fail(f"mlflow server did not start:\n{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
+            time.sleep(POLL_SECONDS)
         names = train_together(tmp_path, url, processed_dir, sample_root, subprocess_env, SERVER_WRITERS)
         check_store(url, names)
     finally:
-        stop_server(server)
+        stop_process_group(server)
