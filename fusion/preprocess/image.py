@@ -18,6 +18,10 @@ from fusion.data.manifest import Record, RecordError, resolve_file
 _PIXEL_LIMIT = threading.Lock()
 
 
+class ImageTooLarge(RecordError):
+    """The decompression-bomb guard refused the image from its header (more pixels than allowed)."""
+
+
 def to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """Any PIL mode to RGB: alpha composited on `background`, 16/32-bit scaled to 8-bit."""
     img = ImageOps.exif_transpose(img)
@@ -67,6 +71,7 @@ class ImageProcessor:
     R = G = B), else RGB; 1 or 3 force it."""
 
     modality = "image"
+    pixel_setting = "preprocess.image.max_pixels"  # named when the guard refuses an image (serving names its own)
 
     def __init__(self, cfg: Mapping[str, Any], root: Path, folder: str):
         self.cfg, self.root, self.folder = cfg, Path(root), folder
@@ -122,8 +127,8 @@ class ImageProcessor:
                     img.load()  # decode fully now, so truncated files fail here
                     return to_rgb(img, tuple(self.cfg["background"]))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise RecordError(f"image too large (decompression-bomb guard, preprocess.image.max_pixels="
-                              f"{max_pixels}): {exc}") from None
+            raise ImageTooLarge(f"image too large (decompression-bomb guard, {self.pixel_setting}={max_pixels}): "
+                              f"{exc}") from None
         except UnidentifiedImageError:
             raise RecordError("not an image: no image format recognises the file's content") from None
         except Exception as exc:  # noqa: BLE001 - decoders raise many types on a damaged file; all mean "bad file"
