@@ -21,6 +21,8 @@ SPLITS = ("train", "val", "test")
 MODALITIES = ("text", "image", "audio")
 # The manifest keys that carry each modality; `text` may be inline or a file.
 MODALITY_KEYS = {"text": ("text", "text_path"), "image": ("image",), "audio": ("audio",)}
+# The manifest key that names each modality's file (inline text is no file).
+FILE_KEYS = {"text": "text_path", "image": "image", "audio": "audio"}
 
 
 class ManifestError(Exception):
@@ -226,8 +228,9 @@ def resolve_file(root: Path, relative: str, folder: str) -> Path:
             raise RecordError(f"path '{relative}' escapes the dataset folder")
         if not target.is_relative_to(allowed):
             raise RecordError(
-                f"path '{relative}' is outside the declared folder '{folder}/'; move the file there or "
-                f"set data.dirs.<modality>='.' (DVC tracks each modality's folder separately)"
+                f"path '{relative}' is outside the modality's folder '{folder}' (data.dirs); move the file "
+                f"there, or recompose params.yaml (`make params`; `dvc exp run` does it) so that data.dirs "
+                f"follows the manifest again, or set data.dirs.<modality>='.'"
             )
         if not target.is_file():
             problem = "is not a regular file" if target.exists() else "does not exist"

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
-from fusion.data.manifest import SPLITS, ManifestError, Record, RecordError, Rejection, load_manifest
+from fusion.data.manifest import FILE_KEYS, SPLITS, ManifestError, Record, RecordError, Rejection, load_manifest
 from fusion.data.shards import write_json, write_jsonl, write_shards
 from fusion.preprocess.atomic import atomic_output
 
@@ -72,7 +72,7 @@ def process_or_reject(record: Record, processor: Processor, reject_dir: str, sta
 
 
 def _modality_file(record: Record, modality: str) -> str | None:
-    return {"text": record.text_path, "image": record.image, "audio": record.audio}[modality]
+    return getattr(record, FILE_KEYS[modality])
 
 
 def _collect_rejections(reject_dir: Path) -> list[Rejection]:
