@@ -15,7 +15,6 @@ from fusion.data.layout import common_folder, files_dir
 from fusion.data.sample import generate_sample
 from tests.conftest import ROOT, TINY_TRAINING, copy_dvc_project
 
-
 # The stages whose dependencies the layout decides (training reads only their outputs).
 STAGES = ["preprocess_text", "preprocess_image", "preprocess_audio"]
 
@@ -84,7 +83,8 @@ def test_dvc_repro_runs_on_inline_text_and_one_media_folder(tmp_path):
     env = copy_dvc_project(project, [*TINY_TRAINING, "trainer.max_epochs=1", f"data.root={dataset}"])
     dvc = [sys.executable, "-m", "dvc"]
     for args in (["init", "--no-scm", "-q"], ["config", "core.analytics", "false"], ["repro", *STAGES]):
-        result = subprocess.run([*dvc, *args], cwd=project, env=env, capture_output=True, text=True, timeout=240)
+        result = subprocess.run([*dvc, *args], cwd=project, env=env, capture_output=True, text=True, timeout=240,
+                                check=False)
         assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     deps = {stage: {Path(d["path"]).name for d in lock[stage]["deps"]} for stage in lock}
@@ -93,7 +93,7 @@ def test_dvc_repro_runs_on_inline_text_and_one_media_folder(tmp_path):
     meta = json.loads((project / "data" / "processed" / "text" / "meta.json").read_text())
     assert meta["summary"]["rejected"] == 0 and sum(meta["summary"]["kept"].values()) > 0
     status = subprocess.run([*dvc, "status", *STAGES], cwd=project, env=env, capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, check=True)
     assert "up to date" in status.stdout, status.stdout
 
 

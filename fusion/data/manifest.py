@@ -8,6 +8,7 @@ label is depends on the task (fusion/data/labels.py): a class name, a list of th
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -241,3 +242,8 @@ def resolve_file(root: Path, relative: str, folder: str) -> Path:
     if size == 0:
         raise RecordError(f"file '{relative}' is empty (0 bytes)")
     return target
+
+
+def reason_kind(reason: str) -> str:
+    """Group reasons for the summary: quoted names elided, text before the first detail (':' or '(')."""
+    return re.sub(r"'[^']*'", "'…'", reason).split(":")[0].split("(")[0].strip()

@@ -13,7 +13,8 @@ from typing import Any, Iterator, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
-from fusion.data.manifest import FILE_KEYS, SPLITS, ManifestError, Record, RecordError, Rejection, load_manifest
+from fusion.data.manifest import (FILE_KEYS, SPLITS, ManifestError, Record, RecordError, Rejection, load_manifest,
+                                  reason_kind)
 from fusion.data.shards import write_json, write_jsonl, write_shards
 from fusion.preprocess.atomic import atomic_output
 
@@ -130,13 +131,8 @@ def _summary(modality: str, records: list[Record], with_modality: list[Record], 
         "kept": {split: sum(split_of[i] == split for i in ids) for split in SPLITS},
         "missing": sum(not r.has(modality) for r in records),
         "rejected": len(rejections),
-        "rejected_by_reason": dict(Counter(_reason_kind(r.reason) for r in rejections)),
+        "rejected_by_reason": dict(Counter(reason_kind(r.reason) for r in rejections)),
     }
-
-
-def _reason_kind(reason: str) -> str:
-    """Group reasons for the summary: quoted names elided, text before the first detail (':' or '(')."""
-    return re.sub(r"'[^']*'", "'…'", reason).split(":")[0].split("(")[0].strip()
 
 
 def format_summary(summary: dict[str, Any]) -> str:
