@@ -56,8 +56,8 @@ report: setup  ## the experiment as one self-contained HTML page and Markdown: r
 	$(REPORT)
 
 MODEL ?=
-serve: setup  ## serve a logged model on 127.0.0.1:5001: make serve MODEL=runs:/<run id>/model
-	@test -n "$(MODEL)" || { echo "give the model: make serve MODEL=runs:/<run id>/model (run id in outputs/train/run.json)"; exit 2; }
+serve: setup  ## serve a model on 127.0.0.1:5001: make serve MODEL=runs:/<run id>/model or MODEL=models:/<name>@champion
+	@test -n "$(MODEL)" || { echo "give the model: make serve MODEL=runs:/<run id>/model (run id in outputs/train/run.json) or MODEL=models:/<name>@champion (python -m fusion.register)"; exit 2; }
 	MLFLOW_TRACKING_URI=sqlite:///mlflow.db $(RUN) mlflow models serve -m "$(MODEL)" --env-manager local --host 127.0.0.1 -p 5001
 
 bench: setup  ## speed benchmarks: tables on screen, JSON in benchmarks/results/ (ARGS="--only training --quick")

@@ -61,7 +61,8 @@ def run_report(cfg: DictConfig) -> tuple[ReportData, ReportFiles]:
     if options.log_to_mlflow:
         logged = [html_path, markdown_path, files_dir]
         run_id = log_comparison(data.comparison, tables_markdown(data.comparison), logged,
-                                str(options.run_name), kind=REPORT_KIND)
+                                str(options.run_name), kind=REPORT_KIND,
+                                experiment=cfg.logger.get("reports_experiment"))
     return data, ReportFiles(html_path, markdown_path, files_dir, run_id)
 
 
