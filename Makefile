@@ -37,7 +37,8 @@ demo: setup  ## run the whole DVC pipeline on the bundled sample data, then show
 	@echo "  robustness   outputs/robustness/robustness.json (scores), robustness.png, curves in dvc plots show"
 	@echo "  attention    outputs/evaluate/explain/index.html (figures of fixed test samples, also in MLflow)"
 	@echo "  predictions  outputs/evaluate/predictions.csv   (python -m fusion.predict for new data)"
-	@echo "  report       results/report.html                (every run of the experiment on one page)"
+	@echo "  report       outputs/report/report.html         (every run of the experiment on one page)"
+	@echo "  compare      outputs/compare/compare.md         (the committed reference sweep: results/reference/)"
 	@echo "  MLflow UI    make ui   (or: $(RUN) mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1)"
 	@echo "               then open http://127.0.0.1:5000"
 
@@ -49,10 +50,10 @@ sweep: setup  ## train every conf/fusion option in one Hydra sweep (ARGS="modali
 	$(COMPARE)
 	$(REPORT)
 
-compare: setup  ## table per task of every finished MLflow run, best first: results/compare.{md,csv,png}
+compare: setup  ## table per task of every finished MLflow run, best first: outputs/compare/compare.{md,csv,png}
 	$(COMPARE)
 
-report: setup  ## the experiment as one self-contained HTML page and Markdown: results/report.{html,md}
+report: setup  ## the experiment as one self-contained HTML page and Markdown: outputs/report/report.{html,md}
 	$(REPORT)
 
 MODEL ?=

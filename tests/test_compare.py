@@ -294,7 +294,8 @@ def test_tracking_uri_helpers():
 
 def test_params_dvc_stage_and_make_targets():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert params["compare"]["markdown"] == "results/compare.md" and params["compare"]["csv"] == "results/compare.csv"
+    assert params["compare"]["markdown"] == "outputs/compare/compare.md" and \
+        params["compare"]["csv"] == "outputs/compare/compare.csv"
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert list(stages)[-1] == "compare"
     stage = stages["compare"]

@@ -75,7 +75,7 @@ def _check_replaceable(files_dir: Path) -> None:
     if not files_dir.is_dir() or foreign:
         raise ReportError(f"report.files_dir={files_dir} holds other files than the report's figures (e.g. "
                            f"{(foreign or [files_dir])[0]}); the report replaces that folder. Point report.files_dir "
-                           f"at a folder of its own, e.g. results/report_files.")
+                           f"at a folder of its own, e.g. outputs/report/report_files.")
 
 
 def _moved(blocks, old: Path, new: Path):
