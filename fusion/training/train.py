@@ -17,7 +17,7 @@ from fusion.data.ablation import WithoutModalities
 from fusion.data.datamodule import MultimodalDataModule
 from fusion.tracking.datasets import log_datasets
 from fusion.tracking.lineage import data_version
-from fusion.tracking.mlflow_logger import build_mlflow_logger, flat_params
+from fusion.tracking.mlflow_logger import build_logger, flat_params
 from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError, network_state
 from fusion.training.module import FusionModule, NonFiniteLossError
 from fusion.training.publish import publish_run
@@ -47,7 +47,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         _announce_resume(checkpoint, run_id)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
-    logger = build_mlflow_logger(cfg, run_id=run_id)
+    logger = build_logger(cfg, run_id=run_id)
     callbacks = [*build_callbacks(cfg), ResumeState(logger.run_id, cfg)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
                                                   plugins=[AtomicCheckpointIO()])
