@@ -1,11 +1,11 @@
 """`python -m fusion.ingest`: every format on a tiny fixture written in its published layout gives a manifest the
-pipeline accepts, and reports (never fails on) the rows it cannot map; one of them is trained end to end."""
+pipeline accepts, and reports (never fails on) the rows it cannot map. One of them (AV-MNIST) is trained end to
+end in tests/test_features.py."""
 
 import csv
 import io
 import json
 import pickle
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +15,10 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from fusion.config import compose
 from fusion.data.manifest import load_manifest
-from fusion.data.sample import generate_sample
 from fusion.ingest.__main__ import main
 from fusion.ingest.writer import MANIFEST, REJECTED
-from fusion.preprocess.common import run_preprocess
-from fusion.training.train import train
-from tests.conftest import ROOT, TINY_TRAINING, tiny_config
+from tests.conftest import ROOT
 
 SPLIT_CFG = {"seed": 0, "train": 0.7, "val": 0.15, "test": 0.15}
 
@@ -282,34 +278,3 @@ def test_help_lists_every_format_and_each_layout(subprocess_env):
     layout = subprocess.run([sys.executable, "-m", "fusion.ingest", "hateful_memes", "--help"], cwd=ROOT,
                             env=subprocess_env, capture_output=True, text=True, timeout=60, check=True).stdout
     assert "img/<id>.png" in layout and "--phase" in layout
-
-
-def _sample_as_class_folders(root: Path, tmp_path: Path) -> None:
-    """The tiny generated sample (whose classes need fusion) laid out as <class>/<id>.{png,jpg,wav,txt}."""
-    sample = tmp_path / "sample"
-    generate_sample(compose(["sample.num_records=90", "sample.progress=false"]).sample, sample)
-    for line in (sample / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        folder = root / record["label"]
-        folder.mkdir(parents=True, exist_ok=True)
-        if record.get("text"):
-            (folder / f"{record['id']}.txt").write_text(record["text"], encoding="utf-8")
-        for key in ("text_path", "image", "audio"):
-            if record.get(key):
-                shutil.copy(sample / record[key], folder / f"{record['id']}{Path(record[key]).suffix}")
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_ingested_class_folders_train_end_to_end(tmp_path):
-    dataset = tmp_path / "pets"
-    _sample_as_class_folders(dataset, tmp_path)
-    summary = main(["folders", str(dataset)])
-    assert summary["unmapped"] == 0 and summary["records"] == 90
-    cfg = tiny_config(tmp_path, tmp_path / "processed", [f"data.root={dataset}", "trainer.max_epochs=1"])
-    for modality in ("text", "image", "audio"):
-        assert run_preprocess(modality, cfg)["rejected"] == 0
-    metrics = train(cfg)
-    assert 0.0 <= metrics["test/acc"] <= 1.0
-    assert (tmp_path / "train" / "checkpoints" / "best.ckpt").is_file()
-    assert TINY_TRAINING  # the settings tiny_config applies

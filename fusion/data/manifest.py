@@ -24,6 +24,8 @@ MODALITIES = ("text", "image", "audio")
 MODALITY_KEYS = {"text": ("text", "text_path"), "image": ("image",), "audio": ("audio",)}
 # The manifest key that names each modality's file (inline text is no file).
 FILE_KEYS = {"text": "text_path", "image": "image", "audio": "audio"}
+# meta.json `kind` of a modality whose records give precomputed feature arrays (fusion/preprocess/features.py).
+FEATURES = "features"
 
 
 class ManifestError(Exception):

@@ -20,6 +20,7 @@ import torch
 import torchaudio
 
 from fusion.data.manifest import Record, RecordError, resolve_file
+from fusion.preprocess.stats import exact_mean_std
 
 WAV_UNKNOWN_SIZE = 0xFFFFFFFF  # the data chunk size a WAV writer that could not seek back leaves
 
@@ -165,19 +166,6 @@ def _in_compute_dtype(build, **kwargs):
         return build(**kwargs).to(COMPUTE)
     finally:
         torch.set_default_dtype(previous)
-
-
-def exact_mean_std(values: np.ndarray, digits: int) -> tuple[float, float]:
-    """Mean and (n-1) standard deviation from exactly rounded sums (math.fsum does not depend on the order or the
-    SIMD width of a summation), rounded to `digits` significant digits; the std is at least 1e-6."""
-    values = values.astype(np.float64, copy=False)
-    mean = math.fsum(values) / values.size
-    var = math.fsum((values - mean) ** 2) / max(values.size - 1, 1)
-    return _significant(mean, digits), max(_significant(math.sqrt(var), digits), 1e-6)
-
-
-def _significant(value: float, digits: int) -> float:
-    return float(f"{value:.{digits}g}")
 
 
 def wav_missing_bytes(path: Path) -> int:
