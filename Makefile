@@ -37,7 +37,8 @@ demo: setup  ## run the whole DVC pipeline on the bundled sample data, then show
 	@echo "  robustness   outputs/robustness/robustness.json (scores), robustness.png, curves in dvc plots show"
 	@echo "  attention    outputs/evaluate/explain/index.html (figures of fixed test samples, also in MLflow)"
 	@echo "  predictions  outputs/evaluate/predictions.csv   (python -m fusion.predict for new data)"
-	@echo "  report       results/report.html                (every run of the experiment on one page)"
+	@echo "  report       outputs/report/report.html         (every run of the experiment on one page)"
+	@echo "  compare      outputs/compare/compare.md         (the committed reference sweep: results/reference/)"
 	@echo "  MLflow UI    make ui   (or: $(RUN) mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1)"
 	@echo "               then open http://127.0.0.1:5000"
 
@@ -49,15 +50,15 @@ sweep: setup  ## train every conf/fusion option in one Hydra sweep (ARGS="modali
 	$(COMPARE)
 	$(REPORT)
 
-compare: setup  ## table per task of every finished MLflow run, best first: results/compare.{md,csv,png}
+compare: setup  ## table per task of every finished MLflow run, best first: outputs/compare/compare.{md,csv,png}
 	$(COMPARE)
 
-report: setup  ## the experiment as one self-contained HTML page and Markdown: results/report.{html,md}
+report: setup  ## the experiment as one self-contained HTML page and Markdown: outputs/report/report.{html,md}
 	$(REPORT)
 
 MODEL ?=
-serve: setup  ## serve a logged model on 127.0.0.1:5001: make serve MODEL=runs:/<run id>/model
-	@test -n "$(MODEL)" || { echo "give the model: make serve MODEL=runs:/<run id>/model (run id in outputs/train/run.json)"; exit 2; }
+serve: setup  ## serve a model on 127.0.0.1:5001: make serve MODEL=runs:/<run id>/model or MODEL=models:/<name>@champion
+	@test -n "$(MODEL)" || { echo "give the model: make serve MODEL=runs:/<run id>/model (run id in outputs/train/run.json) or MODEL=models:/<name>@champion (python -m fusion.register)"; exit 2; }
 	MLFLOW_TRACKING_URI=sqlite:///mlflow.db $(RUN) mlflow models serve -m "$(MODEL)" --env-manager local --host 127.0.0.1 -p 5001
 
 bench: setup  ## speed benchmarks: tables on screen, JSON in benchmarks/results/ (ARGS="--only training --quick")

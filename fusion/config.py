@@ -8,6 +8,9 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from fusion.data.layout import missing_dirs, register_resolvers
+
+register_resolvers()  # ${fusion.files_dir:...} in conf/data; hydra_plugins/ registers it for `dvc exp run`
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
 
@@ -34,8 +37,13 @@ def flatten(node: Any, sep: str = ".", prefix: str = "") -> dict[str, Any]:
 
 
 def write_params(path: str | Path, overrides: Sequence[str] = ()) -> None:
-    """Write the composed config to params.yaml, the file DVC stages read."""
-    Path(path).write_text(OmegaConf.to_yaml(compose(overrides)), encoding="utf-8")
+    """Write the composed config to params.yaml, the file DVC stages read; a data.dirs folder that does not
+    exist in the dataset stops here, with the fix, rather than in `dvc repro`."""
+    cfg = compose(overrides)
+    problems = missing_dirs(cfg.data.root, cfg.data.manifest, dict(cfg.data.dirs))
+    if problems:
+        raise SystemExit("error: " + "\n       ".join(problems))
+    Path(path).write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
 
 
 def load_params(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:

@@ -95,5 +95,7 @@ def test_build_augment_reads_the_config_and_the_audio_std():
     augment = build_augment({"enabled": True, "image": {"scale": [0.8, 1.2]}, "audio": {}, "text": None}, metas)
     assert set(augment.modalities) == {"image", "audio"}
     assert augment.modalities["image"].scale == (0.8, 1.2) and augment.modalities["audio"].log_mel_std == 3.0
+    featured = build_augment({"enabled": True, "image": {}, "audio": {}}, {**metas, "image": {"kind": "features"}})
+    assert set(featured.modalities) == {"audio"}
     with pytest.raises(TypeError):
         build_augment({"enabled": True, "image": {"unknown_knob": 1}}, metas)

@@ -247,7 +247,9 @@ def test_run_compare_writes_files_and_logs_a_compare_run(store, comparison, tmp_
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(run_id)
     assert run.info.run_name == "compare" and run.info.status == "FINISHED"
-    assert run.info.experiment_id == result.experiment_id
+    assert run.info.experiment_id != result.experiment_id  # the bookkeeping run stays out of the training table
+    assert client.get_experiment(run.info.experiment_id).name == "fusion-reports"
+    assert run.data.tags["source_experiment"] == "fusion"
     assert run.data.tags["kind"] == "compare" and run.data.tags["mlflow.note.content"] == markdown
     assert run.data.params["tasks"] == "multiclass,multilabel,regression" and run.data.metrics["runs"] == 10
     assert {a.path for a in client.list_artifacts(run_id)} == {"compare.md", "compare.csv", "compare.png"}
@@ -292,7 +294,8 @@ def test_tracking_uri_helpers():
 
 def test_params_dvc_stage_and_make_targets():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert params["compare"]["markdown"] == "results/compare.md" and params["compare"]["csv"] == "results/compare.csv"
+    assert params["compare"]["markdown"] == "outputs/compare/compare.md" and \
+        params["compare"]["csv"] == "outputs/compare/compare.csv"
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert list(stages)[-1] == "compare"
     stage = stages["compare"]
@@ -364,7 +367,9 @@ def test_compare_stage_lists_every_run_of_the_sweep(sweep, subprocess_env_module
     for row in rows:  # the worst-without column is filled exactly when the run logged <metric>_without_<m>
         logged = any("_without_" in key for key in training[row["run_id"]].data.metrics)
         assert bool(row["worst_without"]) == logged
-    (compare,) = [r for r in runs if r.data.tags.get("kind") == "compare"]
+    reports = client.search_runs([client.get_experiment_by_name("fusion-reports").experiment_id])
+    (compare,) = [r for r in reports if r.data.tags.get("kind") == "compare"]
+    assert not [r for r in runs if r.data.tags.get("kind")]  # the training experiment holds training runs only
     assert {a.path for a in client.list_artifacts(compare.info.run_id)} == {"compare.md", "compare.csv", "compare.png"}
 
 

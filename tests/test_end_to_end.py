@@ -100,9 +100,10 @@ def test_repro_runs_every_stage_and_tracks_the_run(dvc_project):
     assert "model/MLmodel" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     predictions = (project / "outputs" / "evaluate" / "predictions.csv").read_text().splitlines()
     assert len(predictions) == metrics["test"]["samples"] + 1
-    report = (project / "results" / "report.html").read_text(encoding="utf-8")
+    report = (project / "outputs" / "report" / "report.html").read_text(encoding="utf-8")
     assert run.info.run_id[:8] in report and "data:image/png;base64," in report
-    (report_run,) = [r for r in client.search_runs([run.info.experiment_id]) if r.data.tags.get("kind") == "report"]
+    reports = client.get_experiment_by_name("fusion-reports").experiment_id  # bookkeeping runs: their own experiment
+    (report_run,) = [r for r in client.search_runs([reports]) if r.data.tags.get("kind") == "report"]
     assert "report.html" in {a.path for a in client.list_artifacts(report_run.info.run_id)}
 
 

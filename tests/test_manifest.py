@@ -107,7 +107,7 @@ def test_resolve_file_keeps_paths_inside_the_dataset(tmp_path):
         "../secret.png": "escapes",
         str(outside): "absolute",
         "image/link.png": "escapes",
-        "other.png": "outside the declared folder",
+        "other.png": "outside the modality's folder",
         "image/missing.png": "does not exist",
     }
     for path, reason in cases.items():

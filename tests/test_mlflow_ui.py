@@ -1,6 +1,6 @@
 """The MLflow UI in headless Chromium: two real training runs in a SQLite store, served by `mlflow server`, are
-listed on the experiment's runs page with their test metric, and a run's page counts every metric it logged and
-shows the test metric, each value equal to the one in the store. Needs the Debian packages `chromium
+listed on the experiment's runs page with their test metric (and no bookkeeping run), and a run's page counts every
+metric it logged and shows the test metric, each value equal to the one in the store, and the run's dataset. Needs the Debian packages `chromium
 chromium-driver` (.ci/run installs them)."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from fusion.tracking.compare import compare_runs, log_comparison
 from fusion.training.train import train
 from tests.conftest import tiny_config
 
@@ -47,6 +48,7 @@ CHROMIUM_ARGS = (
 RUNS = {"text-late": ["modality=text", "fusion=late"], "text_image-late": ["modality=text+image", "fusion=late"]}
 ONE_EPOCH = "trainer.max_epochs=1"  # the UI needs finished runs, not good ones
 METRIC = "test/acc"
+DATASET = "sample-train"  # the training split of data.root=data/sample, as the run logs it
 SERVER_START_S = 120  # `mlflow server` imports MLflow and its FastAPI app before it answers
 UI_WAIT_S = 60        # the UI's JavaScript bundle loads, then fetches the runs
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # localhost, whatever *_proxy says
@@ -79,11 +81,13 @@ def store(processed_dir, tmp_path) -> dict:
         store_here = [f"logger.tracking_uri={uri}", f"logger.artifact_location={artifacts}"]
         cfg = tiny_config(tmp_path / name, processed_dir, [*overrides, ONE_EPOCH, *store_here])
         train(cfg)
+    compare = log_comparison(compare_runs(uri, cfg.logger.experiment_name), "bookkeeping", [])  # not a training run
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
     runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
     assert sorted(runs) == sorted(RUNS) and all(run.info.status == "FINISHED" for run in runs.values())
-    return {"db": db, "artifacts": artifacts, "experiment_id": experiment.experiment_id, "runs": runs}
+    return {"db": db, "artifacts": artifacts, "experiment_id": experiment.experiment_id, "runs": runs,
+            "compare": compare}
 
 
 @pytest.fixture
@@ -131,6 +135,10 @@ def test_mlflow_ui_lists_the_runs_and_their_metrics(browser, ui_url, store, tmp_
                                   f"the runs table's link to run {name} ({run.info.run_id})")
                  for name, run in runs.items()}
         assert {name: link.text for name, link in links.items()} == {name: name for name in runs}
+        # only training runs: the compare run went to the experiment's -reports experiment
+        assert not browser.find_elements(*_run_link(store["compare"]))
+        rows = {row.get_attribute("row-id") for row in browser.find_elements(By.CSS_SELECTOR, "[role=row][row-id]")}
+        assert rows == {run.info.run_id for run in runs.values()}  # the grid repeats a row per pinned section
         _close_assistant(browser, wait)
         # Show the metric column as a person does: Columns, tick the metric, close the menu.
         browser.find_element(By.CSS_SELECTOR, "[data-testid=column-selection-dropdown]").click()
@@ -160,6 +168,9 @@ def test_mlflow_ui_lists_the_runs_and_their_metrics(browser, ui_url, store, tmp_
         value = wait.until(_on_screen((By.XPATH, f"//*[@role='row'][.//*[normalize-space()='{METRIC}']]/*[last()]")),
                            f"the {METRIC} row of the metrics table")
         assert float(value.text) == run.data.metrics[METRIC]
+        # the run's dataset (fusion.tracking.datasets: one input per split, named <data folder>-<split>)
+        wait.until(ec.visibility_of_element_located((By.XPATH, f"//*[contains(text(), '{DATASET}')]")),
+                   f"the run's dataset {DATASET}")
         browser.save_screenshot(str(tmp_path / "run_page.png"))
 
 

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fusion.data.manifest import FEATURES
+
 __all__ = ["ImageAugment", "AudioAugment", "TextAugment", "BatchAugment", "build_augment"]
 
 UINT8_MAX = 255.0
@@ -160,13 +162,14 @@ AUGMENTS = {"image": ImageAugment, "audio": AudioAugment, "text": TextAugment}
 
 def build_augment(cfg: Mapping[str, Any] | None, metas: Mapping[str, Mapping[str, Any]]) -> BatchAugment | None:
     """``augment`` config (conf/augment/) -> the augmentation of the modalities in ``metas``; None when
-    switched off. A modality's block set to null is left unaugmented."""
+    switched off. A modality's block set to null is left unaugmented, and so is one given as precomputed
+    features (its arrays have no pixels or frames to transform)."""
     if not cfg or not cfg.get("enabled", False):
         return None
     chosen = {}
     for modality in metas:
         options = cfg.get(modality)
-        if options is None:
+        if options is None or metas[modality].get("kind") == FEATURES:
             continue
         options = dict(options)
         if modality == "audio":

@@ -6,6 +6,8 @@ from typing import Any, Callable
 
 import torch
 
+from fusion.data.manifest import FEATURES
+
 
 def _pad_sequences(items: list[torch.Tensor | None], length_dim: int,
                    empty: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,9 +51,18 @@ def collate_audio(items: list[dict | None], meta: dict) -> dict[str, torch.Tenso
     return {"mel": mel, "mask": mask}
 
 
+def collate_features(items: list[dict | None], meta: dict) -> dict[str, torch.Tensor]:
+    """Precomputed feature arrays of any modality (meta kind `features`): [B, T, F] and the step mask."""
+    features, mask = _pad_sequences([None if x is None else x["features"].float() for x in items], 0,
+                                    empty=torch.zeros(0, int(meta["feature_dim"])))
+    return {"features": features, "mask": mask}
+
+
 COLLATERS: dict[str, Callable[[list[dict | None], dict], dict[str, torch.Tensor]]] = {
     "text": collate_text, "image": collate_image, "audio": collate_audio,
 }
+def collater(modality: str, meta: dict) -> Callable[[list[dict | None], dict], dict[str, torch.Tensor]]:
+    return collate_features if meta.get("kind") == FEATURES else COLLATERS[modality]
 
 
 class MultimodalCollate:
@@ -72,6 +83,6 @@ class MultimodalCollate:
         }
         for modality, meta in self.metas.items():
             items = [s[modality] for s in samples]
-            batch[modality] = COLLATERS[modality](items, meta)
+            batch[modality] = collater(modality, meta)(items, meta)
             batch[modality]["present"] = torch.tensor([x is not None for x in items], dtype=torch.bool)
         return batch

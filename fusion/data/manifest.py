@@ -8,6 +8,7 @@ label is depends on the task (fusion/data/labels.py): a class name, a list of th
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,10 @@ SPLITS = ("train", "val", "test")
 MODALITIES = ("text", "image", "audio")
 # The manifest keys that carry each modality; `text` may be inline or a file.
 MODALITY_KEYS = {"text": ("text", "text_path"), "image": ("image",), "audio": ("audio",)}
+# The manifest key that names each modality's file (inline text is no file).
+FILE_KEYS = {"text": "text_path", "image": "image", "audio": "audio"}
+# meta.json `kind` of a modality whose records give precomputed feature arrays (fusion/preprocess/features.py).
+FEATURES = "features"
 
 
 class ManifestError(Exception):
@@ -261,8 +266,9 @@ def resolve_file(root: Path, relative: str, folder: str) -> Path:
             raise RecordError(f"path '{relative}' escapes the dataset folder")
         if not target.is_relative_to(allowed):
             raise RecordError(
-                f"path '{relative}' is outside the declared folder '{folder}/'; move the file there or "
-                f"set data.dirs.<modality>='.' (DVC tracks each modality's folder separately)"
+                f"path '{relative}' is outside the modality's folder '{folder}' (data.dirs); move the file "
+                f"there, or recompose params.yaml (`make params`; `dvc exp run` does it) so that data.dirs "
+                f"follows the manifest again, or set data.dirs.<modality>='.'"
             )
         if not target.is_file():
             problem = "is not a regular file" if target.exists() else "does not exist"
@@ -273,3 +279,8 @@ def resolve_file(root: Path, relative: str, folder: str) -> Path:
     if size == 0:
         raise RecordError(f"file '{relative}' is empty (0 bytes)")
     return target
+
+
+def reason_kind(reason: str) -> str:
+    """Group reasons for the summary: quoted names elided, text before the first detail (':' or '(')."""
+    return re.sub(r"'[^']*'", "'…'", reason).split(":")[0].split("(")[0].strip()

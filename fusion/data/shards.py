@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
 from litdata import StreamingDataset, optimize
 from litdata.processing.data_processor import DataProcessor
 
@@ -45,6 +46,7 @@ def write_shards(fn: Callable, inputs: list, out_dir: Path, num_workers: int, ch
     if not (out_dir / "index.json").exists():  # every input was rejected
         shutil.rmtree(out_dir, ignore_errors=True)
         return []
+    canonical_chunks(out_dir / "index.json")
     _stamp_content_version(out_dir / "index.json")
     dataset = StreamingDataset(str(out_dir))
     return [dataset[i]["id"] for i in range(len(dataset))]
@@ -80,6 +82,58 @@ def _interrupt_exits_nonzero() -> Iterator[None]:
         yield
     finally:
         DataProcessor._signal_handler = original
+
+
+def canonical_chunks(index_path: Path) -> None:
+    """Re-cut the chunks so that their boundaries and names depend only on the items, not on how many worker
+    processes wrote them: litdata names a chunk after its worker (`chunk-<worker>-<n>.bin`) and each worker fills
+    its own chunks, so `preprocess.num_workers` changed the files (and the DVC hash) though not the items. The
+    items' bytes are copied unchanged, in order, into `chunk-<n>.bin` files filled up to the configured
+    `chunk_bytes` (an item larger than that gets a chunk of its own)."""
+    folder = index_path.parent
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    config = index["config"]
+    if config.get("compression") or config.get("encryption") or any(c.get("dim") for c in index["chunks"]):
+        raise ValueError(f"{index_path}: compressed, encrypted or token chunks are not re-cut")
+    limit = int(config["chunk_bytes"] or 0)
+    chunks, items, size = [], [], 0
+
+    def flush() -> None:
+        header = 4 + 4 * (len(items) + 1)
+        offsets = np.cumsum([header, *map(len, items)], dtype=np.uint64)
+        data = np.uint32(len(items)).tobytes() + offsets.astype(np.uint32).tobytes() + b"".join(items)
+        name = f"chunk-{len(chunks)}.bin.tmp"
+        (folder / name).write_bytes(data)
+        chunks.append({"chunk_bytes": len(data), "chunk_size": len(items), "dim": None, "filename": name})
+        items.clear()
+
+    for old in index["chunks"]:
+        path = folder / old["filename"]
+        for item in _chunk_items(path):
+            if items and limit and 4 + 4 * (len(items) + 2) + size + len(item) > limit:
+                flush()
+                size = 0
+            items.append(item)
+            size += len(item)
+        path.unlink()
+    if items:
+        flush()
+    for chunk in chunks:
+        final = chunk["filename"].removesuffix(".tmp")
+        os.replace(folder / chunk["filename"], folder / final)
+        chunk["filename"] = final
+    index["chunks"] = chunks
+    index_path.write_text(json.dumps(index, sort_keys=True), encoding="utf-8")
+
+
+def _chunk_items(path: Path) -> list[bytes]:
+    """The items' bytes of a litdata chunk file: uint32 count, uint32 offsets[count + 1], the items."""
+    data = path.read_bytes()
+    count = int(np.frombuffer(data, np.uint32, 1)[0])
+    offsets = np.frombuffer(data, np.uint32, count + 1, offset=4)
+    if int(offsets[-1]) != len(data):
+        raise ValueError(f"{path}: not a plain litdata chunk ({len(data)} bytes, offsets end at {offsets[-1]})")
+    return [data[offsets[i]:offsets[i + 1]] for i in range(count)]
 
 
 def _stamp_content_version(index_path: Path) -> None:

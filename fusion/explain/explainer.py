@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from fusion.data.manifest import FEATURES
 from fusion.explain import figures
 from fusion.explain.capture import captured_attention
 from fusion.explain.contribution import change_name, removal_changes, split_removal
 from fusion.explain.maps import BOTTLENECKS, LATENTS, AttentionMaps, attention_maps
-from fusion.explain.views import TokenView, audio_view, image_view, special_view, text_view
+from fusion.explain.views import TokenView, audio_view, image_view, special_view, step_view, text_view
 from fusion.serving.bundle import ModelBundle
 from fusion.serving.predictions import prediction_rows
 
@@ -66,7 +67,9 @@ def _views(bundle: ModelBundle, maps: AttentionMaps, batch: dict, masks: dict, i
         row = weights[i]
         if m in maps.mass and float(maps.mass[m][i]) > 0:  # a share of a joint softmax: within-modality weights
             row = row / maps.mass[m][i]
-        if m == "text":
+        if bundle.metas[m].get("kind") == FEATURES:  # precomputed features: one token per step
+            views[m] = step_view(m, row, masks[m][i])
+        elif m == "text":
             views[m] = text_view(row, masks[m][i], batch["text"]["tokens"][i], tokenizer)
         elif m == "image":
             views[m] = image_view(row, encoders["image"])
@@ -83,16 +86,20 @@ def _sample_figures(bundle: ModelBundle, maps: AttentionMaps, batch: dict, masks
                     folder: Path, cfg: DictConfig, tokenizer: Any) -> list[Path]:
     views, written = _views(bundle, maps, batch, masks, i, tokenizer), []
     note = f"weights: {maps.source}, mean over heads"
-    if "text" in views:
+    featured = {m for m in views if bundle.metas.get(m, {}).get("kind") == FEATURES}
+    for m in sorted(featured):  # precomputed features: the weights over the steps
+        written.append(figures.plot_text_attention(views[m].labels, views[m].weights, folder / f"{m}_attention.png",
+                                                   title))
+    if "text" in views and "text" not in featured:
         v = views["text"]
         (folder / "text_attention.html").write_text(figures.text_attention_html(v.labels, v.weights, title, note),
                                                     encoding="utf-8")
         written += [folder / "text_attention.html", figures.plot_text_attention(v.labels, v.weights,
                                                                                 folder / "text_attention.png", title)]
-    if "image" in views:
+    if "image" in views and "image" not in featured:
         image = batch["image"]["image"][i].expand(3, -1, -1).permute(1, 2, 0).numpy()  # grey shown as RGB
         written.append(figures.plot_image_attention(image, views["image"].weights, folder / "image_attention.png", title))
-    if "audio" in views:
+    if "audio" in views and "audio" not in featured:
         v, meta = views["audio"], bundle.metas["audio"]
         mel, frames = batch["audio"]["mel"][i].numpy(), int(batch["audio"]["mask"][i].sum())
         written.append(figures.plot_audio_attention(mel[:, :frames], v.weights, v.frames_per_token,
@@ -123,7 +130,7 @@ def explain_batch(bundle: ModelBundle, samples: Sequence[dict], out_dir: str | P
     maps = attention_maps(net.fusion, records, str(cfg.layer))
     changes = removal_changes(net, task, batch)
     rows = prediction_rows(batch["id"], scores, task)
-    tokenizer = bundle.processor("text").tokenizer if "text" in bundle.modalities else None  # read once
+    tokenizer = getattr(bundle.processor("text"), "tokenizer", None) if "text" in bundle.modalities else None  # once
     results = []
     for i, sample_id in enumerate(batch["id"]):
         folder = out_dir / sample_folder(sample_id)

@@ -51,6 +51,12 @@ def audio_view(weights: Tensor, mask: Tensor, encoder: nn.Module, seconds_per_fr
     return TokenView("audio", [labels[i] for i in valid], grid, valid, frames)
 
 
+def step_view(modality: str, weights: Tensor, mask: Tensor) -> TokenView:
+    """A modality given as precomputed features: one token per step of its [T, F] array, padding left out."""
+    valid = mask.nonzero().flatten().numpy()
+    return TokenView(modality, [f"step {int(i)}" for i in valid], weights[valid].numpy(), valid)
+
+
 def special_view(name: str, count: int) -> TokenView:
     """The queries of a map that are not a modality's tokens (perceiver latents, bottleneck tokens)."""
     singular = name[:-1] if name.endswith("s") else name

@@ -8,8 +8,10 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from fusion.data.manifest import FEATURES
 from fusion.models.conv_encoders import ConvAudioEncoder, ConvImageEncoder, ConvTextEncoder
 from fusion.models.encoders import AudioEncoder, ImageEncoder, PretrainedTextEncoder, TextEncoder, TimmAudioEncoder
+from fusion.models.feature_encoder import FeatureEncoder
 from fusion.models.fusions import FUSIONS, build_fusion
 from fusion.models.model import MultimodalClassifier
 from fusion.preprocess.text import BPE, resolve_pretrained_path
@@ -141,6 +143,8 @@ def build_encoder(modality: str, model_cfg: Any, meta: Mapping) -> nn.Module:
     common.update(_attention_kwargs(model_cfg))
     cfg = _to_dict(model_cfg.get(modality))
     common = {k: v for k, v in common.items() if k not in cfg}
+    if meta.get("kind") == FEATURES:  # precomputed feature arrays, whatever the modality
+        return FeatureEncoder.from_config(modality, common, cfg, meta)
     return ENCODER_BUILDERS[modality](common, cfg, meta)
 
 

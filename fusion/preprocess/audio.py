@@ -1,4 +1,10 @@
-"""Audio: soundfile decode, mix to mono, torchaudio resample to one rate, log-mel spectrogram."""
+"""Audio: soundfile decode, mix to mono, torchaudio resample to one rate, log-mel spectrogram.
+
+Everything is computed in float64 and only the result is stored in float16: CPUs (and thread counts) differ in
+the last bits of their float32 FFT and resampling kernels, which float16 rounding turned into different shards on
+another machine; float64 differences (about 1e-13 here) almost never cross a float16 rounding step. The fitted
+log-mel mean and std are exact sums (math.fsum) rounded to `stats_digits` significant digits, so meta.json is
+identical too."""
 
 from __future__ import annotations
 
@@ -14,8 +20,12 @@ import torch
 import torchaudio
 
 from fusion.data.manifest import Record, RecordError, resolve_file
+from fusion.preprocess.stats import exact_mean_std
 
 WAV_UNKNOWN_SIZE = 0xFFFFFFFF  # the data chunk size a WAV writer that could not seek back leaves
+
+
+COMPUTE = torch.float64  # the dtype of every step before the float16 that is stored
 
 
 class AudioProcessor:
@@ -39,7 +49,7 @@ class AudioProcessor:
     @property
     def mel(self) -> torchaudio.transforms.MelSpectrogram:
         if self._mel is None:  # built lazily, once per worker process
-            self._mel = torchaudio.transforms.MelSpectrogram(
+            self._mel = _in_compute_dtype(torchaudio.transforms.MelSpectrogram,
                 sample_rate=self.rate,
                 n_fft=int(self.cfg["n_fft"]),
                 hop_length=int(self.cfg["hop_length"]),
@@ -59,21 +69,20 @@ class AudioProcessor:
         values = []
         for index in rng.choice(len(records), size=count, replace=False):
             try:
-                values.append(self.log_mel(records[index]).flatten())
+                values.append(self.log_mel(records[index]).flatten().numpy())
             except RecordError:
                 continue  # rejected with its reason when the record itself is processed
         if values:
-            stacked = torch.cat(values)
-            self.mean, self.std = float(stacked.mean()), max(float(stacked.std()), 1e-6)
+            self.mean, self.std = exact_mean_std(np.concatenate(values), int(self.cfg["stats_digits"]))
 
     def load_waveform(self, path: Path) -> torch.Tensor:
-        """Mono float32 waveform at the target rate, cropped to max_seconds: only that prefix of the file is
+        """Mono float64 waveform at the target rate, cropped to max_seconds: only that prefix of the file is
         decoded, so a very long file costs no more than a short one."""
         try:
             with sf.SoundFile(str(path)) as stream:
                 self.check_rate(stream.samplerate)
                 wanted = min(stream.frames, math.ceil(float(self.cfg["max_seconds"]) * stream.samplerate))
-                data, rate = stream.read(frames=wanted, dtype="float32", always_2d=True), stream.samplerate
+                data, rate = stream.read(frames=wanted, dtype="float64", always_2d=True), stream.samplerate
         except sf.LibsndfileError as exc:
             raise RecordError(f"cannot decode audio: {exc.error_string}") from None
         except (RuntimeError, ValueError, TypeError) as exc:
@@ -117,7 +126,8 @@ class AudioProcessor:
         return self.wave_log_mel(self.load_waveform(resolve_file(self.root, record.audio, self.folder)))
 
     def wave_log_mel(self, wave: torch.Tensor) -> torch.Tensor:
-        return torch.log(self.mel(wave) + float(self.cfg["log_eps"]))
+        """The float64 log-mel of a waveform (any float dtype)."""
+        return torch.log(self.mel(wave.to(COMPUTE)) + float(self.cfg["log_eps"]))
 
     def process(self, record: Record) -> dict[str, torch.Tensor]:
         """Standardised log-mel, so that zero padding equals the training mean."""
@@ -144,6 +154,18 @@ class AudioProcessor:
         """Restore the fitted log-mel mean and std from ``out_dir``/meta.json."""
         meta = json.loads((Path(out_dir) / "meta.json").read_text(encoding="utf-8"))
         self.mean, self.std = float(meta["log_mel_mean"]), float(meta["log_mel_std"])
+
+
+def _in_compute_dtype(build, **kwargs):
+    """Build a torch module with COMPUTE as the default dtype: torchaudio computes the mel filterbank and the window
+    in the default dtype, and a float32 filterbank (cast to float64 afterwards) differed in its last bits between
+    CPUs' vector units (1e-5 relative after the triangle slopes' cancellation)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(COMPUTE)
+    try:
+        return build(**kwargs).to(COMPUTE)
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def wav_missing_bytes(path: Path) -> int:

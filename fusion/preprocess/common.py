@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -13,7 +12,8 @@ from typing import Any, Iterator, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
-from fusion.data.manifest import SPLITS, ManifestError, Record, RecordError, Rejection, load_manifest
+from fusion.data.manifest import (FILE_KEYS, SPLITS, ManifestError, Record, RecordError, Rejection, load_manifest,
+                                  reason_kind)
 from fusion.data.shards import write_json, write_jsonl, write_shards
 from fusion.preprocess.atomic import atomic_output
 
@@ -44,11 +44,28 @@ class Processor(Protocol):
 
 def restored_processor(modality: str, cfg: Any, state_dir: str | Path, root: str | Path = ".",
                        folder: str = ".") -> Processor:
-    """The modality's processor with the state its preprocessing stage fitted (tokenizer, log-mel statistics)
-    read back from ``state_dir`` (a processed modality folder), reading raw files under ``root``/``folder``."""
-    processor = _processors()[modality](cfg, Path(root), folder)
+    """The modality's processor with the state its preprocessing stage fitted (tokenizer, log-mel statistics,
+    feature statistics) read back from ``state_dir`` (a processed modality folder), reading raw files under
+    ``root``/``folder``."""
+    from fusion.preprocess.features import KIND, FeatureProcessor
+
+    meta = Path(state_dir) / "meta.json"
+    if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("kind") == KIND:
+        processor: Processor = FeatureProcessor(modality, {}, Path(root), folder)
+    else:
+        processor = _processors()[modality](cfg, Path(root), folder)
     processor.load(Path(state_dir))
     return processor
+
+
+def stage_processor(modality: str, cfg: DictConfig, records: list[Record], root: Path, folder: str) -> Processor:
+    """The processor of a preprocessing stage: the modality's own, or the feature-array one when most of the
+    records give the modality as .npy/.npz arrays (fusion/preprocess/features.py)."""
+    from fusion.preprocess.features import FeatureProcessor, holds_features
+
+    if holds_features(records, modality):
+        return FeatureProcessor(modality, cfg.preprocess.features, root, folder)
+    return _processors()[modality](cfg.preprocess[modality], root, folder)
 
 
 def _processors() -> dict[str, type]:
@@ -72,7 +89,7 @@ def process_or_reject(record: Record, processor: Processor, reject_dir: str, sta
 
 
 def _modality_file(record: Record, modality: str) -> str | None:
-    return {"text": record.text_path, "image": record.image, "audio": record.audio}[modality]
+    return getattr(record, FILE_KEYS[modality])
 
 
 def _collect_rejections(reject_dir: Path) -> list[Rejection]:
@@ -92,7 +109,7 @@ def run_preprocess(modality: str, cfg: DictConfig) -> dict[str, Any]:
     data = cfg.data
     task = OmegaConf.select(cfg, "task.name", default="multiclass")
     manifest = load_manifest(data.root, data.manifest, data.split, stage=stage, task=task)
-    processor: Processor = _processors()[modality](cfg.preprocess[modality], manifest.root, data.dirs[modality])
+    processor = stage_processor(modality, cfg, manifest.records, manifest.root, data.dirs[modality])
     out_dir = Path(data.processed_dir) / modality
     with atomic_output(out_dir) as work_dir:
         reject_dir = work_dir / "_rejected"
@@ -130,13 +147,8 @@ def _summary(modality: str, records: list[Record], with_modality: list[Record], 
         "kept": {split: sum(split_of[i] == split for i in ids) for split in SPLITS},
         "missing": sum(not r.has(modality) for r in records),
         "rejected": len(rejections),
-        "rejected_by_reason": dict(Counter(_reason_kind(r.reason) for r in rejections)),
+        "rejected_by_reason": dict(Counter(reason_kind(r.reason) for r in rejections)),
     }
-
-
-def _reason_kind(reason: str) -> str:
-    """Group reasons for the summary: quoted names elided, text before the first detail (':' or '(')."""
-    return re.sub(r"'[^']*'", "'…'", reason).split(":")[0].split("(")[0].strip()
 
 
 def format_summary(summary: dict[str, Any]) -> str:

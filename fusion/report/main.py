@@ -61,7 +61,8 @@ def run_report(cfg: DictConfig) -> tuple[ReportData, ReportFiles]:
     if options.log_to_mlflow:
         logged = [html_path, markdown_path, files_dir]
         run_id = log_comparison(data.comparison, tables_markdown(data.comparison), logged,
-                                str(options.run_name), kind=REPORT_KIND)
+                                str(options.run_name), kind=REPORT_KIND,
+                                experiment=cfg.logger.get("reports_experiment"))
     return data, ReportFiles(html_path, markdown_path, files_dir, run_id)
 
 
@@ -74,7 +75,7 @@ def _check_replaceable(files_dir: Path) -> None:
     if not files_dir.is_dir() or foreign:
         raise ReportError(f"report.files_dir={files_dir} holds other files than the report's figures (e.g. "
                            f"{(foreign or [files_dir])[0]}); the report replaces that folder. Point report.files_dir "
-                           f"at a folder of its own, e.g. results/report_files.")
+                           f"at a folder of its own, e.g. outputs/report/report_files.")
 
 
 def _moved(blocks, old: Path, new: Path):

@@ -10,12 +10,27 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from fusion.robustness.curves import (Curves, ModelMetric, check_levels, curve_names, device_for, measure,
-                                     plan_curves)
+from fusion.data.manifest import FEATURES
+from fusion.robustness.curves import (
+    Curves,
+    ModelMetric,
+    check_levels,
+    curve_names,
+    device_for,
+    measure,
+    plan_curves,
+)
 from fusion.robustness.inputs import build_inputs
 from fusion.robustness.report import plot_curves, summary, write_curves_csv, write_json
 from fusion.robustness.scores import effective_robustness, relative_robustness
-from fusion.robustness.tracking import find_reference, log_curves, log_files, log_scores, read_curves, settings_hash
+from fusion.robustness.tracking import (
+    find_reference,
+    log_curves,
+    log_files,
+    log_scores,
+    read_curves,
+    settings_hash,
+)
 from fusion.tracking.mlflow_logger import build_mlflow_logger
 from fusion.training.evaluate import load_weights
 from fusion.training.setup import build_datamodule, build_module
@@ -69,7 +84,8 @@ def _measure(cfg: DictConfig, levels: list[float]) -> tuple[Curves, Task]:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     load_weights(module, Path(cfg.paths.checkpoint_dir) / f"{cfg.callbacks.checkpoint.filename}.ckpt")
-    plan = plan_curves(cfg.robustness, datamodule.modalities)
+    raw = [m for m in datamodule.modalities if datamodule.metas[m].get("kind") != FEATURES]  # features: no noise
+    plan = plan_curves(cfg.robustness, raw)
     inputs = build_inputs(cfg, sorted({p.modality for steps in plan.values() for _, p in steps}))
     score = ModelMetric(module, device_for(cfg.trainer.accelerator), str(cfg.trainer.precision))
     curves = measure(score, datamodule, inputs, plan, levels, int(cfg.robustness.seed),

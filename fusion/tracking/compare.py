@@ -2,9 +2,10 @@
 
 `python -m fusion.tracking.compare` (also `python pipelines/compare.py`, the DVC stage `compare` and
 `make compare`) reads the runs, writes `compare.markdown` and `compare.csv` (params.yaml), prints the
-Markdown and logs both files with a bar chart to a run named `compare` (tag kind=compare) in the same
-experiment. Runs with a `kind` tag (compare and report runs), unfinished runs and runs without their task's
-main test metric are left out.
+Markdown and logs both files with a bar chart to a run named `compare` (tag kind=compare) in the experiment
+`<experiment>-reports` (logger.reports_experiment), so the training experiment's table holds training runs only.
+Runs with a `kind` tag (compare and report runs), unfinished runs and runs without their task's main test
+metric are left out.
 
 A run's task comes from its tag `task` or params `task/name`, `task/metric` (the main test metric key)
 and `task/mode` (max or min; `task.name`-style keys are read too); runs without them are the original
@@ -32,6 +33,7 @@ DEFAULT_TASK = "multiclass"
 DEFAULT_METRIC = "test/acc"
 DEFAULT_MODE = "max"
 F1_KEY = "test/f1_macro"
+REPORTS_SUFFIX = "-reports"  # the compare and report runs of experiment X go to experiment X-reports
 COMPARE_KIND = "compare"  # tag `kind` of the compare runs themselves; any run with a `kind` tag is not training
 WITHOUT = "_without_"  # <metric>_without_<modality>: the metric with that modality removed
 # The robustness stage's scores of the `all` curve (every modality perturbed at once; fusion/robustness/).
@@ -370,15 +372,26 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
+def reports_experiment(experiment_name: str, configured: str | None = None) -> str:
+    """The experiment that holds the compare and report runs of `experiment_name` (logger.reports_experiment;
+    default `<experiment>-reports`), so the training-run table of the UI shows training runs only."""
+    return configured or f"{experiment_name}{REPORTS_SUFFIX}"
+
+
 def log_comparison(comparison: Comparison, markdown: str, files: Sequence[Path], run_name: str = "compare",
-                   kind: str = COMPARE_KIND) -> str:
-    """A finished run with tag kind=`kind` in the experiment, holding the files (a folder keeps its name as the
-    artifact folder); returns its id."""
+                   kind: str = COMPARE_KIND, experiment: str | None = None) -> str:
+    """A finished run with tag kind=`kind` in the reports experiment (`reports_experiment`), holding the files (a
+    folder keeps its name as the artifact folder) and naming the experiment it read; returns its id."""
     client = MlflowClient(tracking_uri=absolute_tracking_uri(comparison.tracking_uri))
+    name = reports_experiment(comparison.experiment_name, experiment)
+    found = client.get_experiment_by_name(name)
+    experiment_id = found.experiment_id if found else client.create_experiment(
+        name, artifact_location=_shared_artifacts(client, comparison.experiment_id))
     commit, dirty = git_commit()
     tags = {"kind": kind, "git_commit": commit, "git_dirty": str(dirty).lower(),
+            "source_experiment": comparison.experiment_name,
             "mlflow.note.content": markdown if len(markdown) <= NOTE_LIMIT else f"See the {kind}.md artifact."}
-    run_id = client.create_run(comparison.experiment_id, run_name=run_name, tags=tags).info.run_id
+    run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
     try:
         client.log_param(run_id, "tasks", ",".join(t.task for t in comparison.tables))
         client.log_metric(run_id, "runs", sum(len(t.rows) for t in comparison.tables))
@@ -392,6 +405,12 @@ def log_comparison(comparison: Comparison, markdown: str, files: Sequence[Path],
         raise
     client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def _shared_artifacts(client: MlflowClient, experiment_id: str) -> str | None:
+    """The training experiment's artifact location (e.g. mlartifacts/, one folder per run id), so the reports
+    experiment does not use MLflow's default ./mlartifacts of whatever folder the command runs in."""
+    return client.get_experiment(experiment_id).artifact_location
 
 
 def run_compare(cfg: DictConfig) -> tuple[Comparison, str, str | None]:
@@ -409,7 +428,8 @@ def run_compare(cfg: DictConfig) -> tuple[Comparison, str, str | None]:
         path.write_text(text, encoding="utf-8")
         files.append(path)
     files.append(plot_comparison(comparison, options.chart))
-    run_id = log_comparison(comparison, markdown, files, options.run_name) if options.log_to_mlflow else None
+    run_id = (log_comparison(comparison, markdown, files, options.run_name,
+                             experiment=cfg.logger.get("reports_experiment")) if options.log_to_mlflow else None)
     return comparison, markdown, run_id
 
 

@@ -1,4 +1,4 @@
-"""MLflow set-up: an explicit SQLite store and artifact folder, run name and lineage tags."""
+"""MLflow set-up: an explicit SQLite store and artifact folder, run name and lineage tags (or no tracking)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 from fusion.config import flatten
 from fusion.tracking.lineage import data_version, git_commit
 from fusion.tracking.retry import initialise_store, retrying
+from fusion.tracking.no_tracking import NoTrackingLogger
 from fusion.tracking.store import absolute_tracking_uri, artifact_uri
 
 
@@ -25,6 +26,13 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
         "data_version": data_version(cfg.data.processed_dir),
         "data_root": str(cfg.data.root),
     }
+
+
+def build_logger(cfg: DictConfig, run_id: str | None = None) -> MLFlowLogger | NoTrackingLogger:
+    """The run's logger: MLflow (conf/logger/mlflow.yaml), or one that records nothing (`logger=none`)."""
+    if cfg.logger.get("name", "mlflow") == "none":
+        return NoTrackingLogger()
+    return build_mlflow_logger(cfg, run_id)
 
 
 def build_mlflow_logger(cfg: DictConfig, run_id: str | None = None) -> MLFlowLogger:

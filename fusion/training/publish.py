@@ -27,7 +27,7 @@ def publish_run(cfg: DictConfig, net, datamodule: MultimodalDataModule, logger, 
     serving, explain = cfg.get("serving"), cfg.get("explain")
     with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
         folder = save_bundle(bundle_dir or Path(tmp) / "bundle", cfg, net, cfg.data.processed_dir)
-        if serving is not None and serving.log_model:
+        if serving is not None and serving.log_model and logger.run_id is not None:  # logger=none: no run
             log_bundle_model(folder, absolute_tracking_uri(cfg.logger.tracking_uri), logger.run_id,
                              serving.artifact_path)
         if explain is not None and explain.enabled:

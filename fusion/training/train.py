@@ -15,7 +15,9 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from fusion.data.ablation import WithoutModalities
 from fusion.data.datamodule import MultimodalDataModule
-from fusion.tracking.mlflow_logger import build_mlflow_logger, flat_params
+from fusion.tracking.datasets import log_datasets
+from fusion.tracking.lineage import data_version
+from fusion.tracking.mlflow_logger import build_logger, flat_params
 from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError, network_state
 from fusion.training.module import FusionModule, NonFiniteLossError
 from fusion.training.publish import publish_run
@@ -45,12 +47,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         _announce_resume(checkpoint, run_id)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
-    logger = build_mlflow_logger(cfg, run_id=run_id)
+    logger = build_logger(cfg, run_id=run_id)
     callbacks = [*build_callbacks(cfg), ResumeState(logger.run_id, cfg)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
                                                   plugins=[AtomicCheckpointIO()])
     if checkpoint is None:
-        _log_setup(logger, cfg, module, output_dir)
+        _log_setup(logger, cfg, module, datamodule, output_dir)
     _write_run_info(output_dir, logger, trainer, status="running")
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
@@ -77,14 +79,16 @@ def _announce_resume(checkpoint: Path, run_id: str) -> None:
 
 
 @rank_zero_only
-def _log_setup(logger, cfg: DictConfig, module, output_dir: Path) -> None:
-    """Params (flattened config), parameter counts and the resolved config file."""
+def _log_setup(logger, cfg: DictConfig, module, datamodule: MultimodalDataModule, output_dir: Path) -> None:
+    """Params (flattened config), parameter counts, the resolved config file and the dataset (one input per split)."""
     logger.log_hyperparams(flat_params(cfg))
     logger.log_metrics({"params/total": module.net.num_parameters(),
                         "params/trainable": module.net.num_parameters(trainable_only=True)})
     config_path = output_dir / "config.yaml"
     config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     logger.experiment.log_artifact(logger.run_id, str(config_path))
+    log_datasets(logger.experiment, logger.run_id, str(cfg.data.root), data_version(cfg.data.processed_dir),
+                 datamodule.records, datamodule.modalities)
 
 
 def report_title(cfg: DictConfig) -> str:

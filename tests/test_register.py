@@ -1,0 +1,64 @@
+"""MLflow as users expect it: a training run's dataset is logged as inputs (one per split, digest = data_version),
+and `python -m fusion.register` puts a run's model in the registry under an alias that predict loads."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from fusion.predict import main as predict_main
+from fusion.register import main as register_main
+from tests.conftest import ROOT
+from tests.test_serving import trained_run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, processed_dir, sample_root):
+    return trained_run(tmp_path_factory, processed_dir, sample_root)
+
+
+def test_a_training_run_logs_its_dataset_per_split(run, sample_root):
+    logged = MlflowClient(run["cfg"].logger.tracking_uri).get_run(run["run_id"])
+    inputs = {i.dataset.name: i for i in logged.inputs.dataset_inputs}
+    assert set(inputs) == {"sample-train", "sample-val", "sample-test"}
+    for split in ("train", "val", "test"):
+        given = inputs[f"sample-{split}"]
+        tags = {t.key: t.value for t in given.tags}
+        assert tags["mlflow.data.context"] == split and int(tags["records"]) > 0
+        assert tags["modalities"] == "text+image+audio"
+        assert given.dataset.digest == logged.data.tags["data_version"]
+        assert str(sample_root.resolve()) in given.dataset.source
+
+
+def test_register_sets_the_alias_and_predict_loads_it(run, sample_root, tmp_path, capsys):
+    store = run["cfg"].logger.tracking_uri
+    first = register_main([f"run_id={run['run_id']}", "name=fusion-test", "alias=champion", f"tracking_uri={store}"])
+    second = register_main([f"run_id={run['run_id']}", "name=fusion-test", "alias=champion", f"tracking_uri={store}",
+                            "description=same run again"])
+    assert (str(first["version"]), str(second["version"])) == ("1", "2") and second["uri"] == "models:/fusion-test@champion"
+    client = MlflowClient(store, registry_uri=store)
+    champion = client.get_model_version_by_alias("fusion-test", "champion")
+    assert str(champion.version) == "2" and champion.run_id == run["run_id"]  # the alias moved to the new version
+    assert champion.tags["fusion"] == run["cfg"].fusion.name
+    output = tmp_path / "predictions.csv"
+    predict_main(["model=models:/fusion-test@champion", f"manifest={sample_root / 'manifest.jsonl'}", "split=test",
+                  f"tracking_uri={store}", f"output={output}"])
+    with output.open(newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    assert rows and all(row["prediction"] for row in rows)
+    assert "registered fusion-test version 2 with alias champion" in capsys.readouterr().out
+
+
+def test_register_names_what_is_wrong(run, subprocess_env):
+    store = run["cfg"].logger.tracking_uri
+    result = subprocess.run([sys.executable, "-m", "fusion.register", f"run_id={run['run_id']}", "name=x",
+                             "artifact_path=nothing", f"tracking_uri={store}"], cwd=ROOT, env=subprocess_env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode != 0 and "has no logged model 'nothing/'" in result.stderr
+    assert "Traceback" not in result.stderr
