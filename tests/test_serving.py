@@ -6,14 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +15,18 @@ import pandas as pd
 import pytest
 import torch
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from fusion.data.manifest import parse_line
-from fusion.serving.bundle import ModelBundle, save_bundle
+from fusion.serving.bundle import ModelBundle
 from fusion.serving.predictions import PREDICTION, score_columns
-from fusion.serving.pyfunc import log_bundle_model, model_signature, save_bundle_model
+from fusion.serving.pyfunc import model_signature, save_bundle_model
 from fusion.serving.requests import BadRequest, RequestDecoder, decode_base64
-from tests.conftest import tiny_config
+from fusion.serving.settings import ServingSettings
+from tests.serving_fixtures import http, model_server, trained_run, untrained_bundle  # noqa: F401 - test_predict
 
 ROOT = Path(__file__).resolve().parents[1]
 MODALITIES = ("text", "image", "audio")
 TOLERANCE = 1e-5
-SERVER_START_SECONDS = 180
-_RUNS: dict[str, Any] = {}  # the one trained run of a session, shared with tests/test_predict.py
 
 
 # ------------------------------------------------------------------ shared set-up
@@ -63,76 +53,10 @@ def bundle_scores(bundle: ModelBundle, root: Path, lines: list[dict], without: t
     return bundle.scores(bundle.batch(samples))
 
 
-def untrained_bundle(base: Path, processed_dir: Path) -> Path:
-    """A bundle of a freshly initialised tri-modal network (enough for the request plumbing)."""
-    from fusion.training.setup import build_datamodule, build_module
-
-    cfg = tiny_config(base, processed_dir)
-    module = build_module(cfg, build_datamodule(cfg))
-    return save_bundle(base / "bundle", cfg, module.net, processed_dir)
-
-
-def trained_run(tmp_path_factory, processed_dir: Path, sample_root: Path) -> dict[str, Any]:
-    """One tiny tri-modal run, trained once per session: its config, bundle folder, logged model URI and the
-    seconds logging took."""
-    if "run" not in _RUNS:
-        from fusion.training.evaluate import load_weights
-        from fusion.training.setup import build_datamodule, build_module
-        from fusion.training.train import RUN_INFO, train
-
-        base = tmp_path_factory.mktemp("served")
-        cfg = tiny_config(base, processed_dir, [f"data.root={sample_root}", "test_after_fit=false"])
-        train(cfg)
-        info = json.loads((Path(cfg.paths.output_dir) / RUN_INFO).read_text(encoding="utf-8"))
-        datamodule = build_datamodule(cfg)
-        module = build_module(cfg, datamodule)
-        load_weights(module, Path(info["best_checkpoint"]))
-        module.eval()
-        bundle = save_bundle(base / "bundle", cfg, module.net, processed_dir)
-        client = MlflowClient(cfg.logger.tracking_uri)
-        before = client.get_run(info["run_id"]).info
-        started = time.perf_counter()
-        uri = log_bundle_model(bundle, cfg.logger.tracking_uri, info["run_id"], cfg.serving.artifact_path)
-        seconds = time.perf_counter() - started
-        after = client.get_run(info["run_id"]).info  # read at once: only the logging may have happened between
-        _RUNS["run"] = {"cfg": cfg, "base": base, "bundle": bundle, "uri": uri, "run_id": info["run_id"],
-                        "module": module, "datamodule": datamodule, "log_seconds": seconds, "before": before,
-                        "after": after}
-    return _RUNS["run"]
-
-
-def server_env(tracking_uri: str) -> dict[str, str]:
-    """This interpreter's bin first on PATH (the server runs `uvicorn`), the test store as tracking URI."""
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-                MLFLOW_TRACKING_URI=tracking_uri, PYTHONUNBUFFERED="1")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def http(url: str, payload: dict | None = None) -> tuple[int, Any]:
-    """(status, JSON body) of a GET (no payload) or a JSON POST."""
-    data = None if payload is None else json.dumps(payload).encode("utf-8")
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            body = response.read().decode("utf-8")
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        body, status = exc.read().decode("utf-8"), exc.code
-    try:
-        return status, json.loads(body)
-    except json.JSONDecodeError:
-        return status, body
-
-
 # ------------------------------------------------------------------ request decoding (no server)
 @pytest.fixture(scope="module")
 def fresh_bundle(processed_dir, tmp_path_factory) -> ModelBundle:
-    return ModelBundle(untrained_bundle(tmp_path_factory.mktemp("fresh"), processed_dir))
+    return ModelBundle(untrained_bundle(tmp_path_factory, processed_dir))
 
 
 def test_base64_plain_data_url_urlsafe_and_unpadded_decode_to_the_same_bytes():
@@ -147,8 +71,13 @@ def test_base64_plain_data_url_urlsafe_and_unpadded_decode_to_the_same_bytes():
         decode_base64("data:image/png,rawbytes")
 
 
+def allowing(bundle: ModelBundle, *roots: Path) -> RequestDecoder:
+    """A decoder of ``bundle`` that may read files under ``roots``."""
+    return RequestDecoder(bundle, ServingSettings.from_config(bundle.cfg, {"allowed_roots": [str(r) for r in roots]}))
+
+
 def test_decoded_samples_equal_the_preprocessing_of_the_files(fresh_bundle, sample_root):
-    decoder = RequestDecoder(fresh_bundle)
+    decoder = allowing(fresh_bundle, sample_root)
     lines = full_records(sample_root, 2)
     rows = [{"id": lines[0]["id"], "text": lines[0]["text"], "image": b64(sample_root, lines[0]["image"]),
              "audio": str(sample_root / lines[0]["audio"])},
@@ -169,7 +98,7 @@ def test_decoded_samples_equal_the_preprocessing_of_the_files(fresh_bundle, samp
     ({"id": "r1", "image": base64.b64encode(b"\x89PNG garbage" * 50).decode()}, "image", "not an image"),
     ({"id": "r1", "audio": base64.b64encode(np.random.default_rng(0).bytes(4000)).decode()}, "audio",
      "cannot decode audio"),
-    ({"id": "r1", "image": "no such file.png"}, "image", "neither the path of a file on the server nor base64"),
+    ({"id": "r1", "image": "no such file.png"}, "image", "neither base64 nor a file the server may read"),
     ({"id": "r1", "image": ""}, "image", "empty file"),
     ({"id": "r1", "text": "   "}, "text", "empty text"),
     ({"id": "r1", "text": 42}, "text", "expected a string, got int"),
@@ -250,38 +179,10 @@ def test_loaded_model_raises_invalid_parameter_value_for_bad_requests(saved_mode
 
 # ------------------------------------------------------------------ a trained run, logged and served
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, processed_dir, sample_root):
-    """`mlflow models serve -m runs:/<id>/model` of the tiny run, on a free local port; stopped afterwards."""
-    run = trained_run(tmp_path_factory, processed_dir, sample_root)
-    port = free_port()
-    log = run["base"] / "server.log"
-    started = time.perf_counter()
-    with open(log, "wb") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", run["uri"], "--env-manager", "local",
-             "--host", "127.0.0.1", "-p", str(port)],
-            cwd=run["base"], env=server_env(run["cfg"].logger.tracking_uri), stdout=sink, stderr=subprocess.STDOUT,
-            start_new_session=True)  # its own process group: uvicorn, started by the CLI, stops with it
-    try:
-        url = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                if http(f"{url}/ping")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if server.poll() is not None or time.perf_counter() - started > SERVER_START_SECONDS:
-                pytest.fail(f"the model server did not start:\n{log.read_text(errors='replace')[-5000:]}")
-            time.sleep(0.5)
-        print(f"\nserver up in {time.perf_counter() - started:.1f} s; model logged in {run['log_seconds']:.2f} s")
-        yield {**run, "url": url}
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+def served(request, tmp_path_factory, processed_dir, sample_root):
+    """`mlflow models serve -m runs:/<id>/model` of the tiny run on a free local port, reading files under the
+    sample's folder (tests/serving_fixtures.py: shared by the serving tests, stopped when pytest ends)."""
+    return model_server(request, tmp_path_factory, processed_dir, sample_root)
 
 
 def invoke(served, payload: dict) -> tuple[int, Any]:

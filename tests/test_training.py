@@ -25,7 +25,7 @@ def _client(cfg) -> MlflowClient:
 def trained(processed_dir, tmp_path_factory):
     """One real tri-modal cross-attention run, then the evaluate stage on its checkpoint."""
     tmp = tmp_path_factory.mktemp("run")
-    cfg = tiny_config(tmp, processed_dir)
+    cfg = tiny_config(tmp, processed_dir, ["fusion=cross_attention"])
     metrics = train(cfg)
     return cfg, metrics, evaluate(cfg)
 
@@ -90,7 +90,8 @@ def test_the_model_can_fit_a_batch(processed_dir, tmp_path):
     """Memorising one batch of the sample data: the classic check that the whole model can learn."""
     cfg = tiny_config(tmp_path, processed_dir, ["trainer.max_epochs=30", "+trainer.overfit_batches=1",
                                                 "test_after_fit=false", "optim.optimizer.lr=3e-3",
-                                                "model.dropout=0.0", "optim.scheduler=null"])
+                                                "model.dropout=0.0", "optim.scheduler=null",
+                                                "augment.enabled=false", "callbacks.early_stopping.enabled=false"])
     metrics = train(cfg)
     assert metrics["train/acc"] >= 0.9 and metrics["train/loss"] < 0.3, metrics
 

@@ -14,6 +14,7 @@ vocabulary or statistics of the training split) and by the DataModule (encoding 
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, ClassVar, Iterable, Mapping
 
 
@@ -135,6 +136,8 @@ class Scalar(LabelSpec):
     def parse(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise LabelError(f"'label' must be a number, got {'null' if value is None else type(value).__name__}")
+        if isinstance(value, int) and abs(value) > sys.float_info.max:  # math.isfinite would raise OverflowError
+            raise LabelError(f"'label' must be a finite number, got an integer of {len(str(abs(value)))} digits")
         if not math.isfinite(value):
             raise LabelError(f"'label' must be a finite number, got {value}")
         return value

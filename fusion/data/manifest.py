@@ -98,12 +98,36 @@ def _optional_str(obj: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
-def parse_line(text: str, line: int, task: str = "multiclass") -> Record | None:
-    """Parse one manifest line into a Record (split may be empty); raises RecordError."""
+def _json(text: str) -> Any:
+    """The JSON value of a line; raises RecordError for malformed JSON, JSON nested deeper than Python's recursion
+    limit, or an integer longer than Python converts (4,300 digits)."""
     try:
-        obj = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise RecordError(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise RecordError("JSON nested too deeply to read (arrays or objects inside each other past Python's "
+                          "recursion limit)") from None
+    except ValueError as exc:  # int_max_str_digits
+        raise RecordError(f"unreadable JSON number ({str(exc).split(';')[0]})") from None
+
+
+def not_unicode(value: Any) -> bool:
+    """Whether a string (or a list of them) holds a lone UTF-16 surrogate (a JSON escape like \\ud800 without its
+    pair): such a string cannot be written as UTF-8 to ids.json or rejected.jsonl."""
+    strings = value if isinstance(value, list) else [value]
+    try:
+        for string in strings:
+            if isinstance(string, str):
+                string.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def parse_line(text: str, line: int, task: str = "multiclass") -> Record | None:
+    """Parse one manifest line into a Record (split may be empty); raises RecordError."""
+    obj = _json(text)
     if not isinstance(obj, dict):
         raise RecordError(f"expected a JSON object, got {type(obj).__name__}")
     record_id = obj.get("id")
@@ -117,6 +141,11 @@ def parse_line(text: str, line: int, task: str = "multiclass") -> Record | None:
     if split and split not in SPLITS:
         raise RecordError(f"split '{split}' is not one of {', '.join(SPLITS)} (or leave it out)")
     fields = {key: _optional_str(obj, key) for keys in MODALITY_KEYS.values() for key in keys}
+    bad = [key for key, value in [("id", record_id), ("label", label), ("split", split), *fields.items()]
+           if not_unicode(value)]
+    if bad:
+        raise RecordError(f"field(s) {', '.join(map(repr, bad))} hold a lone UTF-16 surrogate escape (\\ud800 to "
+                          f"\\udfff without its pair), which is not text; fix the escape or the writer of the file")
     if fields["text"] is not None and fields["text_path"] is not None:
         raise RecordError("both 'text' and 'text_path' are set; give one of them")
     record = Record(id=record_id, label=label, split=split, line=line, **fields)
@@ -162,7 +191,7 @@ def load_manifest(root: str | Path, manifest: str, split_cfg: Mapping[str, Any],
             f"'{manifest}' with data.root=/path/to/dataset (see README, 'Data contract')."
         )
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark is dropped
+        lines = split_lines(path.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark is dropped
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{path} is not UTF-8 ({exc}); re-save the manifest as UTF-8 JSON lines.") from None
 
@@ -205,6 +234,12 @@ def load_manifest(root: str | Path, manifest: str, split_cfg: Mapping[str, Any],
     return Manifest(root=root, records=kept, labels=labels, rejections=rejections)
 
 
+def split_lines(text: str) -> list[str]:
+    """JSON Lines: lines end at "\\n" (a "\\r" before it is dropped), never at the other characters
+    str.splitlines() breaks at (U+2028, U+0085, ...), which JSON strings may hold unescaped."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def _with_split(record: Record, split: str) -> Record:
     return Record(**{**asdict(record), "split": split})
 
@@ -212,11 +247,11 @@ def _with_split(record: Record, split: str) -> Record:
 def _peek_id(text: str) -> str | None:
     """Best-effort id of a bad line, so its rejection can still be traced to a record."""
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError:
+        obj = _json(text)
+    except RecordError:
         return None
     value = obj.get("id") if isinstance(obj, dict) else None
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and not not_unicode(value) else None
 
 
 def resolve_file(root: Path, relative: str, folder: str) -> Path:

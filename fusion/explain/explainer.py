@@ -97,7 +97,7 @@ def _sample_figures(bundle: ModelBundle, maps: AttentionMaps, batch: dict, masks
         written += [folder / "text_attention.html", figures.plot_text_attention(v.labels, v.weights,
                                                                                 folder / "text_attention.png", title)]
     if "image" in views and "image" not in featured:
-        image = batch["image"]["image"][i].permute(1, 2, 0).numpy()
+        image = batch["image"]["image"][i].expand(3, -1, -1).permute(1, 2, 0).numpy()  # grey shown as RGB
         written.append(figures.plot_image_attention(image, views["image"].weights, folder / "image_attention.png", title))
     if "audio" in views and "audio" not in featured:
         v, meta = views["audio"], bundle.metas["audio"]

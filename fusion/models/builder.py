@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from fusion.data.manifest import FEATURES
+from fusion.models.conv_encoders import ConvAudioEncoder, ConvImageEncoder, ConvTextEncoder
 from fusion.models.encoders import AudioEncoder, ImageEncoder, PretrainedTextEncoder, TextEncoder, TimmAudioEncoder
 from fusion.models.feature_encoder import FeatureEncoder
 from fusion.models.fusions import FUSIONS, build_fusion
@@ -36,10 +37,13 @@ def _attention_kwargs(model_cfg: Mapping) -> dict[str, Any]:
     }
 
 
-TEXT_KINDS = ("transformer", "pretrained")
-AUDIO_KINDS = ("patch", "timm")
-TIMM_KEYS = ("name", "out_index", "pretrained", "checkpoint_path", "channels_last")
-
+TEXT_KINDS = ("cnn", "transformer", "pretrained")
+IMAGE_KINDS = ("cnn", "timm")
+AUDIO_KINDS = ("cnn", "patch", "timm")
+# The keys of model.<modality> that belong to one encoder kind only: the others' builders drop them.
+TIMM_KEYS = ("name", "out_index", "pretrained", "checkpoint_path")
+CNN_KEYS = ("channels", "extra_convs", "grid", "standardise")
+TEXT_CNN_KEYS = ("convs", "kernel_size")
 
 def _kind(cfg: dict, modality: str, kinds: tuple[str, ...]) -> str:
     kind = cfg.pop("kind", None) or kinds[0]
@@ -96,20 +100,30 @@ def _text(common: dict, cfg: dict, meta: Mapping) -> nn.Module:
     if max_len < meta["max_len"]:
         raise ValueError(f"model.text.max_len={max_len} is shorter than the data's max_len={meta['max_len']}")
     if kind == "pretrained":
-        return PretrainedTextEncoder(max_len=max_len, vocab_size=meta["vocab_size"], **common, **cfg)
-    return TextEncoder(vocab_size=meta["vocab_size"], max_len=max_len, pad_id=meta.get("pad_id", 0), **common,
-                       **_without(cfg, ("pretrained_path",)))
+        return PretrainedTextEncoder(max_len=max_len, vocab_size=meta["vocab_size"], **common,
+                                     **_without(cfg, TEXT_CNN_KEYS))
+    own = {"vocab_size": meta["vocab_size"], "max_len": max_len, "pad_id": meta.get("pad_id", 0)}
+    cfg = _without(cfg, ("pretrained_path",))
+    if kind == "cnn":
+        return ConvTextEncoder(**own, **common, **cfg)
+    return TextEncoder(**own, **common, **_without(cfg, TEXT_CNN_KEYS))
 
 
 def _image(common: dict, cfg: dict, meta: Mapping) -> nn.Module:
-    return ImageEncoder(image_size=meta["size"], in_chans=meta.get("channels", 3), **common, **cfg)
+    sizes = {"image_size": meta["size"], "in_chans": meta.get("channels", 3)}
+    if _kind(cfg, "image", IMAGE_KINDS) == "timm":
+        return ImageEncoder(**sizes, **common, **_without(cfg, CNN_KEYS))
+    return ConvImageEncoder(**sizes, **common, **_without(cfg, TIMM_KEYS))
 
 
 def _audio(common: dict, cfg: dict, meta: Mapping) -> nn.Module:
     sizes = {"n_mels": meta["n_mels"], "max_frames": meta["max_frames"]}
-    if _kind(cfg, "audio", AUDIO_KINDS) == "timm":
-        return TimmAudioEncoder(**sizes, **common, **_without(cfg, ("patch_frames",)))
-    return AudioEncoder(**sizes, **common, **_without(cfg, TIMM_KEYS))
+    kind = _kind(cfg, "audio", AUDIO_KINDS)
+    if kind == "timm":
+        return TimmAudioEncoder(**sizes, **common, **_without(cfg, ("patch_frames", *CNN_KEYS)))
+    if kind == "patch":
+        return AudioEncoder(**sizes, **common, **_without(cfg, (*TIMM_KEYS, *CNN_KEYS, "channels_last")))
+    return ConvAudioEncoder(**sizes, **common, **_without(cfg, ("patch_frames", *TIMM_KEYS, "grid", "standardise")))
 
 
 # modality -> fn(common kwargs, model.<modality> kwargs, data_meta[modality]) -> encoder
@@ -163,5 +177,6 @@ def build_model(
     shared.update(_attention_kwargs(model))
     fusion = build_fusion(name, modalities, model["dim"], num_outputs=num_classes, **{**shared, **fusion_kwargs})
     return MultimodalClassifier(
-        encoders, fusion, num_classes=num_classes, head_hidden=model["head_hidden"], dropout=model["dropout"]
+        encoders, fusion, num_classes=num_classes, head_hidden=model["head_hidden"], dropout=model["dropout"],
+        modality_heads=model["dim"] if model.get("modality_heads", False) else None,
     )

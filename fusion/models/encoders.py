@@ -43,6 +43,7 @@ __all__ = [
     "load_backbone_checkpoint",
     "apply_lora",
     "import_optional",
+    "channel_stats",
 ]
 
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
@@ -89,6 +90,19 @@ def _freeze_unused(module: nn.Module, output: Tensor) -> None:
     grads = torch.autograd.grad(output.sum(), params, allow_unused=True)
     for p, g in zip(params, grads):
         p.requires_grad_(g is not None)
+
+
+def channel_stats(values: Sequence[float], channels: int) -> Tensor:
+    """A per-channel statistic [1, C, 1, 1]; one value serves every channel."""
+    values = [float(v) for v in values]
+    if len(values) == 1:
+        values = values * channels
+    elif channels == 1:  # RGB statistics for grey images (preprocess.image.channels): their grey value
+        values = [sum(values) / len(values)]
+    if len(values) != channels:
+        raise ValueError(f"model.image mean/std have {len(values)} values for {channels}-channel images: "
+                         "give one value or one per channel")
+    return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
 
 
 class TokenEncoder(nn.Module):
@@ -454,8 +468,8 @@ class ImageEncoder(TimmEncoder):
         super().__init__(name, dim, depth, num_heads, out_index, (image_size, image_size), in_chans,
                          config_key="model.image", **kwargs)
         self.image_size = image_size
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("mean", channel_stats(mean, in_chans), persistent=False)
+        self.register_buffer("std", channel_stats(std, in_chans), persistent=False)
 
     def embed(self, image: Tensor) -> Tensor:
         """uint8 [B, 3, H, W] -> projected feature tokens [B, h*w, D]."""

@@ -1,12 +1,32 @@
-"""Encoders -> fusion -> MLP head: the multimodal classifier."""
+"""Encoders -> fusion -> MLP head: the multimodal classifier, with optional per-modality heads."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 from torch import Tensor, nn
 
 from fusion.models.attention import Mlp, make_dropout
 
-__all__ = ["MultimodalClassifier"]
+__all__ = ["MultimodalClassifier", "ModalityHead"]
+
+
+class ModalityHead(nn.Module):
+    """A linear classifier on one modality's tokens alone (masked mean -> LayerNorm -> Linear): the auxiliary
+    unimodal head that keeps a weak modality's encoder learning next to a dominant one (cf. Wang et al., 2020,
+    "What Makes Training Multi-modal Classification Networks Hard?"), and a per-modality score for
+    gradient modulation. An absent modality averages nothing: its features are zero."""
+
+    def __init__(self, dim: int, num_outputs: int, norm_layer: type[nn.Module] = nn.LayerNorm) -> None:
+        super().__init__()
+        self.norm = norm_layer(dim)
+        self.fc = nn.Linear(dim, num_outputs)
+
+    def forward(self, tokens: Tensor, mask: Tensor) -> Tensor:
+        """tokens [B, N, D], mask [B, N] -> logits [B, num_outputs]."""
+        weights = mask.to(tokens.dtype)[..., None]
+        pooled = (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+        return self.fc(self.norm(pooled))
 
 
 class MultimodalClassifier(nn.Module):
@@ -24,11 +44,15 @@ class MultimodalClassifier(nn.Module):
         dropout: float = 0.0,
         norm_layer: type[nn.Module] = nn.LayerNorm,
         act_layer: type[nn.Module] = nn.GELU,
+        modality_heads: Optional[int] = None,
     ) -> None:
+        """``modality_heads``: the token width D to put a :class:`ModalityHead` on each modality (None: none)."""
         super().__init__()
         self.modalities = list(encoders.keys())
         self.encoders = encoders
         self.fusion = fusion
+        self.modality_heads = None if modality_heads is None else nn.ModuleDict(
+            {m: ModalityHead(modality_heads, num_classes, norm_layer) for m in self.modalities})
         if getattr(fusion, "outputs_logits", False):
             # The fusion already combines per-modality predictions (e.g. late_avg): no shared head.
             if fusion.out_dim != num_classes:
@@ -53,9 +77,16 @@ class MultimodalClassifier(nn.Module):
         """Fused representation [B, fusion.out_dim] before the head (the logits for a logit-level fusion)."""
         return self.fusion(*self.encode(inputs))
 
-    def forward(self, inputs: dict[str, dict[str, Tensor]]) -> Tensor:
-        """Batch dict -> logits [B, num_classes]."""
-        return self.head(self.head_drop(self.norm(self.features(inputs))))
+    def forward(self, inputs: dict[str, dict[str, Tensor]], with_modality_logits: bool = False
+                ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """Batch dict -> logits [B, num_classes]; with ``with_modality_logits`` also each modality head's
+        logits {m: [B, num_classes]} (empty without heads)."""
+        tokens, masks = self.encode(inputs)
+        logits = self.head(self.head_drop(self.norm(self.fusion(tokens, masks))))
+        if not with_modality_logits:
+            return logits
+        heads = self.modality_heads or {}
+        return logits, {m: head(tokens[m], masks[m]) for m, head in heads.items()}
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count (only those with ``requires_grad`` if ``trainable_only``)."""

@@ -96,10 +96,12 @@ class ModelBundle:
         """One name per model output: the class names, or ``value`` for regression."""
         return self.classes or ["value"]
 
-    def processor(self, modality: str, root: str | Path = ".", folder: str = ".") -> Processor:
-        """The modality's preprocessing with its fitted state, reading raw files under ``root``/``folder``."""
-        return restored_processor(modality, self.cfg.preprocess[modality], self.folder / PREPROCESS / modality,
-                                  root, folder)
+    def processor(self, modality: str, root: str | Path = ".", folder: str = ".",
+                  overrides: Mapping[str, Any] | None = None) -> Processor:
+        """The modality's preprocessing with its fitted state, reading raw files under ``root``/``folder``;
+        ``overrides`` replace settings of its ``preprocess.<modality>`` block (serving's own guards)."""
+        cfg = OmegaConf.merge(self.cfg.preprocess[modality], overrides or {})
+        return restored_processor(modality, cfg, self.folder / PREPROCESS / modality, root, folder)
 
     def batch(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Samples ``{"id", <modality>: item or None}`` (items as the preprocessing makes them) -> a model batch."""

@@ -3,11 +3,14 @@
 Logged into the training run next to its metrics (``runs:/<run id>/model``) with the model bundle as its
 artifact and the ``fusion`` package as its code, so ``mlflow models serve -m runs:/<run id>/model
 --env-manager local`` needs nothing else. Bad requests raise MlflowException(INVALID_PARAMETER_VALUE), which
-the scoring server answers with HTTP 400 and the message naming the row, the column and the fix."""
+the scoring server answers with HTTP 400 and the message naming the row, the column and the fix. The serving
+settings (allowed roots, request limits, torch threads: fusion/serving/settings.py) travel as the model's
+``model_config``, so they can be changed where the model is served."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import numbers
 import shutil
 import tempfile
@@ -17,9 +20,10 @@ from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
+import torch
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from omegaconf import DictConfig, OmegaConf
@@ -27,9 +31,11 @@ from omegaconf import DictConfig, OmegaConf
 import fusion
 from fusion.serving import serving_batch_size
 from fusion.preprocess.text import PACKAGE_PREFIX
+from fusion.serving import guard
 from fusion.serving.bundle import ModelBundle
 from fusion.serving.predictions import PREDICTION, prediction_columns, prediction_rows, score_columns
 from fusion.serving.requests import ID, BadRequest, RequestDecoder, row_batches
+from fusion.serving.settings import ServingSettings, SettingsError
 from fusion.tracking.store import absolute_tracking_uri
 
 BUNDLE = "bundle"  # the artifact key (and folder under artifacts/) of the model bundle
@@ -39,6 +45,7 @@ BATCH_SIZE = "batch_size"  # the request parameter: rows preprocessed and scored
 INFERENCE_DISTRIBUTIONS = ("mlflow", "torch", "torchvision", "torchaudio", "timm", "pytorch-lightning",
                            "torchmetrics", "tokenizers", "soundfile", "pillow", "numpy", "pandas", "omegaconf",
                            "hydra-core", "litdata", "matplotlib")
+LOGGER = logging.getLogger(__name__)
 
 
 def predict_frame(bundle: ModelBundle, decoder: RequestDecoder, frame: pd.DataFrame, batch_size: int) -> pd.DataFrame:
@@ -46,6 +53,7 @@ def predict_frame(bundle: ModelBundle, decoder: RequestDecoder, frame: pd.DataFr
     every bad value (no prediction is returned for a request with one)."""
     decoder.check_columns(frame.columns)
     records = frame.to_dict(orient="records")
+    decoder.check_size(records)
     rows, problems = [], []
     for block in row_batches(len(records), batch_size):
         try:
@@ -65,7 +73,15 @@ class FusionModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         self.bundle = ModelBundle(context.artifacts[BUNDLE])
-        self.decoder = RequestDecoder(self.bundle)
+        try:
+            settings = ServingSettings.from_config(self.bundle.cfg, getattr(context, "model_config", None))
+            self.decoder = RequestDecoder(self.bundle, settings)
+        except SettingsError as exc:
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+        if settings.torch_threads is not None:
+            torch.set_num_threads(settings.torch_threads)
+        if guard.in_scoring_server():
+            guard.install(settings.limits)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame):
@@ -81,6 +97,10 @@ class FusionModel(mlflow.pyfunc.PythonModel):
             return predict_frame(self.bundle, self.decoder, model_input, int(batch_size))
         except BadRequest as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+        except Exception:  # noqa: BLE001 - a bug, not the client's fault: a 500 without the traceback MLflow would send
+            LOGGER.exception("scoring a request failed")
+            raise MlflowException("internal error while scoring the request (a bug: the traceback is in the server's "
+                                  "log); report it with the request", error_code=INTERNAL_ERROR) from None
 
 
 def model_signature(bundle: ModelBundle) -> ModelSignature:
@@ -112,13 +132,14 @@ def save_bundle_model(bundle_dir: str | Path, path: str | Path) -> Path:
     """Write the MLflow model of a bundle folder to ``path`` (a new folder): MLmodel, artifacts/bundle, the
     ``fusion`` package under code/, pinned requirements."""
     bundle = ModelBundle(bundle_dir)
+    settings = ServingSettings.from_config(bundle.cfg)
     with warnings.catch_warnings():
         # An input example would need a real file of each modality; the signature documents the columns.
         warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
         mlflow.pyfunc.save_model(
             path=str(path), python_model=FusionModel(), artifacts={BUNDLE: str(Path(bundle_dir).resolve())},
             signature=model_signature(bundle), code_paths=[str(Path(fusion.__file__).resolve().parent)],
-            pip_requirements=pinned_requirements(bundle.cfg),
+            pip_requirements=pinned_requirements(bundle.cfg), model_config=settings.model_config(),
         )
     for cache in Path(path).rglob("__pycache__"):  # bytecode of this machine's Python; not part of the model
         shutil.rmtree(cache, ignore_errors=True)

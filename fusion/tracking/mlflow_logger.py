@@ -9,6 +9,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 
 from fusion.config import flatten
 from fusion.tracking.lineage import data_version, git_commit
+from fusion.tracking.retry import initialise_store, retrying
 from fusion.tracking.no_tracking import NoTrackingLogger
 from fusion.tracking.store import absolute_tracking_uri, artifact_uri
 
@@ -35,17 +36,22 @@ def build_logger(cfg: DictConfig, run_id: str | None = None) -> MLFlowLogger | N
 
 
 def build_mlflow_logger(cfg: DictConfig, run_id: str | None = None) -> MLFlowLogger:
-    """Lightning's MLFlowLogger on the configured store; `run_id` continues an existing run."""
+    """Lightning's MLFlowLogger on the configured store; `run_id` continues an existing run. Safe with other
+    processes writing to the same store (fusion/tracking/retry.py, ``logger.retry``)."""
     log = cfg.logger
-    return MLFlowLogger(
+    tracking_uri = absolute_tracking_uri(log.tracking_uri)
+    initialise_store(tracking_uri, log.retry)
+    logger = MLFlowLogger(
         experiment_name=log.experiment_name,
         run_name=log.run_name or f"{cfg.modality.slug}-{cfg.fusion.name}",
-        tracking_uri=absolute_tracking_uri(log.tracking_uri),
+        tracking_uri=tracking_uri,
         artifact_location=artifact_uri(log.artifact_location),
         tags=None if run_id else run_tags(cfg),
         run_id=run_id,
         log_model=False,
     )
+    logger._mlflow_client = retrying(logger._mlflow_client, log.retry)  # every call of the logger goes through it
+    return logger
 
 
 def flat_params(cfg: DictConfig) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from torchmetrics import MaxMetric, MeanMetric, Metric, MinMetric
 
 from fusion.data.ablation import modality_dropout
 from fusion.data.manifest import MODALITIES
+from fusion.training.balance import modulate_gradients, ogm_coefficients
 from fusion.training.tasks import Task
 
 
@@ -18,6 +19,7 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or Inf: training stops before the broken weights are checkpointed."""
 
 SPLITS = ("train", "val", "test")
+EVAL_SPLITS = ("val", "test")
 
 
 class FusionModule(pl.LightningModule):
@@ -25,17 +27,36 @@ class FusionModule(pl.LightningModule):
     <split>/<metric>s per epoch, and the best monitored value as <task.monitor>_best (e.g. val/acc_best)."""
 
     def __init__(self, net: nn.Module, task: Task, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None, modality_dropout: float | Mapping[str, float] = 0.0):
+                 scheduler: Callable[..., Any] | None = None, modality_dropout: float | Mapping[str, float] = 0.0,
+                 augment: Callable[[dict], dict] | None = None, balance: Mapping[str, Any] | None = None,
+                 scheduler_interval: str = "epoch"):
+        """``balance``: ``head_weight`` (weight of the per-modality heads' losses next to the fused loss; the
+        net must have modality heads when it is > 0 or OGM-GE is on) and ``ogm_ge`` ({enabled, alpha, noise,
+        start_epoch, end_epoch}). ``scheduler_interval``: "step" gives the scheduler ``total_steps``."""
         super().__init__()
         self.net = net
         self.task = task
         self.modalities = list(net.encoders.keys())
         self.dropout_rates = dropout_rates(modality_dropout, self.modalities)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.scheduler_interval = scheduler_interval
+        self.augment = augment
+        balance = dict(balance or {})
+        self.head_weight = float(balance.get("head_weight", 0.0))
+        self.ogm = dict(balance.get("ogm_ge") or {})
+        self.has_heads = getattr(net, "modality_heads", None) is not None
+        if (self.head_weight > 0 or self.ogm.get("enabled")) and not self.has_heads:
+            raise ValueError("balance.head_weight > 0 and balance.ogm_ge need per-modality heads: set "
+                             "model.modality_heads=true")
+        self._ogm_scores: dict[str, float] = {}
         metrics = task.metrics()
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the "<split>_" keys.
         self.metrics = nn.ModuleDict({f"{split}_": metrics.clone(prefix=f"{split}/") for split in SPLITS})
         self.losses = nn.ModuleDict({f"{split}_": MeanMetric() for split in SPLITS})
+        # The per-modality heads' own metrics on the evaluation splits, e.g. val/acc_head_image.
+        self.head_metrics = nn.ModuleDict({
+            f"{split}_{m}": metrics.clone(prefix=f"{split}/", postfix=f"_head_{m}")
+            for split in EVAL_SPLITS for m in (self.modalities if self.has_heads else [])})
         self.monitor_best = MaxMetric() if task.mode == "max" else MinMetric()
         self.test_report_metrics = task.report_metrics()
         self.test_report: dict[str, torch.Tensor] = {}
@@ -44,7 +65,10 @@ class FusionModule(pl.LightningModule):
         return self.net({m: batch[m] for m in self.modalities})
 
     def _step(self, batch: dict[str, Any], split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        outputs = self(batch)
+        if self.has_heads:
+            outputs, head_outputs = self.net({m: batch[m] for m in self.modalities}, with_modality_logits=True)
+        else:
+            outputs, head_outputs = self(batch), {}
         loss = self.task.loss(outputs, batch["label"])
         if split == "train" and not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -52,6 +76,8 @@ class FusionModule(pl.LightningModule):
                 f"ids of the batch {batch['id'][:3]}); training stopped and the last good checkpoint is kept. "
                 f"Lower optim.optimizer.lr, keep trainer.gradient_clip_val set, or train with trainer.precision="
                 f"32-true; then resume with ckpt_path=last.")
+        if split == "train" and head_outputs:
+            loss = loss + self._head_loss(batch, head_outputs)
         preds, target = self.task.metric_inputs(outputs, batch["label"])
         # Weighted by batch size: the epoch loss is the mean over samples, whatever the batch split (a last
         # short batch, or the per-process batches of distributed training).
@@ -61,10 +87,48 @@ class FusionModule(pl.LightningModule):
                  batch_size=len(preds))
         self.log_dict(self.metrics[f"{split}_"], on_step=False, on_epoch=True, prog_bar=split != "train",
                       batch_size=len(preds))
+        if split in EVAL_SPLITS:
+            self._log_heads(batch, head_outputs, split)
         return loss, preds, target
 
+    def _head_loss(self, batch: dict[str, Any], head_outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The heads' task losses over the samples holding their modality, weighted by head_weight (each head
+        sees its modality's encoder only); also the OGM-GE scores of this batch."""
+        total = next(iter(head_outputs.values())).new_zeros(())
+        self._ogm_scores = {}
+        for m, logits in head_outputs.items():
+            present = batch[m]["present"]
+            if not present.any():
+                total = total + logits.sum() * 0.0  # every head gets a gradient (DDP)
+                continue
+            target = batch["label"][present]
+            total = total + self.task.loss(logits[present], target)
+            self._ogm_scores[m] = float(self.task.confidence(logits[present].detach(), target).mean())
+        return self.head_weight * total
+
+    def _log_heads(self, batch: dict[str, Any], head_outputs: dict[str, torch.Tensor], split: str) -> None:
+        for m, logits in head_outputs.items():
+            present = batch[m]["present"]
+            if not present.any():
+                continue
+            metric = self.head_metrics[f"{split}_{m}"]
+            metric(*self.task.metric_inputs(logits[present], batch["label"][present]))
+            self.log_dict(metric, on_step=False, on_epoch=True, batch_size=int(present.sum()))
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if self.augment is not None:
+            batch = self.augment(batch)
         return self._step(modality_dropout(batch, self.dropout_rates), "train")[0]
+
+    def on_after_backward(self) -> None:
+        """OGM-GE: scale down the gradients of the modality that runs ahead (fusion/training/balance.py)."""
+        if not self.ogm.get("enabled") or len(self._ogm_scores) < 2:
+            return
+        end = self.ogm.get("end_epoch")
+        if self.current_epoch < int(self.ogm.get("start_epoch", 0)) or (end is not None and self.current_epoch > end):
+            return
+        coefficients = ogm_coefficients(self._ogm_scores, float(self.ogm.get("alpha", 0.1)))
+        modulate_gradients(self.net.encoders, coefficients, noise=bool(self.ogm.get("noise", True)))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -98,8 +162,11 @@ class FusionModule(pl.LightningModule):
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer),
-                                                         "interval": "epoch"}}
+        if self.scheduler_interval == "step":
+            scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)
+        else:
+            scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
 
 
 def dropout_rates(rate: float | Mapping[str, float], modalities: list[str]) -> dict[str, float]:

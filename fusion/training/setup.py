@@ -7,6 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import (Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint,
                                          TQDMProgressBar)
 
+from fusion.data.augment import build_augment
 from fusion.data.datamodule import MultimodalDataModule
 from fusion.models.builder import build_model
 from fusion.training.module import FusionModule
@@ -36,6 +37,9 @@ def build_module(cfg: DictConfig, datamodule: MultimodalDataModule) -> FusionMod
         optimizer=hydra.utils.instantiate(cfg.optim.optimizer),
         scheduler=hydra.utils.instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
         modality_dropout=_plain(cfg.model.get("modality_dropout", 0.0)),
+        augment=build_augment(_plain(cfg.get("augment")), datamodule.metas),
+        balance=_plain(cfg.get("balance")),
+        scheduler_interval=str(cfg.optim.get("scheduler_interval", "epoch")),
     )
 
 
@@ -55,5 +59,6 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
         callbacks.append(DataWaitMonitor())
     stop = cfg.callbacks.early_stopping
     if stop.enabled:
-        callbacks.append(EarlyStopping(monitor=ckpt.monitor, mode=ckpt.mode, patience=int(stop.patience)))
+        callbacks.append(EarlyStopping(monitor=ckpt.monitor, mode=ckpt.mode, patience=int(stop.patience),
+                                       min_delta=float(stop.get("min_delta", 0.0))))
     return callbacks

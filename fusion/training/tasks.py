@@ -106,6 +106,11 @@ class Task:
         """What predict_step returns: class probabilities, or values in the target's units."""
         raise NotImplementedError
 
+    def confidence(self, outputs: Tensor, target: Tensor) -> Tensor:
+        """[B] in [0, 1]: how much of the truth each row's output gives (the gradient modulation's
+        per-modality score)."""
+        raise NotImplementedError
+
     def metrics(self) -> MetricCollection:
         """Per-split metrics (unprefixed names)."""
         raise NotImplementedError
@@ -153,6 +158,10 @@ class Multiclass(_Classification):
     def scores(self, outputs: Tensor) -> Tensor:
         return torch.softmax(outputs, dim=-1)
 
+    def confidence(self, outputs: Tensor, target: Tensor) -> Tensor:
+        """The probability of the true class."""
+        return torch.softmax(outputs, dim=-1).gather(1, target[:, None]).squeeze(1)
+
     def metrics(self) -> MetricCollection:
         n = len(self.classes)
         return MetricCollection({"acc": MulticlassAccuracy(n, average="micro"),
@@ -190,6 +199,11 @@ class Multilabel(_Classification):
 
     def scores(self, outputs: Tensor) -> Tensor:
         return torch.sigmoid(outputs)
+
+    def confidence(self, outputs: Tensor, target: Tensor) -> Tensor:
+        """The mean probability given to each label's true state (on or off)."""
+        probs = torch.sigmoid(outputs)
+        return (probs * target + (1 - probs) * (1 - target)).mean(dim=-1)
 
     def metrics(self) -> MetricCollection:
         n, t = len(self.classes), self.threshold
@@ -234,6 +248,10 @@ class Regression(Task):
 
     def scores(self, outputs: Tensor) -> Tensor:
         return self._values(outputs)
+
+    def confidence(self, outputs: Tensor, target: Tensor) -> Tensor:
+        """exp(-squared error) in standardised units: 1 when exact, toward 0 as the error grows."""
+        return torch.exp(-(outputs.float().squeeze(-1) - (target - self.mean) / self.std) ** 2)
 
     def metrics(self) -> MetricCollection:
         return MetricCollection({"mae": MeanAbsoluteError(), "pearson_r": PearsonCorrCoef(),

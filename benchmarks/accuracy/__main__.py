@@ -1,0 +1,121 @@
+"""`python -m benchmarks.accuracy build|run|table`: build a real-signal dataset, run the accuracy benchmark, or
+rewrite its tables from a results.json. `--help` on each command lists its options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from benchmarks.accuracy.datasets.registry import DATASETS
+
+BENCHMARKS_DIR = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = BENCHMARKS_DIR / "results" / "accuracy"
+DEFAULT_MARKDOWN = BENCHMARKS_DIR / "RESULTS.md"
+DEFAULT_SEEDS = "0,1,2"
+# --quick: a smoke test of the whole flow in minutes, not a measurement.
+QUICK_RECORDS, QUICK_SEEDS, QUICK_EPOCHS = 100, "0", 2
+QUICK_OVERRIDES = (f"trainer.max_epochs={QUICK_EPOCHS}",)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build", help="build one dataset folder (manifest.jsonl, text/, image/, audio/)")
+    build.add_argument("name", choices=sorted(DATASETS))
+    build.add_argument("--out", type=Path, required=True, help="the dataset folder to write (replaced if present)")
+    build.add_argument("--records", type=int, help="number of records (default: the dataset's, 1500)")
+    build.add_argument("--seed", type=int, default=0, help="dataset seed: same seed, same bytes (default 0)")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    run = commands.add_parser("run", help="train every system on every dataset and seed; tables to RESULTS.md")
+    run.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated (default: all)")
+    run.add_argument("--seeds", help=f"comma-separated training seeds (default {DEFAULT_SEEDS}; --quick {QUICK_SEEDS})")
+    run.add_argument("--systems", help="comma-separated: project, project-tuned, project-text, project-image, "
+                                       "project-audio, logreg, lenet (default: all; project-tuned when tuned.yaml "
+                                       "has overrides)")
+    run.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT})")
+    run.add_argument("--data-dir", type=Path, help="where the datasets are built or found (default <out>/data)")
+    run.add_argument("--records", type=int, help=f"records per dataset (default 1500; --quick {QUICK_RECORDS})")
+    run.add_argument("--dataset-seed", type=int, default=0, help="seed of the datasets (fixed across training seeds)")
+    run.add_argument("--project", type=Path, help="the checkout whose train.py is measured (default: this one)")
+    run.add_argument("--markdown", type=Path, help=f"Markdown file whose accuracy section is replaced "
+                                                   f"(default {DEFAULT_MARKDOWN}; --quick: none)")
+    run.add_argument("--no-markdown", action="store_true", help="leave RESULTS.md alone")
+    run.add_argument("--resume", action="store_true", help="keep the successful runs of <out>/results.json")
+    run.add_argument("--rebuild", action="store_true",
+                     help="rebuild the datasets even if built before (after changing a builder)")
+    run.add_argument("--preprocess-timeout", type=float, help="seconds per preprocessing subprocess")
+    run.add_argument("--train-timeout", type=float, help="seconds per train.py subprocess")
+    run.add_argument("--quick", action="store_true",
+                     help=f"smoke test: {QUICK_RECORDS} records, seed {QUICK_SEEDS}, {QUICK_EPOCHS} epochs everywhere")
+
+    table = commands.add_parser("table", help="rewrite accuracy.md (and a Markdown section) from a results.json")
+    table.add_argument("results", type=Path, help="a results.json written by `run`")
+    table.add_argument("--markdown", type=Path, help="also replace the accuracy section of this Markdown file")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = "python -m benchmarks.accuracy " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    {"build": _build, "run": _run, "table": _table}[args.command](args, command)
+
+
+def _build(args: argparse.Namespace, command: str) -> None:
+    from benchmarks.accuracy.datasets.build import build
+    from benchmarks.accuracy.datasets.registry import builder
+    from benchmarks.accuracy.datasets.speech import SpeechError
+
+    try:
+        info = build(builder(args.name), args.out, args.records, args.seed, progress=not args.quiet)
+    except SpeechError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"wrote {args.out}: {info['records']} records, present {info['present']}, splits {info['splits']}")
+    print("Bayes-optimal upper bounds: " + ", ".join(f"{k} {v:.3f}" for k, v in info["bayes_optimal_accuracy"].items()))
+
+
+def _run(args: argparse.Namespace, command: str) -> None:
+    from benchmarks.accuracy.runner import project
+    from benchmarks.accuracy.runner.run import Settings, run
+    from benchmarks.accuracy.runner.systems import select, tuned_overrides
+
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown:
+        raise SystemExit(f"error: unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(DATASETS)}")
+    try:
+        seeds = [int(s) for s in (args.seeds or (QUICK_SEEDS if args.quick else DEFAULT_SEEDS)).split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --seeds must be comma-separated integers, got {args.seeds!r}") from None
+    markdown = None if args.no_markdown else args.markdown or (None if args.quick else DEFAULT_MARKDOWN)
+    settings = Settings(
+        datasets=datasets, seeds=seeds, systems=select(args.systems, tuned_overrides()), out=args.out,
+        data_dir=args.data_dir or args.out / "data", records=args.records or (QUICK_RECORDS if args.quick else None),
+        dataset_seed=args.dataset_seed, checkout=(args.project or project.PROJECT_ROOT).resolve(),
+        project_overrides=QUICK_OVERRIDES if args.quick else (), markdown=markdown, resume=args.resume, rebuild=args.rebuild,
+        preprocess_timeout=args.preprocess_timeout or project.PREPROCESS_TIMEOUT_SECONDS,
+        train_timeout=args.train_timeout or project.TRAIN_TIMEOUT_SECONDS, command=command)
+    if args.quick:
+        settings.baseline_epochs = QUICK_EPOCHS
+    results = run(settings)
+    print((settings.out / "accuracy.md").read_text(encoding="utf-8"))
+    failed = [r for r in results["runs"] if r.get("error")]
+    if failed:
+        raise SystemExit(f"error: {len(failed)} run(s) failed, e.g. {failed[0]['system']} on {failed[0]['dataset']}: "
+                         f"{failed[0]['error']} (logs under {settings.out / 'logs'})")
+
+
+def _table(args: argparse.Namespace, command: str) -> None:
+    from benchmarks.accuracy.runner import summary
+
+    results = json.loads(args.results.read_text(encoding="utf-8"))
+    print(summary.publish(results, args.results, args.results.parent / "accuracy.md", args.markdown))
+
+
+if __name__ == "__main__":
+    main()

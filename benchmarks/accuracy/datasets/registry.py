@@ -1,0 +1,16 @@
+"""The benchmark datasets by name: `python -m benchmarks.accuracy build <name>`."""
+
+from __future__ import annotations
+
+from benchmarks.accuracy.datasets.avdigits import AVDigits
+from benchmarks.accuracy.datasets.base import DatasetBuilder
+from benchmarks.accuracy.datasets.postcards import Postcards
+
+DATASETS: dict[str, type[DatasetBuilder]] = {"avdigits": AVDigits, "postcards": Postcards}
+
+
+def builder(name: str) -> DatasetBuilder:
+    """A new builder of the dataset `name`, or SystemExit listing the known names."""
+    if name not in DATASETS:
+        raise SystemExit(f"error: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[name]()

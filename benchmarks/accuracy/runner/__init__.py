@@ -1,0 +1,1 @@
+"""Runs every system on every dataset and seed, times it and tabulates mean ± std into benchmarks/RESULTS.md."""

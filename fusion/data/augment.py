@@ -1,0 +1,180 @@
+"""Training-split augmentation on collated batches of shard tensors: nothing re-decodes a raw file.
+
+Every transform draws per sample from torch's global generator (seeded by ``seed``, so a run is
+reproducible) and leaves absent samples and padding as they are:
+
+- image (uint8 [B, C, H, W]): a small random affine map (rotation, scale, translation; the border pixels
+  extend outward) and a contrast change around each image's mean;
+- audio (standardised log-mel [B, n_mels, T] with frame mask [B, T]): a time shift with its mask, a gain in
+  dB, and SpecAugment's frequency and time masks (Park et al., 2019, "SpecAugment"), filled with 0, the
+  training mean;
+- text (token ids [B, L] with mask): token dropout (masked out, at least one token kept) and swaps of
+  neighbouring tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fusion.data.manifest import FEATURES
+
+__all__ = ["ImageAugment", "AudioAugment", "TextAugment", "BatchAugment", "build_augment"]
+
+UINT8_MAX = 255.0
+DB_TO_LOG = math.log(10.0) / 10.0  # a power gain of g dB adds g * ln(10) / 10 to a natural-log spectrogram
+
+
+def _uniform(n: int, low: float, high: float, like: Tensor) -> Tensor:
+    return torch.rand(n, device=like.device) * (high - low) + low
+
+
+@dataclass
+class ImageAugment:
+    """Random affine (``degrees``, ``scale`` range, ``translate`` as a fraction of the side) and contrast
+    factor in [1 - contrast, 1 + contrast], each applied to a sample with probability ``p``."""
+
+    p: float = 0.5
+    degrees: float = 10.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    translate: float = 0.1
+    contrast: float = 0.3
+
+    def __call__(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        image, present = inputs["image"], inputs["present"]
+        n = image.shape[0]
+        chosen = (torch.rand(n, device=image.device) < self.p) & present
+        if not chosen.any():
+            return inputs
+        x = image.float()
+        angle = _uniform(n, -self.degrees, self.degrees, x) * (math.pi / 180.0)
+        zoom = _uniform(n, self.scale[0], self.scale[1], x)
+        shift = _uniform(2 * n, -self.translate, self.translate, x).view(n, 2) * 2.0  # grid units: [-1, 1]
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        moved = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        factor = _uniform(n, 1.0 - self.contrast, 1.0 + self.contrast, x).view(n, 1, 1, 1)
+        mean = moved.mean(dim=(1, 2, 3), keepdim=True)
+        moved = ((moved - mean) * factor + mean).round().clamp(0.0, UINT8_MAX).to(image.dtype)
+        out = torch.where(chosen.view(n, 1, 1, 1), moved, image)
+        return {**inputs, "image": out}
+
+
+@dataclass
+class AudioAugment:
+    """Time shift of up to ``shift`` x the frames (either way), gain of up to ``gain_db`` dB (either way; the
+    log-mel is standardised by ``log_mel_std``), ``freq_masks`` masks of up to ``freq_width`` mel bins and
+    ``time_masks`` of up to ``time_width`` frames; each sample is augmented with probability ``p``."""
+
+    p: float = 0.5
+    shift: float = 0.1
+    gain_db: float = 6.0
+    freq_masks: int = 2
+    freq_width: int = 8
+    time_masks: int = 2
+    time_width: int = 10
+    log_mel_std: float = 1.0
+
+    def __call__(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        mel, mask, present = inputs["mel"], inputs["mask"], inputs["present"]
+        n, bins, frames = mel.shape
+        chosen = (torch.rand(n, device=mel.device) < self.p) & present
+        if not chosen.any():
+            return inputs
+        # Shift: frame t of the output is frame t - k of the input (zeros = the mean where nothing comes).
+        k = torch.round(_uniform(n, -self.shift, self.shift, mel) * frames).long()
+        source = torch.arange(frames, device=mel.device)[None, :] - k[:, None]
+        inside = (source >= 0) & (source < frames)
+        source = source.clamp(0, frames - 1)
+        moved_mask = mask.gather(1, source) & inside
+        moved = mel.gather(2, source[:, None, :].expand(n, bins, frames)) * moved_mask[:, None, :]
+        gain = _uniform(n, -self.gain_db, self.gain_db, mel) * (DB_TO_LOG / self.log_mel_std)
+        moved = (moved + gain.view(n, 1, 1)) * moved_mask[:, None, :]
+        moved = moved * self._stripes(n, bins, self.freq_masks, self.freq_width, mel)[:, :, None]
+        moved = moved * self._stripes(n, frames, self.time_masks, self.time_width, mel)[:, None, :]
+        pick = chosen.view(n, 1, 1)
+        return {**inputs, "mel": torch.where(pick, moved.to(mel.dtype), mel),
+                "mask": torch.where(chosen[:, None], moved_mask, mask)}
+
+    @staticmethod
+    def _stripes(n: int, size: int, count: int, width: int, like: Tensor) -> Tensor:
+        """[n, size] of 1 with ``count`` random stripes of 0, each up to ``width`` wide, per row."""
+        keep = torch.ones(n, size, device=like.device, dtype=like.dtype)
+        positions = torch.arange(size, device=like.device)[None, :]
+        for _ in range(count):
+            w = torch.randint(0, width + 1, (n, 1), device=like.device)
+            start = (torch.rand(n, 1, device=like.device) * (size - w + 1)).long()
+            keep = keep * ~((positions >= start) & (positions < start + w))
+        return keep
+
+
+@dataclass
+class TextAugment:
+    """Each valid token masked out with probability ``token_dropout`` (every text keeps one), and each
+    neighbouring pair of valid tokens swapped with probability ``swap``."""
+
+    token_dropout: float = 0.1
+    swap: float = 0.05
+
+    def __call__(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        tokens, mask = inputs["tokens"], inputs["mask"]
+        if tokens.shape[1] == 0:
+            return inputs
+        if self.swap > 0 and tokens.shape[1] > 1:
+            tokens = tokens.clone()
+            for offset in (0, 1):  # even then odd pairs: no token moves twice in one pass
+                left = torch.arange(offset, tokens.shape[1] - 1, 2, device=tokens.device)
+                go = (torch.rand(tokens.shape[0], left.numel(), device=tokens.device) < self.swap)
+                go &= mask[:, left] & mask[:, left + 1]
+                a, b = tokens[:, left], tokens[:, left + 1]
+                tokens[:, left], tokens[:, left + 1] = torch.where(go, b, a), torch.where(go, a, b)
+        dropped = (torch.rand(mask.shape, device=mask.device) < self.token_dropout) & mask
+        kept = mask & ~dropped
+        # A text that would lose every token keeps its first one.
+        emptied = mask.any(dim=1) & ~kept.any(dim=1)
+        first = F.one_hot(mask.long().argmax(dim=1), mask.shape[1]).bool()
+        kept |= first & emptied[:, None]
+        return {**inputs, "tokens": tokens, "mask": kept}
+
+
+@dataclass
+class BatchAugment:
+    """The per-modality augmentations of a training batch (a modality without one passes unchanged)."""
+
+    modalities: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out = dict(batch)
+        for modality, augment in self.modalities.items():
+            if modality in batch:
+                out[modality] = augment(batch[modality])
+        return out
+
+
+AUGMENTS = {"image": ImageAugment, "audio": AudioAugment, "text": TextAugment}
+
+
+def build_augment(cfg: Mapping[str, Any] | None, metas: Mapping[str, Mapping[str, Any]]) -> BatchAugment | None:
+    """``augment`` config (conf/augment/) -> the augmentation of the modalities in ``metas``; None when
+    switched off. A modality's block set to null is left unaugmented, and so is one given as precomputed
+    features (its arrays have no pixels or frames to transform)."""
+    if not cfg or not cfg.get("enabled", False):
+        return None
+    chosen = {}
+    for modality in metas:
+        options = cfg.get(modality)
+        if options is None or metas[modality].get("kind") == FEATURES:
+            continue
+        options = dict(options)
+        if modality == "audio":
+            options["log_mel_std"] = float(metas[modality].get("log_mel_std", 1.0))
+        if "scale" in options:
+            options["scale"] = tuple(options["scale"])
+        chosen[modality] = AUGMENTS[modality](**options)
+    return BatchAugment(chosen)

@@ -1,0 +1,212 @@
+"""Small convolutional token sources for small data: the default encoders of every modality.
+
+A randomly initialised timm backbone or a patch transformer learns little from a thousand records; a few
+convolutions with batch normalisation do (LeCun et al., 1998, "Gradient-based learning applied to document
+recognition"). Each encoder here turns its modality into a short sequence of tokens with a conv stack, then
+hands them to the shared :class:`~fusion.models.encoders.TokenEncoder` trunk (positional embedding, masked
+self-attention blocks), so every fusion sees the same ``(tokens [B, N, D], mask [B, N])`` as before:
+
+- :class:`ConvImageEncoder`: per-image standardised pixels -> stride-2 conv stages -> an at most
+  ``grid`` x ``grid`` feature map, one token per cell;
+- :class:`ConvAudioEncoder`: the log-mel as a 1-channel image -> stride-2 conv stages -> one token per
+  time step (frequency and channels flattened), so tokens follow time (cf. the CNN front ends of
+  Gulati et al., 2020, "Conformer", and Kong et al., 2020, "PANNs");
+- :class:`ConvTextEncoder`: token embeddings -> residual 1-D convolutions (n-grams of subwords, robust to
+  typos that split a word into other pieces; cf. Kim, 2014, "Convolutional Neural Networks for Sentence
+  Classification").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fusion.models.encoders import TokenEncoder, _pad_frames, channel_stats
+
+__all__ = ["ConvStage", "ConvImageEncoder", "ConvAudioEncoder", "ConvTextEncoder", "conv_output_size"]
+
+STANDARDISE_EPS = 1e-5  # floor of a per-image standard deviation (a flat image stays finite)
+
+
+def conv_output_size(size: int, stages: int) -> int:
+    """Length of one axis after ``stages`` stride-2, kernel-3, padding-1 convolutions: ceil(size / 2**stages)."""
+    for _ in range(stages):
+        size = (size + 1) // 2
+    return size
+
+
+class ConvStage(nn.Sequential):
+    """conv3x3 (stride 1 or 2) -> BatchNorm -> activation, then ``extra`` stride-1 conv3x3 -> BN -> activation."""
+
+    def __init__(self, in_chans: int, out_chans: int, stride: int, extra: int = 0,
+                 act_layer: type[nn.Module] = nn.ReLU) -> None:
+        layers: list[nn.Module] = []
+        for i in range(1 + extra):
+            layers += [nn.Conv2d(in_chans if i == 0 else out_chans, out_chans, 3, stride=stride if i == 0 else 1,
+                                 padding=1, bias=False),
+                       nn.BatchNorm2d(out_chans), act_layer()]
+        super().__init__(*layers)
+
+
+def _stages(in_chans: int, channels: Sequence[int], extra: int, first_stride: int) -> nn.Sequential:
+    """The first stage has stride ``first_stride``, every later one halves the resolution."""
+    chans = [in_chans, *channels]
+    return nn.Sequential(*(ConvStage(chans[i], chans[i + 1], first_stride if i == 0 else 2, extra)
+                           for i in range(len(channels))))
+
+
+class ConvImageEncoder(TokenEncoder):
+    """Small CNN over the image; inputs ``{"image": uint8 [B, C, H, W], "present"}``.
+
+    ``standardise="image"`` subtracts each image's own mean and divides by its own std (per channel), so
+    brightness and contrast (scans, photos of screens) do not need to be learned; ``"dataset"`` uses the
+    fixed ``mean``/``std``. The stride-2 stages and a final adaptive average pool give at most ``grid`` x
+    ``grid`` tokens whatever the image size; absent images never reach the BatchNorm statistics."""
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        image_size: int,
+        in_chans: int = 3,
+        channels: Sequence[int] = (16, 32, 64),
+        extra_convs: int = 0,
+        grid: int = 8,
+        standardise: str = "image",
+        mean: Sequence[float] = (0.5,),
+        std: Sequence[float] = (0.25,),
+        channels_last: bool = True,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.0,
+        freeze: bool = False,
+        lora: Optional[Mapping[str, Any]] = None,
+        **trunk_kwargs,
+    ) -> None:
+        if standardise not in ("image", "dataset"):
+            raise ValueError(f"model.image.standardise must be 'image' or 'dataset', got {standardise!r}")
+        side = min(grid, conv_output_size(image_size, len(channels) - 1))
+        super().__init__(dim, depth, num_heads, side * side, mlp_ratio=mlp_ratio, dropout=dropout, **trunk_kwargs)
+        self.image_size, self.in_chans, self.standardise = image_size, in_chans, standardise
+        self.grid = (side, side)  # token layout (rows, cols), read by the attention figures
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.backbone = _stages(in_chans, channels, extra_convs, first_stride=1).to(memory_format=self.memory_format)
+        self.pool = nn.AdaptiveAvgPool2d(side)
+        self.proj = nn.Linear(channels[-1], dim)
+        self.register_buffer("mean", channel_stats(mean, in_chans), persistent=False)
+        self.register_buffer("std", channel_stats(std, in_chans), persistent=False)
+        self.adapt(freeze, lora, "model.image")
+
+    def normalise(self, image: Tensor) -> Tensor:
+        """uint8 [b, C, H, W] -> standardised float."""
+        x = image.float() / 255.0
+        if self.standardise == "dataset":
+            return (x - self.mean) / self.std
+        centred = x - x.mean(dim=(2, 3), keepdim=True)
+        std = centred.square().mean(dim=(2, 3), keepdim=True).sqrt().clamp_min(STANDARDISE_EPS)
+        return centred / std
+
+    def embed(self, image: Tensor) -> Tensor:
+        """uint8 [b, C, H, W] -> tokens [b, side*side, D]."""
+        feat = self.pool(self.backbone(self.normalise(image).contiguous(memory_format=self.memory_format)))
+        return self.proj(feat.flatten(2).transpose(1, 2))
+
+    def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        image, present = inputs["image"], inputs["present"]
+        if tuple(image.shape[1:]) != (self.in_chans, self.image_size, self.image_size):
+            raise ValueError(
+                f"ConvImageEncoder was built for {self.in_chans}x{self.image_size}x{self.image_size} images "
+                f"(data_meta.image: channels, size), got {tuple(image.shape[1:])}")
+        tokens = self.encode_rows(present, lambda idx: self.embed(image.index_select(0, idx)))
+        return tokens, present[:, None].expand(image.shape[0], self.num_positions)
+
+
+class ConvAudioEncoder(TokenEncoder):
+    """Small CNN over the log-mel spectrogram; inputs ``{"mel": [B, n_mels, T], "mask": [B, T], "present"}``.
+
+    The spectrogram is a 1-channel image [n_mels, T]; stride-2 stages (the first one too: spectrograms are
+    large) shrink both axes, then channels and the remaining frequency rows are flattened and projected: one
+    token per ``2**stages`` frames. Padded
+    frames are zeroed first, and a token is valid if any frame of its span is."""
+
+    def __init__(
+        self,
+        n_mels: int,
+        max_frames: int,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        channels: Sequence[int] = (16, 32, 64),
+        extra_convs: int = 0,
+        channels_last: bool = True,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.0,
+        freeze: bool = False,
+        lora: Optional[Mapping[str, Any]] = None,
+        **trunk_kwargs,
+    ) -> None:
+        stride = 2 ** len(channels)
+        super().__init__(dim, depth, num_heads, -(-max_frames // stride), mlp_ratio=mlp_ratio, dropout=dropout,
+                         **trunk_kwargs)
+        self.n_mels, self.max_frames, self.stride = n_mels, max_frames, stride
+        self.patch_frames = stride  # frames per token, read by the attention figures
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.backbone = _stages(1, channels, extra_convs, first_stride=2).to(memory_format=self.memory_format)
+        self.proj = nn.Linear(channels[-1] * conv_output_size(n_mels, len(channels)), dim)
+        self.adapt(freeze, lora, "model.audio")
+
+    def embed(self, mel: Tensor) -> Tensor:
+        """[b, n_mels, T] (T a multiple of the stride) -> tokens [b, T / stride, D]."""
+        feat = self.backbone(mel[:, None].contiguous(memory_format=self.memory_format))  # [b, C, F', T']
+        return self.proj(feat.flatten(1, 2).transpose(1, 2))
+
+    def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        mel, present = inputs["mel"], inputs["present"]
+        if mel.shape[1] != self.n_mels or mel.shape[2] > self.max_frames:
+            raise ValueError(f"ConvAudioEncoder was built for {self.n_mels} mel bins and at most {self.max_frames} "
+                             f"frames (data_meta.audio), got {tuple(mel.shape[1:])}")
+        mel, valid = _pad_frames(mel, inputs["mask"] & present[:, None], -mel.shape[-1] % self.stride)
+        mask = valid.unflatten(1, (-1, self.stride)).amax(dim=-1) > 0
+        tokens = self.encode_rows(mask.any(dim=1), lambda idx: self.embed(mel.index_select(0, idx)), mask)
+        return tokens, mask
+
+
+class ConvTextEncoder(TokenEncoder):
+    """Token embeddings -> ``convs`` residual 1-D convolutions (kernel ``kernel_size``) -> the trunk; inputs
+    ``{"tokens", "mask", "present"}``. Padding positions are zeroed before every convolution, so a text's
+    tokens do not depend on how much padding its batch has."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        max_len: int,
+        convs: int = 2,
+        kernel_size: int = 3,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.0,
+        pad_id: int = 0,
+        freeze: bool = False,
+        lora: Optional[Mapping[str, Any]] = None,
+        **trunk_kwargs,
+    ) -> None:
+        if kernel_size % 2 != 1:
+            raise ValueError(f"model.text.kernel_size must be odd (same-length convolution), got {kernel_size}")
+        super().__init__(dim, depth, num_heads, max_len, mlp_ratio=mlp_ratio, dropout=dropout, **trunk_kwargs)
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
+        self.convs = nn.ModuleList(nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2) for _ in range(convs))
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(convs))
+        self.adapt(freeze, lora, "model.text")
+
+    def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        mask = inputs["mask"] & inputs["present"][:, None]
+        keep = mask[..., None].to(self.pos_embed.dtype)
+        x = self.embed(inputs["tokens"]) * keep
+        for conv, norm in zip(self.convs, self.norms):
+            x = x + F.gelu(conv(norm(x).mul(keep).transpose(1, 2)).transpose(1, 2)) * keep
+        return self.encode(x, mask), mask

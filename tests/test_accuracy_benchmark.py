@@ -1,0 +1,302 @@
+"""The real-signal accuracy benchmark (benchmarks/accuracy): the dataset builders honour the data contract, are
+deterministic and miss modalities in the designed proportions; the baselines learn an easy case; the runner's
+tables compute mean ± std as by hand. Building needs espeak-ng (`apt-get install espeak-ng`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks.accuracy.baselines import lenet, logreg, rawdata
+from benchmarks.accuracy.baselines.scoring import late_fusion
+from benchmarks.accuracy.datasets.bayes import bayes_accuracy, expectations
+from benchmarks.accuracy.datasets.build import DATASET_INFO, MANIFEST, build
+from benchmarks.accuracy.datasets.plan import MISSING_FRACTION, MODALITIES, plan_records, presence_probability
+from benchmarks.accuracy.datasets.registry import DATASETS, builder
+from benchmarks.accuracy.runner import project, summary
+from benchmarks.accuracy.runner import run as run_module
+from benchmarks.accuracy.runner.run import Settings, run
+from benchmarks.accuracy.runner.systems import TUNED, select, tuned_overrides
+from fusion.config import compose
+from fusion.data.manifest import load_manifest
+from fusion.preprocess.common import _processors
+
+TINY = 40               # records per built dataset
+PLANNED = 5000          # plans drawn to check proportions (no file is written)
+PROPORTION_TOLERANCE = 0.015
+EASY_RECORDS = 80
+EASY_EPOCHS = 6
+
+
+@pytest.fixture(scope="module")
+def espeak():
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is not installed; the benchmark datasets speak their audio with it. Install it with "
+                    "`apt-get install espeak-ng` (CI: .ci/run installs it).")
+
+
+@pytest.fixture(scope="module")
+def built(espeak, tmp_path_factory) -> dict[str, Path]:
+    """Both datasets, TINY records each, seed 0."""
+    base = tmp_path_factory.mktemp("accuracy-data")
+    return {name: _build(name, base / name) for name in DATASETS}
+
+
+def _build(name: str, out: Path, seed: int = 0) -> Path:
+    build(builder(name), out, TINY, seed, progress=False)
+    return out
+
+
+def _folder_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_built_manifest_passes_the_projects_validation(built, name):
+    root = built[name]
+    cfg = compose([f"data.root={root}"])
+    manifest = load_manifest(root, MANIFEST, cfg.data.split, stage="test")
+    assert manifest.rejections == []
+    assert len(manifest.records) == TINY
+    assert set(manifest.classes) <= set(builder(name).classes)
+    info = json.loads((root / DATASET_INFO).read_text(encoding="utf-8"))
+    assert info["records"] == TINY and set(info["bayes_optimal_accuracy"]) >= {"text", "text+image+audio"}
+    # the project's own processors decode every file (a record they reject would raise RecordError here)
+    for modality in MODALITIES:
+        processor = _processors()[modality](cfg.preprocess[modality], root, cfg.data.dirs[modality])
+        present = [r for r in manifest.records if r.has(modality)]
+        processor.fit([r for r in present if r.split == "train"])
+        for record in present:
+            processor.process(record)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_files_vary_in_format_rate_and_storage(built, name):
+    lines = [json.loads(line) for line in (built[name] / MANIFEST).read_text(encoding="utf-8").splitlines()]
+    images = [Image.open(built[name] / r["image"]) for r in lines if r.get("image")]
+    assert {i.format for i in images} == {"PNG", "JPEG"} and {i.mode for i in images} == {"L", "RGB"}
+    assert len({i.size for i in images}) > 5
+    audio = [r["audio"] for r in lines if r.get("audio")]
+    assert {Path(a).suffix for a in audio} == {".wav", ".flac"}
+    info = json.loads((built[name] / DATASET_INFO).read_text(encoding="utf-8"))
+    assert len(info["audio"]["sample_rate"]) >= 4
+    assert any("text_path" in r for r in lines) and any(isinstance(r.get("text"), str) for r in lines)
+    keys = ("image", "audio")  # a missing modality is sometimes a null value, sometimes no key at all
+    assert any(k in r and r[k] is None for r in lines for k in keys) and any(k not in r for r in lines for k in keys)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_each_modality_is_missing_in_about_eight_percent_never_all(name):
+    plans = plan_records(name, 0, PLANNED, len(builder(name).classes))
+    for modality in MODALITIES:
+        share = sum(not p.has(modality) for p in plans) / PLANNED
+        assert abs(share - (1 - presence_probability())) < PROPORTION_TOLERANCE, (modality, share)
+    assert all(len(p.missing) < len(MODALITIES) for p in plans)
+    assert 1 - presence_probability() == pytest.approx(MISSING_FRACTION, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_the_manifest_misses_exactly_the_planned_modalities(built, name):
+    plans = {p.id: p for p in plan_records(name, 0, TINY, len(builder(name).classes))}
+    for line in (built[name] / MANIFEST).read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        has = {"text": record.get("text") is not None or record.get("text_path") is not None,
+               "image": record.get("image") is not None, "audio": record.get("audio") is not None}
+        assert {m for m in MODALITIES if not has[m]} == plans[record["id"]].missing
+
+
+def test_same_seed_same_bytes_other_seed_other_data(built, tmp_path):
+    again = _build("avdigits", tmp_path / "again")
+    assert (again / MANIFEST).read_bytes() == (built["avdigits"] / MANIFEST).read_bytes()
+    assert _folder_digest(again) == _folder_digest(built["avdigits"])
+    other = _build("avdigits", tmp_path / "other", seed=1)
+    assert (other / MANIFEST).read_bytes() != (built["avdigits"] / MANIFEST).read_bytes()
+
+
+def test_bayes_bounds_match_hand_computations():
+    # the bundled sample's design (fusion/data/sample.py docstring): 0.360 / 0.662 / 0.842
+    sample_groups = {"image": [c % 5 for c in range(10)], "audio": [c // 2 for c in range(10)],
+                     "text": [0, 1, 2, 0, 1, 2, 3, 4, 4, 3]}
+    clean = {m: 0.65 / 0.9 for m in MODALITIES}
+    assert bayes_accuracy(sample_groups, clean, ["image"], 0.1) == pytest.approx(0.360, abs=1e-3)
+    assert bayes_accuracy(sample_groups, clean, ["image", "text"], 0.1) == pytest.approx(0.662, abs=1e-3)
+    assert bayes_accuracy(sample_groups, clean, list(MODALITIES), 0.1) == pytest.approx(0.842, abs=1e-3)
+    # postcards, image alone: present -> 1/2, missing -> 1/10
+    p = 1 - MISSING_FRACTION + MISSING_FRACTION ** 3 / 3
+    postcards = builder("postcards")
+    assert expectations(postcards.groups, postcards.informative)["image"] == pytest.approx(p / 2 + (1 - p) / 10,
+                                                                                           abs=1e-4)
+
+
+def _easy_dataset(root: Path) -> Path:
+    """Two classes that every modality tells apart at a glance: dark vs light image, low vs high tone, a word."""
+    rng = np.random.default_rng(0)
+    for folder in ("image", "audio"):
+        (root / folder).mkdir(parents=True)
+    lines = []
+    for i in range(EASY_RECORDS):
+        label = i % 2
+        split = ("train", "train", "train", "val", "test")[(i // 2) % 5]
+        level = (40, 210)[label] + rng.normal(0, 10, (12, 12))
+        Image.fromarray(np.clip(level, 0, 255).astype(np.uint8), "L").save(root / f"image/{i}.png")
+        rate, tone = 8000, (300.0, 1500.0)[label]
+        samples = (0.5 * np.sin(2 * np.pi * tone * np.arange(rate // 2) / rate) * 32767).astype("<i2")
+        with wave.open(str(root / f"audio/{i}.wav"), "wb") as out:
+            out.setnchannels(1), out.setsampwidth(2), out.setframerate(rate), out.writeframes(samples.tobytes())
+        record = {"id": f"e{i}", "label": ("dark", "light")[label], "split": split,
+                  "text": ("a dark one", "a light one")[label], "image": f"image/{i}.png", "audio": f"audio/{i}.wav"}
+        if i % 7 == 0:
+            record["image"] = None  # some records miss a modality
+        lines.append(json.dumps(record))
+    (root / MANIFEST).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def easy(tmp_path_factory) -> rawdata.RawDataset:
+    return rawdata.load(_easy_dataset(tmp_path_factory.mktemp("easy")), progress=False)
+
+
+def _sane(result) -> None:
+    assert set(result.alone) <= set(MODALITIES) and set(result.without) == set(MODALITIES)
+    assert all(0.0 <= v <= 1.0 for v in [result.test_acc, *result.alone.values(), *result.without.values()])
+    assert result.cpu_seconds > 0 and result.wall_seconds > 0
+
+
+def test_decoding_marks_missing_modalities(easy):
+    assert easy.classes == ["dark", "light"]
+    assert (~easy.present["image"]).sum() == math.ceil(EASY_RECORDS / 7)
+    assert easy.present["audio"].all() and easy.images[~easy.present["image"]].max() == 0.0
+
+
+def test_logistic_regression_learns_an_easy_case(easy):
+    result = logreg.run(easy, seed=0)
+    _sane(result)
+    assert result.test_acc >= 0.9 and min(result.alone.values()) >= 0.75
+
+
+@pytest.mark.slow
+def test_lenet_learns_an_easy_case(easy):
+    result = lenet.run(easy, seed=0, epochs=EASY_EPOCHS)
+    _sane(result)
+    assert result.test_acc >= 0.8 and set(result.alone) == set(MODALITIES)
+
+
+def test_late_fusion_averages_present_modalities_and_falls_back():
+    probabilities = {"text": np.array([[0.9, 0.1], [0.6, 0.4], [0.5, 0.5]]),
+                     "image": np.array([[0.2, 0.8], [0.1, 0.9], [0.5, 0.5]])}
+    present = {"text": np.array([True, True, False]), "image": np.array([False, True, False])}
+    # record 0: text only -> 0; record 1: mean (0.35, 0.65) -> 1; record 2: nothing present -> fallback 1
+    assert late_fusion(probabilities, present, fallback=1).tolist() == [0, 1, 1]
+
+
+def _fake_results() -> dict:
+    accs = {"project": [0.70, 0.75, 0.83], "logreg": [0.6, 0.6, 0.6], "lenet": [0.65, 0.7, 0.75]}
+    runs = []
+    for system, values in accs.items():
+        for seed, acc in enumerate(values):
+            row = {"dataset": "d", "system": system, "seed": seed, "test_acc": acc, "cpu_seconds": 10.0 * (seed + 1),
+                   "wall_seconds": 20.0, "fit_seconds": 5.0, "without": {m: 0.5 for m in MODALITIES}, "error": None}
+            if system != "project":
+                row["alone"] = {m: 0.4 for m in MODALITIES}
+            runs.append(row)
+    for m, acc in zip(MODALITIES, (0.3, 0.5, 0.45)):
+        runs += [{"dataset": "d", "system": f"project-{m}", "seed": s, "test_acc": acc, "cpu_seconds": 1.0,
+                  "wall_seconds": 1.0, "error": None} for s in range(3)]
+    runs.append({"dataset": "d", "system": "lenet", "seed": 3, "error": "RuntimeError: boom"})
+    return {"runs": runs, "datasets": {"d": {"summary": "a test", "records": 9, "splits": {"test": 3}}},
+            "machine": {"cpu": "x", "cores": 2, "torch_threads": 2, "python": "3", "torch": "2", "lightning": "2",
+                        "cuda_device": None}, "systems": {"project": "ours", "logreg": "lr", "lenet": "ln"},
+            "settings": {"seeds": [0, 1, 2], "records": None}}
+
+
+def test_mean_and_std_as_by_hand():
+    # mean 0.76; sample std sqrt((0.06² + 0.01² + 0.07²) / 2) = 0.0656
+    assert summary.format_mean_std([0.70, 0.75, 0.83], 3) == "0.760 ± 0.066"
+    assert summary.format_mean_std([0.5], 3) == "0.500" and summary.format_mean_std([], 3) == "n/a"
+    table = summary.dataset_table(_fake_results(), "d", {"project": "ours", "logreg": "lr", "lenet": "ln"})
+    ours = dict(zip(table.columns, table.rows[0]))
+    assert ours["test acc"] == "0.760 ± 0.066" and ours["CPU s"] == "20 ± 10"
+    assert ours["text alone"] == "0.300 ± 0.000" and ours["image alone"] == "0.500 ± 0.000"
+    lenet_row = dict(zip(table.columns, table.rows[2]))
+    assert lenet_row["test acc"] == "0.700 ± 0.050" and "1 failed" in lenet_row["seeds"]
+
+
+def test_acceptance_checks_compare_with_the_better_baseline():
+    checks = {row[0]: row for row in summary.checks_table(_fake_results(), "d").rows}
+    beat = next(v for k, v in checks.items() if k.startswith("defaults beat"))
+    assert "(lenet): +6.0 points" in beat[1] and beat[2] == "PASS"
+    assert next(v for k, v in checks.items() if "CPU" in k)[2] == "PASS"  # 20 s vs 20 s
+    assert next(v for k, v in checks.items() if "modality=text" in k)[2] == "FAIL"  # 0.30 < 0.40
+
+
+def test_section_replaces_only_between_the_markers():
+    section = f"{summary.START}\nnew\n{summary.END}\n"
+    document = f"# Results\n\nkept above\n\n{summary.START}\nold\n{summary.END}\n\n## kept below\n"
+    replaced = summary.replace_section(document, section)
+    assert replaced == f"# Results\n\nkept above\n\n{summary.START}\nnew\n{summary.END}\n\n## kept below\n"
+    assert summary.replace_section(replaced, section) == replaced
+    assert summary.replace_section("# Results\n", section) == f"# Results\n\n{section}"
+
+
+def test_section_says_when_it_is_preliminary():
+    full = summary.section(_fake_results(), {"project": "ours"}, "cmd", "r.json")
+    preliminary = _fake_results()
+    preliminary["settings"] = {"seeds": [0], "records": 300}
+    assert "Preliminary" not in full
+    assert "**Preliminary**: 300 records" in summary.section(preliminary, {"project": "ours"}, "cmd", "r.json")
+
+
+def test_tuned_overrides_and_system_selection(tmp_path):
+    assert all("=" in o for o in tuned_overrides())  # the shipped tuned.yaml parses
+    (tmp_path / "t.yaml").write_text("- fusion=late\n- trainer.max_epochs=40\n", encoding="utf-8")
+    tuned = tuned_overrides(tmp_path / "t.yaml")
+    assert tuned == ("fusion=late", "trainer.max_epochs=40")
+    assert TUNED not in [s.name for s in select(None, ())] and TUNED in [s.name for s in select(None, tuned)]
+    (tmp_path / "bad.yaml").write_text("fusion: late\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="YAML list"):
+        tuned_overrides(tmp_path / "bad.yaml")
+    with pytest.raises(SystemExit, match="unknown system"):
+        select("project,nope", ())
+
+
+def test_subprocess_errors_and_timeouts_name_the_log(tmp_path):
+    log = tmp_path / "step.log"
+    timing = project.run_logged([sys.executable, "-c", "print('hello')"], tmp_path, log, timeout=60)
+    assert timing.wall > 0 and "hello" in log.read_text(encoding="utf-8")
+    with pytest.raises(project.StepFailed, match=r"exited with 3: ValueError: bad.*step\.log"):
+        project.run_logged([sys.executable, "-c", "print('ValueError: bad'); raise SystemExit(3)"], tmp_path, log,
+                           timeout=60)
+    with pytest.raises(project.StepFailed, match="timeout"):
+        project.run_logged([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path, log, timeout=1)
+
+
+@pytest.mark.slow
+def test_runner_writes_results_and_the_markdown_section(built, tmp_path, monkeypatch):
+    monkeypatch.setattr(run_module, "describe", lambda device: _fake_results()["machine"])  # spares importing Lightning
+    markdown = tmp_path / "RESULTS.md"
+    markdown.write_text("# Benchmark results\n\nspeed tables\n", encoding="utf-8")
+    data_dir = tmp_path / "data"
+    shutil.copytree(built["avdigits"], data_dir / f"avdigits-n{TINY}-s0")  # found, not rebuilt
+    settings = Settings(datasets=["avdigits"], seeds=[0], systems=select("logreg", ()), out=tmp_path / "out",
+                        data_dir=data_dir, records=TINY, markdown=markdown, say=lambda _: None)
+    results = run(settings)
+    assert [(r["system"], r["seed"]) for r in results["runs"]] == [("logreg", 0)]
+    assert all(r["error"] is None for r in results["runs"])
+    saved = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))
+    assert saved["runs"] == json.loads(json.dumps(results["runs"]))
+    text = markdown.read_text(encoding="utf-8")
+    assert text.startswith("# Benchmark results\n\nspeed tables\n") and text.rstrip().endswith(summary.END)
+    assert "logistic regression per modality" in text and "(out/results.json)" in text

@@ -1,0 +1,101 @@
+"""Training augmentation on batches: seeded, shape- and mask-preserving, absent samples untouched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fusion.data.augment import AudioAugment, ImageAugment, TextAugment, build_augment
+
+
+def _image(n: int = 6) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (n, 1, 16, 16), generator=g, dtype=torch.uint8)
+    present = torch.ones(n, dtype=torch.bool)
+    present[1] = False
+    image[1] = 0
+    return {"image": image, "present": present}
+
+
+def test_image_augment_is_seeded_and_keeps_absent_images():
+    batch = _image()
+    torch.manual_seed(3)
+    a = ImageAugment(p=1.0)(batch)["image"]
+    torch.manual_seed(3)
+    b = ImageAugment(p=1.0)(batch)["image"]
+    assert torch.equal(a, b) and a.dtype == torch.uint8 and a.shape == batch["image"].shape
+    assert torch.count_nonzero(a[1]) == 0
+    assert not torch.equal(a[0], batch["image"][0])
+
+
+def test_identity_image_augment_changes_nothing():
+    batch = _image()
+    same = ImageAugment(p=1.0, degrees=0.0, scale=(1.0, 1.0), translate=0.0, contrast=0.0)(batch)["image"]
+    assert (same.int() - batch["image"].int()).abs().max() <= 1  # bilinear resampling on the grid itself
+
+
+def test_image_augment_with_p_zero_is_the_identity():
+    batch = _image()
+    assert ImageAugment(p=0.0)(batch)["image"] is batch["image"]
+
+
+def _audio() -> dict[str, torch.Tensor]:
+    mel = torch.randn(4, 10, 20)
+    mask = torch.arange(20)[None, :] < torch.tensor([20, 12, 0, 5])[:, None]
+    return {"mel": mel * mask[:, None, :], "mask": mask, "present": mask.any(dim=1)}
+
+
+def test_audio_shift_moves_content_and_mask_together():
+    batch = _audio()
+    torch.manual_seed(0)
+    out = AudioAugment(p=1.0, shift=0.3, gain_db=0.0, freq_masks=0, time_masks=0)(batch)
+    # Zero outside the mask, and the valid frames are a shifted copy of the input's.
+    assert torch.count_nonzero(out["mel"] * ~out["mask"][:, None, :]) == 0
+    for i in (0, 1, 3):
+        got = out["mel"][i][:, out["mask"][i]]
+        source = batch["mel"][i][:, batch["mask"][i]]
+        assert got.shape[1] <= source.shape[1]
+        assert any(torch.equal(got, source[:, k:k + got.shape[1]]) for k in range(source.shape[1] - got.shape[1] + 1))
+    assert torch.count_nonzero(out["mel"][2]) == 0 and not out["mask"][2].any()
+
+
+def test_audio_gain_is_a_constant_in_standardised_log_units():
+    batch = _audio()
+    torch.manual_seed(1)
+    out = AudioAugment(p=1.0, shift=0.0, gain_db=10.0, freq_masks=0, time_masks=0, log_mel_std=2.0)(batch)
+    diff = (out["mel"] - batch["mel"])[0]
+    assert torch.allclose(diff, diff[0, 0].expand_as(diff), atol=1e-5)
+    assert diff.abs().max() <= 10.0 * 0.2302585 / 2.0 + 1e-5  # 10 dB = 2.30 nepers, over the std
+
+
+def test_spec_masks_zero_whole_bins_and_frames():
+    batch = _audio()
+    torch.manual_seed(2)
+    out = AudioAugment(p=1.0, shift=0.0, gain_db=0.0, freq_masks=1, freq_width=3, time_masks=0)(batch)
+    zero_rows = (out["mel"][0] == 0).all(dim=1).sum()
+    assert 0 <= zero_rows <= 3 and torch.equal(out["mask"], batch["mask"])
+
+
+def test_text_augment_keeps_one_token_and_only_swaps_valid_tokens():
+    tokens = torch.tensor([[4, 5, 6, 7, 0, 0], [8, 0, 0, 0, 0, 0]])
+    batch = {"tokens": tokens, "mask": tokens > 0, "present": torch.tensor([True, True])}
+    torch.manual_seed(0)
+    out = TextAugment(token_dropout=0.99, swap=0.0)(batch)
+    assert out["mask"].sum(dim=1).tolist() == [1, 1]
+    assert not (out["mask"] & ~batch["mask"]).any()
+    torch.manual_seed(0)
+    swapped = TextAugment(token_dropout=0.0, swap=1.0)(batch)
+    assert sorted(swapped["tokens"][0, :4].tolist()) == [4, 5, 6, 7] and swapped["tokens"][0, :4].tolist() != [4, 5, 6, 7]
+    assert swapped["tokens"][:, 4:].eq(0).all() and swapped["tokens"][1].tolist() == tokens[1].tolist()
+
+
+def test_build_augment_reads_the_config_and_the_audio_std():
+    metas = {"image": {}, "audio": {"log_mel_std": 3.0}, "text": {}}
+    assert build_augment({"enabled": False, "image": {}}, metas) is None
+    augment = build_augment({"enabled": True, "image": {"scale": [0.8, 1.2]}, "audio": {}, "text": None}, metas)
+    assert set(augment.modalities) == {"image", "audio"}
+    assert augment.modalities["image"].scale == (0.8, 1.2) and augment.modalities["audio"].log_mel_std == 3.0
+    featured = build_augment({"enabled": True, "image": {}, "audio": {}}, {**metas, "image": {"kind": "features"}})
+    assert set(featured.modalities) == {"audio"}
+    with pytest.raises(TypeError):
+        build_augment({"enabled": True, "image": {"unknown_knob": 1}}, metas)

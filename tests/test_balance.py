@@ -1,0 +1,83 @@
+"""Modality balance (OGM-GE coefficients, gradient modulation), modality heads and the step schedule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from fusion.models.model import ModalityHead
+from fusion.training.balance import modulate_gradients, ogm_coefficients
+from fusion.training.schedule import WarmupCosine
+
+
+def test_ogm_coefficients_follow_the_paper_for_two_modalities():
+    # Peng et al. 2022, eq. 10: k = 1 - tanh(alpha * rho) for the modality whose ratio rho > 1, else 1.
+    coeff = ogm_coefficients({"audio": 0.9, "image": 0.3}, alpha=0.5)
+    assert coeff["image"] == 1.0
+    assert coeff["audio"] == pytest.approx(1 - math.tanh(0.5 * 3.0))
+
+
+def test_ogm_coefficients_with_three_modalities_compare_to_the_others_mean():
+    coeff = ogm_coefficients({"a": 0.8, "b": 0.4, "c": 0.4}, alpha=1.0)
+    assert coeff["a"] == pytest.approx(1 - math.tanh(2.0)) and coeff["b"] == coeff["c"] == 1.0
+    assert ogm_coefficients({"a": 0.5}, alpha=1.0) == {"a": 1.0}
+    assert ogm_coefficients({"a": 0.5, "b": 0.0}, alpha=1.0)["a"] == 1.0  # no baseline to compare with
+
+
+def test_modulate_gradients_scales_and_adds_noise_of_the_gradient_scale():
+    enc = {"a": nn.Linear(50, 50), "b": nn.Linear(50, 50)}
+    for m in enc.values():
+        for p in m.parameters():
+            p.grad = torch.ones_like(p) * 2.0
+    modulate_gradients(enc, {"a": 0.25, "b": 1.0}, noise=False)
+    assert torch.all(enc["a"].weight.grad == 0.5) and torch.all(enc["b"].weight.grad == 2.0)
+    torch.manual_seed(0)
+    grad = torch.randn(50, 50)
+    enc["a"].weight.grad = grad.clone()
+    modulate_gradients({"a": enc["a"]}, {"a": 0.5}, noise=True)
+    added = enc["a"].weight.grad - grad * 0.5
+    assert added.std().item() == pytest.approx((grad * 0.5).std().item(), rel=0.1)
+
+
+def test_modality_head_averages_valid_tokens_only():
+    head = ModalityHead(4, 3)
+    tokens = torch.randn(2, 5, 4)
+    mask = torch.tensor([[True, True, False, False, False], [False] * 5])
+    out = head(tokens, mask)
+    expected0 = head.fc(head.norm(tokens[0, :2].mean(dim=0)))
+    torch.testing.assert_close(out[0], expected0)
+    torch.testing.assert_close(out[1], head.fc(head.norm(torch.zeros(4))))
+
+
+def _lrs(total: int, **kwargs) -> list[float]:
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupCosine(opt, total_steps=total, **kwargs)
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_warmup_cosine_rises_linearly_then_decays_to_the_floor():
+    lrs = _lrs(100, warmup_fraction=0.1, min_lr_ratio=0.1)
+    assert lrs[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])
+    assert lrs[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 45 / 90)))
+    assert lrs[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 89 / 90)))
+
+
+def test_warmup_has_a_floor_in_steps_and_at_most_half_the_run():
+    assert _lrs(100, warmup_fraction=0.0, min_warmup_steps=20)[19] == pytest.approx(1.0)
+    assert _lrs(10, warmup_fraction=0.0, min_warmup_steps=20)[4] == pytest.approx(1.0)  # capped at 5 of 10
+
+
+def test_warmup_cosine_needs_a_finite_horizon():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ValueError, match="max_epochs or trainer.max_steps"):
+        WarmupCosine(opt, total_steps=float("inf"))

@@ -1,0 +1,114 @@
+"""The small convolutional encoders: shapes, masks, padding invariance, absent samples, standardisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fusion.models.conv_encoders import ConvAudioEncoder, ConvImageEncoder, ConvTextEncoder, conv_output_size
+
+DIM, HEADS = 16, 2
+
+
+def _image_batch(n: int = 4, chans: int = 1, size: int = 20) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {"image": torch.randint(0, 256, (n, chans, size, size), generator=g, dtype=torch.uint8),
+            "present": torch.tensor([True, False, True, True][:n])}
+
+
+@pytest.mark.parametrize("size,chans,grid,expected_side", [(20, 1, 8, 5), (32, 3, 8, 8), (64, 3, 8, 8), (8, 1, 8, 2)])
+def test_image_tokens_follow_the_input_size(size, chans, grid, expected_side):
+    enc = ConvImageEncoder(DIM, 1, HEADS, image_size=size, in_chans=chans, channels=(4, 8, 8), grid=grid).eval()
+    tokens, mask = enc(_image_batch(chans=chans, size=size))
+    assert tokens.shape == (4, expected_side ** 2, DIM) and enc.grid == (expected_side, expected_side)
+    assert mask.tolist() == [[p] * expected_side ** 2 for p in (True, False, True, True)]
+    assert torch.count_nonzero(tokens[1]) == 0  # an absent image gives zero tokens
+
+
+def test_conv_output_size_matches_the_convolutions():
+    stages = torch.nn.Sequential(*(torch.nn.Conv2d(1, 1, 3, stride=2, padding=1) for _ in range(3)))
+    for size in (7, 8, 9, 33, 101):
+        assert stages(torch.zeros(1, 1, size, size)).shape[-1] == conv_output_size(size, 3)
+
+
+def test_image_standardisation_makes_brightness_and_contrast_irrelevant():
+    enc = ConvImageEncoder(DIM, 0, HEADS, image_size=16, in_chans=1, channels=(4, 8)).eval()
+    base = torch.randint(40, 120, (2, 1, 16, 16), dtype=torch.uint8)
+    brighter = (base.float() * 2 + 10).to(torch.uint8)  # affine change of the grey values, no clipping
+    present = torch.tensor([True, True])
+    a, _ = enc({"image": base, "present": present})
+    b, _ = enc({"image": brighter, "present": present})
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    dataset = ConvImageEncoder(DIM, 0, HEADS, image_size=16, in_chans=1, channels=(4, 8), standardise="dataset").eval()
+    dataset.load_state_dict(enc.state_dict())
+    c, _ = dataset({"image": base, "present": present})
+    d, _ = dataset({"image": brighter, "present": present})
+    assert not torch.allclose(c, d, atol=1e-3)  # the fixed statistics do see the change
+
+
+def test_image_encoder_rejects_the_wrong_shape():
+    enc = ConvImageEncoder(DIM, 0, HEADS, image_size=16, in_chans=1, channels=(4, 8))
+    with pytest.raises(ValueError, match="1x16x16"):
+        enc(_image_batch(chans=3, size=16))
+
+
+def _audio_batch(lengths: list[int], n_mels: int = 12, frames: int = 30) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    mel = torch.randn(len(lengths), n_mels, frames, generator=g)
+    mask = torch.arange(frames)[None, :] < torch.tensor(lengths)[:, None]
+    return {"mel": mel * mask[:, None, :], "mask": mask, "present": torch.tensor([n > 0 for n in lengths])}
+
+
+def test_audio_tokens_follow_time_and_padding_does_not_leak():
+    enc = ConvAudioEncoder(n_mels=12, max_frames=40, dim=DIM, depth=1, num_heads=HEADS, channels=(4, 8)).eval()
+    batch = _audio_batch([30, 9, 0])
+    tokens, mask = enc(batch)
+    assert enc.stride == 4 and tokens.shape == (3, 8, DIM)  # 30 frames rounded up to 32, one token per 4
+    assert mask.sum(dim=1).tolist() == [8, 3, 0]  # 9 frames touch 3 tokens
+    assert torch.count_nonzero(tokens[2]) == 0
+    # The same clip in a batch padded to 40 frames: its valid tokens are unchanged.
+    padded = {k: v for k, v in batch.items()}
+    padded["mel"] = torch.nn.functional.pad(batch["mel"], (0, 10))
+    padded["mask"] = torch.nn.functional.pad(batch["mask"], (0, 10))
+    tokens2, mask2 = enc(padded)
+    torch.testing.assert_close(tokens2[1][mask2[1]], tokens[1][mask[1]], atol=1e-5, rtol=1e-5)
+
+
+def test_audio_encoder_rejects_too_many_frames():
+    enc = ConvAudioEncoder(n_mels=12, max_frames=20, dim=DIM, depth=0, num_heads=HEADS, channels=(4, 8))
+    with pytest.raises(ValueError, match="at most 20"):
+        enc(_audio_batch([30], frames=30))
+
+
+def test_text_tokens_do_not_depend_on_the_batch_padding():
+    enc = ConvTextEncoder(vocab_size=50, dim=DIM, depth=1, num_heads=HEADS, max_len=12).eval()
+    tokens = torch.tensor([[5, 6, 7, 8, 0, 0], [9, 10, 0, 0, 0, 0]])
+    mask = tokens > 0
+    out, out_mask = enc({"tokens": tokens, "mask": mask, "present": torch.tensor([True, True])})
+    longer = torch.nn.functional.pad(tokens, (0, 6))
+    out2, mask2 = enc({"tokens": longer, "mask": longer > 0, "present": torch.tensor([True, True])})
+    torch.testing.assert_close(out2[:, :6][mask], out[mask], atol=1e-5, rtol=1e-5)
+    _, absent_mask = enc({"tokens": tokens, "mask": mask, "present": torch.tensor([True, False])})
+    assert absent_mask[0].tolist() == mask[0].tolist() and not absent_mask[1].any()
+
+
+def test_text_kernel_must_be_odd():
+    with pytest.raises(ValueError, match="odd"):
+        ConvTextEncoder(vocab_size=10, dim=DIM, depth=0, num_heads=HEADS, max_len=4, kernel_size=2)
+
+
+@pytest.mark.parametrize("encoder", ["image", "audio", "text"])
+def test_freeze_stops_the_conv_stages(encoder):
+    if encoder == "image":
+        enc = ConvImageEncoder(DIM, 1, HEADS, image_size=16, in_chans=1, channels=(4, 8), freeze=True)
+        frozen = enc.backbone
+    elif encoder == "audio":
+        enc = ConvAudioEncoder(n_mels=12, max_frames=20, dim=DIM, depth=1, num_heads=HEADS, channels=(4, 8),
+                               freeze=True)
+        frozen = enc.backbone
+    else:
+        enc = ConvTextEncoder(vocab_size=10, dim=DIM, depth=1, num_heads=HEADS, max_len=4, freeze=True)
+        frozen = enc
+    assert not any(p.requires_grad for p in frozen.parameters())
+    enc.train()
+    assert not any(m.training for m in frozen.modules())
