@@ -83,7 +83,8 @@ def service_times(model_dir: Path, payloads: dict[str, list[bytes]], settings: D
 def start(model_dir: Path, workers: int, settings: DictConfig, log: Path):
     from fusion.serving.server import server_env, start_model_server
 
-    env = server_env(model_config={"torch_threads": int(settings.torch_threads)})
+    env = server_env(model_config={"torch_threads": int(settings.torch_threads)},
+                     UVICORN_TIMEOUT_WORKER_HEALTHCHECK=str(int(settings.worker_healthcheck_seconds)))
     return start_model_server(str(model_dir), log, env, workers=workers, cwd=log.parent,
                               start_timeout_seconds=float(settings.start_timeout_seconds),
                               extra_args=["--timeout", str(int(settings.request_timeout_seconds))])
