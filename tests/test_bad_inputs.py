@@ -119,7 +119,8 @@ def test_normalised_cases_have_the_configured_shapes_and_finite_values(corpus_ru
         else:
             assert 1 <= len(item["tokens"]) <= cfg.preprocess.text.max_len, case.name
     assert shards["audio"].get("bad_very_long")["mel"].shape[1] == max_frames  # cropped to max_seconds
-    assert int(shards["image"].get("bad_png_16bit")["image"].max()) == 255  # 16-bit scaled to the 8-bit range
+    deep = shards["image"].get("bad_png_16bit")["image"]  # a 16-bit ramp, scaled to the whole 8-bit range
+    assert int(deep.max()) >= 250 and int(deep.min()) <= 5  # (the resize to 32 px softens the extreme corners)
 
 
 # ---------------------------------------------------------------- unit cases
