@@ -113,7 +113,6 @@ def test_repro_runs_the_robustness_stage_and_dvc_plots_show_its_curves(dvc_proje
     scores = json.loads((out / "robustness.json").read_text())
     assert 0.0 <= scores["clean"] <= 1.0 and set(scores["without"]) == {"text", "image", "audio"}
     assert all(0.0 <= value <= 1.0 for value in scores["relative"].values())
-    assert "effective" not in scores and scores["reference"]["run_id"] is None  # no late run in this store
     assert (out / "robustness.png").stat().st_size > 0
     assert "relative.all" in _run([*dvc, "metrics", "show"], project, env).stdout
     shown = json.loads(_run([*dvc, "plots", "show", "--json"], project, env).stdout)
@@ -124,6 +123,9 @@ def test_repro_runs_the_robustness_stage_and_dvc_plots_show_its_curves(dvc_proje
     assert not [e for e in shown.get("errors", []) if e["name"].endswith("curves.csv")]
     (run,) = _runs(project / "mlflow.db")
     assert run.data.metrics["robustness/relative_all"] == pytest.approx(scores["relative"]["all"])
+    # The default fusion is late, the reference itself: no gap to its own curves.
+    assert scores["reference"]["run_id"] == run.info.run_id
+    assert scores["effective"] and all(value == pytest.approx(0.0) for value in scores["effective"].values())
 
 
 def test_second_repro_is_up_to_date_and_dag_has_the_designed_edges(dvc_project):
