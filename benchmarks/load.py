@@ -60,22 +60,34 @@ def served_model(workspace: Any, settings: DictConfig, log_path: Path) -> tuple[
     return model, workspace.sample()
 
 
-def service_times(model_dir: Path, payloads: dict[str, list[bytes]], settings: DictConfig) -> dict[str, float]:
-    """Median seconds of one predict() per kind, in process (model and MLflow's schema check, no HTTP)."""
+def _median_seconds(call: Any, repeats: int) -> float:
+    call()  # warm-up
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
+def service_times(model_dir: Path, payloads: dict[str, list[bytes]], settings: DictConfig) -> dict[str, dict]:
+    """Median seconds per kind, in process (no HTTP): the whole predict() (MLflow's schema check and the model),
+    and its two parts: decoding and preprocessing the rows, and the network's forward pass."""
     import mlflow.pyfunc
     import pandas as pd
 
     model = mlflow.pyfunc.load_model(str(model_dir), model_config={"torch_threads": int(settings.torch_threads)})
-    times = {}
+    fusion_model = model.unwrap_python_model()
+    decoder, bundle = fusion_model.decoder, fusion_model.bundle
+    repeats, times = int(settings.service_time.repeats), {}
     for kind in KINDS:
-        frame = pd.DataFrame(json.loads(payloads[kind][0])["dataframe_records"])
-        model.predict(frame)
-        seconds = []
-        for _ in range(int(settings.service_time.repeats)):
-            started = time.perf_counter()
-            model.predict(frame)
-            seconds.append(time.perf_counter() - started)
-        times[kind] = statistics.median(seconds)
+        rows = json.loads(payloads[kind][0])["dataframe_records"]
+        frame = pd.DataFrame(rows)
+        samples = decoder.samples(rows)
+        batch = bundle.batch(samples)
+        times[kind] = {"total": _median_seconds(lambda: model.predict(frame), repeats),
+                       "preprocess": _median_seconds(lambda: decoder.samples(rows), repeats),
+                       "forward": _median_seconds(lambda: bundle.scores(batch), repeats)}
     return times
 
 
@@ -95,7 +107,8 @@ def measure(url: str, pid: int, payloads: dict[str, list[bytes]], settings: Dict
     """One load run against a started server: the summary, peak RSS, and the CPU used by others meanwhile."""
     with Watch(pid) as watch:
         outcomes = run_clients(url, payloads, dict(settings.mix), clients, seconds, float(settings.warmup_seconds),
-                               think, float(settings.client_timeout_seconds), int(settings.seed))
+                               think, float(settings.client_timeout_seconds), float(settings.client_idle_seconds),
+                               int(settings.seed))
     return {**summarise(outcomes, seconds, int(settings.batch_rows)), "clients": clients, "seconds": seconds,
             "think_seconds": think,
             "peak_rss_mib": watch.peak_rss / MEGABYTE, "others_cores": watch.others_cores,
@@ -152,10 +165,16 @@ def report_tables(report: dict[str, Any], settings: DictConfig) -> list[Table]:
                        f"row: {settings.goal.clients} clients pausing {settings.sweep.paced_think_seconds} s on "
                        f"average (exponential) between requests, like people using an application.")
     service = Table("In-process cost per request (mlflow.pyfunc.load_model(...).predict, no HTTP)",
-                    ["kind", "rows", "median ms", "ms per row", "requests/s per core"])
-    for kind, seconds in report["service_seconds"].items():
+                    ["kind", "rows", "predict ms", "decode + preprocess ms", "forward ms", "MLflow and the rest ms",
+                     "ms per row", "requests/s per core"])
+    for kind, parts in report["service_seconds"].items():
         rows = rows_of(kind, int(settings.batch_rows))
-        service.add(kind, rows, seconds * 1000, seconds * 1000 / rows, 1 / seconds)
+        total = parts["total"]
+        service.add(kind, rows, total * 1000, parts["preprocess"] * 1000, parts["forward"] * 1000,
+                    max(0.0, total - parts["preprocess"] - parts["forward"]) * 1000, total * 1000 / rows, 1 / total)
+    service.notes.append("Measured in the benchmark's own process, under the same load from others as the runs; "
+                         f"torch with {settings.torch_threads} thread(s). Preprocessing is the training code's "
+                         "(fusion/preprocess/), with the base64 written to a temporary file first.")
     probes = Table("Hostile requests (one each, 1-worker server after its load)",
                    ["request", "HTTP", "seconds", "answer bytes", "server RSS growth (MiB)", "answer (start)"])
     for probe in report["probes"]:
@@ -168,7 +187,7 @@ def reading(report: dict[str, Any], settings: DictConfig) -> str:
     """What the figures say about the goal, in numbers: the CPU one request of the mix costs, the throughput that
     allows on the cores the run had, and what it means for clients sending back to back (Little's law)."""
     mix = {k: float(v) for k, v in settings.mix.items() if float(v) > 0}
-    cost = sum(report["service_seconds"][k] * w for k, w in mix.items()) / sum(mix.values())
+    cost = sum(report["service_seconds"][k]["total"] * w for k, w in mix.items()) / sum(mix.values())
     best = max(report["runs"], key=lambda r: r["requests_per_second"])
     met = [r for r in report["sweep"] if r["think_seconds"] == 0 and p99_met(r, settings.goal)]
     paced = [r for r in report["sweep"] if r["think_seconds"] > 0]
@@ -233,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         payloads = build_payloads(full_rows(sample_root), settings, int(settings.seed))
         report["service_seconds"] = service_times(model_dir, payloads, settings)
         console.progress("load", "in-process ms per request: " + ", ".join(
-            f"{k} {v * 1000:.1f}" for k, v in report["service_seconds"].items()))
+            f"{k} {v['total'] * 1000:.1f}" for k, v in report["service_seconds"].items()))
         for workers in settings.workers:
             server = start(model_dir, int(workers), settings, workspace.root / f"server-{workers}w.log")
             try:

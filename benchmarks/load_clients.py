@@ -33,15 +33,21 @@ class Outcome:
 
 
 def _client(url: str, payloads: Mapping[str, Sequence[bytes]], kinds: Sequence[str], weights: np.ndarray,
-            seed: int, begin: float, stop: float, think: float, timeout: float, out: list[Outcome]) -> None:
-    """One client: requests back to back (then ``think`` seconds of pause) on one keep-alive connection."""
+            seed: int, begin: float, stop: float, think: float, timeout: float, idle: float,
+            out: list[Outcome]) -> None:
+    """One client: requests back to back (then ``think`` seconds of pause) on a keep-alive connection, opened
+    again after ``idle`` seconds unused (the server closes idle ones; a browser or requests' pool does the same)."""
     rng = np.random.default_rng(seed)
     target = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(target.hostname, target.port, timeout=timeout)
     headers = {"Content-Type": "application/json"}
+    last_used = time.perf_counter()
     while time.perf_counter() < stop:
         kind = kinds[int(rng.choice(len(kinds), p=weights))]
         body = payloads[kind][int(rng.integers(len(payloads[kind])))]
+        if time.perf_counter() - last_used > idle:
+            connection.close()
+            connection = http.client.HTTPConnection(target.hostname, target.port, timeout=timeout)
         started = time.perf_counter()
         status, error = None, None
         try:
@@ -54,14 +60,16 @@ def _client(url: str, payloads: Mapping[str, Sequence[bytes]], kinds: Sequence[s
             error = f"{type(exc).__name__}: {exc}"
             connection.close()
             connection = http.client.HTTPConnection(target.hostname, target.port, timeout=timeout)
-        out.append(Outcome(kind, started - begin, time.perf_counter() - started, status, error))
+        last_used = time.perf_counter()
+        out.append(Outcome(kind, started - begin, last_used - started, status, error))
         if think:
             time.sleep(rng.exponential(think))
     connection.close()
 
 
 def run_clients(url: str, payloads: Mapping[str, Sequence[bytes]], mix: Mapping[str, float], clients: int,
-                seconds: float, warmup: float, think: float, timeout: float, seed: int) -> list[Outcome]:
+                seconds: float, warmup: float, think: float, timeout: float, idle: float,
+                seed: int) -> list[Outcome]:
     """``clients`` threads sending the mix for ``warmup`` + ``seconds``; the outcomes of the requests that started
     after the warm-up."""
     kinds = [kind for kind, weight in mix.items() if weight > 0]
@@ -71,7 +79,8 @@ def run_clients(url: str, payloads: Mapping[str, Sequence[bytes]], mix: Mapping[
     begin = time.perf_counter()
     stop = begin + warmup + seconds
     threads = [threading.Thread(target=_client, args=(url, payloads, kinds, weights, seed + i, begin, stop, think,
-                                                      timeout, results[i]), daemon=True) for i in range(clients)]
+                                                      timeout, idle, results[i]), daemon=True)
+               for i in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
