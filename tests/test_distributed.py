@@ -28,12 +28,14 @@ TOLERANCE = 1e-4  # float32 sums in another order (2 processes of 1 thread vs 1 
 
 
 def _train(trainer: str, batch_size: int, processed_dir: Path, out: Path, env: dict) -> tuple:
-    """train.py with `trainer` on text+audio (no BatchNorm: SyncBatchNorm needs GPUs), manifest order and
-    no dropout, so one and two processes see the same global batches; returns (MLflow run, run folder)."""
+    """train.py with `trainer` on text+audio with the patch audio encoder (no BatchNorm: SyncBatchNorm needs
+    GPUs), manifest order, no dropout and no augmentation (its draws are per process), so one and two processes
+    see the same global batches; returns (MLflow run, run folder)."""
     run_dir, db = out / f"run-{trainer}", out / f"{trainer}.db"
     args = [sys.executable, "train.py", f"trainer={trainer}", "modality=text+audio", "fusion=cross_attention",
             "trainer.max_epochs=2", "trainer.enable_model_summary=false", f"data.batch_size={batch_size}",
             "data.shuffle=false", "data.num_workers=0", "model.dim=32", "model.head_hidden=32", "model.dropout=0.0",
+            "model.audio.kind=patch", "augment.enabled=false",
             f"data.processed_dir={processed_dir}", f"logger.tracking_uri=sqlite:///{db}",
             f"logger.artifact_location={out / 'artifacts'}", f"hydra.run.dir={run_dir}"]
     result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

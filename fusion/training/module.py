@@ -92,7 +92,7 @@ class FusionModule(pl.LightningModule):
         return loss, preds, target
 
     def _head_loss(self, batch: dict[str, Any], head_outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The heads' task losses over the samples holding their modality, weighted by head_weight (each head
+        """The heads' task losses on the samples holding their modality, weighted by head_weight (each head
         sees its modality's encoder only); also the OGM-GE scores of this batch."""
         total = next(iter(head_outputs.values())).new_zeros(())
         self._ogm_scores = {}
@@ -102,7 +102,9 @@ class FusionModule(pl.LightningModule):
                 total = total + logits.sum() * 0.0  # every head gets a gradient (DDP)
                 continue
             target = batch["label"][present]
-            total = total + self.task.loss(logits[present], target)
+            # Mean over the batch (absent samples add 0), not over the present ones: every sample weighs the
+            # same whatever the batch split, so distributed training computes the single-process loss.
+            total = total + self.task.loss(logits[present], target) * (present.sum() / present.numel())
             self._ogm_scores[m] = float(self.task.confidence(logits[present].detach(), target).mean())
         return self.head_weight * total
 
