@@ -19,6 +19,7 @@ from fusion.tracking.store import absolute_tracking_uri
 EPOCH_KEY = "epoch"  # Lightning logs the epoch with every metric batch, at the same step
 PER_CLASS_PREFIX = "test/f1_"  # test/f1_<class> (fusion/training/tasks.py)
 NOT_A_CLASS = {F1_KEY, "test/f1_micro"}
+MODALITY_HEAD = "_head_"  # the per-modality heads' metrics, <metric>_head_<modality>, are no classes
 ALL_CURVE = "all"  # every modality perturbed at once (fusion/robustness/curves.py ALL)
 MODEL_DIR = "model"  # the run's logged MLflow model (fusion.serving)
 EXPLAIN_DIR = "explain"  # the attention figures of a tested run (fusion/explain/)
@@ -125,7 +126,8 @@ def training_curves(client: MlflowClient, run_id: str, keys: Sequence[str]) -> d
 def per_class_f1(metrics: dict[str, float]) -> dict[str, float]:
     """test/f1_<class> -> {class: F1}, in class order as logged (sorted by name)."""
     return {key[len(PER_CLASS_PREFIX):]: value for key, value in sorted(metrics.items())
-            if key.startswith(PER_CLASS_PREFIX) and key not in NOT_A_CLASS and WITHOUT not in key}
+            if key.startswith(PER_CLASS_PREFIX) and key not in NOT_A_CLASS and WITHOUT not in key
+            and MODALITY_HEAD not in key}
 
 
 def robustness_curves(client: MlflowClient, run_id: str, metric: str,
