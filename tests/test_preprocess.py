@@ -130,12 +130,15 @@ def test_bad_files_are_quarantined_with_reasons(mixed_dataset, modality, reasons
     assert all("latin1" not in kind and "missing.txt" not in kind for kind in summary["rejected_by_reason"])
 
 
-@pytest.mark.xfail(reason="known failure at the new defaults (1-channel 32-px images, <metric>_head_<modality> metrics): the test's expectations need updating; tracked in the closing note of the accuracy work", strict=False)
 def test_unusual_formats_are_normalised(mixed_dataset):
     out, _ = mixed_dataset
     image, audio = ModalityShards(out / "image"), ModalityShards(out / "audio")
+    size = int(compose([]).preprocess.image.size)
+    meta = json.loads((out / "image" / "meta.json").read_text(encoding="utf-8"))
+    # channels=auto: both training images are grey (transparent composited on white, and "L"), so one channel
+    assert meta["channels"] == 1 and meta["size"] == size
     for record_id in ("good1", "good2", "good3", "good4"):
-        assert image.get(record_id)["image"].shape == (3, 64, 64)
+        assert image.get(record_id)["image"].shape == (1, size, size)
     white = image.get("good1")["image"]  # fully transparent → composited on the white background
     assert int(white.min()) == 255
     assert int(image.get("good4")["image"].max()) == 255  # 16-bit scaled to the 8-bit range
