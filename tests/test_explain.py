@@ -17,8 +17,8 @@ from fusion.explain.capture import captured_attention
 from fusion.explain.contribution import output_change, removal_changes, split_removal
 from fusion.explain.maps import BOTTLENECKS, LATENTS, attention_maps
 from fusion.models.attention import Attention
-from fusion.training.tasks import build_task
-from fusion.data.labels import SingleLabel
+from fusion.tasks.objectives import build_task
+from fusion.tasks.labels import SingleLabel
 from fusion.config import compose
 from tests.conftest import tiny_config
 from tests.test_fusions import FUSION_NAMES, MODALITIES, make_batch, make_model
@@ -145,7 +145,7 @@ def test_removal_changes_equal_scores_with_the_modality_dropped():
 @pytest.fixture(scope="module")
 def explained_run(processed_dir, tmp_path_factory):
     """A tiny tri-modal gated run trained and tested by the real train(): explain/ and model/ logged."""
-    from fusion.training.train import train
+    from fusion.stages.train import train
 
     tmp = tmp_path_factory.mktemp("explain")
     cfg = tiny_config(tmp, processed_dir, ["fusion=gated", "trainer.max_epochs=1", "explain.samples=2"])

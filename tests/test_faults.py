@@ -20,11 +20,11 @@ from mlflow.tracking import MlflowClient
 from fusion.data.ablation import drop_modalities, modality_dropout
 from fusion.tracking.store import absolute_tracking_uri
 from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
-from fusion.training.evaluate import load_weights
+from fusion.training.checkpoints import load_weights
 from fusion.training.module import NonFiniteLossError, dropout_rates
 from fusion.training.resume import (ResumeError, check_same_config, config_differences, resolve_checkpoint,
                                     run_folder)
-from fusion.training.train import train
+from fusion.stages.train import train
 from tests.conftest import ROOT, TINY_TRAINING, tiny_config
 
 
@@ -191,7 +191,7 @@ class PoisonWeights(pl.Callback):
 
 @pytest.mark.slow
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(processed_dir, tmp_path, monkeypatch):
-    import fusion.training.train as train_module
+    import fusion.stages.train as train_module
 
     build = train_module.build_callbacks
     monkeypatch.setattr(train_module, "build_callbacks", lambda cfg: [*build(cfg), PoisonWeights(1, 1)])
@@ -227,7 +227,7 @@ PAUSE_DRIVER = textwrap.dedent("""
     from pathlib import Path
     import pytorch_lightning as pl
     sys.path.insert(0, {root!r})
-    import fusion.training.train as train_module
+    import fusion.stages.train as train_module
 
     class Park(pl.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):

@@ -28,7 +28,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from fusion.tracking.compare import compare_runs, log_comparison
-from fusion.training.train import train
+from fusion.stages.train import train
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.slow

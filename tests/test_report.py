@@ -84,7 +84,7 @@ def trained(processed_dir, sample_root, tmp_path_factory):
     """text · late and text+image · late trained and tested for real (with their explain/ attention figures), the
     robustness curves of both; the store."""
     from fusion.robustness.evaluate import evaluate_robustness
-    from fusion.training.train import train
+    from fusion.stages.train import train
 
     base = tmp_path_factory.mktemp("report")
     for modality in ("text", "text+image"):

@@ -19,11 +19,11 @@ from fusion.config import compose
 from fusion.data.ablation import WithoutModalities, drop_modalities
 from fusion.data.collate import MultimodalCollate
 from fusion.data.datamodule import MultimodalDataModule
-from fusion.data.labels import MultiLabel, Scalar, SingleLabel, label_spec
+from fusion.tasks.labels import MultiLabel, Scalar, SingleLabel, label_spec
 from fusion.data.manifest import load_manifest
 from fusion.data.sample import generate_sample, plan_dataset, validate_config
 from fusion.tracking.store import absolute_tracking_uri
-from fusion.training.tasks import Multiclass, Multilabel, Regression, SignAccuracy, build_task
+from fusion.tasks.objectives import Multiclass, Multilabel, Regression, SignAccuracy, build_task
 from tests.conftest import TINY_TRAINING, copy_dvc_project, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -354,8 +354,8 @@ def _run_of(tracking_uri: str):
 @pytest.mark.slow
 @pytest.mark.xfail(reason="known failure at the new defaults (1-channel 32-px images, <metric>_head_<modality> metrics): the test's expectations need updating; tracked in the closing note of the accuracy work", strict=False)
 def test_multilabel_trains_evaluates_and_tracks(multilabel_processed_dir, tmp_path):
-    from fusion.training.evaluate import evaluate
-    from fusion.training.train import train
+    from fusion.stages.evaluate import evaluate
+    from fusion.stages.train import train
 
     cfg = tiny_config(tmp_path, multilabel_processed_dir, ["task=multilabel"])
     assert cfg.callbacks.checkpoint.monitor == "val/f1_macro"
@@ -384,7 +384,7 @@ def test_multilabel_trains_evaluates_and_tracks(multilabel_processed_dir, tmp_pa
 
 @pytest.mark.slow
 def test_multiclass_run_is_tested_without_each_modality(processed_dir, tmp_path):
-    from fusion.training.train import train
+    from fusion.stages.train import train
 
     cfg = tiny_config(tmp_path, processed_dir, ["trainer.max_epochs=1", "modality=text+audio"])
     metrics = train(cfg)
