@@ -184,7 +184,7 @@ def test_explain_cli_regenerates_the_figures_of_any_sample(explained_run, subpro
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "fusion.explain", f"run_id={run_id}", f"sample_id={sample_id}",
                              f"tracking_uri={cfg.logger.tracking_uri}", f"output={out}"],
-                            cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+                            cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sample_id in result.stdout and "gate value" in result.stdout
     folder = next(p for p in out.iterdir() if p.is_dir())
@@ -193,5 +193,5 @@ def test_explain_cli_regenerates_the_figures_of_any_sample(explained_run, subpro
     assert client.list_artifacts(run_id, f"explain/requested/{folder.name}")
     bad = subprocess.run([sys.executable, "-m", "fusion.explain", f"run_id={run_id}", "sample_id=no-such-id",
                           f"tracking_uri={cfg.logger.tracking_uri}", "log=false", f"output={tmp_path / 'bad'}"],
-                         cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+                         cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "no-such-id" in bad.stderr and "Traceback" not in bad.stderr

@@ -246,7 +246,7 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
         if process.poll() is not None:
-            out, err = process.communicate()
+            out, err = process.communicate(timeout=60)
             raise AssertionError(f"training ended before the kill point ({process.returncode}):\n{err[-4000:]}")
         if time.monotonic() > deadline:
             process.kill()
@@ -272,7 +272,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(processed_di
     suffix = "text_image_audio-late"
     reference = subprocess.run([sys.executable, "train.py", *common,
                                 f"hydra.run.dir={runs / 'reference'}"],
-                               cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+                               cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
     assert reference.returncode == 0, reference.stderr[-4000:]
     client = MlflowClient(f"sqlite:///{db}")
     experiment = client.get_experiment_by_name("fusion").experiment_id
@@ -288,7 +288,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(processed_di
                                start_new_session=True)
     _wait_for(marker, process, timeout=300)
     os.killpg(process.pid, signal.SIGKILL)  # a real kill, mid-epoch 1
-    process.communicate()
+    process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
     assert load_checkpoint(killed_dir / "checkpoints" / "last.ckpt")["epoch"] == 0
 
@@ -297,7 +297,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(processed_di
 
     resumed = subprocess.run([sys.executable, "train.py", *common, "ckpt_path=last",
                               f"hydra.run.dir={runs / f'2026-01-01_02-00-00-{suffix}'}"],
-                             cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+                             cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert f"Resuming from {killed_dir / 'checkpoints' / 'last.ckpt'}" in resumed.stdout
 
@@ -312,7 +312,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(processed_di
 
     again = subprocess.run([sys.executable, "train.py", *common, "optim.optimizer.lr=0.1", "ckpt_path=last",
                             f"hydra.run.dir={runs / f'2026-01-01_03-00-00-{suffix}'}"],
-                           cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+                           cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
     assert again.returncode != 0 and "optim.optimizer.lr" in again.stderr and "Traceback" not in again.stderr
 
 

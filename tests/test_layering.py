@@ -112,3 +112,30 @@ def test_a_forbidden_import_is_caught(tmp_path):
     assert sorted({line.split(" imports ")[0] for line in found}) == [
         "fusion.data.leak", "fusion.explain.leak", "fusion.models.leak", "fusion.serving.leak", "fusion.tasks.leak"]
     assert "fusion.explain must not import fusion.training" in " ".join(found)
+
+
+WAITS = {"run", "check_output", "check_call", "call", "wait", "communicate"}
+
+
+def untimed_subprocess_calls(folder: Path) -> list[str]:
+    """`subprocess.run/check_output/check_call/call(...)` and `<process>.wait()/.communicate()` without timeout=."""
+    found = []
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in WAITS):
+                continue
+            owner = ast.unparse(node.func.value)
+            if node.func.attr not in ("wait", "communicate") and owner != "subprocess":
+                continue
+            if node.func.attr == "wait" and node.args:  # threading.Event.wait(seconds)
+                continue
+            if not any(keyword.arg == "timeout" for keyword in node.keywords):
+                found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)[:80]}")
+    return found
+
+
+def test_every_test_subprocess_has_a_timeout(tmp_path):
+    """One hung child process must fail its test, not block CI; the check itself catches a planted call."""
+    assert untimed_subprocess_calls(ROOT / "tests") == []
+    (tmp_path / "test_planted.py").write_text("import subprocess\nsubprocess.run(['true'])\n", encoding="utf-8")
+    assert untimed_subprocess_calls(tmp_path) == ["test_planted.py:2: subprocess.run(['true'])"]

@@ -263,7 +263,7 @@ def _stop(server: subprocess.Popen) -> None:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            server.wait(timeout=60)
     try:  # a worker that outlived the server
         os.killpg(server.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -41,7 +41,7 @@ def _read(path: Path) -> dict[str, dict]:
 
 def _predict(args: list[str], env: dict, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fusion.predict", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True)
+                          text=True, timeout=900)
 
 
 # ------------------------------------------------------------------ the prediction table

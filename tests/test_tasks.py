@@ -410,7 +410,7 @@ def test_regression_dvc_pipeline_end_to_end(tmp_path):
 
     def dvc(*args):
         result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True,
-                                text=True)
+                                text=True, timeout=900)
         assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         return result.stdout
 
