@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from fusion.training.resume import run_folder
 from fusion.training.strategies import relaunches_script
-from fusion.training.train import TRAINING_ERRORS, train
+from fusion.stages.train import TRAINING_ERRORS, train
 
 SWEEP_WITH_DDP = ("error: trainer={} cannot run inside a -m sweep: Lightning starts the other ranks by running the "
                   "same command again, so each would start the whole sweep. Run each configuration without -m "

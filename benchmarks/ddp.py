@@ -19,7 +19,7 @@ from benchmarks.tables import Table, percent, ratio
 
 SECTION = "ddp"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-RUN_INFO = "run.json"  # written by fusion.training.train into the run folder
+RUN_INFO = "run.json"  # written by fusion.stages.train into the run folder
 HYDRA_HINT = "Set the environment variable HYDRA_FULL_ERROR"
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_.]*(Error|Exception|Interrupt)\b.*:")  # "ValueError: ...", "hydra.errors.X: ..."
 

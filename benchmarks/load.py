@@ -48,7 +48,7 @@ def served_model(workspace: Any, settings: DictConfig, log_path: Path) -> tuple[
     from fusion.serving.bundle import save_bundle
     from fusion.serving.pyfunc import save_bundle_model
     from fusion.training.checkpoints import network_state
-    from fusion.training.train import RUN_INFO, train
+    from fusion.stages.train import RUN_INFO, train
 
     cfg = workspace.fusion_config(list(settings.training.overrides), workspace.shards())
     with output_to(log_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fusion.config import load_params, stage_parser  # noqa: E402
-from fusion.training.evaluate import evaluate  # noqa: E402
+from fusion.stages.evaluate import evaluate  # noqa: E402
 
 EPILOG = """examples:
   python pipelines/evaluate.py

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fusion.config import load_params, stage_parser  # noqa: E402
-from fusion.training.train import TRAINING_ERRORS, train  # noqa: E402
+from fusion.stages.train import TRAINING_ERRORS, train  # noqa: E402
 
 EPILOG = """examples:
   python pipelines/train.py

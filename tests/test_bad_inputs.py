@@ -269,7 +269,7 @@ def test_strict_fails_with_the_summary_and_keeps_the_previous_output(corpus_run,
     params = _params(tmp_path, [f"data.root={cfg.data.root}", f"data.processed_dir={processed}",
                                 "preprocess.rejections_shown=5"])
     result = subprocess.run([sys.executable, "pipelines/preprocess.py", "image", "--strict", "--params", str(params)],
-                            cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+                            cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
     assert result.returncode != 0
     rejected = summaries["image"]["rejected"]
     assert format_summary(summaries["image"]) in result.stderr
@@ -283,7 +283,7 @@ def test_strict_fails_with_the_summary_and_keeps_the_previous_output(corpus_run,
 def test_strict_succeeds_without_rejections(sample_root, tmp_path, subprocess_env):
     params = _params(tmp_path, [f"data.root={sample_root}", f"data.processed_dir={tmp_path / 'out'}"])
     result = subprocess.run([sys.executable, "pipelines/preprocess.py", "image", "--strict", "--params", str(params)],
-                            cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+                            cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rejected 0" in result.stdout and ModalityShards(tmp_path / "out" / "image").meta["summary"]["rejected"] == 0
 
@@ -291,7 +291,7 @@ def test_strict_succeeds_without_rejections(sample_root, tmp_path, subprocess_en
 def test_structural_error_still_names_the_fix_under_strict(tmp_path, subprocess_env):
     params = _params(tmp_path, [f"data.root={tmp_path}"])
     result = subprocess.run([sys.executable, "pipelines/preprocess.py", "text", "--strict", "--params", str(params)],
-                            cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+                            cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
     assert result.returncode != 0 and "error: manifest not found" in result.stderr and "data.root" in result.stderr
 
 
@@ -300,7 +300,7 @@ def test_structural_error_still_names_the_fix_under_strict(tmp_path, subprocess_
 
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
+    proc.wait(timeout=60)
     return proc.pid
 
 
@@ -425,10 +425,10 @@ def test_killed_preprocess_stage_leaves_no_partial_output_and_reruns_identically
                         os.killpg(proc.pid, signal.SIGKILL)
                     else:  # its workers live on, orphaned: frozen until the rerun below has its work folder
                         os.kill(proc.pid, signal.SIGKILL)
-                        proc.wait()  # stopped only once orphaned: a group orphaned with stopped members gets SIGHUP
+                        proc.wait(timeout=60)  # stopped only once orphaned: a group orphaned with stopped members gets SIGHUP
                         os.killpg(proc.pid, signal.SIGSTOP)
                         orphaned.append(proc.pid)
-                proc.wait()
+                proc.wait(timeout=60)
                 assert_previous_or_nothing(previous)
             rerun = start()
             _wait(lambda: chunk_written(rerun.pid), rerun, "the rerun's first chunk", allow_exit=True)
@@ -447,7 +447,7 @@ def test_killed_preprocess_stage_leaves_no_partial_output_and_reruns_identically
 
 
 def _run(args, cwd, env) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result
 

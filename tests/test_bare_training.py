@@ -18,7 +18,7 @@ import sys
 sys.modules["dvc"] = None  # any `import dvc...` now raises ImportError
 from pathlib import Path
 from fusion.config import compose
-from fusion.training.train import train
+from fusion.stages.train import train
 out = Path(sys.argv[1])
 cfg = compose([*sys.argv[3:], f"data.processed_dir={sys.argv[2]}", f"paths.output_dir={out / 'train'}", "logger=none"])
 metrics = train(cfg)

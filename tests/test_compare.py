@@ -305,7 +305,7 @@ def test_params_dvc_stage_and_make_targets():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     fusions = ",".join(sorted(p.stem for p in (ROOT / "conf" / "fusion").glob("*.yaml")))
-    dry = subprocess.run(["make", "-n", "sweep"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    dry = subprocess.run(["make", "-n", "sweep"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120).stdout
     assert f"python train.py -m fusion={fusions}" in dry and "python -m fusion.tracking.compare" in dry
 
 
@@ -318,7 +318,7 @@ def sweep(processed_dir, tmp_path_factory, subprocess_env_module):
     args = [sys.executable, "train.py", "-m", "fusion=late,cross_attention", "trainer.max_epochs=1",
             *TINY_TRAINING[1:], f"data.processed_dir={processed_dir}", f"logger.tracking_uri=sqlite:///{db}",
             f"logger.artifact_location={tmp / 'artifacts'}", f"hydra.sweep.dir={tmp / 'multirun'}"]
-    _check(subprocess.run(args, cwd=ROOT, env=subprocess_env_module, capture_output=True, text=True))
+    _check(subprocess.run(args, cwd=ROOT, env=subprocess_env_module, capture_output=True, text=True, timeout=900))
     return tmp, db
 
 
@@ -354,7 +354,7 @@ def test_compare_stage_lists_every_run_of_the_sweep(sweep, subprocess_env_module
     result = _check(subprocess.run(
         [sys.executable, "pipelines/compare.py", f"logger.tracking_uri=sqlite:///{db}",
          f"compare.markdown={out / 'compare.md'}", f"compare.csv={out / 'compare.csv'}",
-         f"compare.chart={out / 'compare.png'}"], cwd=ROOT, env=subprocess_env_module, capture_output=True, text=True))
+         f"compare.chart={out / 'compare.png'}"], cwd=ROOT, env=subprocess_env_module, capture_output=True, text=True, timeout=900))
     table = [line for line in result.stdout.splitlines() if line.startswith(f"| 1 | {TRI}")
              or line.startswith(f"| 2 | {TRI}")]
     assert sorted(line.split(" | ")[2] for line in table) == ["cross_attention", "late"]

@@ -21,7 +21,7 @@ ROBUSTNESS_LEVELS = [0.0, 0.5, 1.0]  # fewer noise levels keep the robustness st
 
 
 def _run(args, cwd, env, check=True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
                              f"{result.stderr[-5000:]}")

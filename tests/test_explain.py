@@ -17,8 +17,8 @@ from fusion.explain.capture import captured_attention
 from fusion.explain.contribution import output_change, removal_changes, split_removal
 from fusion.explain.maps import BOTTLENECKS, LATENTS, attention_maps
 from fusion.models.attention import Attention
-from fusion.training.tasks import build_task
-from fusion.data.labels import SingleLabel
+from fusion.tasks.objectives import build_task
+from fusion.tasks.labels import SingleLabel
 from fusion.config import compose
 from tests.conftest import tiny_config
 from tests.test_fusions import FUSION_NAMES, MODALITIES, make_batch, make_model
@@ -145,7 +145,7 @@ def test_removal_changes_equal_scores_with_the_modality_dropped():
 @pytest.fixture(scope="module")
 def explained_run(processed_dir, tmp_path_factory):
     """A tiny tri-modal gated run trained and tested by the real train(): explain/ and model/ logged."""
-    from fusion.training.train import train
+    from fusion.stages.train import train
 
     tmp = tmp_path_factory.mktemp("explain")
     cfg = tiny_config(tmp, processed_dir, ["fusion=gated", "trainer.max_epochs=1", "explain.samples=2"])
@@ -184,7 +184,7 @@ def test_explain_cli_regenerates_the_figures_of_any_sample(explained_run, subpro
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "fusion.explain", f"run_id={run_id}", f"sample_id={sample_id}",
                              f"tracking_uri={cfg.logger.tracking_uri}", f"output={out}"],
-                            cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+                            cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sample_id in result.stdout and "gate value" in result.stdout
     folder = next(p for p in out.iterdir() if p.is_dir())
@@ -193,5 +193,5 @@ def test_explain_cli_regenerates_the_figures_of_any_sample(explained_run, subpro
     assert client.list_artifacts(run_id, f"explain/requested/{folder.name}")
     bad = subprocess.run([sys.executable, "-m", "fusion.explain", f"run_id={run_id}", "sample_id=no-such-id",
                           f"tracking_uri={cfg.logger.tracking_uri}", "log=false", f"output={tmp_path / 'bad'}"],
-                         cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+                         cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "no-such-id" in bad.stderr and "Traceback" not in bad.stderr

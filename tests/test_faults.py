@@ -20,11 +20,11 @@ from mlflow.tracking import MlflowClient
 from fusion.data.ablation import drop_modalities, modality_dropout
 from fusion.tracking.store import absolute_tracking_uri
 from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
-from fusion.training.evaluate import load_weights
+from fusion.training.checkpoints import load_weights
 from fusion.training.module import NonFiniteLossError, dropout_rates
 from fusion.training.resume import (ResumeError, check_same_config, config_differences, resolve_checkpoint,
                                     run_folder)
-from fusion.training.train import train
+from fusion.stages.train import train
 from tests.conftest import ROOT, TINY_TRAINING, tiny_config
 
 
@@ -191,7 +191,7 @@ class PoisonWeights(pl.Callback):
 
 @pytest.mark.slow
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(processed_dir, tmp_path, monkeypatch):
-    import fusion.training.train as train_module
+    import fusion.stages.train as train_module
 
     build = train_module.build_callbacks
     monkeypatch.setattr(train_module, "build_callbacks", lambda cfg: [*build(cfg), PoisonWeights(1, 1)])
@@ -227,7 +227,7 @@ PAUSE_DRIVER = textwrap.dedent("""
     from pathlib import Path
     import pytorch_lightning as pl
     sys.path.insert(0, {root!r})
-    import fusion.training.train as train_module
+    import fusion.stages.train as train_module
 
     class Park(pl.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
@@ -246,7 +246,7 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
         if process.poll() is not None:
-            out, err = process.communicate()
+            out, err = process.communicate(timeout=60)
             raise AssertionError(f"training ended before the kill point ({process.returncode}):\n{err[-4000:]}")
         if time.monotonic() > deadline:
             process.kill()
@@ -272,7 +272,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(processed_di
     suffix = "text_image_audio-late"
     reference = subprocess.run([sys.executable, "train.py", *common,
                                 f"hydra.run.dir={runs / 'reference'}"],
-                               cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+                               cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
     assert reference.returncode == 0, reference.stderr[-4000:]
     client = MlflowClient(f"sqlite:///{db}")
     experiment = client.get_experiment_by_name("fusion").experiment_id
@@ -288,7 +288,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(processed_di
                                start_new_session=True)
     _wait_for(marker, process, timeout=300)
     os.killpg(process.pid, signal.SIGKILL)  # a real kill, mid-epoch 1
-    process.communicate()
+    process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
     assert load_checkpoint(killed_dir / "checkpoints" / "last.ckpt")["epoch"] == 0
 
@@ -297,7 +297,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(processed_di
 
     resumed = subprocess.run([sys.executable, "train.py", *common, "ckpt_path=last",
                               f"hydra.run.dir={runs / f'2026-01-01_02-00-00-{suffix}'}"],
-                             cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+                             cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert f"Resuming from {killed_dir / 'checkpoints' / 'last.ckpt'}" in resumed.stdout
 
@@ -312,7 +312,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(processed_di
 
     again = subprocess.run([sys.executable, "train.py", *common, "optim.optimizer.lr=0.1", "ckpt_path=last",
                             f"hydra.run.dir={runs / f'2026-01-01_03-00-00-{suffix}'}"],
-                           cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+                           cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
     assert again.returncode != 0 and "optim.optimizer.lr" in again.stderr and "Traceback" not in again.stderr
 
 

@@ -20,7 +20,7 @@ from fusion.models.builder import build_model
 from fusion.models.feature_encoder import FeatureEncoder
 from fusion.models.fusions import FUSIONS
 from fusion.preprocess.common import restored_processor, run_preprocess
-from fusion.training.train import train
+from fusion.stages.train import train
 from tests.conftest import tiny_config
 from tests.test_fusions import TINY, fusion_cfg, model_cfg
 

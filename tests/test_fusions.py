@@ -8,6 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from fusion.explain.capture import captured_attention
 from fusion.models.builder import build_model
 from fusion.models.fusions import FUSIONS, CrossAttentionFusion, build_fusion, register_fusion
 
@@ -174,14 +175,14 @@ def test_cross_attention_missing_source_contributes_nothing():
     fusion = build_fusion("cross_attention", ["text", "audio"], 16, num_heads=2).eval()
     tokens, masks = _tokens(sizes=(("text", 5), ("audio", 6)))
     masks["audio"][1] = False  # audio absent for sample 1
-    fusion.record_attention = True
-    out = fusion(tokens, masks)
+    with torch.no_grad(), captured_attention(fusion) as records:
+        out = fusion(tokens, masks)
     # Absent target pools to zero; absent source yields zero attention weights for that sample.
     assert (out[1, 16:] == 0).all()
-    weights = fusion.last_attention["audio->text"]
+    weights = torch.stack(records["cross.audio_to_text.0.attn"])
     assert weights.shape == (1, 3, 2, 5, 6)
     assert (weights[:, 1] == 0).all()
-    assert fusion.last_attention["text->audio"].shape == (1, 3, 2, 6, 5)
+    assert torch.stack(records["cross.text_to_audio.0.attn"]).shape == (1, 3, 2, 6, 5)
     # The text output of sample 1 is the same whatever the (invalid) audio tokens hold.
     tokens2 = {**tokens, "audio": tokens["audio"].clone()}
     tokens2["audio"][1] = torch.randn(6, 16)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from fusion.explain.capture import captured_attention
 from fusion.models.fusions import FUSIONS, build_fusion
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "fusion"
@@ -110,43 +111,39 @@ def test_absent_modality_equals_model_built_without_it(name):
     assert not torch.allclose(out[0], ref[0], **ATOL)  # where audio is present, it matters
 
 
-EXPECTED_KEYS = {
-    "early": {"joint": (1, 3, HEADS, 15, 15), "pool": (1, 3, HEADS, 1, 15)},
-    "co_attention": {
-        "image+audio->text": (1, 3, HEADS, 5, 10),
-        "text+audio->image": (1, 3, HEADS, 4, 11),
-        "text+image->audio": (1, 3, HEADS, 6, 9),
-        **{f"{m}->{m}": (1, 3, HEADS, n, n) for m, n in SIZES.items()},
-        **{f"pool:{m}": (1, 3, HEADS, 1, n) for m, n in SIZES.items()},
-    },
-    "bottleneck": {
-        **{f"self:{m}": (1, 3, HEADS, n, n) for m, n in SIZES.items()},
-        **{f"fusion:{m}": (2, 3, HEADS, n + 4, n + 4) for m, n in SIZES.items()},
-        **{f"pool:{m}": (1, 3, HEADS, 1, n) for m, n in SIZES.items()},
-    },
-    "perceiver": {"cross": (2, 3, HEADS, 8, 15), "latent": (2, 3, HEADS, 8, 8)},
-}
+def recorded(fusion, tokens, masks):
+    """The fusion's output and the weights of its attention layers as explain records them:
+    {layer name relative to the fusion: [calls, B, H, N_query, N_key]}."""
+    with torch.no_grad(), captured_attention(fusion) as records:
+        out = fusion(tokens, masks)
+    return out, {name: torch.stack(calls) for name, calls in records.items()}
+
+
+def layers(weights, pattern):
+    """The weights of the layers named ``pattern`` with ``{}`` for the layer index, stacked in index order."""
+    return torch.cat([weights[pattern.format(i)] for i in range(len(weights)) if pattern.format(i) in weights])
 
 
 @pytest.mark.parametrize("name", TOKEN_FUSIONS)
-def test_record_attention(name):
+def test_recorded_attention_and_maps(name):
+    """Recording leaves the output as it is; every weight row is a softmax (or all zero: nothing to read);
+    the fusion's own maps give token weights per modality of the batch."""
     cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
     cfg.pop("name")
     fusion = build(name, **cfg)  # the shipped defaults
     tokens, masks = drop(*make_tokens(), "audio", 1)
     ref = fusion(tokens, masks)
-    assert fusion.last_attention == {}
-    fusion.record_attention = True
-    out = fusion(tokens, masks)
+    out, weights = recorded(fusion, tokens, masks)
     torch.testing.assert_close(out, ref, **ATOL)  # recording does not change the result
-    weights = fusion.last_attention
-    assert {k: tuple(v.shape) for k, v in weights.items()} == EXPECTED_KEYS[name]
+    assert weights
     for key, w in weights.items():
         assert not w.requires_grad and torch.isfinite(w).all() and (w >= 0).all()
         sums = w.sum(-1)
         assert torch.all(torch.isclose(sums, torch.ones_like(sums)) | (sums == 0)), key
-    fusion(*make_tokens(B=2))
-    assert next(iter(fusion.last_attention.values())).shape[1] == 2  # replaced, not accumulated
+    with captured_attention(fusion) as records:
+        fusion(*make_tokens(B=2))
+    maps = fusion.attention_maps(records)
+    assert {m: tuple(t.shape) for m, t in maps.tokens.items()} == {m: (2, n) for m, n in SIZES.items()}
 
 
 # ------------------------------------------------------------------------------------------------- early
@@ -154,18 +151,17 @@ def test_record_attention(name):
 
 def test_early_is_joint_from_the_first_layer():
     fusion = build("early", depth=1)
-    fusion.record_attention = True
     tokens, masks = make_tokens()
-    fusion(tokens, masks)
+    _, weights = recorded(fusion, tokens, masks)
     spans = fusion.last_spans
     assert spans == {"text": slice(0, 5), "image": slice(5, 9), "audio": slice(9, 15)}
-    joint = fusion.last_attention["joint"][0]
+    joint = weights["blocks.0.attn"][0]
     # text queries put weight on audio keys (one softmax over all modalities' tokens) ...
     assert joint[:, :, spans["text"], spans["audio"]].sum() > 0
     # ... never on masked keys
     mask = torch.cat([masks[m] for m in MODALITIES], dim=1)
     assert (joint.transpose(1, 3)[~mask] == 0).all()
-    pool = fusion.last_attention["pool"][0, :, :, 0]
+    pool = weights["pool.attn"][0, :, :, 0]
     torch.testing.assert_close(pool.sum(-1), torch.ones(3, HEADS))
 
 
@@ -204,10 +200,10 @@ def test_co_attention_directions_and_affinities():
     streams); each direction's weights are its own softmax(q_target k_source^T)."""
     fusion = build("co_attention", ["text", "image"], depth=2)
     assert set(fusion.co[0]) == {"text", "image"}
-    fusion.record_attention = True
     tokens, masks = make_tokens(["text", "image"])
-    fusion(tokens, masks)
-    w = fusion.last_attention
+    _, weights = recorded(fusion, tokens, masks)
+    w = {f"{source}->{target}": layers(weights, f"co.{{}}.{target}.attn")
+         for target, source in (("text", "image"), ("image", "text"))}
     assert w["image->text"].shape == (2, 3, HEADS, 5, 4) and w["text->image"].shape == (2, 3, HEADS, 4, 5)
     embed = fusion.embed.embed
     with torch.no_grad():
@@ -233,14 +229,13 @@ def test_co_attention_each_stream_reads_the_others():
 
 def test_co_attention_three_modalities_one_softmax_over_the_others():
     fusion = build("co_attention")
-    fusion.record_attention = True
     tokens, masks = drop(*make_tokens(), "audio", 1)
-    fusion(tokens, masks)
-    w = fusion.last_attention["image+audio->text"][0]  # [B, H, N_text, N_image + N_audio]
+    _, weights = recorded(fusion, tokens, masks)
+    w = weights["co.0.text.attn"][0]  # [B, H, N_text, N_image + N_audio]
     torch.testing.assert_close(w.sum(-1), torch.ones(3, HEADS, 5))
     assert w[0, :, :, :4].sum() > 0 and w[0, :, :, 4:].sum() > 0  # both sources compete for attention
     assert (w[1, :, :, 4:] == 0).all()  # absent audio: no weight
-    assert (fusion.last_attention["text+image->audio"][:, 0].sum(-1) > 0).all()
+    assert (weights["co.0.audio.attn"][:, 0].sum(-1) > 0).all()
 
 
 def test_co_attention_single_modality_is_self_attention_and_pool():
@@ -333,18 +328,18 @@ def test_bottleneck_rejects_bad_fusion_layer():
 def test_perceiver_latents_and_empty_sample(pool):
     fusion = build("perceiver", num_latents=5, num_cross=3, latent_depth=2, pool=pool)
     assert fusion.latents.shape == (1, 5, DIM) and fusion.out_dim == DIM
-    fusion.record_attention = True
     tokens, masks = make_tokens()
     for m in MODALITIES:
         masks[m][2] = False  # sample 2 has no valid token at all
         tokens[m][2] = torch.randn_like(tokens[m][2]) * 100
-    out = fusion(tokens, masks)
+    out, weights = recorded(fusion, tokens, masks)
     assert out.shape == (3, DIM) and torch.isfinite(out).all()
     assert (out[2] == 0).all() and (out[:2] != 0).any()
-    w = fusion.last_attention
+    w = {"cross": layers(weights, "cross.{}.attn"),
+         "latent": torch.cat([w for n, w in weights.items() if n.startswith("latent_blocks.")])}
     assert w["cross"].shape == (3, 3, HEADS, 5, 15) and w["latent"].shape == (6, 3, HEADS, 5, 5)
     assert (w["cross"][:, 2] == 0).all()  # nothing to read for the empty sample
-    assert ("pool" in w) == (pool == "attention")
+    assert ("pool.attn" in weights) == (pool == "attention")
 
 
 def test_perceiver_invariant_to_any_token_order():
@@ -372,8 +367,7 @@ def test_perceiver_weight_sharing():
     assert len(shared.cross) == 2 and len(separate.cross) == 4  # the paper: all shared but the first
     count = lambda f: sum(p.numel() for p in f.parameters())  # noqa: E731
     assert count(shared) < count(separate)
-    shared.record_attention = True
-    shared(*make_tokens())
-    assert shared.last_attention["cross"].shape[0] == 4  # still four cross-attends
+    _, weights = recorded(shared, *make_tokens())
+    assert layers(weights, "cross.{}.attn").shape[0] == 4  # still four cross-attends
     with pytest.raises(ValueError, match="pool"):
         build("perceiver", pool="max")

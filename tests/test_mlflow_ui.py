@@ -28,7 +28,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from fusion.tracking.compare import compare_runs, log_comparison
-from fusion.training.train import train
+from fusion.stages.train import train
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -263,7 +263,7 @@ def _stop(server: subprocess.Popen) -> None:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            server.wait(timeout=60)
     try:  # a worker that outlived the server
         os.killpg(server.pid, signal.SIGKILL)
     except ProcessLookupError:

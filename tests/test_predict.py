@@ -17,10 +17,10 @@ import torch
 from omegaconf import OmegaConf
 
 from fusion.config import compose
-from fusion.data.labels import label_spec
+from fusion.tasks.labels import label_spec
 from fusion.predict import options
 from fusion.serving.predictions import prediction_rows, write_predictions
-from fusion.training.tasks import build_task
+from fusion.tasks.objectives import build_task
 from tests.test_serving import trained_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def _read(path: Path) -> dict[str, dict]:
 
 def _predict(args: list[str], env: dict, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fusion.predict", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True)
+                          text=True, timeout=900)
 
 
 # ------------------------------------------------------------------ the prediction table
@@ -95,7 +95,7 @@ def run(tmp_path_factory, processed_dir, sample_root):
 
 def evaluate_stage_predictions(run) -> Path:
     """The evaluate stage's predictions.csv of the run: the best checkpoint on the processed test split."""
-    from fusion.training.evaluate import PREDICTIONS, evaluate
+    from fusion.stages.evaluate import PREDICTIONS, evaluate
 
     cfg = OmegaConf.merge(run["cfg"], {"test_missing_modalities": False, "explain": {"enabled": False}})
     evaluate(cfg)

@@ -159,10 +159,10 @@ def test_preprocess_cli_help_and_override(tmp_path, sample_root, subprocess_env)
 
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "pipelines/preprocess.py", "--help"], cwd=root, env=subprocess_env,
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, text=True, check=True, timeout=120)
     assert "rejected.jsonl" in result.stdout and "data.root=" in result.stdout
     missing = subprocess.run([sys.executable, "pipelines/preprocess.py", "text", f"data.root={tmp_path}"],
-                             cwd=root, env=subprocess_env, capture_output=True, text=True)
+                             cwd=root, env=subprocess_env, capture_output=True, text=True, timeout=900)
     assert missing.returncode != 0 and "manifest not found" in missing.stderr and "data.root" in missing.stderr
 
 

@@ -84,7 +84,7 @@ def trained(processed_dir, sample_root, tmp_path_factory):
     """text · late and text+image · late trained and tested for real (with their explain/ attention figures), the
     robustness curves of both; the store."""
     from fusion.robustness.evaluate import evaluate_robustness
-    from fusion.training.train import train
+    from fusion.stages.train import train
 
     base = tmp_path_factory.mktemp("report")
     for modality in ("text", "text+image"):
@@ -179,7 +179,7 @@ def test_stage_command_prints_where_the_files_are(trained, subprocess_env):
     result = subprocess.run(
         [sys.executable, "pipelines/report.py", "--no-mlflow", "--tracking-uri", uri, "--html", str(out / "r.html"),
          f"report.markdown={out / 'r.md'}", f"report.files_dir={out / 'figures'}"],
-        cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+        cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"wrote {out / 'r.html'} (self-contained), {out / 'r.md'} (figures in {out / 'figures'}/)" in result.stdout
     assert "logged to MLflow" not in result.stdout and (out / "figures").is_dir()

@@ -266,7 +266,7 @@ def evaluated(processed_dir, sample_root, tmp_path_factory):
     """cross_attention trained and evaluated (no late run yet), then late, then cross_attention again, all in
     one MLflow store: (base folder, {name: (cfg, result)})."""
     from fusion.robustness.evaluate import evaluate_robustness
-    from fusion.training.train import train
+    from fusion.stages.train import train
 
     base = tmp_path_factory.mktemp("robust")
 

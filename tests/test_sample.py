@@ -273,9 +273,9 @@ def test_pipeline_cli(tmp_path):
     assert "30 records" in res.stdout
     assert len(read_manifest(out)) == 30
 
-    res = subprocess.run(cmd + ["--params", "missing.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    res = subprocess.run(cmd + ["--params", "missing.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "missing.yaml" in res.stderr
 
     res = subprocess.run([sys.executable, str(ROOT / "pipelines" / "sample.py"), "--help"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "--params" in res.stdout and "examples" in res.stdout

@@ -19,11 +19,11 @@ from fusion.config import compose
 from fusion.data.ablation import WithoutModalities, drop_modalities
 from fusion.data.collate import MultimodalCollate
 from fusion.data.datamodule import MultimodalDataModule
-from fusion.data.labels import MultiLabel, Scalar, SingleLabel, label_spec
+from fusion.tasks.labels import MultiLabel, Scalar, SingleLabel, label_spec
 from fusion.data.manifest import load_manifest
 from fusion.data.sample import generate_sample, plan_dataset, validate_config
 from fusion.tracking.store import absolute_tracking_uri
-from fusion.training.tasks import Multiclass, Multilabel, Regression, SignAccuracy, build_task
+from fusion.tasks.objectives import Multiclass, Multilabel, Regression, SignAccuracy, build_task
 from tests.conftest import TINY_TRAINING, copy_dvc_project, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -353,8 +353,8 @@ def _run_of(tracking_uri: str):
 
 @pytest.mark.slow
 def test_multilabel_trains_evaluates_and_tracks(multilabel_processed_dir, tmp_path):
-    from fusion.training.evaluate import evaluate
-    from fusion.training.train import train
+    from fusion.stages.evaluate import evaluate
+    from fusion.stages.train import train
 
     cfg = tiny_config(tmp_path, multilabel_processed_dir, ["task=multilabel"])
     assert cfg.callbacks.checkpoint.monitor == "val/f1_macro"
@@ -384,7 +384,7 @@ def test_multilabel_trains_evaluates_and_tracks(multilabel_processed_dir, tmp_pa
 
 @pytest.mark.slow
 def test_multiclass_run_is_tested_without_each_modality(processed_dir, tmp_path):
-    from fusion.training.train import train
+    from fusion.stages.train import train
 
     cfg = tiny_config(tmp_path, processed_dir, ["trainer.max_epochs=1", "modality=text+audio"])
     metrics = train(cfg)
@@ -409,7 +409,7 @@ def test_regression_dvc_pipeline_end_to_end(tmp_path):
 
     def dvc(*args):
         result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True,
-                                text=True)
+                                text=True, timeout=900)
         assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         return result.stdout
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from fusion.training.evaluate import evaluate
-from fusion.training.train import train
+from fusion.stages.evaluate import evaluate
+from fusion.stages.train import train
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.slow

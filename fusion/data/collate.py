@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import torch
 
-from fusion.data.manifest import FEATURES
+from fusion.meta import FEATURES
 
 
 def _pad_sequences(items: list[torch.Tensor | None], length_dim: int,

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from fusion.data.collate import MultimodalCollate
-from fusion.data.labels import LabelSpec, label_spec
+from fusion.tasks.labels import LabelSpec, label_spec
 from fusion.data.samplers import UnpaddedDistributedSampler, distributed_world
 from fusion.data.shards import ModalityShards
 

@@ -2,7 +2,7 @@
 
 Every preprocessing stage calls `load_manifest` with the same settings, so all stages agree on
 which records exist, their labels and their splits, without a stage of their own. What a valid
-label is depends on the task (fusion/data/labels.py): a class name, a list of them, or a number.
+label is depends on the task (fusion/tasks/labels.py): a class name, a list of them, or a number.
 """
 
 from __future__ import annotations
@@ -16,16 +16,15 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from fusion.data.labels import LabelError, LabelSpec, label_spec
+from fusion.meta import FEATURES
+from fusion.tasks import SPLITS
+from fusion.tasks.labels import LabelError, LabelSpec, label_spec
 
-SPLITS = ("train", "val", "test")
 MODALITIES = ("text", "image", "audio")
 # The manifest keys that carry each modality; `text` may be inline or a file.
 MODALITY_KEYS = {"text": ("text", "text_path"), "image": ("image",), "audio": ("audio",)}
 # The manifest key that names each modality's file (inline text is no file).
 FILE_KEYS = {"text": "text_path", "image": "image", "audio": "audio"}
-# meta.json `kind` of a modality whose records give precomputed feature arrays (fusion/preprocess/features.py).
-FEATURES = "features"
 
 
 class ManifestError(Exception):

@@ -61,6 +61,8 @@ import soundfile as sf
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from fusion.tasks import TASK_NAMES, by_task
+
 MODALITIES = ("image", "audio", "text")
 SUBDIRS = {"image": "image", "audio": "audio", "text": "text"}
 CLASS_NAMES = ("alpha", "bravo", "charlie", "delta", "echo",
@@ -739,15 +741,14 @@ def _check_one_per_group(key: str, count: int, n_groups: Mapping[str, int]) -> N
                          f"groups per modality {dict(n_groups)}")
 
 
-_TARGETS = {t.name: t for t in (_Multiclass, _Multilabel, _Regression)}
-TASKS = tuple(_TARGETS)
+_TARGETS = by_task((_Multiclass, _Multilabel, _Regression))
 
 
 def _target(c: Mapping) -> type[_Target]:
     """The task of the sample config (``task``; multiclass when absent)."""
     name = c.get("task", "multiclass")
     if name not in _TARGETS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {name!r}")
+        raise ValueError(f"task must be one of {', '.join(TASK_NAMES)}, got {name!r}")
     return _TARGETS[name]
 
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from fusion.data.ablation import drop_modalities
-from fusion.training.tasks import Task
+from fusion.tasks.objectives import Task
 
 
 def output_change(task: Task, full: Tensor, without: Tensor) -> Tensor:

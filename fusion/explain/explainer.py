@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from fusion.data.manifest import FEATURES
+from fusion.meta import FEATURES
 from fusion.explain import figures
 from fusion.explain.capture import captured_attention
 from fusion.explain.contribution import change_name, removal_changes, split_removal

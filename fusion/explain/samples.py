@@ -7,7 +7,7 @@ from typing import Sequence
 from torch.utils.data import DataLoader
 
 from fusion.data.datamodule import MultimodalDataModule
-from fusion.data.manifest import SPLITS
+from fusion.tasks import SPLITS
 
 
 class SampleNotFound(LookupError):

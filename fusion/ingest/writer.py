@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from fusion.data.manifest import FILE_KEYS, SPLITS, RecordError, parse_line, reason_kind
+from fusion.data.manifest import FILE_KEYS, RecordError, parse_line, reason_kind
+from fusion.tasks import SPLITS
 
 MANIFEST = "manifest.jsonl"
 REJECTED = "manifest.rejected.jsonl"

@@ -8,13 +8,13 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from fusion.data.manifest import FEATURES
+from fusion.meta import FEATURES
 from fusion.models.conv_encoders import ConvAudioEncoder, ConvImageEncoder, ConvTextEncoder
 from fusion.models.encoders import AudioEncoder, ImageEncoder, PretrainedTextEncoder, TextEncoder, TimmAudioEncoder
 from fusion.models.feature_encoder import FeatureEncoder
 from fusion.models.fusions import FUSIONS, build_fusion
 from fusion.models.model import MultimodalClassifier
-from fusion.preprocess.text import BPE, resolve_pretrained_path
+from fusion.pretrained import BPE, resolve_pretrained_path
 
 __all__ = ["ENCODER_BUILDERS", "build_encoder", "build_model"]
 

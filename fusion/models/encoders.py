@@ -30,7 +30,7 @@ from timm.models._features import FeatureGetterNet
 from torch import Tensor, nn
 
 from fusion.models.attention import Block, block_options, make_dropout
-from fusion.preprocess.text import HF_EXTRA_HINT, resolve_pretrained_path
+from fusion.pretrained import HF_EXTRA_HINT, resolve_pretrained_path
 
 __all__ = [
     "TokenEncoder",

@@ -17,7 +17,7 @@ from fusion.tracking.compare import F1_KEY, WITHOUT, Comparison, Row, TaskTable,
 from fusion.tracking.store import absolute_tracking_uri
 
 EPOCH_KEY = "epoch"  # Lightning logs the epoch with every metric batch, at the same step
-PER_CLASS_PREFIX = "test/f1_"  # test/f1_<class> (fusion/training/tasks.py)
+PER_CLASS_PREFIX = "test/f1_"  # test/f1_<class> (fusion/tasks/objectives.py)
 NOT_A_CLASS = {F1_KEY, "test/f1_micro"}
 MODALITY_HEAD = "_head_"  # the per-modality heads' metrics, <metric>_head_<modality>, are no classes
 ALL_CURVE = "all"  # every modality perturbed at once (fusion/robustness/curves.py ALL)

@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from fusion.data.manifest import FEATURES
+from fusion.meta import FEATURES
 from fusion.robustness.curves import (
     Curves,
     ModelMetric,
@@ -32,10 +32,10 @@ from fusion.robustness.tracking import (
     settings_hash,
 )
 from fusion.tracking.mlflow_logger import build_mlflow_logger
-from fusion.training.evaluate import load_weights
+from fusion.training.checkpoints import load_weights
 from fusion.training.setup import build_datamodule, build_module
-from fusion.training.tasks import Task
-from fusion.training.train import RUN_INFO
+from fusion.tasks.objectives import Task
+from fusion.training.resume import RUN_INFO
 
 CURVES_CSV, SUMMARY_JSON, FIGURE = "curves.csv", "robustness.json", "robustness.png"
 

@@ -23,11 +23,11 @@ from torch import Tensor
 
 from fusion.data.collate import MultimodalCollate
 from fusion.data.datamodule import LABEL_META
-from fusion.data.labels import LabelSpec, label_spec
+from fusion.tasks.labels import LabelSpec, label_spec
 from fusion.models.builder import build_model
 from fusion.models.model import MultimodalClassifier
 from fusion.preprocess.common import Processor, restored_processor
-from fusion.training.tasks import Task, build_task
+from fusion.tasks.objectives import Task, build_task
 
 CONFIG, WEIGHTS, PREPROCESS = "config.yaml", "weights.pt", "preprocess"
 # The fitted preprocessing state of a processed modality folder that inference needs.

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from torch import Tensor
 
-from fusion.training.tasks import Task
+from fusion.tasks.objectives import Task
 
 ID, PREDICTION, PROB_PREFIX, VALUE = "id", "prediction", "prob_", "value"
 LABEL_SEPARATOR = "|"  # joins the predicted labels of a multilabel row

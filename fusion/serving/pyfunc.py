@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import fusion
 from fusion.serving import serving_batch_size
-from fusion.preprocess.text import PACKAGE_PREFIX
+from fusion.pretrained import PACKAGE_PREFIX
 from fusion.serving import guard
 from fusion.serving.bundle import ModelBundle
 from fusion.serving.predictions import PREDICTION, prediction_columns, prediction_rows, score_columns

@@ -15,7 +15,7 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from fusion.data.manifest import SPLITS
+from fusion.tasks import SPLITS
 
 
 def dataset_source(root: str):

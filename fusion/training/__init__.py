@@ -1,1 +1,1 @@
-"""Lightning wiring: the module, the train and evaluate procedures."""
+"""Lightning wiring: the module, callbacks, checkpoints and resume (the stages that run it: fusion.stages)."""

@@ -69,3 +69,10 @@ def network_state(path: str | Path, prefix: str = "net.") -> dict[str, Any]:
     (checkpoints hold full state dicts under every strategy, FSDP included)."""
     state = load_checkpoint(path)["state_dict"]
     return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+
+
+def load_weights(module: torch.nn.Module, checkpoint: Path) -> None:
+    """Load a Lightning checkpoint's weights without unpickling arbitrary objects."""
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} not found; run the train stage first (`dvc repro train`).")
+    module.load_state_dict(load_checkpoint(checkpoint)["state_dict"])

@@ -1,4 +1,4 @@
-"""LightningModule for any task (fusion/training/tasks.py): loss and metrics per split, test report."""
+"""LightningModule for any task (fusion/tasks/objectives.py): loss and metrics per split, test report."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from torchmetrics import MaxMetric, MeanMetric, Metric, MinMetric
 from fusion.data.ablation import modality_dropout
 from fusion.data.manifest import MODALITIES
 from fusion.training.balance import modulate_gradients, ogm_coefficients
-from fusion.training.tasks import Task
+from fusion.tasks import SPLITS
+from fusion.tasks.objectives import Task
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or Inf: training stops before the broken weights are checkpointed."""
 
-SPLITS = ("train", "val", "test")
 EVAL_SPLITS = ("val", "test")
 
 

@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from fusion.config import flatten
 from fusion.training.checkpoints import load_checkpoint
 
+RUN_INFO = "run.json"  # the run folder's record of its MLflow run and checkpoints (written by fusion.stages.train)
+
 LAST = "last"
 LAST_FILE = "last.ckpt"
 # Config keys that may differ between the interrupted and the resumed run: where files go, how much is

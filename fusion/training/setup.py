@@ -12,7 +12,7 @@ from fusion.data.datamodule import MultimodalDataModule
 from fusion.models.builder import build_model
 from fusion.training.module import FusionModule
 from fusion.training.throughput import DataWaitMonitor
-from fusion.training.tasks import build_task
+from fusion.tasks.objectives import build_task
 
 
 def build_datamodule(cfg: DictConfig) -> MultimodalDataModule:

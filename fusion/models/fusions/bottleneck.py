@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from fusion.models.attention_maps import BOTTLENECKS, AttentionMaps, Records, indexed, normalised, select_layer
 from fusion.models.fusions.registry import register_fusion
 from fusion.models.fusions.tokens import TokenFusion
 
@@ -34,9 +35,8 @@ class BottleneckFusion(TokenFusion):
     no modality present): ``out_dim = (len(modalities) + 1) * dim``, or ``len(modalities) * dim`` when no
     bottleneck is used. An absent modality pools to zero.
 
-    ``record_attention`` keys: ``"self:<m>"`` [fusion_layer, B, H, N_m, N_m] for the unimodal layers,
-    ``"fusion:<m>"`` [num_layers - fusion_layer, B, H, N_m + nb, N_m + nb] for the fusion layers (the last
-    ``num_bottlenecks`` rows/columns are the bottleneck tokens), ``"pool:<m>"`` [1, B, H, 1, N_m].
+    Its maps add what the bottleneck tokens read of each modality in the fusion layers and, from that, each
+    modality's share of the exchange (:meth:`attention_maps`).
     Shared layer options: see :class:`~fusion.models.fusions.tokens.TokenFusion`.
     """
 
@@ -76,7 +76,6 @@ class BottleneckFusion(TokenFusion):
         for m in self.modalities:
             n = x[m].shape[1]
             h, mask = torch.cat([x[m], z], dim=1), torch.cat([masks[m], z_mask], dim=1)
-            self.record(f"fusion:{m}", layer[m], h, mask)
             h = layer[m](h, mask)
             out[m] = h[:, :n]
             present = masks[m].any(dim=-1)[:, None, None]
@@ -93,7 +92,6 @@ class BottleneckFusion(TokenFusion):
         for i, layer in enumerate(self.layers[:num_layers]):
             if i < self.fusion_layer or self.bottleneck is None:
                 for m in self.modalities:
-                    self.record(f"self:{m}", layer[m], x[m], masks[m])
                     x[m] = layer[m](x[m], masks[m])
             else:
                 if z is None:
@@ -105,9 +103,23 @@ class BottleneckFusion(TokenFusion):
         x, z = self.streams(tokens, masks)
         pooled = []
         for m in self.modalities:
-            self.record(f"pool:{m}", self.pool[m], x[m], masks[m])
             pooled.append(self.pool[m](x[m], masks[m]))
         if z is not None:
             any_present = torch.stack([masks[m].any(dim=-1) for m in self.modalities]).any(dim=0)
             pooled.append(z.mean(dim=1) * any_present[:, None])
         return torch.cat(pooled, dim=-1)
+
+    def attention_maps(self, records: Records, layer: str = "last") -> AttentionMaps:
+        """Pooling weights per modality; with bottlenecks, the bottleneck queries over each modality's tokens
+        in the fusion layers (``cross[(bottlenecks, m)]``) and the normalised mass they read per modality."""
+        maps = super().attention_maps(records, layer)
+        if self.bottleneck is None:
+            return maps
+        nb, reads = self.bottleneck.shape[1], {}
+        for m in self.modalities:
+            calls = indexed(records, rf"layers\.(\d+)\.{m}\.attn")[self.fusion_layer:]
+            block = select_layer(calls, layer)[:, -nb:, :-nb]  # bottleneck queries x the modality's tokens
+            maps.cross[(BOTTLENECKS, m)] = block
+            reads[m] = block.sum(-1).mean(-1)
+        maps.mass = normalised(reads)
+        return maps

@@ -9,6 +9,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from fusion.models.attention_maps import AttentionMaps, Records, indexed, select_layer
 from fusion.models.fusions.registry import register_fusion
 from fusion.models.fusions.tokens import ModalityEmbedding, TokenFusion
 
@@ -33,9 +34,8 @@ class CoAttentionFusion(TokenFusion):
 
     Absent or padded tokens are never keys; a stream whose other modalities are all absent gets a zero
     co-attention update (its residual path passes through), an absent modality pools to zero.
-    ``record_attention`` keys: ``"<others>-><m>"`` (others joined by ``+``, in ``modalities`` order, the
-    key axis in that order too) [depth, B, H, N_m, N_others]; ``"<m>-><m>"`` [depth, B, H, N_m, N_m];
-    ``"pool:<m>"`` [1, B, H, 1, N_m]. Shared layer options: see
+    Its maps add ``cross[(m, other)]``: m's queries over each other modality's tokens in the co-attention
+    layers (:meth:`attention_maps`). Shared layer options: see
     :class:`~fusion.models.fusions.tokens.TokenFusion`.
     """
 
@@ -65,15 +65,24 @@ class CoAttentionFusion(TokenFusion):
                 h = x[m]
                 if m in co:
                     ctx, ctx_mask = self.context(x, masks, m)
-                    self.record(f"{'+'.join(self.others[m])}->{m}", co[m], h, ctx_mask, ctx)
                     h = co[m](h, ctx, ctx_mask)
                 updated[m] = h
             x = updated  # co-attention of every stream read the previous layer's states
             for m in self.modalities:
-                self.record(f"{m}->{m}", blocks[m], x[m], masks[m])
                 x[m] = blocks[m](x[m], masks[m])
         pooled = []
         for m in self.modalities:
-            self.record(f"pool:{m}", self.pool[m], x[m], masks[m])
             pooled.append(self.pool[m](x[m], masks[m]))
         return torch.cat(pooled, dim=-1)
+
+    def attention_maps(self, records: Records, layer: str = "last") -> AttentionMaps:
+        """Pooling weights per modality, and per (target, source) the target's co-attention over the source's
+        part of the joined context (its key axis holds the other modalities in ``modalities`` order)."""
+        maps = super().attention_maps(records, layer)
+        if len(self.modalities) > 1:
+            for target in self.modalities:
+                joined = select_layer(indexed(records, rf"co\.(\d+)\.{target}\.attn"), layer)
+                lengths = [records[f"pool.{s}.attn"][-1].shape[-1] for s in self.others[target]]
+                for source, block in zip(self.others[target], joined.split(lengths, dim=-1)):
+                    maps.cross[(target, source)] = block
+        return maps

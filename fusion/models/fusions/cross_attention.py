@@ -6,14 +6,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fusion.models.attention import AttentionPool, Block, CrossBlock, block_options
+from fusion.models.attention_maps import AttentionMaps, Records, indexed, select_layer
 from fusion.models.fusions.registry import register_fusion
+from fusion.models.fusions.tokens import TokenFusion
 
 __all__ = ["CrossAttentionFusion"]
 
 
 @register_fusion("cross_attention")
-class CrossAttentionFusion(nn.Module):
+class CrossAttentionFusion(TokenFusion):
     """MulT-style fusion: for every ordered pair (source -> target) ``depth`` CrossBlocks in which the
     target's tokens query the source's; per target, the incoming streams are concatenated along features
     and linearly projected back to D (as in MulT, concatenation keeps each source in its own subspace so the
@@ -22,36 +23,18 @@ class CrossAttentionFusion(nn.Module):
 
     A sample whose source is absent gets a zero cross-attention output (the stream is then the target's own
     residual path), an absent target pools to zero, and one modality reduces to self-attention + pooling.
-    Set ``record_attention = True`` to keep the cross-modal weights in ``last_attention``:
-    ``{"src->tgt": [depth, B, H, N_tgt, N_src]}`` (detached; uses the non-fused attention path).
+    Its maps add ``cross[(target, source)]`` [B, N_tgt, N_src] (:meth:`attention_maps`).
     """
 
     def __init__(
-        self,
-        modalities: list[str],
-        dim: int,
-        num_heads: int = 4,
-        depth: int = 1,
-        self_depth: int = 1,
-        mlp_ratio: float = 2.0,
-        dropout: float = 0.0,
-        attn_dropout: float = 0.0,
-        fused_attn: bool = True,
-        attn_score: str = "scaled_dot",
-        attn_gate: bool = False,
-        norm_layer: type[nn.Module] = nn.LayerNorm,
-        act_layer: type[nn.Module] = nn.GELU,
+        self, modalities: list[str], dim: int, depth: int = 1, self_depth: int = 1, **layer_options
     ) -> None:
-        super().__init__()
-        self.modalities = list(modalities)
+        super().__init__(modalities, dim, **layer_options)
         self.out_dim = len(self.modalities) * dim
         self.sources = {t: [s for s in self.modalities if s != t] for t in self.modalities}
-        layer_kwargs = block_options(
-            mlp_ratio, dropout, attn_dropout, fused_attn, attn_score, attn_gate, norm_layer, act_layer
-        )
         self.cross = nn.ModuleDict(
             {
-                self._pair(s, t): nn.ModuleList(CrossBlock(dim, num_heads, **layer_kwargs) for _ in range(depth))
+                self._pair(s, t): nn.ModuleList(self.cross_block() for _ in range(depth))
                 for t in self.modalities
                 for s in self.sources[t]
             }
@@ -64,35 +47,22 @@ class CrossAttentionFusion(nn.Module):
             }
         )
         self.blocks = nn.ModuleDict(
-            {
-                t: nn.ModuleList(Block(dim, num_heads, **layer_kwargs) for _ in range(self_depth))
-                for t in self.modalities
-            }
+            {t: nn.ModuleList(self.block() for _ in range(self_depth)) for t in self.modalities}
         )
-        self.pool = nn.ModuleDict({t: AttentionPool(dim, num_heads, **layer_kwargs) for t in self.modalities})
-        self.record_attention = False
-        self.last_attention: dict[str, Tensor] = {}
+        self.pool = nn.ModuleDict({t: self.attention_pool() for t in self.modalities})
 
     @staticmethod
     def _pair(source: str, target: str) -> str:
         return f"{source}_to_{target}"
 
     def _stream(self, source: str, target: str, tokens: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
-        """Target tokens after ``depth`` CrossBlocks attending to the source; records weights if asked."""
-        x, weights = tokens[target], []
+        """Target tokens after ``depth`` CrossBlocks attending to the source."""
+        x = tokens[target]
         for blk in self.cross[self._pair(source, target)]:
-            if self.record_attention:
-                x, w = blk(x, tokens[source], masks[source], return_weights=True)
-                weights.append(w.detach())
-            else:
-                x = blk(x, tokens[source], masks[source])
-        if weights:
-            self.last_attention[f"{source}->{target}"] = torch.stack(weights)
+            x = blk(x, tokens[source], masks[source])
         return x
 
-    def forward(self, tokens: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
-        """tokens {m: [B, N_m, D]}, masks {m: [B, N_m]} -> [B, out_dim]."""
-        self.last_attention = {}
+    def fuse(self, tokens: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
         pooled = []
         for t in self.modalities:
             streams = [self._stream(s, t, tokens, masks) for s in self.sources[t]] or [tokens[t]]
@@ -101,3 +71,13 @@ class CrossAttentionFusion(nn.Module):
                 x = blk(x, masks[t])
             pooled.append(self.pool[t](x, masks[t]))
         return torch.cat(pooled, dim=-1)
+
+    def attention_maps(self, records: Records, layer: str = "last") -> AttentionMaps:
+        """Pooling weights per modality, and per (target, source) the target's queries over the source's
+        tokens in the pair's CrossBlocks."""
+        maps = super().attention_maps(records, layer)
+        for target in self.modalities:
+            for source in self.sources[target]:
+                calls = indexed(records, rf"cross\.{self._pair(source, target)}\.(\d+)\.attn")
+                maps.cross[(target, source)] = select_layer(calls, layer)
+        return maps

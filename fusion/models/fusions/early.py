@@ -8,6 +8,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
+from fusion.models.attention_maps import AttentionMaps, Records, indexed, select_layer, split_spans
 from fusion.models.fusions.registry import register_fusion
 from fusion.models.fusions.tokens import ModalityEmbedding, TokenFusion
 
@@ -25,8 +26,8 @@ class EarlyFusion(TokenFusion):
     valid token outputs zeros. The fusion adds no positional information, so permuting the tokens of a
     modality (together with its mask) leaves the output unchanged: position must already be in the tokens.
 
-    ``record_attention`` keys, token axis in the order of ``modalities`` (``last_spans`` gives each
-    modality's slice): ``"joint"`` [depth, B, H, N, N] and ``"pool"`` [1, B, H, 1, N].
+    The joint sequence holds the modalities in ``modalities`` order (``last_spans`` gives each one's slice);
+    its maps split the pooling and the joint self-attention by modality (:meth:`attention_maps`).
     Shared layer options: see :class:`~fusion.models.fusions.tokens.TokenFusion`.
     """
 
@@ -42,7 +43,20 @@ class EarlyFusion(TokenFusion):
         x, mask = self.embed(tokens, masks)
         self.last_spans = self.embed.spans(tokens)
         for blk in self.blocks:
-            self.record("joint", blk, x, mask)
             x = blk(x, mask)
-        self.record("pool", self.pool, x, mask)
         return self.pool(x, mask)
+
+    def attention_maps(self, records: Records, layer: str = "last") -> AttentionMaps:
+        """Token weights of the pooling over the joint sequence (their sum per modality is its mass), and
+        the joint self-attention's blocks between different modalities."""
+        spans = self.last_spans
+        tokens = split_spans(records["pool.attn"][-1].mean(1)[:, 0], spans)
+        maps = AttentionMaps(tokens=tokens, mass={m: w.sum(-1) for m, w in tokens.items()},
+                             source="the fusion's attention pooling over the joint sequence")
+        if "blocks.0.attn" in records:
+            joint = select_layer(indexed(records, r"blocks\.(\d+)\.attn"), layer)
+            for query, rows in spans.items():
+                for key, cols in spans.items():
+                    if query != key:
+                        maps.cross[(query, key)] = joint[:, rows, cols]
+        return maps

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from fusion.models.fusions.pooling import PooledFusion, stack_modalities
+from fusion.models.attention_maps import AttentionMaps, Records
 from fusion.models.fusions.registry import register_fusion
 
 __all__ = ["GatedFusion"]
@@ -49,3 +50,11 @@ class GatedFusion(PooledFusion):
         h = stack_modalities({m: torch.tanh(self.proj[m](pooled[m])) for m in self.modalities}, self.modalities)
         self.last_gates = z.detach()
         return (z * h).sum(dim=1)
+
+    def attention_maps(self, records: Records, layer: str = "last") -> AttentionMaps:
+        """Pooling weights per modality and each modality's mean gate value in the last forward."""
+        maps = super().attention_maps(records, layer)
+        if self.last_gates is not None:
+            gates = self.last_gates.float().mean(-1)  # [B, M]
+            maps.gates = {m: gates[:, i].cpu() for i, m in enumerate(self.modalities)}
+        return maps

@@ -9,6 +9,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from fusion.models.attention_maps import LATENTS, AttentionMaps, Records, indexed, select_layer, split_spans
 from fusion.models.fusions.registry import register_fusion
 from fusion.models.fusions.tokens import ModalityEmbedding, TokenFusion
 
@@ -31,9 +32,8 @@ class PerceiverFusion(TokenFusion):
     The fusion adds no positional information: permuting the input tokens (with their masks) leaves the
     output unchanged. Masked tokens are never keys; a sample without any valid token would get input-free
     latents, and outputs zeros instead.
-    ``record_attention`` keys: ``"cross"`` [num_cross, B, H, num_latents, N] (token axis: modalities in
-    ``modalities`` order, see ``last_spans``), ``"latent"`` [num_cross * latent_depth, B, H, L, L] and, with
-    ``pool="attention"``, ``"pool"`` [1, B, H, 1, L]. Shared layer options: see
+    The latents read the modalities' tokens joined in ``modalities`` order (``last_spans``); its maps show
+    that cross-attention per modality (:meth:`attention_maps`). Shared layer options: see
     :class:`~fusion.models.fusions.tokens.TokenFusion`.
     """
 
@@ -73,14 +73,21 @@ class PerceiverFusion(TokenFusion):
         z = self.latents.expand(x.shape[0], -1, -1)
         for r in range(self.num_cross):
             i = min(r, len(self.cross) - 1)  # shared weights: repeats 1.. reuse set 1
-            self.record("cross", self.cross[i], z, mask, x)
             z = self.cross[i](z, x, mask)
             for blk in self.latent_blocks[i]:
-                self.record("latent", blk, z)
                 z = blk(z)
         if self.pool is not None:
-            self.record("pool", self.pool, z)
             out = self.pool(z)
         else:
             out = self.norm(z).mean(dim=1)
         return out * mask.any(dim=-1, keepdim=True)  # nothing to read: zeros, not the input-free latents
+
+    def attention_maps(self, records: Records, layer: str = "last") -> AttentionMaps:
+        """The latents' cross-attention over each modality's tokens: per latent (``cross[(latents, m)]``), its
+        mean over latents as token weights, and their sum per modality as the mass."""
+        spans = self.last_spans
+        cross = select_layer(indexed(records, r"cross\.(\d+)\.attn"), layer)  # [B, L, N]
+        tokens = split_spans(cross.mean(1), spans)
+        return AttentionMaps(tokens=tokens, mass={m: w.sum(-1) for m, w in tokens.items()},
+                             cross={(LATENTS, m): block for m, block in split_spans(cross, spans).items()},
+                             source="the latents' cross-attention over the modality's tokens (mean over latents)")

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from fusion.models.attention import AttentionPool, block_options
+from fusion.models.attention_maps import POOLING, AttentionMaps, Records, pooled_tokens
 
 __all__ = ["ModalityPooling", "PooledFusion", "stack_modalities"]
 
@@ -61,3 +62,7 @@ class PooledFusion(nn.Module):
     def forward(self, tokens: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
         """tokens {m: [B, N_m, D]}, masks {m: [B, N_m]} -> [B, out_dim]."""
         return self.fuse(*self.pool(tokens, masks))
+
+    def attention_maps(self, records: Records, layer: str = "last") -> AttentionMaps:
+        """The maps of the last forward (fusion.models.attention_maps): each modality's pooling weights."""
+        return AttentionMaps(tokens=pooled_tokens(records, self.modalities), source=POOLING)

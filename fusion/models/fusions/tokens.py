@@ -1,7 +1,8 @@
-"""Shared parts of the token-level attention fusions (early, co_attention, bottleneck, perceiver).
+"""Shared parts of the token-level attention fusions (cross_attention, early, co_attention, bottleneck, perceiver).
 
 :class:`TokenFusion` holds what they all take (modalities, width, the shared attention-layer options),
-builds their Block / CrossBlock / AttentionPool layers and records attention weights for plots.
+builds their Block / CrossBlock / AttentionPool layers; each reads its own attention maps
+(:meth:`TokenFusion.attention_maps`).
 :class:`ModalityEmbedding` concatenates modality token sequences and masks, adding a learned modality-type
 embedding per modality (as BERT's segment embeddings, Devlin et al., 2019, and VisualBERT / UNITER use to
 tell the streams of a single joint sequence apart).
@@ -15,28 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from fusion.models.attention import AttentionPool, Block, CrossBlock, block_options
+from fusion.models.attention_maps import POOLING, AttentionMaps, Records, pooled_tokens
 
-__all__ = ["TokenFusion", "ModalityEmbedding", "attention_weights"]
-
-
-@torch.no_grad()
-def attention_weights(
-    layer: Block | CrossBlock | AttentionPool,
-    x: Tensor,
-    mask: Optional[Tensor] = None,
-    context: Optional[Tensor] = None,
-) -> Tensor:
-    """The attention weights [B, H, N_query, N_key] that ``layer`` uses on its input, detached.
-
-    ``layer(x, mask)`` for a Block or AttentionPool, ``layer(x, context, mask)`` for a CrossBlock (``mask``
-    then masks the context). A separate non-fused pass, so only taken while recording; rows of a query
-    without any valid key are all zero."""
-    if isinstance(layer, AttentionPool):
-        query = layer.latent.expand(x.shape[0], -1, -1)
-        return layer.attn(query, layer.norm1(x), key_mask=mask, return_weights=True)[1]
-    if isinstance(layer, CrossBlock):
-        return layer.attn(layer.norm1(x), layer.norm_context(context), key_mask=mask, return_weights=True)[1]
-    return layer.attn(layer.norm1(x), key_mask=mask, return_weights=True)[1]
+__all__ = ["TokenFusion", "ModalityEmbedding"]
 
 
 class ModalityEmbedding(nn.Module):
@@ -69,14 +51,12 @@ class ModalityEmbedding(nn.Module):
 
 
 class TokenFusion(nn.Module):
-    """Base of the token-level fusions: ``forward(tokens, masks) -> [B, out_dim]`` resets the attention
-    record, runs the subclass's :meth:`fuse` and publishes the record.
+    """Base of the token-level fusions: ``forward(tokens, masks) -> [B, out_dim]`` runs the subclass's
+    :meth:`fuse`; :meth:`attention_maps` reads the maps of that forward from the recorded weights.
 
     The shared options (``num_heads``, ``mlp_ratio``, residual ``dropout``, ``attn_dropout``, ``fused_attn``,
     ``attn_score``, ``attn_gate``, ``norm_layer``, ``act_layer``) reach every layer made by :meth:`block`,
-    :meth:`cross_block` and :meth:`attention_pool`. With ``record_attention = True`` each forward leaves
-    ``last_attention``: ``{key: [n, B, H, N_query, N_key]}``, detached, one entry of the first axis per
-    layer that wrote under that key (in order); the subclasses document their keys.
+    :meth:`cross_block` and :meth:`attention_pool`.
     """
 
     def __init__(
@@ -94,9 +74,6 @@ class TokenFusion(nn.Module):
         self.num_heads = num_heads
         self.norm_layer = layer_options.get("norm_layer", nn.LayerNorm)
         self._layer_kwargs = block_options(**layer_options)
-        self.record_attention = False
-        self.last_attention: dict[str, Tensor] = {}
-        self._recorded: dict[str, list[Tensor]] = {}
 
     def block(self) -> Block:
         return Block(self.dim, self.num_heads, **self._layer_kwargs)
@@ -107,27 +84,16 @@ class TokenFusion(nn.Module):
     def attention_pool(self) -> AttentionPool:
         return AttentionPool(self.dim, self.num_heads, **self._layer_kwargs)
 
-    def record(
-        self,
-        key: str,
-        layer: Block | CrossBlock | AttentionPool,
-        x: Tensor,
-        mask: Optional[Tensor] = None,
-        context: Optional[Tensor] = None,
-    ) -> None:
-        """Append ``layer``'s weights on this input under ``key`` when ``record_attention`` is set."""
-        if self.record_attention:
-            self._recorded.setdefault(key, []).append(attention_weights(layer, x, mask, context))
-
     def fuse(self, tokens: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
         raise NotImplementedError
 
     def forward(self, tokens: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
         """tokens {m: [B, N_m, D]}, masks {m: [B, N_m]} (True = valid, all False = modality absent)
         -> [B, out_dim]."""
-        self._recorded = {}
-        try:
-            return self.fuse(tokens, masks)
-        finally:
-            self.last_attention = {k: torch.stack(v) for k, v in self._recorded.items()}
-            self._recorded = {}
+        return self.fuse(tokens, masks)
+
+    def attention_maps(self, records: Records, layer: str = "last") -> AttentionMaps:
+        """The maps of the last forward, from ``records`` (attention weights per call under each attention
+        layer's name relative to this fusion, see fusion.models.attention_maps); the base reads each
+        modality's pooling weights (``pool.<m>``), subclasses add what their layers show."""
+        return AttentionMaps(tokens=pooled_tokens(records, self.modalities), source=POOLING)

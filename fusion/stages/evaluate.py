@@ -19,20 +19,13 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 
 from fusion.serving.predictions import write_predictions
 from fusion.tracking.mlflow_logger import build_mlflow_logger
-from fusion.training.checkpoints import load_checkpoint, network_state
-from fusion.training.publish import publish_run
+from fusion.training.checkpoints import load_weights, network_state
+from fusion.stages.publish import publish_run
 from fusion.training.setup import build_datamodule, build_module
-from fusion.training.train import RUN_INFO, log_test_report, missing_modality_metrics, report_title
+from fusion.stages.train import RUN_INFO, log_test_report, missing_modality_metrics, report_title
 
 
 PREDICTIONS = "predictions.csv"
-
-
-def load_weights(module: torch.nn.Module, checkpoint: Path) -> None:
-    """Load a Lightning checkpoint's weights without unpickling arbitrary objects."""
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} not found; run the train stage first (`dvc repro train`).")
-    module.load_state_dict(load_checkpoint(checkpoint)["state_dict"])
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -20,13 +20,12 @@ from fusion.tracking.lineage import data_version
 from fusion.tracking.mlflow_logger import build_logger, flat_params
 from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError, network_state
 from fusion.training.module import FusionModule, NonFiniteLossError
-from fusion.training.publish import publish_run
-from fusion.training.resume import (ResumeError, ResumeState, check_same_config, read_resume_state,
+from fusion.stages.publish import publish_run
+from fusion.training.resume import (RUN_INFO, ResumeError, ResumeState, check_same_config, read_resume_state,
                                     resolve_checkpoint)
 from fusion.training.setup import build_callbacks, build_datamodule, build_module
-from fusion.training.tasks import Task
+from fusion.tasks.objectives import Task
 
-RUN_INFO = "run.json"
 # Errors that end a run with a message naming the fix (the CLIs print them without a traceback).
 TRAINING_ERRORS = (NonFiniteLossError, ResumeError, CheckpointError)
 

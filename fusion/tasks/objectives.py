@@ -25,7 +25,8 @@ from torchmetrics.classification import (MulticlassAccuracy, MulticlassConfusion
                                          MultilabelExactMatch, MultilabelF1Score, MultilabelHammingDistance)
 from torchmetrics.utilities import dim_zero_cat
 
-from fusion.data.labels import LabelSpec
+from fusion.tasks import by_task, unknown_task
+from fusion.tasks.labels import LabelSpec
 from fusion.tracking.figures import plot_confusion_matrix, plot_per_class, plot_scatter
 
 MODES = ("max", "min")
@@ -269,7 +270,7 @@ class Regression(Task):
                    ([round(float(a), 6), round(float(p), 6)] for a, p in zip(report["actual"], report["predicted"])))
 
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (Multiclass, Multilabel, Regression)}
+TASKS: dict[str, type[Task]] = by_task((Multiclass, Multilabel, Regression))
 
 
 def build_task(task_cfg: Mapping[str, Any], labels: LabelSpec) -> Task:
@@ -277,7 +278,7 @@ def build_task(task_cfg: Mapping[str, Any], labels: LabelSpec) -> Task:
     knobs = dict(task_cfg)
     name = knobs.pop("name")
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r} (task=...); available: {', '.join(TASKS)}")
+        raise unknown_task(name)
     if labels.task != name:
         raise ValueError(f"the data's labels are for task={labels.task}, the config says task={name}")
     return TASKS[name](labels, **knobs)

@@ -17,6 +17,8 @@ import math
 import sys
 from typing import Any, ClassVar, Iterable, Mapping
 
+from fusion.tasks import by_task, unknown_task
+
 
 class LabelError(ValueError):
     """The label of one record is invalid for the task (the manifest turns it into a rejection)."""
@@ -168,8 +170,7 @@ class Scalar(LabelSpec):
         return 1
 
 
-LABEL_SPECS: dict[str, type[LabelSpec]] = {spec.task: spec for spec in (SingleLabel, MultiLabel, Scalar)}
-TASKS = tuple(LABEL_SPECS)
+LABEL_SPECS: dict[str, type[LabelSpec]] = by_task((SingleLabel, MultiLabel, Scalar), attr="task")
 
 
 def label_spec(task: str) -> type[LabelSpec]:
@@ -177,4 +178,4 @@ def label_spec(task: str) -> type[LabelSpec]:
     try:
         return LABEL_SPECS[task]
     except KeyError:
-        raise ValueError(f"unknown task {task!r} (task=...); available: {', '.join(TASKS)}") from None
+        raise unknown_task(task) from None
