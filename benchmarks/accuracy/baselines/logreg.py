@@ -83,5 +83,6 @@ def run(data: RawDataset, seed: int) -> BaselineResult:
         val_acc = accuracy(late_fusion({m: p[val] for m, p in probs.items()},
                                        {m: data.present[m][val] for m in MODALITIES}, fallback), data.labels[val])
     return BaselineResult(test_acc=test_acc, val_acc=val_acc, alone=alone, without=without, cpu_seconds=total.cpu,
-                          wall_seconds=total.wall, fit_seconds=fitting.wall, unimodal_cpu_seconds=seconds,
+                          wall_seconds=total.wall, fit_seconds=fitting.wall, fit_cpu_seconds=fitting.cpu,
+                          unimodal_cpu_seconds=seconds,
                           details={"C": chosen})

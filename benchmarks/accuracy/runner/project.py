@@ -22,7 +22,7 @@ from benchmarks.ddp import _last_error
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 MODALITIES = ("text", "image", "audio")
 RUN_INFO = "run.json"   # written by fusion.training.train into the run folder
-ACC, FIT_SECONDS = "test/acc", "time/fit_seconds"
+ACC, FIT_SECONDS, FIT_CPU_SECONDS = "test/acc", "time/fit_seconds", "time/fit_cpu_seconds"
 WITHOUT = "test/acc_without_{}"
 PREPROCESS_TIMEOUT_SECONDS = 1800
 TRAIN_TIMEOUT_SECONDS = 3600
@@ -39,6 +39,7 @@ class ProjectRun:
     test_acc: float | None
     without: dict[str, float]
     fit_seconds: float | None
+    fit_cpu_seconds: float | None
     run_id: str
     timing: Timing
     metrics: dict[str, float] = field(default_factory=dict)
@@ -87,6 +88,7 @@ def train(dataset: Path, processed: Path, seed: int, run_dir: Path, store: Path,
     timing = run_logged(args, project, log, timeout)
     run_id = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))["run_id"]
     metrics = dict(MlflowClient(tracking_uri=tracking_uri).get_run(run_id).data.metrics)
-    return ProjectRun(test_acc=metrics.get(ACC), fit_seconds=metrics.get(FIT_SECONDS), run_id=run_id, timing=timing,
+    return ProjectRun(test_acc=metrics.get(ACC), fit_seconds=metrics.get(FIT_SECONDS),
+                      fit_cpu_seconds=metrics.get(FIT_CPU_SECONDS), run_id=run_id, timing=timing,
                       without={m: metrics[WITHOUT.format(m)] for m in MODALITIES if WITHOUT.format(m) in metrics},
                       metrics=metrics)

@@ -19,7 +19,7 @@ MARGIN_POINTS = 3.0     # issue 13: the defaults beat the better baseline by at 
 POINTS = 100.0          # accuracy fraction -> points
 BASELINES = ("logreg", "lenet")
 DEFAULTS, CPU_REFERENCE = "project", "lenet"
-COLUMNS = ["system", "test acc", "CPU s", "wall s", "fit s", *(f"{m} alone" for m in MODALITIES),
+COLUMNS = ["system", "test acc", "fit CPU s", "CPU s", "wall s", "fit s", *(f"{m} alone" for m in MODALITIES),
            *(f"w/o {m}" for m in MODALITIES), "seeds"]
 
 
@@ -50,7 +50,7 @@ def figures(results: Mapping[str, Any], dataset: str, system: str) -> dict[str, 
     The project's defaults take their "alone" values from the modality=<m> runs of the same seeds."""
     rows = runs_of(results, dataset, system)
     out: dict[str, list[float]] = {key: [r[key] for r in rows if r.get(key) is not None]
-                                   for key in ("test_acc", "cpu_seconds", "wall_seconds", "fit_seconds")}
+                                   for key in ("test_acc", "fit_cpu_seconds", "cpu_seconds", "wall_seconds", "fit_seconds")}
     for m in MODALITIES:
         if system == DEFAULTS:
             seeds = {r["seed"] for r in rows}
@@ -73,6 +73,7 @@ def dataset_table(results: Mapping[str, Any], dataset: str, systems: Mapping[str
         if not values["seeds"] and not failures:
             continue
         cells = [format_mean_std(values["test_acc"], ACC_DECIMALS),
+                 format_mean_std(values["fit_cpu_seconds"], SECONDS_DECIMALS),
                  format_mean_std(values["cpu_seconds"], SECONDS_DECIMALS),
                  format_mean_std(values["wall_seconds"], SECONDS_DECIMALS),
                  format_mean_std(values["fit_seconds"], SECONDS_DECIMALS),
@@ -92,9 +93,11 @@ def _notes(info: Mapping[str, Any]) -> list[str]:
         f"{info.get('records', '?')} records ({_splits(info)}), dataset seed {info.get('seed', '?')}; "
         f"Bayes-optimal upper bounds (dataset.json): {bounds}.",
         "Mean ± sample standard deviation over the training seeds (the data and its split stay fixed).",
-        "CPU s: user + system time of training (our rows: the whole train.py process with its loader workers, "
-        "testing and the explain step included; baselines: in-process fit and test of the fused model, decoding "
-        "excluded). wall s: the same span on the clock; the machine may be shared, so wall times are noisy. fit s: "
+        "fit CPU s: user + system time of fitting the fused model (ours: MLflow's time/fit_cpu_seconds, the "
+        "train.py process during trainer.fit; baselines: their in-process fit); the time check compares it. "
+        "CPU s: user + system time of the whole run (ours: the train.py process from start-up to exit, with its "
+        "loader workers, testing, the test without each modality, the explain step and model logging; "
+        "baselines: in-process fit and test of the fused model, decoding excluded). wall s: the same span on the clock; the machine may be shared, so wall times are noisy. fit s: "
         "the wall clock of fitting alone (ours: MLflow's time/fit_seconds).",
         "Alone: our defaults' column is the modality=<m> run's test accuracy; logistic regression's is its model of "
         "that modality; LeNet's a LeNet trained on that modality alone. A record without the modality gets the "
@@ -115,10 +118,10 @@ def checks_table(results: Mapping[str, Any], dataset: str) -> Table:
         margin = (ours - best) * POINTS
         table.add(f"defaults beat the better baseline by ≥ {MARGIN_POINTS:g} points",
                   f"{ours:.3f} vs {best:.3f} ({best_name}): {margin:+.1f} points", verdict(margin >= MARGIN_POINTS))
-    ours_cpu = _mean(figures(results, dataset, DEFAULTS)["cpu_seconds"])
-    reference = _mean(figures(results, dataset, CPU_REFERENCE)["cpu_seconds"])
+    ours_cpu = _mean(figures(results, dataset, DEFAULTS)["fit_cpu_seconds"])
+    reference = _mean(figures(results, dataset, CPU_REFERENCE)["fit_cpu_seconds"])
     if ours_cpu is not None and reference is not None:
-        table.add(f"defaults train in no more CPU time than {CPU_REFERENCE}",
+        table.add(f"defaults train (fit CPU s) in no more CPU time than {CPU_REFERENCE}",
                   f"{ours_cpu:.0f} s vs {reference:.0f} s", verdict(ours_cpu <= reference))
     for m in MODALITIES:
         alone = _mean(figures(results, dataset, f"project-{m}")["test_acc"])
