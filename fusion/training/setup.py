@@ -12,6 +12,8 @@ from fusion.data.datamodule import MultimodalDataModule
 from fusion.models.builder import build_model
 from fusion.training.module import FusionModule
 from fusion.training.throughput import DataWaitMonitor
+from fusion.training.time_to_best import TimeToBest
+from fusion.search.trial import trial_callbacks
 from fusion.training.tasks import build_task
 
 
@@ -57,6 +59,9 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
     ]
     if cfg.callbacks.get("throughput", {}).get("enabled", False):
         callbacks.append(DataWaitMonitor())
+    if cfg.callbacks.get("time_to_best", {}).get("enabled", False):
+        callbacks.append(TimeToBest(ckpt.monitor, ckpt.mode))
+    callbacks.extend(trial_callbacks(cfg))  # an Optuna trial's pruning (only in a search: cfg.search)
     stop = cfg.callbacks.early_stopping
     if stop.enabled:
         callbacks.append(EarlyStopping(monitor=ckpt.monitor, mode=ckpt.mode, patience=int(stop.patience),

@@ -25,6 +25,7 @@ from fusion.training.resume import (ResumeError, ResumeState, check_same_config,
                                     resolve_checkpoint)
 from fusion.training.setup import build_callbacks, build_datamodule, build_module
 from fusion.training.tasks import Task
+from fusion.training.test_records import log_test_records
 
 RUN_INFO = "run.json"
 # Errors that end a run with a message naming the fix (the CLIs print them without a traceback).
@@ -62,6 +63,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.test(module, datamodule=datamodule, ckpt_path="best", weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         log_test_report(logger, module.task, module.test_report, output_dir, report_title(cfg))
+        if cfg.get("test_records", False):
+            log_test_records(trainer, module, datamodule, logger, output_dir)
         if cfg.get("test_missing_modalities", False):
             metrics.update(missing_modality_metrics(trainer, module, datamodule, logger))
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
