@@ -94,7 +94,10 @@ def killed_and_resumed(processed_dir, tmp_path_factory):
         try:
             while time.monotonic() < deadline and first.poll() is None:
                 trials = _trials(db, "tiny")
-                if sum(t.state == COMPLETE for t in trials) >= 2 and any(t.state == RUNNING for t in trials):
+                running = [t.number for t in trials if t.state == RUNNING]
+                # the running trial's job has started (its Hydra folder exists), so its heartbeat is recorded
+                if sum(t.state == COMPLETE for t in trials) >= 2 and running and \
+                        list((tmp / "multirun").glob(f"{running[0]}-*")):
                     break
                 time.sleep(0.2)
         finally:
