@@ -13,7 +13,7 @@ ARGS ?=
 COMPARE := $(RUN) python -m fusion.tracking.compare
 REPORT := $(RUN) python -m fusion.report
 
-.PHONY: help setup demo test params bench ui clean sweep compare report serve
+.PHONY: help setup demo test params bench ui clean sweep compare report serve search
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -52,6 +52,11 @@ sweep: setup  ## train every conf/fusion option in one Hydra sweep (ARGS="modali
 	$(RUN) python train.py -m fusion=$(FUSIONS) $(ARGS)
 	$(COMPARE)
 	$(REPORT)
+
+STUDY ?= fusion
+search: setup  ## Optuna search conf/hparams_search/$(STUDY).yaml (resumable: rerun to continue; docs/tuning.md), then its table
+	$(RUN) python train.py -m hparams_search=$(STUDY) $(ARGS)
+	$(RUN) python -m fusion.search show --study $(STUDY)
 
 compare: setup  ## table per task of every finished MLflow run, best first: outputs/compare/compare.{md,csv,png}
 	$(COMPARE)

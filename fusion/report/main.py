@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from fusion.report.collect import ReportData, collect
 from fusion.report.document import build
 from fusion.report.render import to_html, to_markdown
+from fusion.report.seeds_section import seeds_blocks
 from fusion.tracking.compare import CompareError, log_comparison, selection_config, selection_parser
 from fusion.tracking.compare import to_markdown as tables_markdown
 
@@ -48,6 +49,7 @@ def run_report(cfg: DictConfig) -> tuple[ReportData, ReportFiles]:
         data = collect(cfg.logger.tracking_uri, cfg.logger.experiment_name, list(options.tasks or []),
                        bool(options.latest_only), list(options.curves or []), int(options.max_curve_runs), staging)
         blocks = build(data, staging, int(options.max_curve_runs))
+        blocks += seeds_blocks(cfg)  # over seeds: fusion/report/seeds_section.py
         html = to_html(blocks, f"Report: {data.comparison.experiment_name}")
         shutil.rmtree(files_dir, ignore_errors=True)
         staging.rename(files_dir)  # the figures under their final names, before the Markdown links to them

@@ -21,11 +21,13 @@ from fusion.tracking.lineage import data_version
 from fusion.tracking.mlflow_logger import build_logger, flat_params
 from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError, network_state
 from fusion.training.module import FusionModule, NonFiniteLossError
+from fusion.search.trial import trial_callbacks
 from fusion.stages.publish import publish_run
 from fusion.training.resume import (RUN_INFO, ResumeError, ResumeState, check_same_config, read_resume_state,
                                     resolve_checkpoint)
 from fusion.training.setup import build_callbacks, build_datamodule, build_module
 from fusion.tasks.objectives import Task
+from fusion.training.test_records import log_test_records
 
 # Errors that end a run with a message naming the fix (the CLIs print them without a traceback).
 TRAINING_ERRORS = (NonFiniteLossError, ResumeError, CheckpointError)
@@ -48,7 +50,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     logger = build_logger(cfg, run_id=run_id)
-    callbacks = [*build_callbacks(cfg), ResumeState(logger.run_id, cfg)]
+    # an Optuna trial's pruning comes with its callbacks (only in a search: cfg.search)
+    callbacks = [*build_callbacks(cfg), *trial_callbacks(cfg), ResumeState(logger.run_id, cfg)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
                                                   plugins=[AtomicCheckpointIO()])
     if checkpoint is None:
@@ -62,6 +65,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.test(module, datamodule=datamodule, ckpt_path="best", weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         log_test_report(logger, module.task, module.test_report, output_dir, report_title(cfg))
+        if cfg.get("test_records", False):
+            log_test_records(trainer, module, datamodule, logger, output_dir)
         if cfg.get("test_missing_modalities", False):
             metrics.update(missing_modality_metrics(trainer, module, datamodule, logger))
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

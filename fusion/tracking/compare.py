@@ -428,6 +428,9 @@ def run_compare(cfg: DictConfig) -> tuple[Comparison, str, str | None]:
         path.write_text(text, encoding="utf-8")
         files.append(path)
     files.append(plot_comparison(comparison, options.chart))
+    from fusion.tracking.seeds import run_seeds  # over seeds: mean ± std, intervals, significance (compare.seeds)
+    seeds_markdown, seeds_files = run_seeds(cfg)
+    markdown, files = markdown + ("\n" + seeds_markdown if seeds_markdown else ""), files + seeds_files
     run_id = (log_comparison(comparison, markdown, files, options.run_name,
                              experiment=cfg.logger.get("reports_experiment")) if options.log_to_mlflow else None)
     return comparison, markdown, run_id

@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 
 from fusion.config import flatten
+from fusion.search.trial import trial_tags
 from fusion.tracking.lineage import data_version, git_commit
 from fusion.tracking.retry import initialise_store, retrying
 from fusion.tracking.no_tracking import NoTrackingLogger
@@ -25,6 +26,7 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
         "git_dirty": str(dirty).lower(),
         "data_version": data_version(cfg.data.processed_dir),
         "data_root": str(cfg.data.root),
+        **trial_tags(cfg),  # a search trial: nested under the study's run (fusion/search/)
     }
 
 

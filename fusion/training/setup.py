@@ -13,6 +13,7 @@ from fusion.models.builder import build_model
 from fusion.training.module import FusionModule
 from fusion.training.throughput import DataWaitMonitor
 from fusion.tasks.objectives import build_task
+from fusion.training.time_to_best import TimeToBest
 
 
 def build_datamodule(cfg: DictConfig) -> MultimodalDataModule:
@@ -57,6 +58,8 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
     ]
     if cfg.callbacks.get("throughput", {}).get("enabled", False):
         callbacks.append(DataWaitMonitor())
+    if cfg.callbacks.get("time_to_best", {}).get("enabled", False):
+        callbacks.append(TimeToBest(ckpt.monitor, ckpt.mode))
     stop = cfg.callbacks.early_stopping
     if stop.enabled:
         callbacks.append(EarlyStopping(monitor=ckpt.monitor, mode=ckpt.mode, patience=int(stop.patience),
