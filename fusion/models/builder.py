@@ -14,7 +14,7 @@ from fusion.models.encoders import AudioEncoder, ImageEncoder, PretrainedTextEnc
 from fusion.models.feature_encoder import FeatureEncoder
 from fusion.models.fusions import FUSIONS, build_fusion
 from fusion.models.model import MultimodalClassifier
-from fusion.pretrained import BPE, resolve_pretrained_path
+from fusion.pretrained import BPE, NGRAM, resolve_pretrained_path
 
 __all__ = ["ENCODER_BUILDERS", "build_encoder", "build_model"]
 
@@ -42,7 +42,7 @@ IMAGE_KINDS = ("cnn", "timm")
 AUDIO_KINDS = ("cnn", "patch", "timm")
 # The keys of model.<modality> that belong to one encoder kind only: the others' builders drop them.
 TIMM_KEYS = ("name", "out_index", "pretrained", "checkpoint_path")
-CNN_KEYS = ("channels", "extra_convs", "grid", "standardise")
+CNN_KEYS = ("channels", "extra_convs", "first_stride", "grid", "standardise")
 TEXT_CNN_KEYS = ("convs", "kernel_size")
 
 def _kind(cfg: dict, modality: str, kinds: tuple[str, ...]) -> str:
@@ -61,7 +61,7 @@ def _same_tokenizer(a: str, b: str) -> bool:
     """Equal names, or two specs of one pretrained tokenizer folder (a path and package:<name>)."""
     if a == b:
         return True
-    if BPE in (a, b):
+    if {a, b} & {BPE, NGRAM}:  # fitted on the training split: equal names or different tokenizers
         return False
     try:
         return resolve_pretrained_path(a) == resolve_pretrained_path(b)
@@ -123,7 +123,7 @@ def _audio(common: dict, cfg: dict, meta: Mapping) -> nn.Module:
         return TimmAudioEncoder(**sizes, **common, **_without(cfg, ("patch_frames", *CNN_KEYS)))
     if kind == "patch":
         return AudioEncoder(**sizes, **common, **_without(cfg, (*TIMM_KEYS, *CNN_KEYS, "channels_last")))
-    return ConvAudioEncoder(**sizes, **common, **_without(cfg, ("patch_frames", *TIMM_KEYS, "grid", "standardise")))
+    return ConvAudioEncoder(**sizes, **common, **_without(cfg, ("patch_frames", *TIMM_KEYS, "first_stride", "grid", "standardise")))
 
 
 # modality -> fn(common kwargs, model.<modality> kwargs, data_meta[modality]) -> encoder

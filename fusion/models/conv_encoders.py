@@ -63,8 +63,9 @@ class ConvImageEncoder(TokenEncoder):
 
     ``standardise="image"`` subtracts each image's own mean and divides by its own std (per channel), so
     brightness and contrast (scans, photos of screens) do not need to be learned; ``"dataset"`` uses the
-    fixed ``mean``/``std``. The stride-2 stages and a final adaptive average pool give at most ``grid`` x
-    ``grid`` tokens whatever the image size; absent images never reach the BatchNorm statistics."""
+    fixed ``mean``/``std``. The stride-2 stages (the first one too with ``first_stride=2``: a quarter of the
+    compute, for inputs larger than the details they hold) and a final adaptive average pool give at most
+    ``grid`` x ``grid`` tokens whatever the image size; absent images never reach the BatchNorm statistics."""
 
     def __init__(
         self,
@@ -75,6 +76,7 @@ class ConvImageEncoder(TokenEncoder):
         in_chans: int = 3,
         channels: Sequence[int] = (16, 32, 64),
         extra_convs: int = 0,
+        first_stride: int = 1,
         grid: int = 8,
         standardise: str = "image",
         mean: Sequence[float] = (0.5,),
@@ -88,12 +90,14 @@ class ConvImageEncoder(TokenEncoder):
     ) -> None:
         if standardise not in ("image", "dataset"):
             raise ValueError(f"model.image.standardise must be 'image' or 'dataset', got {standardise!r}")
-        side = min(grid, conv_output_size(image_size, len(channels) - 1))
+        if first_stride not in (1, 2):
+            raise ValueError(f"model.image.first_stride must be 1 or 2, got {first_stride}")
+        side = min(grid, conv_output_size(image_size, len(channels) - 2 + first_stride))
         super().__init__(dim, depth, num_heads, side * side, mlp_ratio=mlp_ratio, dropout=dropout, **trunk_kwargs)
         self.image_size, self.in_chans, self.standardise = image_size, in_chans, standardise
         self.grid = (side, side)  # token layout (rows, cols), read by the attention figures
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.backbone = _stages(in_chans, channels, extra_convs, first_stride=1).to(memory_format=self.memory_format)
+        self.backbone = _stages(in_chans, channels, extra_convs, first_stride).to(memory_format=self.memory_format)
         self.pool = nn.AdaptiveAvgPool2d(side)
         self.proj = nn.Linear(channels[-1], dim)
         self.register_buffer("mean", channel_stats(mean, in_chans), persistent=False)

@@ -1,5 +1,5 @@
-"""Text: read inline or file text, tokenize it (a BPE tokenizer trained on the training split, or a
-pretrained model's own tokenizer), encode ids."""
+"""Text: read inline or file text, tokenize it (character n-grams or a BPE tokenizer, both fitted on the training
+split, or a pretrained model's own tokenizer), encode ids."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from fusion.data.manifest import Record, RecordError, resolve_file
+from fusion.preprocess.ngrams import NGRAM, CharNgramTokenizer, is_saved_ngram_tokenizer
 from fusion.pretrained import BPE, HF_EXTRA_HINT, resolve_pretrained_path
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -68,8 +69,9 @@ def _pad_id(tokenizer: Tokenizer, folder: Path) -> int:
 
 
 class TextProcessor:
-    """Turns a record's text into token ids: ``cfg.tokenizer`` ``bpe`` fits a BPE tokenizer on the training
-    text (``vocab_size``, ``min_frequency``, ``lowercase``); any other value names a pretrained model's
+    """Turns a record's text into token ids: ``cfg.tokenizer`` ``ngram`` fits a character n-gram vocabulary on
+    the training text (``cfg.ngrams``), ``bpe`` a BPE tokenizer (``vocab_size``, ``min_frequency``,
+    ``lowercase``); any other value names a pretrained model's
     tokenizer (a folder or ``package:<name>``, as ``model.text.pretrained_path``), used as it is, adding
     the model's special tokens ([CLS] ... [SEP]) and truncating to ``max_len`` with them kept."""
 
@@ -98,11 +100,16 @@ class TextProcessor:
     def tokenizer_name(self) -> str:
         return str(self.cfg.get("tokenizer") or BPE)
 
+    @property
+    def max_len(self) -> int:
+        """Tokens kept per text: n-gram tokens have their own limit (a word gives several)."""
+        return int(self.cfg["ngrams"]["max_len"] if self.tokenizer_name == NGRAM else self.cfg["max_len"])
+
     def fit(self, records: list[Record]) -> None:
         """Train the BPE tokenizer on the training split's readable texts (or load the pretrained one)."""
-        if self.tokenizer_name != BPE:
+        if self.tokenizer_name not in (BPE, NGRAM):
             tokenizer = load_pretrained_tokenizer(self.tokenizer_name)
-            tokenizer.enable_truncation(int(self.cfg["max_len"]))
+            tokenizer.enable_truncation(self.max_len)
             self.pad_id = _pad_id(tokenizer, resolve_pretrained_path(self.tokenizer_name, "preprocess.text.tokenizer"))
             self.tokenizer_json = tokenizer.to_str()
             self._tokenizer = tokenizer
@@ -113,6 +120,12 @@ class TextProcessor:
                 texts.append(self.read(record))
             except RecordError:
                 continue  # rejected with its reason when the record itself is processed
+        if self.tokenizer_name == NGRAM:
+            grams = self.cfg["ngrams"]
+            tokenizer = CharNgramTokenizer.train(texts, int(grams["vocab_size"]), int(grams["min_frequency"]),
+                                                 int(grams["min_n"]), int(grams["max_n"]), bool(self.cfg["lowercase"]))
+            self.pad_id, self.tokenizer_json, self._tokenizer = 0, tokenizer.to_str(), tokenizer
+            return
         steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if self.cfg["lowercase"] else [])
         tokenizer = Tokenizer(models.BPE(unk_token=UNK))
         tokenizer.normalizer = normalizers.Sequence(steps)
@@ -133,7 +146,10 @@ class TextProcessor:
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:  # rebuilt lazily in worker processes
-            self._tokenizer = Tokenizer.from_str(self.tokenizer_json)
+            if is_saved_ngram_tokenizer(self.tokenizer_json):
+                self._tokenizer = CharNgramTokenizer.from_str(self.tokenizer_json)
+            else:
+                self._tokenizer = Tokenizer.from_str(self.tokenizer_json)
         return self._tokenizer
 
     def __getstate__(self) -> dict:
@@ -144,7 +160,7 @@ class TextProcessor:
 
     def encode(self, text: str) -> dict[str, torch.Tensor]:
         """Token ids of an already read text (also used on perturbed text by the robustness stage)."""
-        ids = self.tokenizer.encode(text).ids[: int(self.cfg["max_len"])]
+        ids = self.tokenizer.encode(text).ids[: self.max_len]
         if not ids:
             raise RecordError("text has no tokens after normalisation")
         return {"tokens": torch.tensor(ids, dtype=torch.int32)}
@@ -154,7 +170,7 @@ class TextProcessor:
             "tokenizer": self.tokenizer_name,  # checked against model.text.tokenizer when the model is built
             "vocab_size": self.tokenizer.get_vocab_size(),
             "pad_id": self.pad_id,
-            "max_len": int(self.cfg["max_len"]),
+            "max_len": self.max_len,
         }
 
     def save(self, out_dir: Path) -> None:
