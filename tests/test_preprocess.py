@@ -51,7 +51,7 @@ def test_items_have_the_configured_shapes(processed_dir, sample_root):
             assert np.isfinite(mel.float().numpy()).all()
         if row.get("text") or row.get("text_path"):
             tokens = text.get(record_id)["tokens"]
-            assert 1 <= len(tokens) <= cfg.preprocess.text.max_len
+            assert 1 <= len(tokens) <= text.meta["max_len"] == cfg.preprocess.text.ngrams.max_len  # default: n-grams
             assert int(tokens.max()) < text.meta["vocab_size"]
 
 
