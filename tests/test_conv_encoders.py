@@ -25,6 +25,18 @@ def test_image_tokens_follow_the_input_size(size, chans, grid, expected_side):
     assert torch.count_nonzero(tokens[1]) == 0  # an absent image gives zero tokens
 
 
+@pytest.mark.parametrize("size,expected_side", [(32, 4), (20, 3), (8, 1)])
+def test_first_stride_two_halves_the_grid_once_more(size, expected_side):
+    """first_stride=2: the feature map, and the token grid it is pooled to, has half the side of stride 1's."""
+    enc = ConvImageEncoder(DIM, 1, HEADS, image_size=size, in_chans=1, channels=(4, 8, 8), grid=8,
+                           first_stride=2).eval()
+    assert enc.backbone(torch.zeros(1, 1, size, size)).shape[-1] == expected_side == enc.grid[0]
+    tokens, _ = enc(_image_batch(size=size))
+    assert tokens.shape == (4, expected_side ** 2, DIM)
+    with pytest.raises(ValueError, match="first_stride must be 1 or 2"):
+        ConvImageEncoder(DIM, 1, HEADS, image_size=size, in_chans=1, channels=(4, 8, 8), first_stride=3)
+
+
 def test_conv_output_size_matches_the_convolutions():
     stages = torch.nn.Sequential(*(torch.nn.Conv2d(1, 1, 3, stride=2, padding=1) for _ in range(3)))
     for size in (7, 8, 9, 33, 101):
