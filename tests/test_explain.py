@@ -20,8 +20,8 @@ from fusion.models.attention import Attention
 from fusion.tasks.objectives import build_task
 from fusion.tasks.labels import SingleLabel
 from fusion.config import compose
-from tests.conftest import tiny_config
-from tests.test_fusions import FUSION_NAMES, MODALITIES, make_batch, make_model
+from tests.helpers.config import tiny_config
+from tests.helpers.models import FUSION_NAMES, MODALITIES, make_batch, make_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

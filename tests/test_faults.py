@@ -25,7 +25,7 @@ from fusion.training.module import NonFiniteLossError, dropout_rates
 from fusion.training.resume import (ResumeError, check_same_config, config_differences, resolve_checkpoint,
                                     run_folder)
 from fusion.stages.train import train
-from tests.conftest import ROOT, TINY_TRAINING, tiny_config
+from tests.helpers.config import ROOT, TINY_TRAINING, tiny_config
 
 
 # ---------------------------------------------------------------- modality dropout

@@ -29,7 +29,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from fusion.tracking.compare import compare_runs, log_comparison
 from fusion.stages.train import train
-from tests.conftest import tiny_config
+from tests.helpers.config import tiny_config
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from fusion.report.main import ReportError, main, run_report
 from fusion.tracking.compare import CompareError, compare_runs
-from tests.conftest import tiny_config
+from tests.helpers.config import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"

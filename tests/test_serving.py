@@ -22,7 +22,7 @@ from fusion.serving.predictions import PREDICTION, score_columns
 from fusion.serving.pyfunc import model_signature, save_bundle_model
 from fusion.serving.requests import BadRequest, RequestDecoder, decode_base64
 from fusion.serving.settings import ServingSettings
-from tests.serving_fixtures import http, model_server, trained_run, untrained_bundle  # noqa: F401 - test_predict
+from tests.serving_fixtures import http, model_server, trained_run, untrained_bundle  # noqa: F401 - fixtures, used by name
 
 ROOT = Path(__file__).resolve().parents[1]
 MODALITIES = ("text", "image", "audio")

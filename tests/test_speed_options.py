@@ -7,7 +7,7 @@ import torch
 
 from fusion.training.setup import build_datamodule, build_module
 from fusion.training.throughput import DataWaitMonitor
-from tests.conftest import tiny_config
+from tests.helpers.config import tiny_config
 
 
 class _Clock:

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from fusion.stages.evaluate import evaluate
 from fusion.stages.train import train
-from tests.conftest import tiny_config
+from tests.helpers.config import tiny_config
 
 pytestmark = pytest.mark.slow
 
