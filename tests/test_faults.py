@@ -134,7 +134,7 @@ def test_atomic_checkpoint_io_never_leaves_a_partial_file(tmp_path):
     target = tmp_path / "ckpt" / "last.ckpt"
     io.save_checkpoint({"step": 1, "w": torch.ones(3)}, target)
     assert io.load_checkpoint(target)["step"] == 1
-    with pytest.raises(Exception):
+    with pytest.raises((AttributeError, pickle.PicklingError), match="(?i)can't pickle"):
         io.save_checkpoint({"step": 2, "bad": lambda: None}, target)  # fails while serialising
     assert io.load_checkpoint(target)["step"] == 1  # the previous checkpoint is intact
     assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]
