@@ -13,7 +13,7 @@ ARGS ?=
 COMPARE := $(RUN) python -m fusion.tracking.compare
 REPORT := $(RUN) python -m fusion.report
 
-.PHONY: help setup demo test params bench ui clean sweep compare report serve search
+.PHONY: help setup demo test docs-check params bench ui clean sweep compare report serve search
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ setup: $(UV)  ## create .venv from uv.lock (torch 2.11 and friends)
 
 demo: setup  ## run the whole DVC pipeline on the bundled sample data, then show where results are
 	@# dvc.lock is the reference run's (committed); this machine's run rewrites it with its own run ids, paths and
-	@# float32 training, so git is told to leave the local copy out of `git status` (README, reproducibility).
+	@# float32 training, so git is told to leave the local copy out of `git status` (docs/robustness.md, reproducibility).
 	@git update-index --skip-worktree dvc.lock 2>/dev/null || true
 	$(RUN) dvc repro
 	@$(RUN) dvc metrics show
@@ -47,6 +47,9 @@ demo: setup  ## run the whole DVC pipeline on the bundled sample data, then show
 
 test: setup  ## run the whole test suite (slow tests included)
 	$(RUN) pytest
+
+docs-check: setup  ## every shell command of README.md, CONTRIBUTING.md and docs/ is run or mapped to its tests
+	$(RUN) pytest tests/test_docs.py
 
 sweep: setup  ## train every conf/fusion option in one Hydra sweep (ARGS="modality=text+image ..."), then compare
 	$(RUN) python train.py -m fusion=$(FUSIONS) $(ARGS)

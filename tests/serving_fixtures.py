@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from fusion.serving.server import NO_PROXY, ServerError, server_env, start_model_server
-from tests.conftest import tiny_config
+from tests.helpers.config import tiny_config
 
 HTTP_TIMEOUT_SECONDS = 60
 # Limits small enough that a test reaches each one with a request of a few MB (conf/serving/default.yaml has the

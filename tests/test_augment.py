@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fusion.data.augment import AudioAugment, ImageAugment, TextAugment, build_augment
+from tests.helpers.batches import audio_batch
 
 
 def _image(n: int = 6) -> dict[str, torch.Tensor]:
@@ -40,9 +41,7 @@ def test_image_augment_with_p_zero_is_the_identity():
 
 
 def _audio() -> dict[str, torch.Tensor]:
-    mel = torch.randn(4, 10, 20)
-    mask = torch.arange(20)[None, :] < torch.tensor([20, 12, 0, 5])[:, None]
-    return {"mel": mel * mask[:, None, :], "mask": mask, "present": mask.any(dim=1)}
+    return audio_batch([20, 12, 0, 5], n_mels=10, frames=20)
 
 
 def test_audio_shift_moves_content_and_mask_together():

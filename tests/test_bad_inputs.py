@@ -28,8 +28,9 @@ from fusion.preprocess.audio import AudioProcessor
 from fusion.preprocess.common import format_summary, run_preprocess
 from fusion.preprocess.image import ImageProcessor
 from fusion.preprocess.text import read_utf8_prefix
-from tests.bad_corpus import KEPT, MANIFEST, MISSING, Case, cases, mix_into, png_header_claiming
-from tests.conftest import TINY_RECORDS, TINY_TRAINING, copy_dvc_project
+from tests.helpers.bad_corpus import KEPT, MANIFEST, MISSING, Case, cases, mix_into, png_header_claiming
+from tests.helpers.config import TINY_RECORDS, TINY_TRAINING
+from tests.helpers.project import copy_dvc_project
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = cases()

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, TINY_TRAINING
+from tests.helpers.config import ROOT, TINY_TRAINING
 
 # Run in a fresh interpreter whose `import dvc` fails, as on a machine without DVC.
 SCRIPT = """

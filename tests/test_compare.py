@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from fusion.tracking.compare import CompareError, compare_runs, main, run_compare, table_cells, to_csv, to_markdown
-from tests.conftest import TINY_TRAINING
+from tests.helpers.config import TINY_TRAINING
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

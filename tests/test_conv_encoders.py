@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fusion.models.conv_encoders import ConvAudioEncoder, ConvImageEncoder, ConvTextEncoder, conv_output_size
+from tests.helpers.batches import audio_batch
 
 DIM, HEADS = 16, 2
 
@@ -65,10 +66,7 @@ def test_image_encoder_rejects_the_wrong_shape():
 
 
 def _audio_batch(lengths: list[int], n_mels: int = 12, frames: int = 30) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    mel = torch.randn(len(lengths), n_mels, frames, generator=g)
-    mask = torch.arange(frames)[None, :] < torch.tensor(lengths)[:, None]
-    return {"mel": mel * mask[:, None, :], "mask": mask, "present": torch.tensor([n > 0 for n in lengths])}
+    return audio_batch(lengths, n_mels, frames, generator=torch.Generator().manual_seed(1))
 
 
 def test_audio_tokens_follow_time_and_padding_does_not_leak():

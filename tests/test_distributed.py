@@ -23,7 +23,8 @@ from fusion.training.strategies import fsdp_strategy, relaunches_script
 
 ROOT = Path(__file__).resolve().parents[1]
 GLOBAL_BATCH = 16  # the tiny sample has 80 training records: 5 global batches, split evenly over 2 processes
-COMPARED_METRICS = ("train/loss", "val/loss", "val/acc", "val/f1_macro", "test/loss", "test/acc", "test/f1_macro")
+COMPARED_METRICS = ("train/loss", "train/acc", "train/f1_macro", "val/loss", "val/acc", "val/f1_macro",
+                    "test/loss", "test/acc", "test/f1_macro")
 TOLERANCE = 1e-4  # float32 sums in another order (2 processes of 1 thread vs 1 process of 2 threads)
 
 

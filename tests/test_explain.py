@@ -11,17 +11,19 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 from fusion.data.ablation import drop_modalities
 from fusion.explain.capture import captured_attention
 from fusion.explain.contribution import output_change, removal_changes, split_removal
 from fusion.explain.maps import BOTTLENECKS, LATENTS, attention_maps
 from fusion.models.attention import Attention
+from fusion.models.builder import build_model
 from fusion.tasks.objectives import build_task
 from fusion.tasks.labels import SingleLabel
 from fusion.config import compose
-from tests.conftest import tiny_config
-from tests.test_fusions import FUSION_NAMES, MODALITIES, make_batch, make_model
+from tests.helpers.config import tiny_config
+from tests.helpers.models import FUSION_NAMES, META, MODALITIES, fusion_cfg, make_batch, make_model, model_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,6 +101,48 @@ def test_cross_modal_maps_have_the_token_axes_and_ignore_masked_keys(fusion):
     if fusion == "cross_attention":  # one softmax per query over the source's valid tokens
         rows = maps.cross[("text", "image")].sum(-1)
         torch.testing.assert_close(rows, torch.ones_like(rows), atol=1e-5, rtol=1e-5)
+
+
+def _reference_weights(attn: Attention, x, context, key_mask) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) of one attention layer's inputs, masked keys excluded, averaged over heads."""
+    B, Nq, _ = x.shape
+    q = attn.q(x).reshape(B, Nq, attn.num_heads, attn.head_dim)
+    k = attn.kv(context)[..., : x.shape[-1]].reshape(B, context.shape[1], attn.num_heads, attn.head_dim)
+    logits = torch.einsum("bqhd,bkhd->bhqk", q, k) * attn.head_dim ** -0.5
+    logits = logits.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    return logits.softmax(-1).mean(1)
+
+
+@pytest.mark.parametrize("layer", ["last", "mean"])
+def test_cross_attention_maps_equal_a_reference_softmax(layer):
+    """MulT's crossmodal maps (target queries over source keys) equal a hand-written softmax of the inputs of
+    each pair's CrossBlocks, head-averaged, for the last layer or the mean over two layers."""
+    net = build_model(model_cfg(), OmegaConf.merge(fusion_cfg("cross_attention"), {"depth": 2}), MODALITIES, META,
+                      num_classes=3).eval()
+    torch.manual_seed(0)
+    batch = make_batch(MODALITIES, {m: [True, True, True] for m in MODALITIES})
+    inputs, hooks = {}, []
+    for pair, blocks in net.fusion.cross.items():
+        for i, block in enumerate(blocks):
+            def keep(module, args, kwargs, key=(pair, i)):
+                inputs[key] = (args[0], args[1], kwargs["key_mask"])
+            hooks.append(block.attn.register_forward_pre_hook(keep, with_kwargs=True))
+    try:
+        with torch.no_grad(), captured_attention(net) as records:
+            net(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    maps = attention_maps(net.fusion, records, layer=layer)
+    layers_differ = []
+    for target, source in (("text", "image"), ("audio", "image"), ("image", "text"), ("text", "audio")):
+        pair = net.fusion._pair(source, target)
+        with torch.no_grad():
+            per_layer = [_reference_weights(net.fusion.cross[pair][i].attn, *inputs[(pair, i)]) for i in (0, 1)]
+        expected = per_layer[-1] if layer == "last" else torch.stack(per_layer).mean(0)
+        layers_differ.append(not torch.allclose(per_layer[0], per_layer[1]))
+        torch.testing.assert_close(maps.cross[(target, source)], expected, atol=1e-6, rtol=1e-5)
+    assert any(layers_differ)  # so the choice of layer is checked too
 
 
 def test_gated_fusion_reports_gates_that_share_one_over_present_modalities():

@@ -21,8 +21,8 @@ from fusion.models.feature_encoder import FeatureEncoder
 from fusion.models.fusions import FUSIONS
 from fusion.preprocess.common import restored_processor, run_preprocess
 from fusion.stages.train import train
-from tests.conftest import tiny_config
-from tests.test_fusions import TINY, fusion_cfg, model_cfg
+from tests.helpers.config import tiny_config
+from tests.helpers.models import TINY, fusion_cfg, model_cfg
 
 DIM = 6
 

@@ -1,8 +1,6 @@
 """Fusion methods and the model builder: shapes, missing modalities, masking, gradients, config files."""
 
-import functools
 import itertools
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,62 +9,14 @@ from omegaconf import OmegaConf
 from fusion.explain.capture import captured_attention
 from fusion.models.builder import build_model
 from fusion.models.fusions import FUSIONS, CrossAttentionFusion, build_fusion, register_fusion
+from tests.helpers.models import CONF, FUSION_NAMES, META, MODALITIES, fusion_cfg, make_batch, make_model
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-MODALITIES = ["text", "image", "audio"]
 SUBSETS = [list(c) for r in (1, 2, 3) for c in itertools.combinations(MODALITIES, r)]
-FUSION_NAMES = sorted(FUSIONS)
-META = {
-    "text": {"vocab_size": 30, "pad_id": 0, "max_len": 6},
-    "image": {"size": 32, "channels": 3},
-    "audio": {"n_mels": 8, "max_frames": 10},
-}
-TINY = {"dim": 16, "num_heads": 2, "head_hidden": 16}
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-def model_cfg():
-    return OmegaConf.merge(OmegaConf.load(CONF / "model" / "default.yaml"), TINY)
-
-
-def fusion_cfg(name):
-    return OmegaConf.load(CONF / "fusion" / f"{name}.yaml")
-
-
-@functools.lru_cache(maxsize=None)
-def _cached_model(fusion, modalities):
-    return build_model(model_cfg(), fusion_cfg(fusion), list(modalities), META, num_classes=3)
-
-
-def make_model(fusion, modalities):
-    """Tiny model, built once per (fusion, modalities) for speed; gradients cleared on every call."""
-    model = _cached_model(fusion, tuple(modalities))
-    model.zero_grad(set_to_none=True)
-    return model.train()
-
-
-def make_batch(modalities, present):
-    """present: {modality: list[bool]} per sample; absent samples get zero tensors and all-False masks."""
-    B = len(next(iter(present.values())))
-    batch = {}
-    for m in modalities:
-        p = torch.tensor(present[m])
-        if m == "text":
-            lengths = torch.randint(1, 7, (B,)) * p
-            mask = torch.arange(6)[None] < lengths[:, None]
-            batch[m] = {"tokens": torch.randint(1, 30, (B, 6)) * mask, "mask": mask, "present": p}
-        elif m == "image":
-            image = torch.randint(0, 256, (B, 3, 32, 32), dtype=torch.uint8) * p[:, None, None, None]
-            batch[m] = {"image": image.to(torch.uint8), "present": p}
-        else:
-            lengths = torch.randint(3, 11, (B,)) * p
-            mask = torch.arange(10)[None] < lengths[:, None]
-            batch[m] = {"mel": torch.randn(B, 8, 10) * mask[:, None], "mask": mask, "present": p}
-    return batch
 
 
 def all_present(modalities, B=2):

@@ -18,7 +18,7 @@ from PIL import Image
 from fusion.data.manifest import load_manifest
 from fusion.ingest.__main__ import main
 from fusion.ingest.writer import MANIFEST, REJECTED
-from tests.conftest import ROOT
+from tests.helpers.config import ROOT
 
 SPLIT_CFG = {"seed": 0, "train": 0.7, "val": 0.15, "test": 0.15}
 

@@ -13,7 +13,8 @@ import yaml
 from fusion.config import compose, write_params
 from fusion.data.layout import common_folder, files_dir
 from fusion.data.sample import generate_sample
-from tests.conftest import ROOT, TINY_TRAINING, copy_dvc_project
+from tests.helpers.config import ROOT, TINY_TRAINING
+from tests.helpers.project import copy_dvc_project
 
 # Stages whose dependencies the layout decides: text all inline, images in the folder they share with audio
 # (preprocess_audio depends on it the same way; training reads only the stages' outputs).

@@ -29,12 +29,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from fusion.tracking.compare import compare_runs, log_comparison
 from fusion.stages.train import train
-from tests.conftest import tiny_config
+from tests.helpers.browser import CHROMEDRIVER, CHROMIUM, require_chromium
+from tests.helpers.config import tiny_config
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 # Headless, no sandbox (root in CI), and nothing that talks to Google: no background networking, component
 # updates, sync, first-run or default-browser pages, crash or domain-reliability reports, field trials.
 CHROMIUM_ARGS = (
@@ -64,12 +63,8 @@ return hit !== null && (hit === el || el.contains(hit));
 
 @pytest.fixture(scope="session")
 def debian_chromium() -> None:
-    """Fail (not skip) when the browser is missing, before any training: CI must run this test."""
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} not found: install the Debian packages `chromium chromium-driver` "
-                    f"(`apt-get install -y --no-install-recommends chromium chromium-driver`, as .ci/run does)",
-                    pytrace=False)
+    """Before any training: skip without the browser locally, fail in CI (tests/helpers/browser.py)."""
+    require_chromium(CHROMIUM, CHROMEDRIVER)
 
 
 @pytest.fixture

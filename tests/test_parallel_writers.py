@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import TINY_TRAINING
+from tests.helpers.config import TINY_TRAINING
 from fusion.serving.server import POLL_SECONDS, answers, free_port, stop_process_group
 
 pytestmark = pytest.mark.slow

@@ -1,5 +1,6 @@
 """Preprocessing stages on real files: shards, counts, rejections with reasons, format normalisation."""
 
+import hashlib
 import io
 import json
 import shutil
@@ -13,6 +14,7 @@ from PIL import Image
 from fusion.config import compose
 from fusion.data.manifest import MODALITIES
 from fusion.data.shards import ModalityShards, read_jsonl
+from fusion.preprocess import common
 from fusion.preprocess.common import format_summary, run_preprocess
 
 
@@ -106,7 +108,7 @@ def mixed_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("mixed_out")
     cfg = compose([f"data.root={root}", f"data.processed_dir={out}", "preprocess.num_workers=1"])
     summaries = {m: run_preprocess(m, cfg) for m in MODALITIES}
-    return out, summaries
+    return out, summaries, cfg
 
 
 @pytest.mark.parametrize("modality, reasons", [
@@ -115,7 +117,7 @@ def mixed_dataset(tmp_path_factory):
     ("audio", {"bad1": "is empty (0 bytes)", "bad2": "cannot decode audio", "bad3": "escapes the dataset"}),
 ])
 def test_bad_files_are_quarantined_with_reasons(mixed_dataset, modality, reasons):
-    out, summaries = mixed_dataset
+    out, summaries, _ = mixed_dataset
     rejected = read_jsonl(out / modality / "rejected.jsonl")
     by_id = {r["id"]: r for r in rejected if r["id"]}
     for record_id, reason in reasons.items():
@@ -131,7 +133,7 @@ def test_bad_files_are_quarantined_with_reasons(mixed_dataset, modality, reasons
 
 
 def test_unusual_formats_are_normalised(mixed_dataset):
-    out, _ = mixed_dataset
+    out, _, _ = mixed_dataset
     image, audio = ModalityShards(out / "image"), ModalityShards(out / "audio")
     size = int(compose([]).preprocess.image.size)
     meta = json.loads((out / "image" / "meta.json").read_text(encoding="utf-8"))
@@ -146,11 +148,34 @@ def test_unusual_formats_are_normalised(mixed_dataset):
     assert frames["good1"] == frames["good2"]  # 0.2 s at 44.1 kHz stereo and at 8 kHz mono: same frames
 
 
-def test_rerun_replaces_output_atomically(mixed_dataset, tmp_path):
-    out, _ = mixed_dataset
+def test_rerun_replaces_output_atomically(mixed_dataset, monkeypatch):
+    """A rerun builds in a work folder while the previous output stays whole, then swaps the new one in:
+    same bytes, no leftover work folders, and nothing of the old folder survives the swap."""
+    out, _, cfg = mixed_dataset
+    folder = out / "audio"
+    before = _files(folder)
+    (folder / "marker").write_text("from the previous run", encoding="utf-8")
+    seen = {}
+    real_write_shards = common.write_shards
+
+    def write_shards_and_look(worker, records, shards_dir, *args):
+        seen["work_dir"] = Path(shards_dir).parent
+        seen["old_output_during_run"] = _files(folder)
+        return real_write_shards(worker, records, shards_dir, *args)
+
+    monkeypatch.setattr(common, "write_shards", write_shards_and_look)
+    run_preprocess("audio", cfg)
+    assert seen["work_dir"] != folder and seen["work_dir"].parent == out  # built beside the output, not in it
+    assert seen["old_output_during_run"] == {**before, Path("marker"): b"from the previous run"}
+    assert not (folder / "marker").exists(), "the rerun wrote into the old folder instead of replacing it"
+    assert _files(folder) == before
     assert not list(out.glob(".*.tmp*")) and not list(out.glob(".*.old*"))
-    assert {p.name for p in (out / "audio").iterdir()} == {"shards", "ids.json", "meta.json", "records.jsonl",
-                                                          "rejected.jsonl"}
+    assert {p.name for p in folder.iterdir()} == {"shards", "ids.json", "meta.json", "records.jsonl",
+                                                  "rejected.jsonl"}
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_preprocess_cli_help_and_override(tmp_path, sample_root, subprocess_env):
@@ -189,9 +214,20 @@ def test_same_inputs_give_byte_identical_output(sample_root, processed_dir, tmp_
     cfg = compose([f"data.root={sample_root}", f"data.processed_dir={tmp_path}", "preprocess.num_workers=1"])
     run_preprocess(modality, cfg)
 
-    def files(folder):
-        return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-    first, second = files(processed_dir / modality), files(tmp_path / modality)
+    first, second = _files(processed_dir / modality), _files(tmp_path / modality)
     assert first.keys() == second.keys()
     assert [name for name in first if first[name] != second[name]] == []
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_output_does_not_depend_on_the_number_of_workers(sample_root, processed_dir, tmp_path, modality):
+    """preprocess.num_workers=2 writes files with the same names and sha256 as the one-worker run (docs: the
+    chunks are re-cut by item), so changing the worker count never changes a DVC hash."""
+    cfg = compose([f"data.root={sample_root}", f"data.processed_dir={tmp_path}", "preprocess.num_workers=2"])
+    run_preprocess(modality, cfg)
+    one, two = _hashes(processed_dir / modality), _hashes(tmp_path / modality)
+    assert len(one) > 3 and one == two
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {str(name): hashlib.sha256(data).hexdigest() for name, data in _files(folder).items()}

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from fusion.predict import main as predict_main
 from fusion.register import main as register_main
-from tests.test_serving import trained_run
+from tests.serving_fixtures import trained_run
 
 pytestmark = pytest.mark.slow
 

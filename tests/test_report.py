@@ -19,7 +19,8 @@ from omegaconf import OmegaConf
 
 from fusion.report.main import ReportError, main, run_report
 from fusion.tracking.compare import CompareError, compare_runs
-from tests.conftest import tiny_config
+from tests.helpers.browser import CHROMIUM, require_chromium
+from tests.helpers.config import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -188,14 +189,13 @@ def test_stage_command_prints_where_the_files_are(trained, subprocess_env):
 @pytest.mark.slow
 def test_screenshot_of_the_page_renders(reported, tmp_path):
     """Headless Chromium draws the page offline (where it is installed); the PNG is there to look at."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium is not installed")
+    require_chromium(CHROMIUM)
     _, _, _, files = reported
     shot = tmp_path / "report.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    f"--screenshot={shot}", "--window-size=1400,3000", files.html.resolve().as_uri()],
-                   capture_output=True, timeout=120)
+    result = subprocess.run([shutil.which("chromium") or str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+                             "--disable-background-networking", f"--screenshot={shot}", "--window-size=1400,3000",
+                             files.html.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"chromium exited with {result.returncode}:\n{result.stderr[-3000:]}"
     assert shot.is_file() and shot.read_bytes().startswith(PNG)
 
 

@@ -21,7 +21,7 @@ from fusion.robustness.report import write_curves_csv
 from fusion.robustness.scores import effective_robustness, relative_robustness
 from fusion.robustness.tracking import SETTINGS_TAG, curve_key, find_reference, read_curves, settings_hash
 from fusion.tracking.store import absolute_tracking_uri
-from tests.conftest import tiny_config
+from tests.helpers.config import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 LETTERS = string.ascii_lowercase

@@ -20,8 +20,11 @@ from fusion.data.sample import (
     format_summary,
     generate_sample,
     plan_dataset,
+    plan_record,
+    render_audio,
     render_image,
     render_text,
+    validate_config,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,12 +73,22 @@ def test_seed_changes_output(tmp_path):
 
 
 def test_records_independent_of_dataset_size():
-    """Per-record generators depend on (seed, index) only: a prefix re-renders identically."""
-    small, big = small_cfg(num_records=20), small_cfg(num_records=20, write_splits=True)
-    plan_s, plan_b = plan_dataset(small)[5], plan_dataset(big)[5]
-    assert {k: plan_s[k] for k in MODALITIES} == {k: plan_b[k] for k in MODALITIES}
-    if plan_s["image"]["state"] != "missing":
-        assert render_image(small, plan_s).tobytes() == render_image(big, plan_b).tobytes()
+    """Per-record generators depend on (seed, index) only: the first records of a 20-record and of a 500-record
+    dataset, given the same class, have the same plan and render to the same image, audio and text."""
+    small, big = validate_config(small_cfg(num_records=20)), validate_config(small_cfg(num_records=500))
+    for index in range(20):
+        plan_s, plan_b = plan_record(small, index, index % 10), plan_record(big, index, index % 10)
+        assert plan_s == plan_b, index
+        for modality in ("image", "text"):
+            if plan_s[modality]["state"] != "missing":
+                assert _rendered(modality, small, plan_s) == _rendered(modality, big, plan_b), (index, modality)
+        if plan_s["audio"]["state"] != "missing":
+            (wave_s, rate_s), (wave_b, rate_b) = render_audio(small, plan_s), render_audio(big, plan_b)
+            assert rate_s == rate_b and np.array_equal(wave_s, wave_b), index
+
+
+def _rendered(modality: str, cfg, plan) -> bytes | str:
+    return render_image(cfg, plan).tobytes() if modality == "image" else render_text(cfg, plan)
 
 
 def test_manifest_contract(dataset):

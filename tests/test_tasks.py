@@ -24,7 +24,8 @@ from fusion.data.manifest import load_manifest
 from fusion.data.sample import generate_sample, plan_dataset, validate_config
 from fusion.tracking.store import absolute_tracking_uri
 from fusion.tasks.objectives import Multiclass, Multilabel, Regression, SignAccuracy, build_task
-from tests.conftest import TINY_TRAINING, copy_dvc_project, tiny_config
+from tests.helpers.config import TINY_TRAINING, tiny_config
+from tests.helpers.project import copy_dvc_project
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT = {"seed": 0, "train": 0.7, "val": 0.15, "test": 0.15}

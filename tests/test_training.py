@@ -10,7 +10,8 @@ from mlflow.tracking import MlflowClient
 
 from fusion.stages.evaluate import evaluate
 from fusion.stages.train import train
-from tests.conftest import tiny_config
+from tests.helpers.config import tiny_config
+from tests.helpers.tracking import assert_learned
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +35,7 @@ def test_training_learns_and_checkpoints(trained):
     cfg, metrics, _ = trained
     for key in ("train/loss", "val/acc", "val/f1_macro", "val/acc_best", "test/acc", "test/f1_macro"):
         assert key in metrics and metrics[key] == metrics[key]  # present and not NaN
+    assert_learned(cfg)
     checkpoints = {p.name for p in Path(cfg.paths.checkpoint_dir).iterdir()}
     assert {"best.ckpt", "last.ckpt"} <= checkpoints
 

@@ -187,7 +187,7 @@ def load_manifest(root: str | Path, manifest: str, split_cfg: Mapping[str, Any],
     if not path.is_file():
         raise ManifestError(
             f"manifest not found: {path}. Point the pipeline at a dataset folder holding "
-            f"'{manifest}' with data.root=/path/to/dataset (see README, 'Data contract')."
+            f"'{manifest}' with data.root=/path/to/dataset (see docs/data-contract.md)."
         )
     try:
         lines = split_lines(path.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark is dropped

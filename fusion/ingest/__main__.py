@@ -14,7 +14,7 @@ from fusion.ingest.writer import IngestError, ManifestWriter, format_report
 FORMATS: tuple[Format, ...] = (table.FORMAT, folders.FORMAT, hf.FORMAT, mmimdb.FORMAT, hateful_memes.FORMAT,
                                avmnist.FORMAT, cmu.MOSI, cmu.MOSEI)
 
-DESCRIPTION = """Write a dataset's manifest.jsonl (the pipeline's data contract, README "Data contract") from the
+DESCRIPTION = """Write a dataset's manifest.jsonl (the pipeline's data contract, docs/data-contract.md) from the
 layout it already has. Nothing is downloaded or moved: the manifest points at the files where they are (formats
 whose source holds arrays or embedded files write those as files under --output). Rows that cannot be mapped are
 listed with their reason in manifest.rejected.jsonl beside the manifest; they never stop the run."""

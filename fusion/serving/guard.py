@@ -10,7 +10,7 @@ When the model is loaded by that server, `install` wraps its request entry point
 looked up by the route at every request) so that the body size is checked before parsing, a RecursionError becomes
 a 400 and no answer carries a traceback or more than a preview of the body. Without it (mlflow.pyfunc.load_model
 in Python) nothing changes. The HTTP layer still reads a body whole before anything runs: for a cap at the
-socket, put a proxy with a body limit in front (README, "Serve it over HTTP")."""
+socket, put a proxy with a body limit in front (docs/serving.md, "Serve it over HTTP")."""
 
 from __future__ import annotations
 
