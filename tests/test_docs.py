@@ -90,6 +90,17 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
         "tests/test_serving.py::test_served_model_answers_all_modalities_as_base64_with_the_bundle_scores",
         "tests/test_serving.py::test_served_model_answers_with_a_modality_missing"),
     r"-m fusion\.predict model=": ("tests/test_predict.py::test_predictions_of_the_test_split_equal_the_evaluate_stage",),
+    # tuning: the search (tiny: 6 trials, killed and resumed, pruned, 2 workers), promotion, seeds and statistics
+    r"(train\.py -m hparams_search=|^make search)": (
+        "tests/test_search.py::test_a_killed_search_resumes_without_repeating_a_trial",
+        "tests/test_search.py::test_pruned_trials_are_marked_in_optuna_and_mlflow",
+        "tests/test_search.py::test_two_workers_share_one_study"),
+    r"(fusion\.search promote|\+experiment=)": ("tests/test_search.py::test_the_promoted_config_reproduces_the_best_trial",),
+    r"train\.py -m seed=": ("tests/test_compare.py::test_multirun_puts_every_run_into_one_experiment_with_its_fusion_tag",
+                            "tests/test_stats.py::test_summary_of_three_seeds_by_hand"),
+    r"^python -m fusion\.tracking\.compare$": ("tests/test_compare.py::test_compare_stage_lists_every_run_of_the_sweep",
+                                               "tests/test_compare.py::test_command_line_options_and_overrides"),
+    r"^python -m fusion\.report$": ("tests/test_report.py::test_stage_command_prints_where_the_files_are",),
     # benchmarks (never run by the suite at full size: the quick run covers every section)
     r"^(make bench|python -m benchmarks\.run)": (
         "tests/test_benchmarks.py::test_quick_run_writes_every_section_to_json_and_markdown",
