@@ -16,7 +16,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import TINY_TRAINING
+from tests.helpers.config import TINY_TRAINING
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
