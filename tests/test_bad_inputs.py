@@ -118,7 +118,8 @@ def test_normalised_cases_have_the_configured_shapes_and_finite_values(corpus_ru
             mel = item["mel"].float().numpy()
             assert mel.shape[0] == n_mels and 1 <= mel.shape[1] <= max_frames and np.isfinite(mel).all(), case.name
         else:
-            assert 1 <= len(item["tokens"]) <= cfg.preprocess.text.max_len, case.name
+            max_len = shards["text"].meta["max_len"]  # the tokenizer's own limit (n-grams: preprocess.text.ngrams)
+            assert 1 <= len(item["tokens"]) <= max_len == cfg.preprocess.text.ngrams.max_len, case.name
     assert shards["audio"].get("bad_very_long")["mel"].shape[1] == max_frames  # cropped to max_seconds
     deep = shards["image"].get("bad_png_16bit")["image"]  # a 16-bit ramp, scaled to the whole 8-bit range
     assert int(deep.max()) >= 250 and int(deep.min()) <= 5  # (the resize to 32 px softens the extreme corners)

@@ -420,17 +420,17 @@ def run_compare(cfg: DictConfig) -> tuple[Comparison, str, str | None]:
         raise CompareError("the parameters have no `compare` section; regenerate params.yaml with `make params`.")
     comparison = compare_runs(cfg.logger.tracking_uri, cfg.logger.experiment_name, list(options.tasks or []),
                               bool(options.latest_only))
-    markdown = to_markdown(comparison)
+    from fusion.tracking.seeds import run_seeds  # over seeds: mean ± std, intervals, significance (compare.seeds)
+    seeds_csv = Path(options.csv).with_name(f"{Path(options.csv).stem}_seeds.csv")  # beside compare.csv
+    seeds_markdown, seeds_files = run_seeds(cfg, seeds_csv)
+    markdown = to_markdown(comparison) + ("\n" + seeds_markdown if seeds_markdown else "")
     files = []
     for path, text in ((options.markdown, markdown), (options.csv, to_csv(comparison))):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         files.append(path)
-    files.append(plot_comparison(comparison, options.chart))
-    from fusion.tracking.seeds import run_seeds  # over seeds: mean ± std, intervals, significance (compare.seeds)
-    seeds_markdown, seeds_files = run_seeds(cfg)
-    markdown, files = markdown + ("\n" + seeds_markdown if seeds_markdown else ""), files + seeds_files
+    files += [plot_comparison(comparison, options.chart), *seeds_files]
     run_id = (log_comparison(comparison, markdown, files, options.run_name,
                              experiment=cfg.logger.get("reports_experiment")) if options.log_to_mlflow else None)
     return comparison, markdown, run_id

@@ -209,20 +209,19 @@ def seeds_csv(tables: list[list[Group]]) -> str:
     return out.getvalue()
 
 
-def run_seeds(cfg: DictConfig) -> tuple[str, list[Path]]:
-    """compare.seeds from the config: (Markdown section, files written); empty when disabled or no run."""
+def run_seeds(cfg: DictConfig, csv_path: Path) -> tuple[str, list[Path]]:
+    """compare.seeds from the config: (Markdown section, [its CSV at ``csv_path``]); empty when disabled, or
+    when no configuration was trained with more than one seed (an interval of one run says nothing)."""
     options = cfg.compare.get("seeds")
     if not options or not options.enabled:
         return "", []
     client = MlflowClient(tracking_uri=absolute_tracking_uri(cfg.logger.tracking_uri))
     experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
     tables = seed_groups(client, experiment.experiment_id, options) if experiment else []
-    if not tables:
+    tasks = set(cfg.compare.get("tasks") or [])  # the tasks compare shows (all when none is named)
+    tables = [table for table in tables if not tasks or table[0].task in tasks]
+    if not any(len(group.runs) > 1 for table in tables for group in table):
         return "", []
-    markdown = seeds_markdown(tables, float(options.confidence))
-    files = []
-    for path, text in ((Path(options.markdown), markdown), (Path(options.csv), seeds_csv(tables))):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        files.append(path)
-    return markdown, files
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    csv_path.write_text(seeds_csv(tables), encoding="utf-8")
+    return seeds_markdown(tables, float(options.confidence)), [csv_path]
