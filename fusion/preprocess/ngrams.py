@@ -61,8 +61,9 @@ class CharNgramTokenizer:
     def encode(self, text: str) -> Encoding:
         """Ids of the known n-grams, each once, in order of first appearance; [UNK] alone when none is known
         (a text of only unseen words still says that a text is there)."""
-        ids = list(dict.fromkeys(i for i in map(self.ids.get, self.grams(text)) if i is not None))
-        return Encoding(ids or ([self.ids[UNK]] if self.grams(text) else []))
+        grams = self.grams(text)
+        ids = list(dict.fromkeys(i for i in map(self.ids.get, grams) if i is not None))
+        return Encoding(ids or ([self.ids[UNK]] if grams else []))
 
     def id_to_token(self, index: int) -> str | None:
         return self.vocab[index] if 0 <= index < len(self.vocab) else None
