@@ -101,8 +101,11 @@ def killed_and_resumed(processed_dir, tmp_path_factory):
                     break
                 time.sleep(0.2)
         finally:
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait(timeout=30)
+            if first.poll() is None:
+                os.killpg(first.pid, signal.SIGKILL)
+                first.wait(timeout=30)
+    assert first.returncode == -signal.SIGKILL, \
+        f"the first search ended ({first.returncode}) before it could be killed:\n{(tmp / 'first.log').read_text()[-5000:]}"
     before = _trials(db, "tiny")
     second = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     _check(second)
