@@ -3,14 +3,19 @@ and `python -m fusion.register` puts a run's model in the registry under an alia
 
 from __future__ import annotations
 
+import base64
 import csv
+import json
+import shutil
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from fusion.predict import main as predict_main
 from fusion.register import main as register_main
-from tests.serving_fixtures import trained_run
+from fusion.serving.predictions import PREDICTION
+from fusion.serving.server import ServerError, server_env, start_model_server
+from tests.serving_fixtures import http, trained_run
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +55,43 @@ def test_register_sets_the_alias_and_predict_loads_it(run, sample_root, tmp_path
         rows = list(csv.DictReader(stream))
     assert rows and all(row["prediction"] for row in rows)
     assert "registered fusion-test version 2 with alias champion" in capsys.readouterr().out
+
+
+def test_a_registered_champion_serves_over_http_as_predict_scores_it(run, sample_root, tmp_path):
+    """`make serve MODEL=models:/<name>@champion`: the alias resolves in the tracking store and the server answers
+    real HTTP requests (base64 image and audio) with predict's classes for the same records."""
+    store = run["cfg"].logger.tracking_uri
+    register_main([f"run_id={run['run_id']}", "name=fusion-served", "alias=champion", f"tracking_uri={store}"])
+    uri = "models:/fusion-served@champion"
+    lines = [json.loads(line) for line in (sample_root / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+    lines = [line for line in lines if line.get("text") and line.get("image") and line.get("audio")][:3]
+    encoded = {key: [base64.b64encode((sample_root / line[key]).read_bytes()).decode("ascii") for line in lines]
+               for key in ("image", "audio")}
+    rows = [{"id": line["id"], "text": line["text"], "image": encoded["image"][i], "audio": encoded["audio"][i]}
+            for i, line in enumerate(lines)]
+    try:
+        server = start_model_server(uri, tmp_path / "server.log", server_env(MLFLOW_TRACKING_URI=store), cwd=tmp_path)
+    except ServerError as exc:
+        pytest.fail(str(exc))
+    try:
+        status, answer = http(f"{server.url}/invocations", {"dataframe_records": rows})
+    finally:
+        server.stop()
+    assert status == 200, answer
+    served = {p["id"]: p[PREDICTION] for p in answer["predictions"]}
+    assert list(served) == [line["id"] for line in lines]
+    manifest = tmp_path / "three.jsonl"
+    for line in lines:  # paths in a manifest are relative to its folder: the three records' files go beside it
+        for key in ("image", "audio"):
+            (tmp_path / line[key]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(sample_root / line[key], tmp_path / line[key])
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    output = tmp_path / "predictions.csv"
+    predict_main([f"model={uri}", f"manifest={manifest}", f"tracking_uri={store}",
+                  f"output={output}"])
+    with output.open(newline="", encoding="utf-8") as stream:
+        predicted = {row["id"]: row["prediction"] for row in csv.DictReader(stream)}
+    assert served == predicted
 
 
 def test_register_names_what_is_wrong(run):
