@@ -70,9 +70,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result = register(**{key: cfg[key] for key in cfg})
     except RegisterError as exc:
         raise SystemExit(f"error: {exc}") from None
-    print(f"registered {result['name']} version {result['version']}"
-          + (f" with alias {result['alias']}" if result["alias"] else "") + f": {result['uri']}")
+    print(describe(result))
     return result
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One line saying what :func:`register` registered."""
+    alias = f" with alias {result['alias']}" if result["alias"] else ""
+    return f"registered {result['name']} version {result['version']}{alias}: {result['uri']}"
 
 
 if __name__ == "__main__":

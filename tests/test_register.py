@@ -100,3 +100,18 @@ def test_register_names_what_is_wrong(run):
         register_main([f"run_id={run['run_id']}", "name=x", "artifact_path=nothing", f"tracking_uri={store}"])
     with pytest.raises(SystemExit, match="cannot register run 0123"):
         register_main(["run_id=0123456789abcdef0123456789abcdef", "name=x", f"tracking_uri={store}"])
+
+
+def test_the_evaluate_stage_option_registers_the_logged_model(run):
+    """serving.register.name (the evaluate stage and train.py call publish_run, which registers after logging)."""
+    from omegaconf import OmegaConf
+
+    from fusion.stages.publish import register_logged_model
+
+    cfg = OmegaConf.merge(run["cfg"], {"serving": {"register": {"name": None}}})
+    assert register_logged_model(cfg, run["run_id"]) is None  # off by default: nothing registered
+    cfg = OmegaConf.merge(run["cfg"], {"serving": {"register": {"name": "fusion-evaluated", "alias": "champion"}}})
+    registered = register_logged_model(cfg, run["run_id"])
+    store = run["cfg"].logger.tracking_uri
+    champion = MlflowClient(store, registry_uri=store).get_model_version_by_alias("fusion-evaluated", "champion")
+    assert (str(champion.version), champion.run_id) == (str(registered["version"]), run["run_id"])
