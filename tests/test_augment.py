@@ -40,6 +40,18 @@ def test_image_augment_with_p_zero_is_the_identity():
     assert ImageAugment(p=0.0)(batch)["image"] is batch["image"]
 
 
+def test_invert_flips_present_images_only_at_its_rate():
+    batch = _image(200)
+    flipped = ImageAugment(p=0.0, invert=1.0)(batch)["image"]
+    present = batch["present"]
+    assert torch.equal(flipped[present], 255 - batch["image"][present])
+    assert torch.count_nonzero(flipped[1]) == 0  # an absent image stays empty
+    torch.manual_seed(0)
+    some = ImageAugment(p=0.0, invert=0.25)(batch)["image"]
+    changed = (some != batch["image"]).flatten(1).any(dim=1)
+    assert 0.15 < changed.float().mean() < 0.35 and not changed[~present].any()
+
+
 def _audio() -> dict[str, torch.Tensor]:
     return audio_batch([20, 12, 0, 5], n_mels=10, frames=20)
 

@@ -4,7 +4,8 @@ Every transform draws per sample from torch's global generator (seeded by ``seed
 reproducible) and leaves absent samples and padding as they are:
 
 - image (uint8 [B, C, H, W]): a small random affine map (rotation, scale, translation; the border pixels
-  extend outward) and a contrast change around each image's mean;
+  extend outward), a contrast change around each image's mean and, optionally, inverted intensities (light
+  ink on dark paper: polarity should not decide the class);
 - audio (standardised log-mel [B, n_mels, T] with frame mask [B, T]): a time shift with its mask, a gain in
   dB, and SpecAugment's frequency and time masks (Park et al., 2019, "SpecAugment"), filled with 0, the
   training mean;
@@ -37,18 +38,24 @@ def _uniform(n: int, low: float, high: float, like: Tensor) -> Tensor:
 @dataclass
 class ImageAugment:
     """Random affine (``degrees``, ``scale`` range, ``translate`` as a fraction of the side) and contrast
-    factor in [1 - contrast, 1 + contrast], each applied to a sample with probability ``p``."""
+    factor in [1 - contrast, 1 + contrast], each applied to a sample with probability ``p``; independently,
+    a present image is inverted (255 - x) with probability ``invert``."""
 
     p: float = 0.5
     degrees: float = 10.0
     scale: tuple[float, float] = (0.9, 1.1)
     translate: float = 0.1
     contrast: float = 0.3
+    invert: float = 0.0
 
     def __call__(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         image, present = inputs["image"], inputs["present"]
         n = image.shape[0]
         chosen = (torch.rand(n, device=image.device) < self.p) & present
+        if self.invert > 0:
+            flipped = (torch.rand(n, device=image.device) < self.invert) & present
+            image = torch.where(flipped.view(n, 1, 1, 1), UINT8_MAX - image.float(), image.float()).to(image.dtype)
+            inputs = {**inputs, "image": image}
         if not chosen.any():
             return inputs
         x = image.float()
