@@ -47,8 +47,8 @@ def served_model(workspace: Any, settings: DictConfig, log_path: Path) -> tuple[
     """Train the tiny model on the workspace's shards and write its MLflow model: (model folder, sample root)."""
     from fusion.serving.bundle import save_bundle
     from fusion.serving.pyfunc import save_bundle_model
-    from fusion.training.checkpoints import network_state
     from fusion.stages.train import RUN_INFO, train
+    from fusion.training.checkpoints import network_state
 
     cfg = workspace.fusion_config(list(settings.training.overrides), workspace.shards())
     with output_to(log_path):

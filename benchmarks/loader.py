@@ -6,13 +6,12 @@ import random
 import time
 from typing import Any, Callable
 
+from benchmarks.common import Context, SectionResult, median
+from benchmarks.tables import Table, ratio, times, verdict
 from fusion.data.manifest import load_manifest
 from fusion.data.shards import ModalityShards
 from fusion.preprocess.common import _processors
 from fusion.training.setup import build_datamodule
-
-from benchmarks.common import Context, SectionResult, median
-from benchmarks.tables import Table, ratio, times, verdict
 
 SECTION = "loader"
 MICROSECONDS = 1e6

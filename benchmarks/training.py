@@ -11,12 +11,11 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.flop_counter import FlopCounterMode
 
-from fusion.training.setup import build_datamodule, build_module
-from fusion.training.throughput import DataWaitMonitor
-
 from benchmarks.common import Context, SectionResult, failed, short_error
 from benchmarks.machine import peak_tflops
 from benchmarks.tables import Table, ratio, times, verdict
+from fusion.training.setup import build_datamodule, build_module
+from fusion.training.throughput import DataWaitMonitor
 
 SECTION = "training"
 MEBIBYTE = 2**20

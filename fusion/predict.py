@@ -14,9 +14,9 @@ from omegaconf import DictConfig
 
 from fusion.cli import Option, parse_key_values
 from fusion.config import compose
-from fusion.tasks import SPLITS
 from fusion.data.manifest import ManifestError, Record, RecordError, Rejection, load_manifest, parse_line
 from fusion.serving import serving_batch_size
+from fusion.tasks import SPLITS
 
 # The model stack (torch, MLflow, Lightning) is imported where it is used, so --help and a bad command line
 # answer at once.

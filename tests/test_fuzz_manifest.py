@@ -6,7 +6,6 @@ ManifestError; nothing else is raised, and valid records survive whatever line e
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings

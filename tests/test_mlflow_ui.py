@@ -27,8 +27,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from fusion.tracking.compare import compare_runs, log_comparison
 from fusion.stages.train import train
+from fusion.tracking.compare import compare_runs, log_comparison
 from tests.helpers.browser import CHROMEDRIVER, CHROMIUM, require_chromium
 from tests.helpers.config import tiny_config
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers.config import TINY_TRAINING
 from fusion.serving.server import POLL_SECONDS, answers, free_port, stop_process_group
+from tests.helpers.config import TINY_TRAINING
 
 pytestmark = pytest.mark.slow
 

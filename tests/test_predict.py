@@ -17,9 +17,9 @@ import torch
 from omegaconf import OmegaConf
 
 from fusion.config import compose
-from fusion.tasks.labels import label_spec
 from fusion.predict import options
 from fusion.serving.predictions import prediction_rows, write_predictions
+from fusion.tasks.labels import label_spec
 from fusion.tasks.objectives import build_task
 from tests.serving_fixtures import trained_run
 

@@ -15,8 +15,16 @@ from mlflow.tracking import MlflowClient
 
 from fusion.config import compose
 from fusion.robustness.curves import ALL, Curves, check_levels, curve_names, plan_curves
-from fusion.robustness.perturbations import (GaussianBlur, GaussianNoise, Occlusion, Typos, WhiteNoise, WordDropout,
-                                             build_perturbation, noise_rng)
+from fusion.robustness.perturbations import (
+    GaussianBlur,
+    GaussianNoise,
+    Occlusion,
+    Typos,
+    WhiteNoise,
+    WordDropout,
+    build_perturbation,
+    noise_rng,
+)
 from fusion.robustness.report import write_curves_csv
 from fusion.robustness.scores import effective_robustness, relative_robustness
 from fusion.robustness.tracking import SETTINGS_TAG, curve_key, find_reference, read_curves, settings_hash

@@ -10,9 +10,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from fusion.data.collate import MultimodalCollate
-from fusion.tasks.labels import LabelSpec, label_spec
 from fusion.data.samplers import UnpaddedDistributedSampler, distributed_world
 from fusion.data.shards import ModalityShards
+from fusion.tasks.labels import LabelSpec, label_spec
 
 # The label keys of meta.json: every modality must have been preprocessed with the same ones.
 LABEL_META = ("task", "classes", "target_stats")

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from fusion.meta import FEATURES
 from fusion.explain import figures
 from fusion.explain.capture import captured_attention
 from fusion.explain.contribution import change_name, removal_changes, split_removal
 from fusion.explain.maps import BOTTLENECKS, LATENTS, AttentionMaps, attention_maps
 from fusion.explain.views import TokenView, audio_view, image_view, special_view, step_view, text_view
+from fusion.meta import FEATURES
 from fusion.serving.bundle import ModelBundle
 from fusion.serving.predictions import prediction_rows
 

@@ -21,8 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MeanAbsoluteError, Metric, MetricCollection, PearsonCorrCoef
-from torchmetrics.classification import (MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score,
-                                         MultilabelExactMatch, MultilabelF1Score, MultilabelHammingDistance)
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MultilabelExactMatch,
+    MultilabelF1Score,
+    MultilabelHammingDistance,
+)
 from torchmetrics.utilities import dim_zero_cat
 
 from fusion.tasks import by_task, unknown_task
