@@ -85,9 +85,9 @@ def service_times(model_dir: Path, payloads: dict[str, list[bytes]], settings: D
         frame = pd.DataFrame(rows)
         samples = decoder.samples(rows)
         batch = bundle.batch(samples)
-        times[kind] = {"total": _median_seconds(lambda: model.predict(frame), repeats),
-                       "preprocess": _median_seconds(lambda: decoder.samples(rows), repeats),
-                       "forward": _median_seconds(lambda: bundle.scores(batch), repeats)}
+        times[kind] = {"total": _median_seconds(lambda frame=frame: model.predict(frame), repeats),
+                       "preprocess": _median_seconds(lambda rows=rows: decoder.samples(rows), repeats),
+                       "forward": _median_seconds(lambda batch=batch: bundle.scores(batch), repeats)}
     return times
 
 

@@ -42,7 +42,7 @@ def per_item_costs(ctx: Context, settings) -> dict[str, dict[str, Any]]:
             processor.fit([r for r in with_modality if r.split == "train"])
         kept = [r for r in with_modality if r.id in shards.position]  # rejected records have no item
         records = random.Random(int(settings.seed)).sample(kept, min(int(settings.timed_items), len(kept)))
-        shard_us = _per_item_us(lambda r: shards.get(r.id), records, settings)
+        shard_us = _per_item_us(lambda r, shards=shards: shards.get(r.id), records, settings)
         raw_us = _per_item_us(processor.process, records, settings)
         results[modality] = {"items": len(records), "shards_us": shard_us, "raw_us": raw_us,
                              "speedup": ratio(raw_us, shard_us)}

@@ -56,7 +56,7 @@ class MultimodalDataModule(pl.LightningDataModule):
         self.shards = {m: ModalityShards(self.processed_dir / m, shards_url, cache_dir) for m in self.modalities}
         first = self.shards[self.modalities[0]]
         label_info = _label_meta(first.meta)
-        for modality, shards in self.shards.items():
+        for shards in self.shards.values():
             if _label_meta(shards.meta) != label_info:
                 raise ValueError(
                     f"{shards.folder} and {first.folder} disagree on the task or labels; they were preprocessed "
