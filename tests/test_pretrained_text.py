@@ -113,7 +113,7 @@ def minilm_text_data(tmp_path_factory):
     cfg = compose(["model/text=pretrained", f"data.root={root}", f"data.processed_dir={out}",
                    "preprocess.num_workers=1", "preprocess.text.max_len=6"])
     run_preprocess("text", cfg)
-    return cfg, ModalityShards(out / "text"), dict(zip((r["id"] for r in rows), texts))
+    return cfg, ModalityShards(out / "text"), dict(zip((r["id"] for r in rows), texts, strict=True))
 
 
 def test_one_override_switches_preprocessing_and_model():

@@ -85,7 +85,7 @@ def test_decoded_samples_equal_the_preprocessing_of_the_files(fresh_bundle, samp
     samples = decoder.samples(rows)
     assert [s["id"] for s in samples] == [lines[0]["id"], "1"]  # no id: the row index
     assert samples[1]["audio"] is None
-    for sample, line in zip(samples, lines):
+    for sample, line in zip(samples, lines, strict=True):
         record = parse_line(json.dumps(line), 1)
         for modality in ("text", "image"):
             expected = fresh_bundle.processor(modality, sample_root, ".").process(record)

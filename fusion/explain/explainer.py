@@ -52,7 +52,7 @@ def _label_text(bundle: ModelBundle, label: Any) -> str:
     if bundle.labels.task == "multiclass":
         return bundle.classes[int(label)]
     if bundle.labels.task == "multilabel":
-        return "|".join(c for c, v in zip(bundle.classes, label) if float(v) > 0.5) or "(none)"
+        return "|".join(c for c, v in zip(bundle.classes, label, strict=True) if float(v) > 0.5) or "(none)"
     return f"{float(label):.3g}"
 
 

@@ -88,7 +88,7 @@ def _freeze_unused(module: nn.Module, output: Tensor) -> None:
     pooler), so they count as non-trainable and DDP sees no unused parameters."""
     params = [p for p in module.parameters() if p.requires_grad]
     grads = torch.autograd.grad(output.sum(), params, allow_unused=True)
-    for p, g in zip(params, grads):
+    for p, g in zip(params, grads, strict=True):
         p.requires_grad_(g is not None)
 
 
@@ -391,14 +391,14 @@ class TimmEncoder(TokenEncoder):
         input_size = tuple(int(s) for s in input_size)
         backbone = _create_features_model(name, out_index, in_chans, input_size)
         patch = _patch_size(backbone)
-        if patch is not None and any(s % p for s, p in zip(input_size, patch)):
+        if patch is not None and any(s % p for s, p in zip(input_size, patch, strict=True)):
             if not pad_to_patch:
                 raise ValueError(
                     f"{config_key}.name={name!r} has patch size {patch}, which must divide the input size "
                     f"{input_size} (the image size comes from data_meta, i.e. preprocess.image.size): use a "
                     "multiple of the patch size, or a model with another patch size"
                 )
-            input_size = tuple(-(-s // p) * p for s, p in zip(input_size, patch))
+            input_size = tuple(-(-s // p) * p for s, p in zip(input_size, patch, strict=True))
             backbone = _create_features_model(name, out_index, in_chans, input_size)
         if checkpoint_path:
             load_backbone_checkpoint(backbone, checkpoint_path, config_key)

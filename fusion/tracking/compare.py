@@ -352,13 +352,13 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     heights = [1.2 + 0.4 * len(table.rows) for table in comparison.tables]
     fig, axes = plt.subplots(len(heights), 1, figsize=(9, sum(heights)), squeeze=False,
                              gridspec_kw={"height_ratios": heights})
-    for ax, table in zip(axes[:, 0], comparison.tables):
+    for ax, table in zip(axes[:, 0], comparison.tables, strict=True):
         positions = range(len(table.rows))
         values = [row.value for row in table.rows]
         ax.barh(positions, values, color=["tab:gray" if row.unimodal else "tab:blue" for row in table.rows])
         ax.set_yticks(positions, labels=[f"{row.modality} · {row.fusion} ({row.run_id[:8]})" for row in table.rows])
         ax.invert_yaxis()  # best at the top
-        for position, value in zip(positions, values):
+        for position, value in zip(positions, values, strict=True):
             ax.text(value, position, f" {value:.3f}", va="center", fontsize=8)
         for version, base in table.baselines.items():
             data = f", data {version}" if len(table.baselines) > 1 else ""

@@ -61,7 +61,7 @@ def coloured_noise(rng: np.random.Generator, kind: str, length: int, rate: int) 
         base = pick(rng, HUM_HZ)
         phases = rng.uniform(0, 2 * np.pi, size=HUM_HARMONICS)
         weights = 1.0 / np.arange(1, HUM_HARMONICS + 1)
-        noise = sum(w * np.sin(2 * np.pi * base * (k + 1) * t + p) for k, (w, p) in enumerate(zip(weights, phases)))
+        noise = sum(w * np.sin(2 * np.pi * base * (k + 1) * t + p) for k, (w, p) in enumerate(zip(weights, phases, strict=True)))
         noise = noise + HUM_HISS * rng.standard_normal(length)
     else:
         white = rng.standard_normal(length)
