@@ -196,7 +196,8 @@ def reading(report: dict[str, Any], settings: DictConfig) -> str:
              f"{best['requests_per_second']:.1f} requests/s with {best['workers']} worker(s) while others kept "
              f"{best['others_cores']:.2f} of the {report['machine']['cores']} cores busy. With {best['clients']} "
              f"clients sending back to back, each waits for the requests queued before its own: about "
-             f"{best['clients']} / {best['requests_per_second']:.1f} = {best['clients'] / best['requests_per_second']:.1f}"
+             f"{best['clients']} / {best['requests_per_second']:.1f} = "
+             f"{best['clients'] / best['requests_per_second']:.1f}"
              f" s per request on average (Little's law), so the single-row p99 of "
              f"{best['single']['p99']:.2f} s is the queue, not a slow request."]
     if met:

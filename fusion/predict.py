@@ -110,8 +110,8 @@ def read_records(manifest: Path, bundle: Any, split: str | None) -> tuple[list[R
             rejections.append(Rejection(None, number, STAGE, str(exc), manifest.name))
             continue
         if record.id in seen:
-            rejections.append(Rejection(record.id, number, STAGE, f"duplicate id (first seen on line {seen[record.id]})",
-                                        manifest.name))
+            rejections.append(Rejection(record.id, number, STAGE,
+                                        f"duplicate id (first seen on line {seen[record.id]})", manifest.name))
             continue
         seen[record.id] = number
         records.append(record)

@@ -208,7 +208,8 @@ def _fake_results() -> dict:
     for system, values in accs.items():
         for seed, acc in enumerate(values):
             row = {"dataset": "d", "system": system, "seed": seed, "test_acc": acc, "cpu_seconds": 10.0 * (seed + 1),
-                   "fit_cpu_seconds": 5.0 * (seed + 1) if system == "project" else 12.0, "wall_seconds": 20.0, "fit_seconds": 5.0, "without": {m: 0.5 for m in MODALITIES}, "error": None}
+                   "fit_cpu_seconds": 5.0 * (seed + 1) if system == "project" else 12.0, "wall_seconds": 20.0,
+                   "fit_seconds": 5.0, "without": {m: 0.5 for m in MODALITIES}, "error": None}
             if system != "project":
                 row["alone"] = {m: 0.4 for m in MODALITIES}
             runs.append(row)

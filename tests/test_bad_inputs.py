@@ -428,7 +428,8 @@ def test_killed_preprocess_stage_leaves_no_partial_output_and_reruns_identically
                         os.killpg(proc.pid, signal.SIGKILL)
                     else:  # its workers live on, orphaned: frozen until the rerun below has its work folder
                         os.kill(proc.pid, signal.SIGKILL)
-                        proc.wait(timeout=60)  # stopped only once orphaned: a group orphaned with stopped members gets SIGHUP
+                        # stopped only once orphaned: a group orphaned with stopped members gets SIGHUP
+                        proc.wait(timeout=60)
                         os.killpg(proc.pid, signal.SIGSTOP)
                         orphaned.append(proc.pid)
                 proc.wait(timeout=60)

@@ -179,7 +179,8 @@ def test_removal_changes_equal_scores_with_the_modality_dropped():
     torch.testing.assert_close(changes["image"], expected)
     split = split_removal(net, task, [batch])
     with torch.no_grad():
-        acc_without = float((task.scores(net(drop_modalities(batch, ["image"]))).argmax(-1) == batch["label"]).float().mean())
+        acc_without = float((task.scores(net(drop_modalities(batch, ["image"]))).argmax(-1) == batch["label"])
+                            .float().mean())
     acc = float((predicted == batch["label"]).float().mean())
     assert split["image"]["metric"] == pytest.approx(acc)
     assert split["image"]["metric_drop"] == pytest.approx(acc - acc_without)

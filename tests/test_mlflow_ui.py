@@ -1,7 +1,7 @@
 """The MLflow UI in headless Chromium: two real training runs in a SQLite store, served by `mlflow server`, are
 listed on the experiment's runs page with their test metric (and no bookkeeping run), and a run's page counts every
-metric it logged and shows the test metric, each value equal to the one in the store, and the run's dataset. Needs the Debian packages `chromium
-chromium-driver` (.ci/run installs them)."""
+metric it logged and shows the test metric, each value equal to the one in the store, and the run's dataset.
+Needs the Debian packages `chromium chromium-driver` (.ci/run installs them)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,8 @@ def manifest_lines(root: Path) -> list[dict]:
 
 def full_records(root: Path, count: int) -> list[dict]:
     """The first ``count`` manifest lines with every modality (inline text)."""
-    return [line for line in manifest_lines(root) if line.get("text") and line.get("image") and line.get("audio")][:count]
+    return [line for line in manifest_lines(root)
+            if line.get("text") and line.get("image") and line.get("audio")][:count]
 
 
 def b64(root: Path, relative: str) -> str:

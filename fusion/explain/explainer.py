@@ -98,7 +98,8 @@ def _sample_figures(bundle: ModelBundle, maps: AttentionMaps, batch: dict, masks
                                                                                 folder / "text_attention.png", title)]
     if "image" in views and "image" not in featured:
         image = batch["image"]["image"][i].expand(3, -1, -1).permute(1, 2, 0).numpy()  # grey shown as RGB
-        written.append(figures.plot_image_attention(image, views["image"].weights, folder / "image_attention.png", title))
+        written.append(figures.plot_image_attention(image, views["image"].weights, folder / "image_attention.png",
+                                                    title))
     if "audio" in views and "audio" not in featured:
         v, meta = views["audio"], bundle.metas["audio"]
         mel, frames = batch["audio"]["mel"][i].numpy(), int(batch["audio"]["mask"][i].sum())
@@ -184,7 +185,8 @@ def write_index(results: Sequence[SampleResult], out_dir: Path, title: str) -> P
     if contribution.is_file():
         parts.append(f"<h2>Modality contribution</h2>{_img(contribution)}")
     for r in results:
-        parts.append(f"<h2>{html.escape(r.id)}: true {html.escape(r.label)}, predicted {html.escape(r.prediction)}</h2>")
+        parts.append(f"<h2>{html.escape(r.id)}: true {html.escape(r.label)}, "
+                     f"predicted {html.escape(r.prediction)}</h2>")
         for name in r.files:
             path = out_dir / name
             if path.suffix == ".png":

@@ -54,7 +54,8 @@ def import_optional(name: str, feature: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        raise ImportError(f"{feature} needs the Python package {name!r}, which is not installed; {HF_EXTRA_HINT}") from exc
+        raise ImportError(f"{feature} needs the Python package {name!r}, which is not installed; "
+                          f"{HF_EXTRA_HINT}") from exc
 
 
 def apply_lora(module: nn.Module, lora: Mapping[str, Any], config_key: str) -> None:
@@ -290,7 +291,8 @@ def _adapt_shapes(target: nn.Module, state: dict[str, Tensor], own: dict[str, Te
         state = filter_fn(dict(state), target)
     state = {k: state[k] for k in own if k in state}
     for k, v in state.items():
-        if v.ndim == 4 and v.shape != own[k].shape and v.shape[0] == own[k].shape[0] and v.shape[2:] == own[k].shape[2:]:
+        if (v.ndim == 4 and v.shape != own[k].shape and v.shape[0] == own[k].shape[0]
+                and v.shape[2:] == own[k].shape[2:]):
             state[k] = adapt_input_conv(own[k].shape[1], v)
     return state
 

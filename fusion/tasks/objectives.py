@@ -273,7 +273,8 @@ class Regression(Task):
     def write_plot_data(self, report: Mapping[str, Tensor], folder: Path) -> None:
         """scatter.csv: one row per test sample (actual, predicted)."""
         _write_csv(folder / "scatter.csv", ["actual", "predicted"],
-                   ([round(float(a), 6), round(float(p), 6)] for a, p in zip(report["actual"], report["predicted"], strict=True)))
+                   ([round(float(a), 6), round(float(p), 6)]
+                    for a, p in zip(report["actual"], report["predicted"], strict=True)))
 
 
 TASKS: dict[str, type[Task]] = by_task((Multiclass, Multilabel, Regression))

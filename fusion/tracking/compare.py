@@ -300,16 +300,18 @@ def to_markdown(comparison: Comparison) -> str:
                   *("| " + " | ".join(row) + " |" for row in cells), ""]
         lines.append(gain_note(table))
         if table.show_robustness:
-            lines += ["", "Robustness (the `robustness` stage, every modality perturbed at once; MultiBench): relative = "
-                          "area under the metric-vs-noise-level curve; effective = summed gap to the late-fusion "
-                          "curve shifted to the same clean value (0 for late itself, positive = degrades less)."]
+            lines += ["", "Robustness (the `robustness` stage, every modality perturbed at once; MultiBench): "
+                          "relative = area under the metric-vs-noise-level curve; effective = summed gap to the "
+                          "late-fusion curve shifted to the same clean value (0 for late itself, positive = "
+                          "degrades less)."]
         if table.superseded:
             pairs = ", ".join(f"`{old.run_id[:8]}` → `{new.run_id[:8]}` ({new.modality} · {new.fusion})"
                               for old, new in table.superseded)
             lines += ["", f"Superseded by a newer run of the same modality and fusion (`--all-runs` lists "
                           f"them): {pairs}."]
     if comparison.skipped:
-        reasons = "; ".join(f"{why}: " + ", ".join(f"`{i[:8]}`" for i in ids) for why, ids in comparison.skipped.items())
+        reasons = "; ".join(f"{why}: " + ", ".join(f"`{i[:8]}`" for i in ids)
+                            for why, ids in comparison.skipped.items())
         lines += ["", f"Left out: {reasons}."]
     return "\n".join(lines) + "\n"
 
