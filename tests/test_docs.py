@@ -30,6 +30,7 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     # set-up, the suite, the docs check
     r"^make setup$": ("tests/test_docs.py::test_make_targets_of_the_docs_run_what_they_say",),
     r"^make test$": ("tests/test_docs.py::test_make_targets_of_the_docs_run_what_they_say",),
+    r"^make lint$": ("tests/test_docs.py::test_make_targets_of_the_docs_run_what_they_say",),
     r"^make docs-check$": ("tests/test_docs.py::test_make_targets_of_the_docs_run_what_they_say",),
     r'^uv run pytest -m "not slow"$': ("tests/test_docs.py::test_not_slow_selects_the_quick_tests",),
     # the DVC pipeline
@@ -219,13 +220,16 @@ def test_help_commands_run(doc, command):
 
 
 def test_make_targets_of_the_docs_run_what_they_say():
-    """`make setup`, `make test` and `make docs-check` run uv sync, pytest and this file (dry run)."""
+    """`make setup`, `make lint`, `make test` and `make docs-check` run uv sync, ruff, ruff then pytest, and this
+    file (dry run)."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     dry = {t: subprocess.run(["make", "-n", t], cwd=ROOT, capture_output=True, text=True,
-                             check=True, timeout=60).stdout for t in ("setup", "test", "docs-check")}
+                             check=True, timeout=60).stdout for t in ("setup", "lint", "test", "docs-check")}
     assert "sync --frozen" in dry["setup"]
+    assert re.search(r"run --frozen ruff check \.\s*$", dry["lint"], re.M)
     assert re.search(r"run --frozen pytest\s*$", dry["test"], re.M)
+    assert dry["test"].index("ruff check .") < dry["test"].index("pytest")  # CI (.ci/run) fails on a finding
     assert "pytest tests/test_docs.py" in dry["docs-check"]
 
 
