@@ -13,7 +13,7 @@ ARGS ?=
 COMPARE := $(RUN) python -m fusion.tracking.compare
 REPORT := $(RUN) python -m fusion.report
 
-.PHONY: help setup demo test docs-check params bench ui clean sweep compare report serve search
+.PHONY: help setup demo lint test docs-check params bench ui clean sweep compare report serve search
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -45,7 +45,10 @@ demo: setup  ## run the whole DVC pipeline on the bundled sample data, then show
 	@echo "  MLflow UI    make ui   (or: $(RUN) mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1)"
 	@echo "               then open http://127.0.0.1:5000"
 
-test: setup  ## run the whole test suite (slow tests included)
+lint: setup  ## ruff check (the rules in pyproject.toml)
+	$(RUN) ruff check .
+
+test: setup lint  ## ruff check, then the whole test suite (slow tests included)
 	$(RUN) pytest
 
 docs-check: setup  ## every shell command of README.md, CONTRIBUTING.md and docs/ is run or mapped to its tests

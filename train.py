@@ -7,9 +7,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from fusion.stages.train import TRAINING_ERRORS, train
 from fusion.training.resume import run_folder
 from fusion.training.strategies import relaunches_script
-from fusion.stages.train import TRAINING_ERRORS, train
 
 SWEEP_WITH_DDP = ("error: trainer={} cannot run inside a -m sweep: Lightning starts the other ranks by running the "
                   "same command again, so each would start the whole sweep. Run each configuration without -m "

@@ -47,8 +47,8 @@ def served_model(workspace: Any, settings: DictConfig, log_path: Path) -> tuple[
     """Train the tiny model on the workspace's shards and write its MLflow model: (model folder, sample root)."""
     from fusion.serving.bundle import save_bundle
     from fusion.serving.pyfunc import save_bundle_model
-    from fusion.training.checkpoints import network_state
     from fusion.stages.train import RUN_INFO, train
+    from fusion.training.checkpoints import network_state
 
     cfg = workspace.fusion_config(list(settings.training.overrides), workspace.shards())
     with output_to(log_path):
@@ -85,9 +85,9 @@ def service_times(model_dir: Path, payloads: dict[str, list[bytes]], settings: D
         frame = pd.DataFrame(rows)
         samples = decoder.samples(rows)
         batch = bundle.batch(samples)
-        times[kind] = {"total": _median_seconds(lambda: model.predict(frame), repeats),
-                       "preprocess": _median_seconds(lambda: decoder.samples(rows), repeats),
-                       "forward": _median_seconds(lambda: bundle.scores(batch), repeats)}
+        times[kind] = {"total": _median_seconds(lambda frame=frame: model.predict(frame), repeats),
+                       "preprocess": _median_seconds(lambda rows=rows: decoder.samples(rows), repeats),
+                       "forward": _median_seconds(lambda batch=batch: bundle.scores(batch), repeats)}
     return times
 
 
@@ -196,7 +196,8 @@ def reading(report: dict[str, Any], settings: DictConfig) -> str:
              f"{best['requests_per_second']:.1f} requests/s with {best['workers']} worker(s) while others kept "
              f"{best['others_cores']:.2f} of the {report['machine']['cores']} cores busy. With {best['clients']} "
              f"clients sending back to back, each waits for the requests queued before its own: about "
-             f"{best['clients']} / {best['requests_per_second']:.1f} = {best['clients'] / best['requests_per_second']:.1f}"
+             f"{best['clients']} / {best['requests_per_second']:.1f} = "
+             f"{best['clients'] / best['requests_per_second']:.1f}"
              f" s per request on average (Little's law), so the single-row p99 of "
              f"{best['single']['p99']:.2f} s is the queue, not a slow request."]
     if met:

@@ -148,7 +148,7 @@ class Watch:
 def percentiles(values: Sequence[float]) -> dict[str, float | None]:
     if not values:
         return {f"p{p}": None for p in PERCENTILES}
-    return {f"p{p}": float(v) for p, v in zip(PERCENTILES, np.percentile(np.asarray(values), PERCENTILES))}
+    return {f"p{p}": float(v) for p, v in zip(PERCENTILES, np.percentile(np.asarray(values), PERCENTILES), strict=True)}
 
 
 def summarise(outcomes: Sequence[Outcome], seconds: float, batch_rows: int) -> dict[str, Any]:

@@ -12,9 +12,8 @@ import urllib.request
 import zlib
 from typing import Any, Mapping
 
-from fusion.serving.server import NO_PROXY
-
 from benchmarks.load_clients import MEGABYTE, Watch
+from fusion.serving.server import NO_PROXY
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MESSAGE_CHARS = 160  # what the table shows of an answer

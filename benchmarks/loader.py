@@ -6,13 +6,12 @@ import random
 import time
 from typing import Any, Callable
 
+from benchmarks.common import Context, SectionResult, median
+from benchmarks.tables import Table, ratio, times, verdict
 from fusion.data.manifest import load_manifest
 from fusion.data.shards import ModalityShards
 from fusion.preprocess.common import _processors
 from fusion.training.setup import build_datamodule
-
-from benchmarks.common import Context, SectionResult, median
-from benchmarks.tables import Table, ratio, times, verdict
 
 SECTION = "loader"
 MICROSECONDS = 1e6
@@ -43,7 +42,7 @@ def per_item_costs(ctx: Context, settings) -> dict[str, dict[str, Any]]:
             processor.fit([r for r in with_modality if r.split == "train"])
         kept = [r for r in with_modality if r.id in shards.position]  # rejected records have no item
         records = random.Random(int(settings.seed)).sample(kept, min(int(settings.timed_items), len(kept)))
-        shard_us = _per_item_us(lambda r: shards.get(r.id), records, settings)
+        shard_us = _per_item_us(lambda r, shards=shards: shards.get(r.id), records, settings)
         raw_us = _per_item_us(processor.process, records, settings)
         results[modality] = {"items": len(records), "shards_us": shard_us, "raw_us": raw_us,
                              "speedup": ratio(raw_us, shard_us)}

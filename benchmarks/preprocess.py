@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 
-from fusion.preprocess.common import run_preprocess
-
 from benchmarks.common import Context, SectionResult, failed, short_error
 from benchmarks.tables import Table, ratio, times
+from fusion.preprocess.common import run_preprocess
 
 SECTION = "preprocess"
 

@@ -71,7 +71,8 @@ def format_text(table: Table) -> str:
     widths = [max(len(row[i]) for row in grid) for i in range(len(table.columns))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=False)))
 
     out = [table.title, line(grid[0]), "  ".join("-" * w for w in widths)]
     out += [line(row) for row in grid[1:]]

@@ -11,12 +11,11 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.flop_counter import FlopCounterMode
 
-from fusion.training.setup import build_datamodule, build_module
-from fusion.training.throughput import DataWaitMonitor
-
 from benchmarks.common import Context, SectionResult, failed, short_error
 from benchmarks.machine import peak_tflops
 from benchmarks.tables import Table, ratio, times, verdict
+from fusion.training.setup import build_datamodule, build_module
+from fusion.training.throughput import DataWaitMonitor
 
 SECTION = "training"
 MEBIBYTE = 2**20
@@ -34,13 +33,13 @@ def run(ctx: Context) -> SectionResult:
     for setup in settings.setups:
         name, setup_overrides = str(setup.name), list(setup.overrides)
         eager_cfg = _config(ctx, setup_overrides, str(settings.precisions[0]), False)
-        flops_per_sample = _try(ctx, lambda: step_flops_per_sample(ctx, eager_cfg))
+        flops_per_sample = _try(ctx, lambda eager_cfg=eager_cfg: step_flops_per_sample(ctx, eager_cfg))
         for precision in settings.precisions:
             for compiled in settings.compile:
                 key = run_key(name, precision, bool(compiled))
                 cfg = _config(ctx, setup_overrides, precision, bool(compiled))
                 started = time.perf_counter()
-                row = _try(ctx, lambda: fit_once(ctx, cfg))
+                row = _try(ctx, lambda cfg=cfg: fit_once(ctx, cfg))
                 if not isinstance(row, dict):
                     row = {"error": row}
                 row.update(setup=name, precision=precision, compiled=bool(compiled),

@@ -14,9 +14,9 @@ from omegaconf import DictConfig
 
 from fusion.cli import Option, parse_key_values
 from fusion.config import compose
-from fusion.tasks import SPLITS
 from fusion.data.manifest import ManifestError, Record, RecordError, Rejection, load_manifest, parse_line
 from fusion.serving import serving_batch_size
+from fusion.tasks import SPLITS
 
 # The model stack (torch, MLflow, Lightning) is imported where it is used, so --help and a bad command line
 # answer at once.
@@ -110,8 +110,8 @@ def read_records(manifest: Path, bundle: Any, split: str | None) -> tuple[list[R
             rejections.append(Rejection(None, number, STAGE, str(exc), manifest.name))
             continue
         if record.id in seen:
-            rejections.append(Rejection(record.id, number, STAGE, f"duplicate id (first seen on line {seen[record.id]})",
-                                        manifest.name))
+            rejections.append(Rejection(record.id, number, STAGE,
+                                        f"duplicate id (first seen on line {seen[record.id]})", manifest.name))
             continue
         seen[record.id] = number
         records.append(record)

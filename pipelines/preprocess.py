@@ -7,8 +7,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fusion.config import load_params, stage_parser  # noqa: E402
 from fusion.data.manifest import MODALITIES, ManifestError  # noqa: E402
-from fusion.preprocess.common import (StrictModeError, format_rejections, format_summary,  # noqa: E402
-                                      run_preprocess)
+from fusion.preprocess.common import StrictModeError, format_rejections, format_summary, run_preprocess  # noqa: E402
 
 EPILOG = """examples:
   python pipelines/preprocess.py audio

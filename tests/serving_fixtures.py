@@ -48,9 +48,9 @@ def trained_run(tmp_path_factory, processed_dir: Path, sample_root: Path) -> dic
     if "run" not in _SESSION:
         from fusion.serving.bundle import save_bundle
         from fusion.serving.pyfunc import log_bundle_model
+        from fusion.stages.train import RUN_INFO, train
         from fusion.training.checkpoints import load_weights
         from fusion.training.setup import build_datamodule, build_module
-        from fusion.stages.train import RUN_INFO, train
 
         base = tmp_path_factory.mktemp("served")
         cfg = tiny_config(base, processed_dir, [f"data.root={sample_root}", "test_after_fit=false"])

@@ -208,11 +208,12 @@ def _fake_results() -> dict:
     for system, values in accs.items():
         for seed, acc in enumerate(values):
             row = {"dataset": "d", "system": system, "seed": seed, "test_acc": acc, "cpu_seconds": 10.0 * (seed + 1),
-                   "fit_cpu_seconds": 5.0 * (seed + 1) if system == "project" else 12.0, "wall_seconds": 20.0, "fit_seconds": 5.0, "without": {m: 0.5 for m in MODALITIES}, "error": None}
+                   "fit_cpu_seconds": 5.0 * (seed + 1) if system == "project" else 12.0, "wall_seconds": 20.0,
+                   "fit_seconds": 5.0, "without": {m: 0.5 for m in MODALITIES}, "error": None}
             if system != "project":
                 row["alone"] = {m: 0.4 for m in MODALITIES}
             runs.append(row)
-    for m, acc in zip(MODALITIES, (0.3, 0.5, 0.45)):
+    for m, acc in zip(MODALITIES, (0.3, 0.5, 0.45), strict=True):
         runs += [{"dataset": "d", "system": f"project-{m}", "seed": s, "test_acc": acc, "cpu_seconds": 1.0,
                   "wall_seconds": 1.0, "error": None} for s in range(3)]
     runs.append({"dataset": "d", "system": "lenet", "seed": 3, "error": "RuntimeError: boom"})
@@ -227,10 +228,10 @@ def test_mean_and_std_as_by_hand():
     assert summary.format_mean_std([0.70, 0.75, 0.83], 3) == "0.760 ± 0.066"
     assert summary.format_mean_std([0.5], 3) == "0.500" and summary.format_mean_std([], 3) == "n/a"
     table = summary.dataset_table(_fake_results(), "d", {"project": "ours", "logreg": "lr", "lenet": "ln"})
-    ours = dict(zip(table.columns, table.rows[0]))
+    ours = dict(zip(table.columns, table.rows[0], strict=True))
     assert ours["test acc"] == "0.760 ± 0.066" and ours["CPU s"] == "20 ± 10" and ours["fit CPU s"] == "10 ± 5"
     assert ours["text alone"] == "0.300 ± 0.000" and ours["image alone"] == "0.500 ± 0.000"
-    lenet_row = dict(zip(table.columns, table.rows[2]))
+    lenet_row = dict(zip(table.columns, table.rows[2], strict=True))
     assert lenet_row["test acc"] == "0.700 ± 0.050" and "1 failed" in lenet_row["seeds"]
 
 

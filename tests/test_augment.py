@@ -96,7 +96,8 @@ def test_text_augment_keeps_one_token_and_only_swaps_valid_tokens():
     assert not (out["mask"] & ~batch["mask"]).any()
     torch.manual_seed(0)
     swapped = TextAugment(token_dropout=0.0, swap=1.0)(batch)
-    assert sorted(swapped["tokens"][0, :4].tolist()) == [4, 5, 6, 7] and swapped["tokens"][0, :4].tolist() != [4, 5, 6, 7]
+    assert sorted(swapped["tokens"][0, :4].tolist()) == [4, 5, 6, 7] \
+        and swapped["tokens"][0, :4].tolist() != [4, 5, 6, 7]
     assert swapped["tokens"][:, 4:].eq(0).all() and swapped["tokens"][1].tolist() == tokens[1].tolist()
 
 

@@ -422,18 +422,20 @@ def test_killed_preprocess_stage_leaves_no_partial_output_and_reruns_identically
             orphaned = []
             for condition, whole_group, allow_exit in moments:
                 proc = start(params if whole_group else orphan_params)
-                if _wait(lambda: condition(proc.pid), proc, "the kill moment", allow_exit):
+                if _wait(lambda condition=condition, proc=proc: condition(proc.pid), proc, "the kill moment",
+                         allow_exit):
                     if whole_group:
                         os.killpg(proc.pid, signal.SIGKILL)
                     else:  # its workers live on, orphaned: frozen until the rerun below has its work folder
                         os.kill(proc.pid, signal.SIGKILL)
-                        proc.wait(timeout=60)  # stopped only once orphaned: a group orphaned with stopped members gets SIGHUP
+                        # stopped only once orphaned: a group orphaned with stopped members gets SIGHUP
+                        proc.wait(timeout=60)
                         os.killpg(proc.pid, signal.SIGSTOP)
                         orphaned.append(proc.pid)
                 proc.wait(timeout=60)
                 assert_previous_or_nothing(previous)
             rerun = start()
-            _wait(lambda: chunk_written(rerun.pid), rerun, "the rerun's first chunk", allow_exit=True)
+            _wait(lambda rerun=rerun: chunk_written(rerun.pid), rerun, "the rerun's first chunk", allow_exit=True)
             for group in orphaned:  # the orphans now write on, while the rerun writes its own chunks
                 os.killpg(group, signal.SIGCONT)
             assert rerun.wait(timeout=KILL_TIMEOUT * 2) == 0

@@ -67,7 +67,7 @@ def test_warmup_cosine_rises_linearly_then_decays_to_the_floor():
     lrs = _lrs(100, warmup_fraction=0.1, min_lr_ratio=0.1)
     assert lrs[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])
     assert lrs[10] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
     assert lrs[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 45 / 90)))
     assert lrs[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 89 / 90)))
 

@@ -128,7 +128,8 @@ def test_regression_is_min_mode_and_its_gain_is_flipped(store, comparison):
     assert "test/f1_macro" not in header and header[5] == "test/mae"
     # best unimodal (shown rows): audio 0.40 (its older rerun, 0.35, is superseded); gain = 0.40 - mae
     assert [row[1:] for row in cells] == [
-        ["text+audio", "late", "30", "25", "0.300", "+0.100", "0.520 (w/o audio)", "4.0", ids["reg_ta"][:8], COMMIT[:7]],
+        ["text+audio", "late", "30", "25", "0.300", "+0.100", "0.520 (w/o audio)", "4.0", ids["reg_ta"][:8],
+         COMMIT[:7]],
         ["audio", "late", "20", "20", "0.400", "+0.000", "", "2.5", ids["reg_audio"][:8], COMMIT[:7]],
         ["text", "late", "10", "10", "0.500", "-0.100", "", "1.5", ids["reg_text"][:8], COMMIT[:7]],
     ]
@@ -176,7 +177,8 @@ def test_markdown(store, comparison):
     assert (f"| 1 | {TRI} | late | 1,000 | 1,000 | 0.700 | 0.690 | +0.350 |  | 14.0 | {ids['late'][:8]} | "
             f"{COMMIT[:7]} |") in lines
     assert (f"Fusion gain: test/acc minus the best unimodal run's on the same data (`data_version`). Reference: "
-            f"data `v1`: audio · cross_attention 0.350 (`{ids['audio'][:8]}`); none on data `v2` (gain empty).") in lines
+            f"data `v1`: audio · cross_attention 0.350 (`{ids['audio'][:8]}`); none on data `v2` "
+            "(gain empty).") in lines
     assert ("Fusion gain: the best unimodal run's test/mae minus this run's (positive = better) on the same data "
             f"(`data_version`). Reference: data `v1`: audio · late 0.400 (`{ids['reg_audio'][:8]}`).") in lines
     assert (f"Superseded by a newer run of the same modality and fusion (`--all-runs` lists them): "
@@ -305,7 +307,8 @@ def test_params_dvc_stage_and_make_targets():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     fusions = ",".join(sorted(p.stem for p in (ROOT / "conf" / "fusion").glob("*.yaml")))
-    dry = subprocess.run(["make", "-n", "sweep"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120).stdout
+    dry = subprocess.run(["make", "-n", "sweep"], cwd=ROOT, capture_output=True, text=True, check=True,
+                         timeout=120).stdout
     assert f"python train.py -m fusion={fusions}" in dry and "python -m fusion.tracking.compare" in dry
 
 
@@ -354,7 +357,8 @@ def test_compare_stage_lists_every_run_of_the_sweep(sweep, subprocess_env_module
     result = _check(subprocess.run(
         [sys.executable, "pipelines/compare.py", f"logger.tracking_uri=sqlite:///{db}",
          f"compare.markdown={out / 'compare.md'}", f"compare.csv={out / 'compare.csv'}",
-         f"compare.chart={out / 'compare.png'}"], cwd=ROOT, env=subprocess_env_module, capture_output=True, text=True, timeout=900))
+         f"compare.chart={out / 'compare.png'}"], cwd=ROOT, env=subprocess_env_module, capture_output=True, text=True,
+        timeout=900))
     table = [line for line in result.stdout.splitlines() if line.startswith(f"| 1 | {TRI}")
              or line.startswith(f"| 2 | {TRI}")]
     assert sorted(line.split(" | ")[2] for line in table) == ["cross_attention", "late"]

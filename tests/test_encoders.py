@@ -316,7 +316,8 @@ def test_builder_kinds_and_trainable_parameter_count():
     """params/trainable (model.num_parameters(trainable_only=True)) counts the LoRA adapters and the new layers,
     not the frozen base weights."""
     cfg = OmegaConf.to_container(compose([
-        "model.dim=16", "model.num_heads=2", "model.image.kind=timm", "model.image.name=" + VIT, "model.image.out_index=1",
+        "model.dim=16", "model.num_heads=2", "model.image.kind=timm", "model.image.name=" + VIT,
+        "model.image.out_index=1",
         "model.image.lora={r: 2, alpha: 4, dropout: 0.0, target_modules: [qkv]}",
         "model.audio.kind=timm", "model.audio.out_index=1", "model.audio.freeze=true",
     ]).model)

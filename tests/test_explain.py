@@ -13,15 +13,15 @@ import torch
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
+from fusion.config import compose
 from fusion.data.ablation import drop_modalities
 from fusion.explain.capture import captured_attention
 from fusion.explain.contribution import output_change, removal_changes, split_removal
 from fusion.explain.maps import BOTTLENECKS, LATENTS, attention_maps
 from fusion.models.attention import Attention
 from fusion.models.builder import build_model
-from fusion.tasks.objectives import build_task
 from fusion.tasks.labels import SingleLabel
-from fusion.config import compose
+from fusion.tasks.objectives import build_task
 from tests.helpers.config import tiny_config
 from tests.helpers.models import FUSION_NAMES, META, MODALITIES, fusion_cfg, make_batch, make_model, model_cfg
 
@@ -179,7 +179,8 @@ def test_removal_changes_equal_scores_with_the_modality_dropped():
     torch.testing.assert_close(changes["image"], expected)
     split = split_removal(net, task, [batch])
     with torch.no_grad():
-        acc_without = float((task.scores(net(drop_modalities(batch, ["image"]))).argmax(-1) == batch["label"]).float().mean())
+        acc_without = float((task.scores(net(drop_modalities(batch, ["image"]))).argmax(-1) == batch["label"])
+                            .float().mean())
     acc = float((predicted == batch["label"]).float().mean())
     assert split["image"]["metric"] == pytest.approx(acc)
     assert split["image"]["metric_drop"] == pytest.approx(acc - acc_without)

@@ -78,7 +78,7 @@ def test_text_html_is_self_contained_escaped_and_has_one_span_per_token():
     assert not re.search(r"(src|href)=[\"']?https?:", page) and "http://" not in page and "https://" not in page
     assert page.count('<span class="tok"') == len(TOKENS)
     tooltips = re.findall(r'<span class="tok" title="([^"]*)"', page)
-    for tooltip, weight in zip(tooltips, weights):
+    for tooltip, weight in zip(tooltips, weights, strict=True):
         assert f"{weight:.4g}" in tooltip
     assert "http" not in page
     fragment = figures.text_attention_fragment(TOKENS, weights, "a <title>")

@@ -18,13 +18,11 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from fusion.data.ablation import drop_modalities, modality_dropout
-from fusion.tracking.store import absolute_tracking_uri
-from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
-from fusion.training.checkpoints import load_weights
-from fusion.training.module import NonFiniteLossError, dropout_rates
-from fusion.training.resume import (ResumeError, check_same_config, config_differences, resolve_checkpoint,
-                                    run_folder)
 from fusion.stages.train import train
+from fusion.tracking.store import absolute_tracking_uri
+from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint, load_weights
+from fusion.training.module import NonFiniteLossError, dropout_rates
+from fusion.training.resume import ResumeError, check_same_config, config_differences, resolve_checkpoint, run_folder
 from tests.helpers.config import ROOT, TINY_TRAINING, tiny_config
 
 

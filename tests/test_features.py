@@ -43,7 +43,8 @@ def _dataset(root: Path) -> Path:
     rows = []
     for name, array in arrays.items():
         np.save(root / "feats" / f"{name}.npy", array)
-        rows.append({"id": name, "label": "a" if len(rows) % 2 else "b", "split": "train", "text_path": f"feats/{name}.npy"})
+        rows.append({"id": name, "label": "a" if len(rows) % 2 else "b", "split": "train",
+                     "text_path": f"feats/{name}.npy"})
     np.savez(root / "feats" / "two.npz", features=np.ones((2, DIM)), other=np.zeros(1))
     np.savez(root / "feats" / "many.npz", x=np.ones((2, DIM)), y=np.zeros(1))
     np.save(root / "feats" / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)

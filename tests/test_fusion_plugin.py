@@ -46,11 +46,12 @@ from fusion.tracking.compare import compare_runs
 from fusion.tracking.mlflow_logger import flat_params
 
 cfg = compose(["fusion=toy_mean", "model.dim=16", "model.num_heads=2"])
-meta = {"text": {"tokenizer": "ngram", "vocab_size": 30, "pad_id": 0, "max_len": 6}, "image": {"size": 32, "channels": 3},
-        "audio": {"n_mels": 8, "max_frames": 10}}
+meta = {"text": {"tokenizer": "ngram", "vocab_size": 30, "pad_id": 0, "max_len": 6},
+        "image": {"size": 32, "channels": 3}, "audio": {"n_mels": 8, "max_frames": 10}}
 net = build_model(cfg.model, cfg.fusion, ["text", "audio"], meta, num_classes=3).eval()
 present = torch.ones(2, dtype=torch.bool)
-batch = {"text": {"tokens": torch.randint(1, 30, (2, 6)), "mask": torch.ones(2, 6, dtype=torch.bool), "present": present},
+batch = {"text": {"tokens": torch.randint(1, 30, (2, 6)), "mask": torch.ones(2, 6, dtype=torch.bool),
+                  "present": present},
          "audio": {"mel": torch.randn(2, 8, 10), "mask": torch.ones(2, 10, dtype=torch.bool), "present": present}}
 with torch.no_grad(), captured_attention(net) as records:
     net(batch)

@@ -6,7 +6,6 @@ ManifestError; nothing else is raised, and valid records survive whatever line e
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -121,7 +120,8 @@ def test_valid_records_survive_any_character_and_line_ending(tmp_path_factory, r
     ("[" * DEEP + "]" * DEEP, "multiclass", "JSON nested too deeply"),                  # was RecursionError
     ('{"id": "d", "label": ' + "[" * DEEP + "]" * DEEP + "}", "multilabel", "JSON nested too deeply"),
     ('{"id": "big", "label": 1' + "0" * 5000 + "}", "regression", "unreadable JSON number"),  # was ValueError
-    ('{"id": "huge", "label": 1' + "0" * 400 + ', "text": "x"}', "regression", "integer of 401 digits"),  # OverflowError
+    ('{"id": "huge", "label": 1' + "0" * 400 + ', "text": "x"}', "regression",
+     "integer of 401 digits"),  # OverflowError
     ('{"id": "\\ud800", "label": "a", "text": "x"}', "multiclass", "field(s) 'id' hold a lone UTF-16 surrogate"),
     ('{"id": "s", "label": ["a\\udfff"], "text": "x"}', "multilabel", "field(s) 'label' hold a lone UTF-16"),
 ])

@@ -128,8 +128,8 @@ def test_hugging_face_saved_dataset(tmp_path):
     datasets = pytest.importorskip("datasets")
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((6, 6, 3), np.uint8)).save(buffer, format="PNG")
-    features = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"]),
-                                  "photo": datasets.Image()})
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["neg", "pos"]), "photo": datasets.Image()})
     rows = {"sentence": ["fine", "bad", "unlabelled"], "label": [1, 0, -1],
             "photo": [{"bytes": buffer.getvalue(), "path": None}, None, None]}
     saved = tmp_path / "saved"

@@ -1,7 +1,7 @@
 """The MLflow UI in headless Chromium: two real training runs in a SQLite store, served by `mlflow server`, are
 listed on the experiment's runs page with their test metric (and no bookkeeping run), and a run's page counts every
-metric it logged and shows the test metric, each value equal to the one in the store, and the run's dataset. Needs the Debian packages `chromium
-chromium-driver` (.ci/run installs them)."""
+metric it logged and shows the test metric, each value equal to the one in the store, and the run's dataset.
+Needs the Debian packages `chromium chromium-driver` (.ci/run installs them)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from fusion.tracking.compare import compare_runs, log_comparison
 from fusion.stages.train import train
+from fusion.tracking.compare import compare_runs, log_comparison
 from tests.helpers.browser import CHROMEDRIVER, CHROMIUM, require_chromium
 from tests.helpers.config import tiny_config
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers.config import TINY_TRAINING
 from fusion.serving.server import POLL_SECONDS, answers, free_port, stop_process_group
+from tests.helpers.config import TINY_TRAINING
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def train_together(base: Path, tracking_uri: str, processed_dir: Path, sample_ro
     finally:
         for process in processes:
             stop_process_group(process)  # the still running ones: SIGTERM to its process group, then SIGKILL
-    failed = [(name, code, log) for name, code, log in zip(names, codes, logs) if code != 0]
+    failed = [(name, code, log) for name, code, log in zip(names, codes, logs, strict=True) if code != 0]
     assert not failed, "\n\n".join(f"{name} ended with {code}:\n{log.read_text(errors='replace')[-3000:]}"
                                    for name, code, log in failed)
     return names

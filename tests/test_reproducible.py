@@ -54,4 +54,4 @@ def test_audio_features_do_not_depend_on_the_thread_count(sample_root):
         torch.set_num_threads(before)
     (mean1, std1, mels1), (mean2, std2, mels2) = results[1], results[2]
     assert (mean1, std1) == (mean2, std2)
-    assert all(a.dtype == torch.float16 and torch.equal(a, b) for a, b in zip(mels1, mels2))
+    assert all(a.dtype == torch.float16 and torch.equal(a, b) for a, b in zip(mels1, mels2, strict=True))

@@ -15,8 +15,16 @@ from mlflow.tracking import MlflowClient
 
 from fusion.config import compose
 from fusion.robustness.curves import ALL, Curves, check_levels, curve_names, plan_curves
-from fusion.robustness.perturbations import (GaussianBlur, GaussianNoise, Occlusion, Typos, WhiteNoise, WordDropout,
-                                             build_perturbation, noise_rng)
+from fusion.robustness.perturbations import (
+    GaussianBlur,
+    GaussianNoise,
+    Occlusion,
+    Typos,
+    WhiteNoise,
+    WordDropout,
+    build_perturbation,
+    noise_rng,
+)
 from fusion.robustness.report import write_curves_csv
 from fusion.robustness.scores import effective_robustness, relative_robustness
 from fusion.robustness.tracking import SETTINGS_TAG, curve_key, find_reference, read_curves, settings_hash
@@ -87,7 +95,7 @@ def test_gaussian_noise_std_is_the_level_times_max_std():
     noise = GaussianNoise(max_std=0.1)
     clean = _image(value=128)
     stds = [float((noise(clean, level, _rng(level)).float() - 128).std()) for level in (0.25, 0.5, 1.0)]
-    for level, std in zip((0.25, 0.5, 1.0), stds):
+    for level, std in zip((0.25, 0.5, 1.0), stds, strict=True):
         assert std == pytest.approx(level * 0.1 * 255, rel=0.05)
 
 
@@ -134,7 +142,7 @@ def test_typo_rate_is_the_level_times_max_rate(level):
     assert deleted.count(" ") == text.count(" ")  # only letters are touched
     replaced = Typos(max_rate=0.5, kinds=["replace"])(text, level, _rng(level))
     assert len(replaced) == len(text)
-    assert sum(a != b for a, b in zip(text, replaced)) / letters == pytest.approx(level * 0.5, abs=0.015)
+    assert sum(a != b for a, b in zip(text, replaced, strict=True)) / letters == pytest.approx(level * 0.5, abs=0.015)
     doubled = Typos(max_rate=0.5, kinds=["double"])(text, level, _rng(level))
     assert (len(doubled) - len(text)) / letters == pytest.approx(level * 0.5, abs=0.015)
     swapped = Typos(max_rate=0.5, kinds=["swap"])(text, level, _rng(level))
@@ -143,7 +151,7 @@ def test_typo_rate_is_the_level_times_max_rate(level):
 
 def test_typos_keep_the_case_and_reject_unknown_kinds():
     out = Typos(max_rate=1.0, kinds=["replace"])("ABC", 1.0, _rng())
-    assert out.isupper() and all(a != b for a, b in zip("ABC", out))
+    assert out.isupper() and all(a != b for a, b in zip("ABC", out, strict=True))
     with pytest.raises(ValueError, match="kinds"):
         Typos(max_rate=0.1, kinds=["shout"])
 

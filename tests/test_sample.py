@@ -186,7 +186,7 @@ def test_pairings_identify_class_only_jointly():
     for m in MODALITIES:  # each single modality: exactly pairs
         assert sorted(Counter(tables[m]).values()) == [2] * 5
     for m1, m2 in combinations(MODALITIES, 2):  # any two: injective
-        assert len(set(zip(tables[m1], tables[m2]))) == 10
+        assert len(set(zip(tables[m1], tables[m2], strict=True))) == 10
 
 
 def test_bayes_accuracy_in_design_range():

@@ -79,7 +79,8 @@ def _trials(db: Path, study: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def _check(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, f"search failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    assert result.returncode == 0, \
+        f"search failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,8 @@ def killed_and_resumed(processed_dir, tmp_path_factory):
                 os.killpg(first.pid, signal.SIGKILL)
                 first.wait(timeout=30)
     assert first.returncode == -signal.SIGKILL, \
-        f"the first search ended ({first.returncode}) before it could be killed:\n{(tmp / 'first.log').read_text()[-5000:]}"
+        f"the first search ended ({first.returncode}) before it could be killed:\n" \
+        f"{(tmp / 'first.log').read_text()[-5000:]}"
     before = _trials(db, "tiny")
     second = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     _check(second)

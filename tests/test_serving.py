@@ -36,7 +36,8 @@ def manifest_lines(root: Path) -> list[dict]:
 
 def full_records(root: Path, count: int) -> list[dict]:
     """The first ``count`` manifest lines with every modality (inline text)."""
-    return [line for line in manifest_lines(root) if line.get("text") and line.get("image") and line.get("audio")][:count]
+    return [line for line in manifest_lines(root)
+            if line.get("text") and line.get("image") and line.get("audio")][:count]
 
 
 def b64(root: Path, relative: str) -> str:
@@ -85,7 +86,7 @@ def test_decoded_samples_equal_the_preprocessing_of_the_files(fresh_bundle, samp
     samples = decoder.samples(rows)
     assert [s["id"] for s in samples] == [lines[0]["id"], "1"]  # no id: the row index
     assert samples[1]["audio"] is None
-    for sample, line in zip(samples, lines):
+    for sample, line in zip(samples, lines, strict=True):
         record = parse_line(json.dumps(line), 1)
         for modality in ("text", "image"):
             expected = fresh_bundle.processor(modality, sample_root, ".").process(record)
@@ -157,9 +158,10 @@ def test_saved_model_has_the_signature_pinned_requirements_and_its_code(saved_mo
 def test_loaded_model_predicts_a_table_per_row_with_probabilities(saved_model, fresh_bundle, sample_root):
     _, model = saved_model
     lines = full_records(sample_root, 3)
-    frame = pd.DataFrame([{"id": l["id"], "text": l["text"], "image": b64(sample_root, l["image"])} for l in lines])
+    frame = pd.DataFrame([{"id": record["id"], "text": record["text"], "image": b64(sample_root, record["image"])}
+                          for record in lines])
     out = model.predict(frame, params={"batch_size": 2})  # two batches
-    assert list(out["id"]) == [l["id"] for l in lines]
+    assert list(out["id"]) == [record["id"] for record in lines]
     probs = out[score_columns(fresh_bundle.task)].to_numpy()
     expected = bundle_scores(fresh_bundle, sample_root, lines, without=("audio",)).numpy()
     np.testing.assert_allclose(probs, expected, atol=TOLERANCE)
@@ -211,18 +213,18 @@ def test_logging_the_model_leaves_the_run_as_it_was(tmp_path_factory, processed_
 def test_served_model_answers_all_modalities_as_base64_with_the_bundle_scores(served, sample_root):
     bundle = ModelBundle(served["bundle"])
     lines = full_records(sample_root, 3)
-    rows = [{"id": l["id"], "text": l["text"], "image": b64(sample_root, l["image"]),
-             "audio": f"data:audio/wav;base64,{b64(sample_root, l['audio'])}"} for l in lines]
+    rows = [{"id": record["id"], "text": record["text"], "image": b64(sample_root, record["image"]),
+             "audio": f"data:audio/wav;base64,{b64(sample_root, record['audio'])}"} for record in lines]
     status, answer = invoke(served, {"dataframe_records": rows})
     assert status == 200, answer
-    assert [p["id"] for p in answer["predictions"]] == [l["id"] for l in lines]
+    assert [p["id"] for p in answer["predictions"]] == [record["id"] for record in lines]
     probs = _scores(answer, bundle)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=TOLERANCE)
     np.testing.assert_allclose(probs, bundle_scores(bundle, sample_root, lines).numpy(), atol=TOLERANCE)
     assert [p[PREDICTION] for p in answer["predictions"]] == [bundle.classes[i] for i in probs.argmax(axis=1)]
 
-    paths = [{"id": l["id"], "text": l["text"], "image": str(sample_root / l["image"]),
-              "audio": str(sample_root / l["audio"])} for l in lines]
+    paths = [{"id": record["id"], "text": record["text"], "image": str(sample_root / record["image"]),
+              "audio": str(sample_root / record["audio"])} for record in lines]
     status, by_path = invoke(served, {"dataframe_records": paths})
     assert status == 200, by_path
     np.testing.assert_allclose(_scores(by_path, bundle), probs, atol=TOLERANCE)
@@ -234,7 +236,8 @@ def test_served_model_answers_with_a_modality_missing(served, sample_root):
     lines = full_records(sample_root, 2)
     expected = bundle_scores(bundle, sample_root, lines, without=("audio",)).numpy()
     split = {"columns": ["id", "text", "image", "audio"],
-             "data": [[l["id"], l["text"], b64(sample_root, l["image"]), None] for l in lines]}
+             "data": [[record["id"], record["text"], b64(sample_root, record["image"]), None]
+                      for record in lines]}
     status, answer = invoke(served, {"dataframe_split": split})
     assert status == 200, answer
     np.testing.assert_allclose(_scores(answer, bundle), expected, atol=TOLERANCE)

@@ -108,7 +108,8 @@ def test_a_file_inside_an_allowed_folder_is_read_by_absolute_relative_and_symlin
 
 
 def test_without_allowed_roots_every_path_is_refused_and_base64_still_works(bundle, sample_root):
-    line = next(json.loads(l) for l in (sample_root / "manifest.jsonl").read_text().splitlines() if '"audio": "' in l)
+    line = next(json.loads(raw) for raw in (sample_root / "manifest.jsonl").read_text().splitlines()
+                if '"audio": "' in raw)
     default = RequestDecoder(bundle)  # conf/serving/default.yaml: allowed_roots []
     assert default.settings.allowed_roots == ()
     reason = refusal(default, str(sample_root / line["audio"]))

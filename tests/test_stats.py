@@ -4,8 +4,7 @@ import math
 
 import pytest
 
-from fusion.tracking.stats import (mcnemar_exact, paired_bootstrap, summarise, t_cdf, t_quantile,
-                                   welch_difference)
+from fusion.tracking.stats import mcnemar_exact, paired_bootstrap, summarise, t_cdf, t_quantile, welch_difference
 
 T975_DF2 = 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))  # df=2 closed form: (2p-1)·sqrt(2 / (4p(1-p))) = 4.3027
 T975_DF1 = math.tan(math.pi * 0.475)  # df=1 is Cauchy: tan(pi (p - 1/2)) = 12.706

@@ -19,11 +19,11 @@ from fusion.config import compose
 from fusion.data.ablation import WithoutModalities, drop_modalities
 from fusion.data.collate import MultimodalCollate
 from fusion.data.datamodule import MultimodalDataModule
-from fusion.tasks.labels import MultiLabel, Scalar, SingleLabel, label_spec
 from fusion.data.manifest import load_manifest
 from fusion.data.sample import generate_sample, plan_dataset, validate_config
-from fusion.tracking.store import absolute_tracking_uri
+from fusion.tasks.labels import MultiLabel, Scalar, SingleLabel, label_spec
 from fusion.tasks.objectives import Multiclass, Multilabel, Regression, SignAccuracy, build_task
+from fusion.tracking.store import absolute_tracking_uri
 from tests.helpers.config import TINY_TRAINING, tiny_config
 from tests.helpers.project import copy_dvc_project
 

@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-import mlflow
 import pytest
 import torch
 from mlflow.tracking import MlflowClient

@@ -97,8 +97,8 @@ def _run(args: argparse.Namespace, command: str) -> None:
         datasets=datasets, seeds=seeds, systems=select(args.systems, tuned_overrides()), out=args.out,
         data_dir=args.data_dir or args.out / "data", records=args.records or (QUICK_RECORDS if args.quick else None),
         dataset_seed=args.dataset_seed, checkout=(args.project or project.PROJECT_ROOT).resolve(),
-        project_overrides=QUICK_OVERRIDES if args.quick else (), markdown=markdown, resume=args.resume, rebuild=args.rebuild,
-        preprocess_timeout=args.preprocess_timeout or project.PREPROCESS_TIMEOUT_SECONDS,
+        project_overrides=QUICK_OVERRIDES if args.quick else (), markdown=markdown, resume=args.resume,
+        rebuild=args.rebuild, preprocess_timeout=args.preprocess_timeout or project.PREPROCESS_TIMEOUT_SECONDS,
         train_timeout=args.train_timeout or project.TRAIN_TIMEOUT_SECONDS, command=command)
     if args.quick:
         settings.baseline_epochs = QUICK_EPOCHS

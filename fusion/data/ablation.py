@@ -16,7 +16,8 @@ def drop_modalities(batch: dict[str, Any], modalities: Sequence[str]) -> dict[st
     """The batch with `modalities` marked absent for every sample (masks False, content zeroed)."""
     dropped = dict(batch)
     for modality in modalities:
-        everyone = torch.ones(len(batch[modality]["present"]), dtype=torch.bool, device=batch[modality]["present"].device)
+        everyone = torch.ones(len(batch[modality]["present"]), dtype=torch.bool,
+                              device=batch[modality]["present"].device)
         dropped[modality] = drop_samples(batch[modality], everyone)
     return dropped
 

@@ -10,9 +10,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from fusion.data.collate import MultimodalCollate
-from fusion.tasks.labels import LabelSpec, label_spec
 from fusion.data.samplers import UnpaddedDistributedSampler, distributed_world
 from fusion.data.shards import ModalityShards
+from fusion.tasks.labels import LabelSpec, label_spec
 
 # The label keys of meta.json: every modality must have been preprocessed with the same ones.
 LABEL_META = ("task", "classes", "target_stats")
@@ -56,7 +56,7 @@ class MultimodalDataModule(pl.LightningDataModule):
         self.shards = {m: ModalityShards(self.processed_dir / m, shards_url, cache_dir) for m in self.modalities}
         first = self.shards[self.modalities[0]]
         label_info = _label_meta(first.meta)
-        for modality, shards in self.shards.items():
+        for shards in self.shards.values():
             if _label_meta(shards.meta) != label_info:
                 raise ValueError(
                     f"{shards.folder} and {first.folder} disagree on the task or labels; they were preprocessed "

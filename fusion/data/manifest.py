@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from fusion.meta import FEATURES
+from fusion.meta import FEATURES  # noqa: F401 (re-exported: fusion.data.augment imports it from here)
 from fusion.tasks import SPLITS
 from fusion.tasks.labels import LabelError, LabelSpec, label_spec
 

@@ -275,7 +275,7 @@ def _assign_splits(cfg: Mapping, strata: np.ndarray, n_strata: int) -> list[str]
         idx = rng.permutation(np.flatnonzero(strata == c))
         cuts = np.round(np.cumsum(fracs) * len(idx)).astype(int)
         cuts[-1] = len(idx)
-        for name, part in zip(names, np.split(idx, cuts[:-1])):
+        for name, part in zip(names, np.split(idx, cuts[:-1]), strict=True):
             for i in part:
                 out[int(i)] = name
     return out
@@ -291,7 +291,7 @@ def plan_dataset(cfg: Any) -> list[dict]:
     labels = _balanced_labels(c)
     plans = [plan_record(c, i, int(labels[i])) for i in range(len(labels))]
     if c["write_splits"]:
-        for plan, split in zip(plans, _assign_splits(c, *_target(c).strata(c, labels))):
+        for plan, split in zip(plans, _assign_splits(c, *_target(c).strata(c, labels)), strict=True):
             plan["split"] = split
     return plans
 
@@ -685,7 +685,7 @@ class _Multilabel(_Target):
         genres = sorted(int(g) for g in rng.choice(len(ml["genres"]), size=k, replace=False))
         shown = genres + [int(g) for g in rng.choice(genres, size=len(MODALITIES) - k)]
         order = rng.permutation(len(MODALITIES))
-        return ({mod: shown[int(j)] for mod, j in zip(MODALITIES, order)},
+        return ({mod: shown[int(j)] for mod, j in zip(MODALITIES, order, strict=True)},
                 {"genres": genres, "label": [str(ml["genres"][g]) for g in genres]})
 
     @staticmethod
@@ -856,7 +856,7 @@ def bayes_optimal_accuracy(cfg: Any) -> dict[str, float]:
     joint: dict[tuple, np.ndarray] = {}
     for states, p_states in _joint_states(c).items():
         for y in range(n_classes):
-            per_mod = [_observations(c, mod, s, y) for mod, s in zip(MODALITIES, states)]
+            per_mod = [_observations(c, mod, s, y) for mod, s in zip(MODALITIES, states, strict=True)]
             for obs in product(*per_mod):
                 key = tuple(o for o, _ in obs)
                 vec = joint.setdefault(key, np.zeros(n_classes))

@@ -74,7 +74,8 @@ def _interrupt_exits_nonzero() -> Iterator[None]:
             stop_queue.put(None)
         for worker in self.workers:
             worker.join(0)
-        print("interrupted: no output was written (the previous one, if any, is unchanged)", file=sys.stderr, flush=True)
+        print("interrupted: no output was written (the previous one, if any, is unchanged)", file=sys.stderr,
+              flush=True)
         os._exit(128 + signal.SIGINT)
 
     DataProcessor._signal_handler = interrupted

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from fusion.meta import FEATURES
 from fusion.explain import figures
 from fusion.explain.capture import captured_attention
 from fusion.explain.contribution import change_name, removal_changes, split_removal
 from fusion.explain.maps import BOTTLENECKS, LATENTS, AttentionMaps, attention_maps
 from fusion.explain.views import TokenView, audio_view, image_view, special_view, step_view, text_view
+from fusion.meta import FEATURES
 from fusion.serving.bundle import ModelBundle
 from fusion.serving.predictions import prediction_rows
 
@@ -52,7 +52,7 @@ def _label_text(bundle: ModelBundle, label: Any) -> str:
     if bundle.labels.task == "multiclass":
         return bundle.classes[int(label)]
     if bundle.labels.task == "multilabel":
-        return "|".join(c for c, v in zip(bundle.classes, label) if float(v) > 0.5) or "(none)"
+        return "|".join(c for c, v in zip(bundle.classes, label, strict=True) if float(v) > 0.5) or "(none)"
     return f"{float(label):.3g}"
 
 
@@ -98,7 +98,8 @@ def _sample_figures(bundle: ModelBundle, maps: AttentionMaps, batch: dict, masks
                                                                                 folder / "text_attention.png", title)]
     if "image" in views and "image" not in featured:
         image = batch["image"]["image"][i].expand(3, -1, -1).permute(1, 2, 0).numpy()  # grey shown as RGB
-        written.append(figures.plot_image_attention(image, views["image"].weights, folder / "image_attention.png", title))
+        written.append(figures.plot_image_attention(image, views["image"].weights, folder / "image_attention.png",
+                                                    title))
     if "audio" in views and "audio" not in featured:
         v, meta = views["audio"], bundle.metas["audio"]
         mel, frames = batch["audio"]["mel"][i].numpy(), int(batch["audio"]["mask"][i].sum())
@@ -184,7 +185,8 @@ def write_index(results: Sequence[SampleResult], out_dir: Path, title: str) -> P
     if contribution.is_file():
         parts.append(f"<h2>Modality contribution</h2>{_img(contribution)}")
     for r in results:
-        parts.append(f"<h2>{html.escape(r.id)}: true {html.escape(r.label)}, predicted {html.escape(r.prediction)}</h2>")
+        parts.append(f"<h2>{html.escape(r.id)}: true {html.escape(r.label)}, "
+                     f"predicted {html.escape(r.prediction)}</h2>")
         for name in r.files:
             path = out_dir / name
             if path.suffix == ".png":

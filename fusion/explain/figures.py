@@ -144,7 +144,7 @@ def text_attention_fragment(tokens: Sequence[str], weights: np.ndarray, title: s
     weights = _check_tokens(tokens, weights)
     norm = weight_norm(weights)
     spans = []
-    for index, (token, weight, rgba) in enumerate(zip(tokens, weights, _rgba(weights, norm))):
+    for index, (token, weight, rgba) in enumerate(zip(tokens, weights, _rgba(weights, norm), strict=True)):
         colour = "#fff" if _is_dark(rgba) else "#000"
         spans.append(
             f'<span class="tok" title="token {index}: {WEIGHT_LABEL} {weight:.4g}" '
@@ -462,7 +462,7 @@ def build_contribution(samples: Sequence[str], modalities: Sequence[str], measur
             heights = np.nan_to_num(values[:, m], nan=0.0)
             drawn = ax.bar(offsets, heights, width=slot, color=modality_colour(modality), label=modality,
                            edgecolor="white", linewidth=0.5)
-            for bar, group in zip(drawn, groups):
+            for bar, group in zip(drawn, groups, strict=True):
                 if group == "average":
                     bar.set_hatch("//")
             ax.bar_label(drawn, labels=["n/a" if np.isnan(v) else f"{v:.2f}" for v in values[:, m]],

@@ -22,7 +22,7 @@ PICKLE_LAYOUT = """aligned pickle (MulT's mosi_data.pkl / mosei_senti_data.pkl, 
   Every record's sequences are written as precomputed-feature arrays under --output (default: a folder beside
   the pickle, named after it): text/<split>/<id>.npy, audio/<split>/<id>.npy and, for vision,
   image/<split>/<id>.npy, without the zero rows the aligned data is left-padded with. Only numpy arrays are unpickled (any other object in the file is
-  refused, so loading it runs no code)."""
+  refused, so loading it runs no code)."""  # noqa: E501 (help shown verbatim: RawDescriptionHelpFormatter)
 
 MOSI_LAYOUT = f"""layouts:
 raw release (CMU_MOSI_Raw/ or its Raw/ folder):

@@ -123,7 +123,8 @@ def _audio(common: dict, cfg: dict, meta: Mapping) -> nn.Module:
         return TimmAudioEncoder(**sizes, **common, **_without(cfg, ("patch_frames", *CNN_KEYS)))
     if kind == "patch":
         return AudioEncoder(**sizes, **common, **_without(cfg, (*TIMM_KEYS, *CNN_KEYS, "channels_last")))
-    return ConvAudioEncoder(**sizes, **common, **_without(cfg, ("patch_frames", *TIMM_KEYS, "first_stride", "grid", "standardise")))
+    return ConvAudioEncoder(**sizes, **common,
+                            **_without(cfg, ("patch_frames", *TIMM_KEYS, "first_stride", "grid", "standardise")))
 
 
 # modality -> fn(common kwargs, model.<modality> kwargs, data_meta[modality]) -> encoder

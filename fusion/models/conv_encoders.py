@@ -211,6 +211,6 @@ class ConvTextEncoder(TokenEncoder):
         mask = inputs["mask"] & inputs["present"][:, None]
         keep = mask[..., None].to(self.pos_embed.dtype)
         x = self.embed(inputs["tokens"]) * keep
-        for conv, norm in zip(self.convs, self.norms):
+        for conv, norm in zip(self.convs, self.norms, strict=True):
             x = x + F.gelu(conv(norm(x).mul(keep).transpose(1, 2)).transpose(1, 2)) * keep
         return self.encode(x, mask), mask

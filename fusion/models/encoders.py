@@ -54,7 +54,8 @@ def import_optional(name: str, feature: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        raise ImportError(f"{feature} needs the Python package {name!r}, which is not installed; {HF_EXTRA_HINT}") from exc
+        raise ImportError(f"{feature} needs the Python package {name!r}, which is not installed; "
+                          f"{HF_EXTRA_HINT}") from exc
 
 
 def apply_lora(module: nn.Module, lora: Mapping[str, Any], config_key: str) -> None:
@@ -88,7 +89,7 @@ def _freeze_unused(module: nn.Module, output: Tensor) -> None:
     pooler), so they count as non-trainable and DDP sees no unused parameters."""
     params = [p for p in module.parameters() if p.requires_grad]
     grads = torch.autograd.grad(output.sum(), params, allow_unused=True)
-    for p, g in zip(params, grads):
+    for p, g in zip(params, grads, strict=True):
         p.requires_grad_(g is not None)
 
 
@@ -290,7 +291,8 @@ def _adapt_shapes(target: nn.Module, state: dict[str, Tensor], own: dict[str, Te
         state = filter_fn(dict(state), target)
     state = {k: state[k] for k in own if k in state}
     for k, v in state.items():
-        if v.ndim == 4 and v.shape != own[k].shape and v.shape[0] == own[k].shape[0] and v.shape[2:] == own[k].shape[2:]:
+        if (v.ndim == 4 and v.shape != own[k].shape and v.shape[0] == own[k].shape[0]
+                and v.shape[2:] == own[k].shape[2:]):
             state[k] = adapt_input_conv(own[k].shape[1], v)
     return state
 
@@ -391,14 +393,14 @@ class TimmEncoder(TokenEncoder):
         input_size = tuple(int(s) for s in input_size)
         backbone = _create_features_model(name, out_index, in_chans, input_size)
         patch = _patch_size(backbone)
-        if patch is not None and any(s % p for s, p in zip(input_size, patch)):
+        if patch is not None and any(s % p for s, p in zip(input_size, patch, strict=True)):
             if not pad_to_patch:
                 raise ValueError(
                     f"{config_key}.name={name!r} has patch size {patch}, which must divide the input size "
                     f"{input_size} (the image size comes from data_meta, i.e. preprocess.image.size): use a "
                     "multiple of the patch size, or a model with another patch size"
                 )
-            input_size = tuple(-(-s // p) * p for s, p in zip(input_size, patch))
+            input_size = tuple(-(-s // p) * p for s, p in zip(input_size, patch, strict=True))
             backbone = _create_features_model(name, out_index, in_chans, input_size)
         if checkpoint_path:
             load_backbone_checkpoint(backbone, checkpoint_path, config_key)

@@ -12,8 +12,16 @@ from typing import Any, Iterator, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
-from fusion.data.manifest import (FILE_KEYS, SPLITS, ManifestError, Record, RecordError, Rejection, load_manifest,
-                                  reason_kind)
+from fusion.data.manifest import (
+    FILE_KEYS,
+    SPLITS,
+    ManifestError,
+    Record,
+    RecordError,
+    Rejection,
+    load_manifest,
+    reason_kind,
+)
 from fusion.data.shards import write_json, write_jsonl, write_shards
 from fusion.preprocess.atomic import atomic_output
 

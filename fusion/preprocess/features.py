@@ -21,8 +21,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from fusion.meta import FEATURES
 from fusion.data.manifest import FILE_KEYS, Record, RecordError, resolve_file
+from fusion.meta import FEATURES
 from fusion.preprocess.stats import MIN_STD, significant
 
 KIND = FEATURES  # meta.json `kind` of a modality that holds feature arrays

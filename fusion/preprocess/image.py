@@ -14,7 +14,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fusion.data.manifest import Record, RecordError, resolve_file
 
-
 _PIXEL_LIMIT = threading.Lock()
 
 

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from mlflow.tracking import MlflowClient
 
-from fusion.robustness.tracking import LEVEL_KEY, latest_per_step, curve_key
+from fusion.robustness.tracking import LEVEL_KEY, curve_key, latest_per_step
 from fusion.tracking.compare import F1_KEY, WITHOUT, Comparison, Row, TaskTable, compare_runs
 from fusion.tracking.store import absolute_tracking_uri
 

@@ -65,7 +65,7 @@ def _task(task: TaskReport, files_dir: Path, max_curve_runs: int) -> list[Block]
         Heading(3, "Runs", f"{name}-runs"),
         Paragraph(f"Best first (highlighted). `{table.metric}` is the main test metric; `worst w/o one modality`: "
                   f"the metric with the modality whose removal hurts most left out at test."),
-        Table(header, [[f"`{c}`" if h in ("run", "commit") and c else c for h, c in zip(header, row)]
+        Table(header, [[f"`{c}`" if h in ("run", "commit") and c else c for h, c in zip(header, row, strict=True)]
                        for row in cells], numeric, best_first=True),
         Paragraph(gain_note(table)),
     ]

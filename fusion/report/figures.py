@@ -25,11 +25,11 @@ def plot_training_curves(runs: Sequence[RunDetails], keys: Sequence[str], path: 
     legend_rows = (len(drawn) + 1) // 2
     fig, axes = plt.subplots(1, len(keys), figsize=(PANEL_WIDTH * len(keys), PANEL_HEIGHT + LEGEND_ROW_HEIGHT *
                                                     legend_rows + 0.6), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes[0], keys, strict=True):
         for index, run in enumerate(drawn):
             points = run.curves.get(key) or []
             if points:
-                x, y = zip(*points)
+                x, y = zip(*points, strict=True)
                 ax.plot(x, y, marker="o", markersize=3, color=f"C{index % 10}", label=run.label,
                         linestyle="-" if index < 10 else "--")
         ax.set_title(key)
@@ -39,7 +39,7 @@ def plot_training_curves(runs: Sequence[RunDetails], keys: Sequence[str], path: 
         ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     for ax in axes[0, 1:]:  # a run missing from the first panel still gets its legend entry
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)

@@ -135,7 +135,7 @@ def _html_block(block: Block) -> str:
         for index, row in enumerate(block.rows):
             best = ' class="best"' if block.best_first and index == 0 else ""
             cells = "".join(f"<td{NUM if h in block.numeric else ''}>{inline(c)}</td>"
-                            for h, c in zip(block.header, row))
+                            for h, c in zip(block.header, row, strict=False))
             rows.append(f"<tr{best}>{cells}</tr>")
         return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
     if isinstance(block, Figure):

@@ -22,7 +22,8 @@ def seeds_blocks(cfg: DictConfig) -> list[Block]:
         return []
     blocks: list[Block] = [
         Heading(2, "Over seeds", "over-seeds"),
-        Paragraph(f"Configurations (every setting but the seed) with mean ± std and the {float(options.confidence):.0%} "
+        Paragraph("Configurations (every setting but the seed) with mean ± std and the "
+                  f"{float(options.confidence):.0%} "
                   "t-interval over seeds; `vs best`: paired bootstrap of the per-record test outcome against the best "
                   "configuration (`*` significant, `n.s.` not); fusion gain over the best single-modality "
                   "configuration; cost: mean seconds to the best validation value.")]

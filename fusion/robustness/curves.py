@@ -40,7 +40,8 @@ class Curves:
 def check_levels(levels: Sequence[float]) -> list[float]:
     """robustness.levels as floats: increasing from 0.0 (the clean input, where every curve starts) to <= 1.0."""
     levels = [float(level) for level in levels]
-    if len(levels) < 2 or levels[0] != 0.0 or levels[-1] > 1.0 or any(b <= a for a, b in zip(levels, levels[1:])):
+    if (len(levels) < 2 or levels[0] != 0.0 or levels[-1] > 1.0
+            or any(b <= a for a, b in zip(levels, levels[1:], strict=False))):
         raise ValueError(f"robustness.levels={levels}: need at least two increasing levels from 0.0 (the clean "
                          f"input) up to at most 1.0, e.g. [0.0, 0.5, 1.0]")
     return levels

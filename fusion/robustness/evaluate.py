@@ -31,11 +31,11 @@ from fusion.robustness.tracking import (
     read_curves,
     settings_hash,
 )
+from fusion.tasks.objectives import Task
 from fusion.tracking.mlflow_logger import build_mlflow_logger
 from fusion.training.checkpoints import load_weights
-from fusion.training.setup import build_datamodule, build_module
-from fusion.tasks.objectives import Task
 from fusion.training.resume import RUN_INFO
+from fusion.training.setup import build_datamodule, build_module
 
 CURVES_CSV, SUMMARY_JSON, FIGURE = "curves.csv", "robustness.json", "robustness.png"
 

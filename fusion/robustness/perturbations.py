@@ -165,7 +165,7 @@ class WordDropout(Perturbation):
         keep = rng.random(len(words)) >= level * self.max_rate
         if not keep.any():
             keep[int(rng.integers(len(words)))] = True
-        return " ".join(word for word, kept in zip(words, keep) if kept)
+        return " ".join(word for word, kept in zip(words, keep, strict=True) if kept)
 
 
 KINDS: dict[str, type[Perturbation]] = {p.kind: p for p in (GaussianNoise, GaussianBlur, Occlusion, WhiteNoise,

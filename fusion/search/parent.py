@@ -32,7 +32,8 @@ def tracking_client(log: DictConfig) -> tuple[MlflowClient, str] | None:
     if experiment is not None:
         return client, experiment.experiment_id
     try:
-        return client, client.create_experiment(log.experiment_name, artifact_location=artifact_uri(log.artifact_location))
+        return client, client.create_experiment(log.experiment_name,
+                                                artifact_location=artifact_uri(log.artifact_location))
     except Exception:  # another process created it first (MLflow raises its own error type per store)
         return client, client.get_experiment_by_name(log.experiment_name).experiment_id
 

@@ -42,7 +42,8 @@ def experiment_yaml(study: optuna.Study, trial: optuna.trial.FrozenTrial, conf_d
     ]
     parts = ["\n".join(header)]
     if groups:
-        parts.append(OmegaConf.to_yaml({"defaults": [{f"override /{k.replace('.', '/')}": v} for k, v in groups.items()]})
+        parts.append(OmegaConf.to_yaml({"defaults": [{f"override /{k.replace('.', '/')}": v}
+                                                     for k, v in groups.items()]})
                      .rstrip())
     if body:
         parts.append(OmegaConf.to_yaml(body).rstrip())

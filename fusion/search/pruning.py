@@ -51,4 +51,5 @@ class OptunaPruning(Callback):
         logger = trainer.logger
         if logger is not None and getattr(logger, "run_id", None):
             logger.experiment.set_tag(logger.run_id, STATE_TAG, "PRUNED")
-        raise optuna.TrialPruned(f"trial {self.trial.number} pruned after epoch {epoch}: {self.monitor}={float(value):.4f}")
+        raise optuna.TrialPruned(f"trial {self.trial.number} pruned after epoch {epoch}: "
+                                 f"{self.monitor}={float(value):.4f}")

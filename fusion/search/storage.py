@@ -19,7 +19,8 @@ def open_storage(url: str, heartbeat_seconds: int | None, grace_seconds: int | N
         return RDBStorage(url, engine_kwargs=engine_kwargs)
     return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=int(heartbeat_seconds),
                       grace_period=None if grace_seconds is None else int(grace_seconds),
-                      failed_trial_callback=RetryFailedTrialCallback(max_retry=int(retry_failed)) if retry_failed else None)
+                      failed_trial_callback=(RetryFailedTrialCallback(max_retry=int(retry_failed))
+                                             if retry_failed else None))
 
 
 def finished_count(study: optuna.Study) -> int:

@@ -23,10 +23,10 @@ from torch import Tensor
 
 from fusion.data.collate import MultimodalCollate
 from fusion.data.datamodule import LABEL_META
-from fusion.tasks.labels import LabelSpec, label_spec
 from fusion.models.builder import build_model
 from fusion.models.model import MultimodalClassifier
 from fusion.preprocess.common import Processor, restored_processor
+from fusion.tasks.labels import LabelSpec, label_spec
 from fusion.tasks.objectives import Task, build_task
 
 CONFIG, WEIGHTS, PREPROCESS = "config.yaml", "weights.pt", "preprocess"

@@ -35,8 +35,8 @@ def prediction_rows(ids: Sequence[str], scores: Tensor, task: Task) -> list[dict
         raise ValueError(f"scores have {scores.shape[1]} outputs per row, the {task.name} task has {len(columns)} "
                          f"({', '.join(columns)}); the model and its labels do not belong together")
     rows = []
-    for record_id, row in zip(ids, scores.tolist()):
-        rows.append({ID: str(record_id), PREDICTION: _prediction(row, task), **dict(zip(columns, row))})
+    for record_id, row in zip(ids, scores.tolist(), strict=True):
+        rows.append({ID: str(record_id), PREDICTION: _prediction(row, task), **dict(zip(columns, row, strict=True))})
     return rows
 
 
@@ -44,7 +44,7 @@ def _prediction(row: list[float], task: Task) -> Any:
     if not task.classes:
         return row[0]
     if task.name == "multilabel":
-        return LABEL_SEPARATOR.join(name for name, p in zip(task.classes, row) if p > task.threshold)
+        return LABEL_SEPARATOR.join(name for name, p in zip(task.classes, row, strict=True) if p > task.threshold)
     return task.classes[max(range(len(row)), key=row.__getitem__)]  # the first of equal maxima, as argmax
 
 

@@ -29,9 +29,8 @@ from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
 import fusion
-from fusion.serving import serving_batch_size
 from fusion.pretrained import PACKAGE_PREFIX
-from fusion.serving import guard
+from fusion.serving import guard, serving_batch_size
 from fusion.serving.bundle import ModelBundle
 from fusion.serving.predictions import PREDICTION, prediction_columns, prediction_rows, score_columns
 from fusion.serving.requests import ID, BadRequest, RequestDecoder, row_batches

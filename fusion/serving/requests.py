@@ -238,7 +238,8 @@ class RequestDecoder:
         try:
             return self.processor(modality, path.anchor).process(Record(ID, None, "", 0, **{modality: relative}))
         except ImageTooLarge as exc:
-            raise LimitError(str(exc), over_limit("max_image_pixels", self.limits.max_image_pixels, "", "pixels")[1])
+            raise LimitError(str(exc),
+                             over_limit("max_image_pixels", self.limits.max_image_pixels, "", "pixels")[1]) from exc
 
 
     def _check_audio_seconds(self, path: Path) -> None:

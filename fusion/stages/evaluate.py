@@ -18,12 +18,11 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import TQDMProgressBar
 
 from fusion.serving.predictions import write_predictions
+from fusion.stages.publish import publish_run
+from fusion.stages.train import RUN_INFO, log_test_report, missing_modality_metrics, report_title
 from fusion.tracking.mlflow_logger import build_mlflow_logger
 from fusion.training.checkpoints import load_weights, network_state
-from fusion.stages.publish import publish_run
 from fusion.training.setup import build_datamodule, build_module
-from fusion.stages.train import RUN_INFO, log_test_report, missing_modality_metrics, report_title
-
 
 PREDICTIONS = "predictions.csv"
 

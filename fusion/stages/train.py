@@ -16,17 +16,23 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from fusion.data.ablation import WithoutModalities
 from fusion.data.datamodule import MultimodalDataModule
+from fusion.search.trial import trial_callbacks
+from fusion.stages.publish import publish_run
+from fusion.tasks.objectives import Task
 from fusion.tracking.datasets import log_datasets
 from fusion.tracking.lineage import data_version
 from fusion.tracking.mlflow_logger import build_logger, flat_params
 from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError, network_state
 from fusion.training.module import FusionModule, NonFiniteLossError
-from fusion.search.trial import trial_callbacks
-from fusion.stages.publish import publish_run
-from fusion.training.resume import (RUN_INFO, ResumeError, ResumeState, check_same_config, read_resume_state,
-                                    resolve_checkpoint)
+from fusion.training.resume import (
+    RUN_INFO,
+    ResumeError,
+    ResumeState,
+    check_same_config,
+    read_resume_state,
+    resolve_checkpoint,
+)
 from fusion.training.setup import build_callbacks, build_datamodule, build_module
-from fusion.tasks.objectives import Task
 from fusion.training.test_records import log_test_records
 
 # Errors that end a run with a message naming the fix (the CLIs print them without a traceback).

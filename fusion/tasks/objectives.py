@@ -21,8 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MeanAbsoluteError, Metric, MetricCollection, PearsonCorrCoef
-from torchmetrics.classification import (MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score,
-                                         MultilabelExactMatch, MultilabelF1Score, MultilabelHammingDistance)
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MultilabelExactMatch,
+    MultilabelF1Score,
+    MultilabelHammingDistance,
+)
 from torchmetrics.utilities import dim_zero_cat
 
 from fusion.tasks import by_task, unknown_task
@@ -136,11 +142,11 @@ class _Classification(Task):
     """Shared by the class-based tasks: per-class F1 as test/f1_<class> and plots/per_class.csv."""
 
     def report_scalars(self, report: Mapping[str, Tensor]) -> dict[str, float]:
-        return {f"test/f1_{name}": float(v) for name, v in zip(self.classes, report["f1_per_class"])}
+        return {f"test/f1_{name}": float(v) for name, v in zip(self.classes, report["f1_per_class"], strict=True)}
 
     def write_plot_data(self, report: Mapping[str, Tensor], folder: Path) -> None:
         _write_csv(folder / "per_class.csv", ["class", "f1"],
-                   ([name, round(float(f1), 6)] for name, f1 in zip(self.classes, report["f1_per_class"])))
+                   ([name, round(float(f1), 6)] for name, f1 in zip(self.classes, report["f1_per_class"], strict=True)))
 
 
 class Multiclass(_Classification):
@@ -267,7 +273,8 @@ class Regression(Task):
     def write_plot_data(self, report: Mapping[str, Tensor], folder: Path) -> None:
         """scatter.csv: one row per test sample (actual, predicted)."""
         _write_csv(folder / "scatter.csv", ["actual", "predicted"],
-                   ([round(float(a), 6), round(float(p), 6)] for a, p in zip(report["actual"], report["predicted"])))
+                   ([round(float(a), 6), round(float(p), 6)]
+                    for a, p in zip(report["actual"], report["predicted"], strict=True)))
 
 
 TASKS: dict[str, type[Task]] = by_task((Multiclass, Multilabel, Regression))

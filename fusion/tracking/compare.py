@@ -300,16 +300,18 @@ def to_markdown(comparison: Comparison) -> str:
                   *("| " + " | ".join(row) + " |" for row in cells), ""]
         lines.append(gain_note(table))
         if table.show_robustness:
-            lines += ["", "Robustness (the `robustness` stage, every modality perturbed at once; MultiBench): relative = "
-                          "area under the metric-vs-noise-level curve; effective = summed gap to the late-fusion "
-                          "curve shifted to the same clean value (0 for late itself, positive = degrades less)."]
+            lines += ["", "Robustness (the `robustness` stage, every modality perturbed at once; MultiBench): "
+                          "relative = area under the metric-vs-noise-level curve; effective = summed gap to the "
+                          "late-fusion curve shifted to the same clean value (0 for late itself, positive = "
+                          "degrades less)."]
         if table.superseded:
             pairs = ", ".join(f"`{old.run_id[:8]}` → `{new.run_id[:8]}` ({new.modality} · {new.fusion})"
                               for old, new in table.superseded)
             lines += ["", f"Superseded by a newer run of the same modality and fusion (`--all-runs` lists "
                           f"them): {pairs}."]
     if comparison.skipped:
-        reasons = "; ".join(f"{why}: " + ", ".join(f"`{i[:8]}`" for i in ids) for why, ids in comparison.skipped.items())
+        reasons = "; ".join(f"{why}: " + ", ".join(f"`{i[:8]}`" for i in ids)
+                            for why, ids in comparison.skipped.items())
         lines += ["", f"Left out: {reasons}."]
     return "\n".join(lines) + "\n"
 
@@ -352,13 +354,13 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     heights = [1.2 + 0.4 * len(table.rows) for table in comparison.tables]
     fig, axes = plt.subplots(len(heights), 1, figsize=(9, sum(heights)), squeeze=False,
                              gridspec_kw={"height_ratios": heights})
-    for ax, table in zip(axes[:, 0], comparison.tables):
+    for ax, table in zip(axes[:, 0], comparison.tables, strict=True):
         positions = range(len(table.rows))
         values = [row.value for row in table.rows]
         ax.barh(positions, values, color=["tab:gray" if row.unimodal else "tab:blue" for row in table.rows])
         ax.set_yticks(positions, labels=[f"{row.modality} · {row.fusion} ({row.run_id[:8]})" for row in table.rows])
         ax.invert_yaxis()  # best at the top
-        for position, value in zip(positions, values):
+        for position, value in zip(positions, values, strict=True):
             ax.text(value, position, f" {value:.3f}", va="center", fontsize=8)
         for version, base in table.baselines.items():
             data = f", data {version}" if len(table.baselines) > 1 else ""

@@ -46,7 +46,7 @@ def plot_per_class(values: Sequence[float], class_names: Sequence[str], path: st
     ax.set_xlim(0.0, 1.0)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
-    for y, value in zip(positions, values):
+    for y, value in zip(positions, values, strict=True):
         ax.text(min(float(value), 0.9) + 0.01, y, f"{float(value):.2f}", va="center", ha="left", fontsize=8)
     return save_figure(fig, path)
 

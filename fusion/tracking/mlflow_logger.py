@@ -10,8 +10,8 @@ from pytorch_lightning.loggers import MLFlowLogger
 from fusion.config import flatten
 from fusion.search.trial import trial_tags
 from fusion.tracking.lineage import data_version, git_commit
-from fusion.tracking.retry import initialise_store, retrying
 from fusion.tracking.no_tracking import NoTrackingLogger
+from fusion.tracking.retry import initialise_store, retrying
 from fusion.tracking.store import absolute_tracking_uri, artifact_uri
 
 

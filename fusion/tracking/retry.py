@@ -101,7 +101,8 @@ def _exclusive(lock_path: Path, timeout_seconds: float) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{lock_path} was held by another process for over {timeout_seconds:.0f} s "
-                                       f"(logger.retry.init_lock_seconds); if no other run is starting, delete it")
+                                       f"(logger.retry.init_lock_seconds); if no other run is starting, "
+                                       "delete it") from None
                 time.sleep(LOCK_POLL_SECONDS)
         try:
             yield

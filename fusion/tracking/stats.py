@@ -26,7 +26,8 @@ class Summary:
         """'0.712 ± 0.015 [0.675, 0.749] (n=3)'; one repeat has no spread: '0.712 (n=1)'."""
         if self.n < 2:
             return f"{self.mean:.{digits}f} (n={self.n})"
-        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}] (n={self.n})"
+        return (f"{self.mean:.{digits}f} ± {self.std:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}] "
+                f"(n={self.n})")
 
 
 @dataclass(frozen=True)

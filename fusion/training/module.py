@@ -11,9 +11,9 @@ from torchmetrics import MaxMetric, MeanMetric, Metric, MinMetric
 
 from fusion.data.ablation import modality_dropout
 from fusion.data.manifest import MODALITIES
-from fusion.training.balance import modulate_gradients, ogm_coefficients
 from fusion.tasks import SPLITS
 from fusion.tasks.objectives import Task
+from fusion.training.balance import modulate_gradients, ogm_coefficients
 
 
 class NonFiniteLossError(RuntimeError):

@@ -29,8 +29,8 @@ LAST_FILE = "last.ckpt"
 # printed or loaded in parallel and whether the network is compiled, none of which changes what is computed.
 RUN_ONLY_KEYS = ("ckpt_path", "paths", "trainer.default_root_dir", "data.num_workers", "data.persistent_workers",
                  "data.pin_memory", "data.prefetch_factor", "data.shards_url", "data.cache_dir", "model.compile",
-                 "callbacks.progress_bar", "callbacks.throughput", "logger.run_name", "logger.retry", "hydra", "explain",
-                 "serving", "report", "compare")
+                 "callbacks.progress_bar", "callbacks.throughput", "logger.run_name", "logger.retry", "hydra",
+                 "explain", "serving", "report", "compare")
 
 
 class ResumeError(Exception):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import (Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint,
-                                         TQDMProgressBar)
+from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
 from fusion.data.augment import build_augment
 from fusion.data.datamodule import MultimodalDataModule
 from fusion.models.builder import build_model
+from fusion.tasks.objectives import build_task
 from fusion.training.module import FusionModule
 from fusion.training.throughput import DataWaitMonitor
-from fusion.tasks.objectives import build_task
 from fusion.training.time_to_best import TimeToBest
 
 

@@ -90,7 +90,8 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
                                                                                       max_size=3), max_leaves=10)
 payloads = st.one_of(
-    st.builds(lambda r, p: {"dataframe_records": r, **({"params": p} if p else {})}, st.lists(rows, max_size=5), params),
+    st.builds(lambda r, p: {"dataframe_records": r, **({"params": p} if p else {})}, st.lists(rows, max_size=5),
+              params),
     st.builds(lambda c, d: {"dataframe_split": {"columns": c, "data": d}}, st.lists(columns, max_size=5),
               st.lists(st.lists(cells, max_size=5), max_size=4)),
     st.builds(lambda key, value: {key: value}, st.sampled_from(["instances", "inputs", "dataframe_records",

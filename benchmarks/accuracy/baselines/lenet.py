@@ -158,5 +158,6 @@ def run(data: RawDataset, seed: int, epochs: int = EPOCHS, unimodal: bool = True
             alone[modality] = accuracy(predict(single, inputs, present, test), data.labels[test])
         seconds[modality] = one.cpu
     return BaselineResult(test_acc=test_acc, val_acc=val_acc, alone=alone, without=without,
-                          cpu_seconds=fused_time.cpu, wall_seconds=fused_time.wall, fit_seconds=fitting.wall, fit_cpu_seconds=fitting.cpu,
-                          unimodal_cpu_seconds=seconds, details={"epochs": epochs, "vocabulary": vocabulary})
+                          cpu_seconds=fused_time.cpu, wall_seconds=fused_time.wall, fit_seconds=fitting.wall,
+                          fit_cpu_seconds=fitting.cpu, unimodal_cpu_seconds=seconds,
+                          details={"epochs": epochs, "vocabulary": vocabulary})

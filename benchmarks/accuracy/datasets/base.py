@@ -29,7 +29,7 @@ class DatasetBuilder(ABC):
     informative: Mapping[str, float]              # modality -> P(the content reveals its group | present)
     default_records: int = DEFAULT_RECORDS
 
-    def load_sources(self, seed: int) -> None:
+    def load_sources(self, seed: int) -> None:  # noqa: B027 (an optional hook: most datasets load nothing)
         """Load the real signals once per build (photos, digit scans); `seed` may deal them into split pools."""
 
     @abstractmethod

@@ -20,7 +20,7 @@ def presence_law(fraction: float = MISSING_FRACTION) -> dict[frozenset[str], flo
     """P(exactly this set of modalities is present) under plan.draw_missing (all-missing re-drawn to one present)."""
     law: dict[frozenset[str], float] = {}
     for flags in product((True, False), repeat=len(MODALITIES)):
-        present = frozenset(m for m, here in zip(MODALITIES, flags) if here)
+        present = frozenset(m for m, here in zip(MODALITIES, flags, strict=True) if here)
         law[present] = law.get(present, 0.0) + _probability(flags, 1.0 - fraction)
     everything_missing = law.pop(frozenset())
     for modality in MODALITIES:
@@ -49,9 +49,9 @@ def bayes_accuracy(groups: Mapping[str, Sequence[int]], informative: Mapping[str
     for present, p_present in presence_law(fraction).items():
         seen = [m for m in used if m in present]
         for flags in product((True, False), repeat=len(seen)):
-            revealed = [m for m, here in zip(seen, flags) if here]
+            revealed = [m for m, here in zip(seen, flags, strict=True) if here]
             p_flags = 1.0
-            for m, here in zip(seen, flags):
+            for m, here in zip(seen, flags, strict=True):
                 p_flags *= informative[m] if here else 1.0 - informative[m]
             mean_hit = sum(1.0 / candidates(groups, revealed, c) for c in range(classes)) / classes
             total += p_present * p_flags * mean_hit

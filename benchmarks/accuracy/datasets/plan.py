@@ -69,7 +69,7 @@ def deal_by_class(rng: np.random.Generator, labels: Sequence[int],
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
         cuts = np.round(shares * len(members)).astype(int)
-        for split, part in zip(SPLITS, np.split(members, cuts[:-1])):
+        for split, part in zip(SPLITS, np.split(members, cuts[:-1]), strict=True):
             dealt[split][int(label)] = part
     return dealt
 

@@ -48,7 +48,7 @@ def digits() -> Digits:
 def photographs() -> dict[str, np.ndarray]:
     """Real photographs as RGB uint8 arrays: temple, flower (scikit-learn), portrait, scan (matplotlib)."""
     bunch = _sklearn_datasets().load_sample_images()
-    by_name = {Path(f).stem: image for f, image in zip(bunch.filenames, bunch.images)}
+    by_name = {Path(f).stem: image for f, image in zip(bunch.filenames, bunch.images, strict=True)}
     return {"temple": by_name["china"], "flower": by_name["flower"], "portrait": _matplotlib_photo("grace_hopper.jpg"),
             "scan": _mri_scan()}
 

@@ -120,7 +120,8 @@ def _project_row(settings: Settings, work: DatasetWork, system: System, seed: in
                            [*system.overrides, *settings.project_overrides], work.logs / f"{system.name}-s{seed}.log",
                            settings.checkout, settings.train_timeout)
     return {"test_acc": result.test_acc, "without": result.without, "cpu_seconds": result.timing.cpu,
-            "wall_seconds": result.timing.wall, "fit_seconds": result.fit_seconds, "fit_cpu_seconds": result.fit_cpu_seconds,
+            "wall_seconds": result.timing.wall, "fit_seconds": result.fit_seconds,
+            "fit_cpu_seconds": result.fit_cpu_seconds,
             "run_id": result.run_id,
             "run_dir": str(run_dir), "overrides": [*system.overrides, *settings.project_overrides]}
 

@@ -50,7 +50,8 @@ def figures(results: Mapping[str, Any], dataset: str, system: str) -> dict[str, 
     The project's defaults take their "alone" values from the modality=<m> runs of the same seeds."""
     rows = runs_of(results, dataset, system)
     out: dict[str, list[float]] = {key: [r[key] for r in rows if r.get(key) is not None]
-                                   for key in ("test_acc", "fit_cpu_seconds", "cpu_seconds", "wall_seconds", "fit_seconds")}
+                                   for key in ("test_acc", "fit_cpu_seconds", "cpu_seconds", "wall_seconds",
+                                               "fit_seconds")}
     for m in MODALITIES:
         if system == DEFAULTS:
             seeds = {r["seed"] for r in rows}
@@ -97,7 +98,8 @@ def _notes(info: Mapping[str, Any]) -> list[str]:
         "train.py process during trainer.fit; baselines: their in-process fit); the time check compares it. "
         "CPU s: user + system time of the whole run (ours: the train.py process from start-up to exit, with its "
         "loader workers, testing, the test without each modality, the explain step and model logging; "
-        "baselines: in-process fit and test of the fused model, decoding excluded). wall s: the same span on the clock; the machine may be shared, so wall times are noisy. fit s: "
+        "baselines: in-process fit and test of the fused model, decoding excluded). wall s: the same span on the "
+        "clock; the machine may be shared, so wall times are noisy. fit s: "
         "the wall clock of fitting alone (ours: MLflow's time/fit_seconds).",
         "Alone: our defaults' column is the modality=<m> run's test accuracy; logistic regression's is its model of "
         "that modality; LeNet's a LeNet trained on that modality alone. A record without the modality gets the "

@@ -59,7 +59,7 @@ class CoAttentionFusion(TokenFusion):
 
     def fuse(self, tokens: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
         x = dict(tokens)
-        for co, blocks in zip(self.co, self.self_blocks):
+        for co, blocks in zip(self.co, self.self_blocks, strict=True):
             updated = {}
             for m in self.modalities:
                 h = x[m]
@@ -83,6 +83,6 @@ class CoAttentionFusion(TokenFusion):
             for target in self.modalities:
                 joined = select_layer(indexed(records, rf"co\.(\d+)\.{target}\.attn"), layer)
                 lengths = [records[f"pool.{s}.attn"][-1].shape[-1] for s in self.others[target]]
-                for source, block in zip(self.others[target], joined.split(lengths, dim=-1)):
+                for source, block in zip(self.others[target], joined.split(lengths, dim=-1), strict=True):
                     maps.cross[(target, source)] = block
         return maps

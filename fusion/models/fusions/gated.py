@@ -8,8 +8,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from fusion.models.fusions.pooling import PooledFusion, stack_modalities
 from fusion.models.attention_maps import AttentionMaps, Records
+from fusion.models.fusions.pooling import PooledFusion, stack_modalities
 from fusion.models.fusions.registry import register_fusion
 
 __all__ = ["GatedFusion"]
