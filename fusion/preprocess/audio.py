@@ -49,14 +49,9 @@ class AudioProcessor:
     @property
     def mel(self) -> torchaudio.transforms.MelSpectrogram:
         if self._mel is None:  # built lazily, once per worker process
-            self._mel = _in_compute_dtype(torchaudio.transforms.MelSpectrogram,
-                sample_rate=self.rate,
-                n_fft=int(self.cfg["n_fft"]),
-                hop_length=int(self.cfg["hop_length"]),
-                n_mels=int(self.cfg["n_mels"]),
-                f_min=float(self.cfg["f_min"]),
-                f_max=None if self.cfg["f_max"] is None else float(self.cfg["f_max"]),
-            )
+            self._mel = mel_transform(self.rate, int(self.cfg["n_fft"]), int(self.cfg["hop_length"]),
+                                      int(self.cfg["n_mels"]), float(self.cfg["f_min"]),
+                                      None if self.cfg["f_max"] is None else float(self.cfg["f_max"]))
         return self._mel
 
     def __getstate__(self) -> dict:
@@ -156,16 +151,29 @@ class AudioProcessor:
         self.mean, self.std = float(meta["log_mel_mean"]), float(meta["log_mel_std"])
 
 
-def _in_compute_dtype(build, **kwargs):
-    """Build a torch module with COMPUTE as the default dtype: torchaudio computes the mel filterbank and the window
-    in the default dtype, and a float32 filterbank (cast to float64 afterwards) differed in its last bits between
-    CPUs' vector units (1e-5 relative after the triangle slopes' cancellation)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(COMPUTE)
-    try:
-        return build(**kwargs).to(COMPUTE)
-    finally:
-        torch.set_default_dtype(previous)
+def mel_transform(sample_rate: int, n_fft: int, hop_length: int, n_mels: int, f_min: float,
+                  f_max: float | None) -> torchaudio.transforms.MelSpectrogram:
+    """torchaudio's MelSpectrogram (HTK mel scale, no normalisation) with its window and filterbank computed in
+    COMPUTE: a float32 filterbank (cast to float64 afterwards) differed in its last bits between CPUs' vector units
+    (1e-5 relative after the triangle slopes' cancellation). Built without switching torch's default dtype, which
+    is process-wide: a served model preprocesses concurrent requests in threads, and such a switch made another
+    request's tensors float64 (HTTP 500 under load)."""
+    mel = torchaudio.transforms.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
+                                               n_mels=n_mels, f_min=f_min, f_max=f_max,
+                                               wkwargs={"dtype": COMPUTE}).to(COMPUTE)
+    top = float(sample_rate // 2) if f_max is None else f_max
+    freqs = torch.linspace(0, sample_rate // 2, n_fft // 2 + 1, dtype=COMPUTE)
+    mels = torch.linspace(_hz_to_mel(f_min), _hz_to_mel(top), n_mels + 2, dtype=COMPUTE)
+    points = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)  # the HTK mel scale's inverse
+    widths = points[1:] - points[:-1]
+    slopes = points.unsqueeze(0) - freqs.unsqueeze(1)
+    down, up = (-1.0 * slopes[:, :-2]) / widths[:-1], slopes[:, 2:] / widths[1:]
+    mel.mel_scale.fb.copy_(torch.clamp(torch.min(down, up), min=0.0))
+    return mel
+
+
+def _hz_to_mel(freq: float) -> float:
+    return 2595.0 * math.log10(1.0 + (freq / 700.0))
 
 
 def wav_missing_bytes(path: Path) -> int:
