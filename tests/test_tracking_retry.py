@@ -11,7 +11,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_ALREADY_EXISTS, TEMPORARILY_UNAVAILABLE
 
 from fusion.config import compose
-from fusion.tracking.retry import RetryingClient, _exclusive, initialise_store, is_locked, with_retries
+from fusion.tracking.retry import RetryingClient, exclusive, initialise_store, is_locked, with_retries
 
 RETRY = compose().logger.retry
 
@@ -79,7 +79,7 @@ def test_a_new_sqlite_store_is_created_once_under_its_lock(tmp_path):
     holding, release = threading.Event(), threading.Event()
 
     def hold():
-        with _exclusive(tmp_path / "mlflow.db.lock", 5):
+        with exclusive(tmp_path / "mlflow.db.lock", 5):
             holding.set()
             release.wait(5)
 

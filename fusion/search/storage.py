@@ -1,12 +1,18 @@
 """The study's database: any Optuna RDB URL; a relative sqlite:/// path is made absolute (like mlflow.db), and
-SQLite gets a lock timeout so that several worker processes can share one file."""
+SQLite gets a lock timeout so that several worker processes can share one file, and its schema is created under
+``<db>.lock`` (workers starting together on a new file raced in Optuna's schema creation)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
+from fusion.tracking.retry import exclusive
 from fusion.tracking.store import absolute_tracking_uri
+
+SQLITE = "sqlite:///"
 
 
 def open_storage(url: str, heartbeat_seconds: int | None, grace_seconds: int | None, retry_failed: int,
@@ -15,12 +21,14 @@ def open_storage(url: str, heartbeat_seconds: int | None, grace_seconds: int | N
     parameters are queued again up to `retry_failed` times); heartbeat_seconds=None: no heartbeat."""
     url = absolute_tracking_uri(url)
     engine_kwargs = {"connect_args": {"timeout": sqlite_timeout_seconds}} if url.startswith("sqlite") else {}
-    if heartbeat_seconds is None:
-        return RDBStorage(url, engine_kwargs=engine_kwargs)
-    return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=int(heartbeat_seconds),
-                      grace_period=None if grace_seconds is None else int(grace_seconds),
-                      failed_trial_callback=(RetryFailedTrialCallback(max_retry=int(retry_failed))
-                                             if retry_failed else None))
+    options = {} if heartbeat_seconds is None else {
+        "heartbeat_interval": int(heartbeat_seconds),
+        "grace_period": None if grace_seconds is None else int(grace_seconds),
+        "failed_trial_callback": RetryFailedTrialCallback(max_retry=int(retry_failed)) if retry_failed else None}
+    if not url.startswith(SQLITE):
+        return RDBStorage(url, engine_kwargs=engine_kwargs, **options)
+    with exclusive(Path(url[len(SQLITE):] + ".lock"), sqlite_timeout_seconds):
+        return RDBStorage(url, engine_kwargs=engine_kwargs, **options)
 
 
 def finished_count(study: optuna.Study) -> int:

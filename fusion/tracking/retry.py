@@ -87,7 +87,7 @@ def retrying(client: Any, retry: Mapping[str, Any]) -> RetryingClient:
 
 
 @contextmanager
-def _exclusive(lock_path: Path, timeout_seconds: float) -> Iterator[None]:
+def exclusive(lock_path: Path, timeout_seconds: float) -> Iterator[None]:
     """An exclusive lock on ``lock_path`` (created if needed), waited for at most ``timeout_seconds``."""
     import fcntl
 
@@ -118,5 +118,5 @@ def initialise_store(tracking_uri: str, retry: Mapping[str, Any]) -> None:
     from mlflow.tracking import MlflowClient
 
     database = Path(tracking_uri[len(SQLITE_PREFIX):])
-    with _exclusive(database.with_name(database.name + LOCK_SUFFIX), float(retry["init_lock_seconds"])):
+    with exclusive(database.with_name(database.name + LOCK_SUFFIX), float(retry["init_lock_seconds"])):
         retrying(MlflowClient(tracking_uri), retry).search_experiments(max_results=1)
