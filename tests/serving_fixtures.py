@@ -4,6 +4,7 @@ fails to start). The server reads files only under the folders of ALLOWED_ROOTS 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -89,6 +90,20 @@ def access_folders(tmp_path_factory) -> dict[str, Path]:
         (allowed / "folder.wav").mkdir()
         _SESSION["folders"] = {"allowed": allowed, "outside": outside}
     return _SESSION["folders"]
+
+
+def manifest_lines(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (root / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def full_records(root: Path, count: int) -> list[dict]:
+    """The first ``count`` manifest lines with every modality (inline text)."""
+    return [line for line in manifest_lines(root)
+            if line.get("text") and line.get("image") and line.get("audio")][:count]
+
+
+def b64(root: Path, relative: str) -> str:
+    return base64.b64encode((root / relative).read_bytes()).decode("ascii")
 
 
 def http_raw(url: str, body: bytes | None = None, content_type: str = "application/json",

@@ -3,7 +3,6 @@ and `python -m fusion.register` puts a run's model in the registry under an alia
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
 import shutil
@@ -15,7 +14,7 @@ from fusion.predict import main as predict_main
 from fusion.register import main as register_main
 from fusion.serving.predictions import PREDICTION
 from fusion.serving.server import ServerError, server_env, start_model_server
-from tests.serving_fixtures import http, trained_run
+from tests.serving_fixtures import b64, full_records, http, trained_run
 
 pytestmark = pytest.mark.slow
 
@@ -64,12 +63,9 @@ def test_a_registered_champion_serves_over_http_as_predict_scores_it(run, sample
     store = run["cfg"].logger.tracking_uri
     register_main([f"run_id={run['run_id']}", "name=fusion-served", "alias=champion", f"tracking_uri={store}"])
     uri = "models:/fusion-served@champion"
-    lines = [json.loads(line) for line in (sample_root / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
-    lines = [line for line in lines if line.get("text") and line.get("image") and line.get("audio")][:3]
-    encoded = {key: [base64.b64encode((sample_root / line[key]).read_bytes()).decode("ascii") for line in lines]
-               for key in ("image", "audio")}
-    rows = [{"id": line["id"], "text": line["text"], "image": encoded["image"][i], "audio": encoded["audio"][i]}
-            for i, line in enumerate(lines)]
+    lines = full_records(sample_root, 3)
+    rows = [{"id": line["id"], "text": line["text"], "image": b64(sample_root, line["image"]),
+             "audio": b64(sample_root, line["audio"])} for line in lines]
     try:
         server = start_model_server(uri, tmp_path / "server.log", server_env(MLFLOW_TRACKING_URI=store), cwd=tmp_path)
     except ServerError as exc:

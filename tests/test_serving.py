@@ -22,7 +22,14 @@ from fusion.serving.predictions import PREDICTION, score_columns
 from fusion.serving.pyfunc import model_signature, save_bundle_model
 from fusion.serving.requests import BadRequest, RequestDecoder, decode_base64
 from fusion.serving.settings import ServingSettings
-from tests.serving_fixtures import http, model_server, trained_run, untrained_bundle  # noqa: F401 - fixtures, used by name
+from tests.serving_fixtures import (  # noqa: F401 - fixtures, used by name
+    b64,
+    full_records,
+    http,
+    model_server,
+    trained_run,
+    untrained_bundle,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODALITIES = ("text", "image", "audio")
@@ -30,20 +37,6 @@ TOLERANCE = 1e-5
 
 
 # ------------------------------------------------------------------ shared set-up
-def manifest_lines(root: Path) -> list[dict]:
-    return [json.loads(line) for line in (root / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
-
-
-def full_records(root: Path, count: int) -> list[dict]:
-    """The first ``count`` manifest lines with every modality (inline text)."""
-    return [line for line in manifest_lines(root)
-            if line.get("text") and line.get("image") and line.get("audio")][:count]
-
-
-def b64(root: Path, relative: str) -> str:
-    return base64.b64encode((root / relative).read_bytes()).decode("ascii")
-
-
 def bundle_scores(bundle: ModelBundle, root: Path, lines: list[dict], without: tuple[str, ...] = ()) -> torch.Tensor:
     """The bundle's own scores of manifest lines (their files read in place), ``without`` modalities None."""
     samples = []

@@ -54,7 +54,7 @@ class ImageAugment:
         chosen = (torch.rand(n, device=image.device) < self.p) & present
         if self.invert > 0:
             flipped = (torch.rand(n, device=image.device) < self.invert) & present
-            image = torch.where(flipped.view(n, 1, 1, 1), UINT8_MAX - image.float(), image.float()).to(image.dtype)
+            image = torch.where(flipped.view(n, 1, 1, 1), int(UINT8_MAX) - image, image)  # stays uint8
             inputs = {**inputs, "image": image}
         if not chosen.any():
             return inputs

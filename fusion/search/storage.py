@@ -4,15 +4,11 @@ SQLite gets a lock timeout so that several worker processes can share one file, 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import optuna
 from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
-from fusion.tracking.retry import exclusive
+from fusion.tracking.retry import sqlite_creation_lock
 from fusion.tracking.store import absolute_tracking_uri
-
-SQLITE = "sqlite:///"
 
 
 def open_storage(url: str, heartbeat_seconds: int | None, grace_seconds: int | None, retry_failed: int,
@@ -25,9 +21,7 @@ def open_storage(url: str, heartbeat_seconds: int | None, grace_seconds: int | N
         "heartbeat_interval": int(heartbeat_seconds),
         "grace_period": None if grace_seconds is None else int(grace_seconds),
         "failed_trial_callback": RetryFailedTrialCallback(max_retry=int(retry_failed)) if retry_failed else None}
-    if not url.startswith(SQLITE):
-        return RDBStorage(url, engine_kwargs=engine_kwargs, **options)
-    with exclusive(Path(url[len(SQLITE):] + ".lock"), sqlite_timeout_seconds):
+    with sqlite_creation_lock(url, sqlite_timeout_seconds):
         return RDBStorage(url, engine_kwargs=engine_kwargs, **options)
 
 

@@ -117,6 +117,17 @@ def initialise_store(tracking_uri: str, retry: Mapping[str, Any]) -> None:
         return
     from mlflow.tracking import MlflowClient
 
-    database = Path(tracking_uri[len(SQLITE_PREFIX):])
-    with exclusive(database.with_name(database.name + LOCK_SUFFIX), float(retry["init_lock_seconds"])):
+    with sqlite_creation_lock(tracking_uri, float(retry["init_lock_seconds"])):
         retrying(MlflowClient(tracking_uri), retry).search_experiments(max_results=1)
+
+
+@contextmanager
+def sqlite_creation_lock(uri: str, timeout_seconds: float) -> Iterator[None]:
+    """``<db>.lock`` held for a ``sqlite:///`` URI, so that one process at a time creates (or migrates) the
+    database's schema; nothing to hold for other URIs (their servers serialise it)."""
+    if not uri.startswith(SQLITE_PREFIX):
+        yield
+        return
+    database = Path(uri[len(SQLITE_PREFIX):])
+    with exclusive(database.with_name(database.name + LOCK_SUFFIX), timeout_seconds):
+        yield
