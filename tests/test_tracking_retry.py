@@ -72,6 +72,42 @@ def test_creating_an_experiment_another_process_created_returns_it():
     assert client.tracking_uri == "sqlite:///x.db"  # attributes pass through
 
 
+DATASET_RACE = ("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, "
+                "datasets.digest")  # what an `mlflow server` over SQLite answers the run that lost the race
+
+
+class _FailingOnceClient:
+    """A real MlflowClient whose first log_inputs fails with ``message`` (e.g. another run inserted the same
+    dataset between MLflow's lookup and its insert)."""
+
+    def __init__(self, client, message: str):
+        self.client, self.message, self.calls = client, message, 0
+
+    def log_inputs(self, run_id, datasets=None):
+        self.calls += 1
+        if self.calls == 1:
+            raise MlflowException(self.message, error_code=INVALID_PARAMETER_VALUE)
+        return self.client.log_inputs(run_id, datasets=datasets)
+
+
+def test_logging_a_dataset_another_run_inserted_first_is_retried(tmp_path):
+    from mlflow.entities import Dataset, DatasetInput
+    from mlflow.tracking import MlflowClient
+
+    real = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = real.create_experiment("race", artifact_location=str(tmp_path / "artifacts"))
+    run_id = real.create_run(experiment).info.run_id
+    dataset = DatasetInput(Dataset(name="sample-train", digest="abc", source_type="local", source="/data"))
+    racing = _FailingOnceClient(real, DATASET_RACE)
+    RetryingClient(racing, RETRY.attempts, 0.0).log_inputs(run_id, datasets=[dataset])
+    assert racing.calls == 2
+    assert [i.dataset.name for i in real.get_run(run_id).inputs.dataset_inputs] == ["sample-train"]
+    other = _FailingOnceClient(real, "UNIQUE constraint failed: runs.run_uuid")
+    with pytest.raises(MlflowException, match="runs.run_uuid"):  # another error is not retried
+        RetryingClient(other, RETRY.attempts, 0.0).log_inputs(run_id, datasets=[dataset])
+    assert other.calls == 1
+
+
 def test_a_new_sqlite_store_is_created_once_under_its_lock(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     initialise_store(uri, RETRY)

@@ -10,6 +10,9 @@ and its HTTP client retries a busy ``mlflow server``; what it does not cover, an
   the call with exponential backoff. MLflow rolls the failed transaction back, so a retry writes it once.
 - **Two processes creating the same experiment**: the second gets RESOURCE_ALREADY_EXISTS; `RetryingClient`'s
   create_experiment returns the experiment the first one created.
+- **Two runs logging the same new dataset at once** (log_input): MLflow looks the dataset up, then inserts it, so
+  the slower insert fails on the datasets table's unique key; `RetryingClient`'s log_inputs retries, and the
+  retry finds the dataset the other run inserted.
 
 The settings are ``logger.retry`` (conf/logger/mlflow.yaml)."""
 
@@ -27,6 +30,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, TEMPORARILY_UN
 from fusion.tracking.store import SQLITE_PREFIX
 
 LOCKED = ("database is locked", "database table is locked")
+DATASET_RACE = "unique constraint failed: datasets."  # another run inserted the same dataset first
 LOCK_SUFFIX = ".lock"
 LOCK_POLL_SECONDS = 0.1  # how often a process waiting for the store's creation lock tries again
 
@@ -38,22 +42,29 @@ def is_locked(exc: BaseException) -> bool:
     return busy and any(text in message for text in LOCKED)
 
 
-def with_retries(call: Callable[[], Any], attempts: int, first_wait_seconds: float) -> Any:
+def lost_dataset_race(exc: BaseException) -> bool:
+    """Whether log_inputs failed because another run inserted the same dataset between MLflow's lookup and insert."""
+    return DATASET_RACE in str(getattr(exc, "message", exc)).lower()
+
+
+def with_retries(call: Callable[[], Any], attempts: int, first_wait_seconds: float,
+                 transient: Callable[[BaseException], bool] = is_locked) -> Any:
     """``call()``, again after 1×, 2×, 4×, ... ``first_wait_seconds`` (plus up to as much jitter) while it fails
-    with "database is locked", at most ``attempts`` times in all."""
+    with a ``transient`` error ("database is locked" by default), at most ``attempts`` times in all."""
     for attempt in range(attempts):
         try:
             return call()
         except Exception as exc:
-            if attempt == attempts - 1 or not is_locked(exc):
+            if attempt == attempts - 1 or not transient(exc):
                 raise
             wait = first_wait_seconds * 2 ** attempt
             time.sleep(wait + random.uniform(0, wait))
 
 
 class RetryingClient:
-    """An MlflowClient whose every call is retried on "database is locked", and whose create_experiment returns
-    the existing experiment when another process created it first."""
+    """An MlflowClient whose every call is retried on "database is locked", whose log_inputs is also retried when
+    another run inserted the same dataset first, and whose create_experiment returns the existing experiment when
+    another process created it first."""
 
     def __init__(self, client: Any, attempts: int, first_wait_seconds: float):
         self._client, self._attempts, self._first_wait = client, int(attempts), float(first_wait_seconds)
@@ -67,6 +78,10 @@ class RetryingClient:
             return with_retries(lambda: attribute(*args, **kwargs), self._attempts, self._first_wait)
 
         return retried
+
+    def log_inputs(self, run_id: str, *args: Any, **kwargs: Any) -> Any:
+        return with_retries(lambda: self._client.log_inputs(run_id, *args, **kwargs), self._attempts,
+                            self._first_wait, lambda exc: is_locked(exc) or lost_dataset_race(exc))
 
     def create_experiment(self, name: str, *args: Any, **kwargs: Any) -> str:
         try:
