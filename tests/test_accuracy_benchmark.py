@@ -126,7 +126,7 @@ def test_same_seed_same_bytes_other_seed_other_data(built, tmp_path):
 
 
 def test_bayes_bounds_match_hand_computations():
-    # the bundled sample's design (fusion/data/sample.py docstring): 0.360 / 0.662 / 0.842
+    # the bundled sample's design (fusion/data/sample/__init__.py docstring): 0.360 / 0.662 / 0.842
     sample_groups = {"image": [c % 5 for c in range(10)], "audio": [c // 2 for c in range(10)],
                      "text": [0, 1, 2, 0, 1, 2, 3, 4, 4, 3]}
     clean = {m: 0.65 / 0.9 for m in MODALITIES}

@@ -1,4 +1,4 @@
-"""Tests of the synthetic multimodal sample generator (fusion/data/sample.py, pipelines/sample.py)."""
+"""Tests of the synthetic multimodal sample generator (fusion/data/sample/, pipelines/sample.py)."""
 
 import json
 import subprocess
@@ -257,7 +257,7 @@ def test_atomic_replace_and_cleanup(tmp_path):
 
 
 def test_failure_leaves_no_partial_dataset(tmp_path, monkeypatch):
-    import fusion.data.sample as mod
+    import fusion.data.sample.write as mod
 
     def boom(*args, **kwargs):
         raise RuntimeError("killed")
