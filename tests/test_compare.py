@@ -302,7 +302,7 @@ def test_params_dvc_stage_and_make_targets():
     assert list(stages)[-1] == "compare"
     stage = stages["compare"]
     assert stage["cmd"] == "python pipelines/compare.py"
-    assert {"fusion/tracking/compare.py", "${paths.output_dir}/run.json"} <= set(stage["deps"])
+    assert {"fusion/tracking/compare", "${paths.output_dir}/run.json"} <= set(stage["deps"])
     assert all(next(iter(out.values())) == {"cache": False} for out in stage["outs"])
     if shutil.which("make") is None:
         pytest.skip("make is not installed")

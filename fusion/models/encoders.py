@@ -9,28 +9,25 @@ Token sources: text — our own embedding (:class:`TextEncoder`) or a pretrained
 (:class:`TimmEncoder`: :class:`ImageEncoder`, :class:`TimmAudioEncoder`) or, for audio, spectrogram
 patches (:class:`AudioEncoder`). Every encoder takes ``freeze`` and ``lora`` (LoRA adapters via ``peft``,
 Hu et al., 2022, "LoRA: Low-Rank Adaptation of Large Language Models"), acting on its pretrained backbone
-(timm model / Hugging Face model) or, for encoders without one, on the whole encoder.
+(timm model / Hugging Face model) or, for encoders without one, on the whole encoder. LoRA and freezing live in
+:mod:`fusion.models.adapt`, checkpoint loading in :mod:`fusion.models.backbone_checkpoint`.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import timm
 import torch
 import torch.nn.functional as F
 from timm.layers import PatchEmbed
-from timm.models import adapt_input_conv
-from timm.models._features import FeatureGetterNet
 from torch import Tensor, nn
 
+from fusion.models.adapt import _freeze_unused, apply_lora, import_optional
 from fusion.models.attention import Block, block_options, make_dropout
-from fusion.pretrained import HF_EXTRA_HINT, resolve_pretrained_path
+from fusion.models.backbone_checkpoint import load_backbone_checkpoint
+from fusion.pretrained import resolve_pretrained_path
 
 __all__ = [
     "TokenEncoder",
@@ -40,57 +37,8 @@ __all__ = [
     "ImageEncoder",
     "TimmAudioEncoder",
     "AudioEncoder",
-    "load_backbone_checkpoint",
-    "apply_lora",
-    "import_optional",
     "channel_stats",
 ]
-
-LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
-
-
-def import_optional(name: str, feature: str) -> ModuleType:
-    """Import an optional dependency of the ``hf`` extra, or fail with the command that installs it."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise ImportError(f"{feature} needs the Python package {name!r}, which is not installed; "
-                          f"{HF_EXTRA_HINT}") from exc
-
-
-def apply_lora(module: nn.Module, lora: Mapping[str, Any], config_key: str) -> None:
-    """Inject LoRA adapters (``peft.inject_adapter_in_model`` with a ``LoraConfig``) into the layers of ``module``
-    named by ``lora["target_modules"]`` (suffixes of module names: HF BERT ``query``/``value``, timm ViT ``qkv``,
-    our Attention ``q``/``kv``). Every other parameter of ``module`` is frozen; only ``lora_A``/``lora_B`` train."""
-    lora = dict(lora)
-    unknown = sorted(set(lora) - set(LORA_KEYS))
-    if unknown:
-        raise ValueError(f"{config_key}.lora: unknown keys {unknown}; expected {list(LORA_KEYS)}")
-    targets = lora.get("target_modules")
-    if not targets:
-        raise ValueError(f"{config_key}.lora.target_modules is empty: name the layers to adapt, e.g. [query, value] "
-                         "(Hugging Face BERT), [qkv] (timm ViT) or [q, kv] (our attention)")
-    targets = [targets] if isinstance(targets, str) else list(targets)
-    peft = import_optional("peft", f"{config_key}.lora")
-    r = int(lora.get("r", 8))
-    config = peft.LoraConfig(r=r, lora_alpha=lora.get("alpha") or 2 * r, lora_dropout=float(lora.get("dropout") or 0.0),
-                             target_modules=targets, bias="none")
-    try:
-        peft.inject_adapter_in_model(config, module)
-    except ValueError as exc:
-        raise ValueError(f"{config_key}.lora.target_modules={targets} matches no layer of {type(module).__name__}: "
-                         f"{exc}") from None
-    for name, p in module.named_parameters():  # peft already does this; the rule, stated here
-        p.requires_grad_("lora_" in name)
-
-
-def _freeze_unused(module: nn.Module, output: Tensor) -> None:
-    """Freeze the parameters of ``module`` that ``output`` does not depend on (kept later stages, an unused
-    pooler), so they count as non-trainable and DDP sees no unused parameters."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(output.sum(), params, allow_unused=True)
-    for p, g in zip(params, grads, strict=True):
-        p.requires_grad_(g is not None)
 
 
 def channel_stats(values: Sequence[float], channels: int) -> Tensor:
@@ -279,59 +227,6 @@ class PretrainedTextEncoder(TokenEncoder):
             mask.any(dim=1), lambda idx: self.embed(tokens.index_select(0, idx), mask.index_select(0, idx)), mask
         )
         return out, mask
-
-
-def _adapt_shapes(target: nn.Module, state: dict[str, Tensor], own: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Fit checkpoint tensors to a backbone built for another input: the model family's timm
-    ``checkpoint_filter_fn`` where it has one (ViT: position embeddings resampled to the image size, patch
-    embeddings to the patch size), then input convolutions summed/repeated to ``in_chans`` (timm's
-    ``adapt_input_conv``, e.g. RGB weights for 1-channel spectrograms)."""
-    filter_fn = getattr(sys.modules.get(type(target).__module__), "checkpoint_filter_fn", None)
-    if filter_fn is not None:
-        state = filter_fn(dict(state), target)
-    state = {k: state[k] for k in own if k in state}
-    for k, v in state.items():
-        if (v.ndim == 4 and v.shape != own[k].shape and v.shape[0] == own[k].shape[0]
-                and v.shape[2:] == own[k].shape[2:]):
-            state[k] = adapt_input_conv(own[k].shape[1], v)
-    return state
-
-
-def load_backbone_checkpoint(backbone: nn.Module, path: str | Path, config_key: str = "model.image") -> None:
-    """Load a local checkpoint (safetensors, or torch pickle read with ``weights_only=True``) into a
-    timm ``features_only`` backbone. Accepts the backbone's own state dict, a full classifier checkpoint
-    of the same architecture (extra head/stage keys are ignored) or either under a common key prefix; a
-    checkpoint for another input size or channel count is adapted (:func:`_adapt_shapes`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{config_key.rsplit('.', 1)[-1]} backbone checkpoint not found: {str(path)!r} "
-            f"(set by config key {config_key}.checkpoint_path)"
-        )
-    state = timm.models.load_state_dict(str(path), weights_only=True)
-    # ViT-style feature models wrap the timm model (keys 'model.*'); checkpoints hold the model's own keys.
-    target = backbone.model if isinstance(backbone, FeatureGetterNet) else backbone
-    own = target.state_dict()
-    # BatchNorm step counters are bookkeeping that some exported checkpoints omit.
-    required = [k for k in own if not k.endswith("num_batches_tracked")]
-    # Prefix under which the backbone's keys live in the file ('' for plain timm checkpoints).
-    prefixes = sorted((k[: -len(required[0])] for k in state if k.endswith(required[0])), key=len)
-    prefix = next((p for p in prefixes if all(p + k in state for k in required)), None)
-    if prefix is None:
-        missing = [k for k in required if k not in state][:5]
-        raise RuntimeError(
-            f"checkpoint {str(path)!r} does not match the {config_key} backbone ({config_key}.name); "
-            f"missing keys e.g. {missing}"
-        )
-    state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    loaded = {k: state[k] for k in own if k in state}
-    if any(v.shape != own[k].shape for k, v in loaded.items()):
-        loaded = _adapt_shapes(target, state, own)
-    wrong = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in loaded.items() if v.shape != own[k].shape]
-    if wrong:
-        raise RuntimeError(f"checkpoint {str(path)!r} does not fit the {config_key} backbone ({config_key}.name); "
-                           f"shapes differ, e.g. {wrong[:3]}")
-    target.load_state_dict(loaded, strict=False)
 
 
 def _create_features_model(name: str, out_index: int, in_chans: int, input_size: tuple[int, int]) -> nn.Module:

@@ -3,8 +3,8 @@ but the seed and the settings in compare.seeds.ignore), each group as mean ± st
 seeds, the paired bootstrap of its test records against the best group (significance), the fusion gain over the
 best single-modality group (Welch interval) and the time to its best validation value (cost).
 
-Kept apart from compare.py (a small hook there and in the report): `python train.py -m seed=0,1,2 ...` makes
-the repeats; this module reads them."""
+Kept apart from fusion/tracking/compare (a small hook in its cli.py and in the report): `python train.py -m
+seed=0,1,2 ...` makes the repeats; this module reads them."""
 
 from __future__ import annotations
 
