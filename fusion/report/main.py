@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
@@ -116,9 +115,7 @@ OUTPUTS = {"html": "HTML output", "markdown": "Markdown output",
 def build_parser() -> argparse.ArgumentParser:
     parser = selection_parser("Turn the MLflow experiment into a report: runs table, training curves, per-class F1, "
                               "robustness curves and the best run's attention figures, as HTML and Markdown.", EPILOG,
-                              "report", OUTPUTS)
-    if Path(sys.argv[0]).name == "__main__.py":
-        parser.prog = "python -m fusion.report"
+                              "report", OUTPUTS, "fusion.report")
     return parser
 
 

@@ -4,6 +4,7 @@ options of the steps that read the experiment, are shared with fusion.report (on
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -53,10 +54,14 @@ and compare.chart, prints the Markdown and logs the three files to an MLflow run
 OUTPUTS = {"markdown": "Markdown output", "csv": "CSV output", "chart": "bar chart PNG"}  # compare.<key> files
 
 
-def selection_parser(description: str, epilog: str, section: str, outputs: dict[str, str]) -> argparse.ArgumentParser:
+def selection_parser(description: str, epilog: str, section: str, outputs: dict[str, str],
+                     module: str) -> argparse.ArgumentParser:
     """The command line of the steps that read the experiment (compare, report): the store, experiment, tasks and
-    runs to read, one option per output file (`--<key>` sets `<section>.<key>`) and --no-mlflow."""
+    runs to read, one option per output file (`--<key>` sets `<section>.<key>`) and --no-mlflow. Run as
+    `python -m <module>`, the usage line says so (argparse would say `__main__.py`)."""
     parser = stage_parser(description, epilog)
+    if Path(sys.argv[0]).name == "__main__.py":
+        parser.prog = f"python -m {module}"
     parser.add_argument("--tracking-uri", help="MLflow store (default: logger.tracking_uri)")
     parser.add_argument("--experiment", help="MLflow experiment (default: logger.experiment_name)")
     parser.add_argument("--task", action="append", help="only this task; repeatable (default: every task present)")
@@ -83,7 +88,8 @@ def selection_config(args: argparse.Namespace, section: str, outputs: dict[str, 
 
 def build_parser() -> argparse.ArgumentParser:
     return selection_parser("Compare the finished training runs of the MLflow experiment: one table per task, "
-                            "best first, with the gain over the best unimodal run.", EPILOG, "compare", OUTPUTS)
+                            "best first, with the gain over the best unimodal run.", EPILOG, "compare", OUTPUTS,
+                            "fusion.tracking.compare")
 
 
 def config_from_args(args: argparse.Namespace) -> DictConfig:
