@@ -45,10 +45,11 @@ demo: setup  ## run the whole DVC pipeline on the bundled sample data, then show
 	@echo "  MLflow UI    make ui   (or: $(RUN) mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1)"
 	@echo "               then open http://127.0.0.1:5000"
 
-lint: setup  ## ruff check (the rules in pyproject.toml)
+lint: setup  ## ruff check (the rules in pyproject.toml) and ruff format --check (`ruff format .` fixes the layout)
 	$(RUN) ruff check .
+	$(RUN) ruff format --check .
 
-test: setup lint  ## ruff check, then the whole test suite (slow tests included)
+test: setup lint  ## ruff check and format check, then the whole test suite (slow tests included)
 	$(RUN) pytest
 
 docs-check: setup  ## every shell command of README.md, CONTRIBUTING.md and docs/ is run or mapped to its tests

@@ -99,8 +99,13 @@ def measure_case(case: dict[str, Any]) -> dict[str, Any]:
     for _ in range(int(case["warmup"])):
         step(x, mask)
     seconds = time_calls(lambda: step(x, mask), int(case["repeats"]), device)
-    return {"seconds": seconds, "median_ms": median(seconds) * MILLISECONDS, "peak_mib": peak_bytes / MIB,
-            "slack_mib": slack_bytes / MIB, "peak_reset": reset}
+    return {
+        "seconds": seconds,
+        "median_ms": median(seconds) * MILLISECONDS,
+        "peak_mib": peak_bytes / MIB,
+        "slack_mib": slack_bytes / MIB,
+        "peak_reset": reset,
+    }
 
 
 def run(ctx: Context) -> SectionResult:
@@ -110,20 +115,44 @@ def run(ctx: Context) -> SectionResult:
     for masked in settings.masks:
         for length in settings.lengths:
             for impl in IMPLEMENTATIONS:
-                case = {"impl": impl, "masked": bool(masked), "length": int(length), "device": ctx.device.type,
-                        **{k: settings[k] for k in ("batch", "heads", "head_dim", "repeats", "warmup",
-                                                    "warmup_length", "masked_fraction", "seed")}}
+                case = {
+                    "impl": impl,
+                    "masked": bool(masked),
+                    "length": int(length),
+                    "device": ctx.device.type,
+                    **{
+                        k: settings[k]
+                        for k in (
+                            "batch",
+                            "heads",
+                            "head_dim",
+                            "repeats",
+                            "warmup",
+                            "warmup_length",
+                            "masked_fraction",
+                            "seed",
+                        )
+                    },
+                }
                 key = case_key(impl, bool(masked), int(length))
                 try:
                     result = measure_case(case) if ctx.device.type == "cuda" else _in_subprocess(case, settings)
                 except Exception as exc:  # e.g. out of memory at the longest length: recorded, the rest goes on
                     result = {"error": failed(short_error(exc, int(ctx.settings.report.error_chars)))}
                 cases[key] = {**case, **result}
-                ctx.console.progress(SECTION, f"{key}: " + (result["error"] if "error" in result else
-                                     f"{result['median_ms']:.2f} ms, +{result['peak_mib']:.0f} MiB"))
+                ctx.console.progress(
+                    SECTION,
+                    f"{key}: "
+                    + (
+                        result["error"]
+                        if "error" in result
+                        else f"{result['median_ms']:.2f} ms, +{result['peak_mib']:.0f} MiB"
+                    ),
+                )
     tables = [_table(cases, settings, bool(masked), ctx.device) for masked in settings.masks]
-    return SectionResult(figures={"cases": cases, "shape": {k: settings[k] for k in ("batch", "heads", "head_dim")}},
-                         tables=tables)
+    return SectionResult(
+        figures={"cases": cases, "shape": {k: settings[k] for k in ("batch", "heads", "head_dim")}}, tables=tables
+    )
 
 
 def case_key(impl: str, masked: bool, length: int) -> str:
@@ -132,8 +161,13 @@ def case_key(impl: str, masked: bool, length: int) -> str:
 
 def _in_subprocess(case: dict[str, Any], settings) -> dict[str, Any]:
     """Run one case in a fresh interpreter and read its JSON line; its error text if it failed."""
-    done = subprocess.run([sys.executable, "-m", "benchmarks.attention", "--one", json.dumps(case)],
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=int(settings.case_timeout_seconds))
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.attention", "--one", json.dumps(case)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=int(settings.case_timeout_seconds),
+    )
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
         raise RuntimeError(lines[-1] if lines else f"exit status {done.returncode}")
@@ -144,8 +178,10 @@ def _growth(cases: dict, impl: str, masked: bool, lengths: list[int], index: int
     """This length's figure over the previous length's (how it grows when the length doubles)."""
     if index == 0:
         return None
-    return ratio(cases[case_key(impl, masked, lengths[index])].get(field),
-                 cases[case_key(impl, masked, lengths[index - 1])].get(field))
+    return ratio(
+        cases[case_key(impl, masked, lengths[index])].get(field),
+        cases[case_key(impl, masked, lengths[index - 1])].get(field),
+    )
 
 
 def _table(cases: dict, settings, masked: bool, device: torch.device) -> Table:
@@ -153,19 +189,33 @@ def _table(cases: dict, settings, masked: bool, device: torch.device) -> Table:
     batch, heads = int(settings.batch), int(settings.heads)
     memory_note = (
         "peak MiB (CUDA): max_memory_allocated during the first forward+backward at that length minus the memory "
-        "allocated before it (inputs, weights and weight gradients excluded)." if device.type == "cuda" else
-        "peak MiB (CPU): each case runs in a fresh process. After its inputs exist and a warm-up forward+backward "
+        "allocated before it (inputs, weights and weight gradients excluded)."
+        if device.type == "cuda"
+        else "peak MiB (CPU): each case runs in a fresh process. After its inputs exist and a warm-up forward+backward "
         f"at length {int(settings.warmup_length)} (thread pools, kernels, weight gradients), the high-water mark is "
         "reset to the current resident set (/proc/self/clear_refs); the figure is how far the first forward+backward "
         "at full length raises it (VmHWM; the input gradient included). Not ru_maxrss: it also keeps the peak "
         "recorded whenever a thread exits, which the reset cannot lower, so an earlier transient peak would hide "
         "growth below it (any slack left: slack_mib in the JSON). Under a few MiB can read 0: freed small blocks "
-        "are reused without new pages.")
+        "are reused without new pages."
+    )
     table = Table(
         f"Attention forward+backward, {'key padding mask' if masked else 'no mask'} "
         f"(batch {batch}, {heads} heads, head_dim {int(settings.head_dim)}, fp32)",
-        ["length", "plain ms", "×prev", "SDPA ms", "×prev", "SDPA faster by", "plain MiB", "×prev", "SDPA MiB",
-         "×prev", "SDPA uses less by", "score matrix MiB"],
+        [
+            "length",
+            "plain ms",
+            "×prev",
+            "SDPA ms",
+            "×prev",
+            "SDPA faster by",
+            "plain MiB",
+            "×prev",
+            "SDPA MiB",
+            "×prev",
+            "SDPA uses less by",
+            "score matrix MiB",
+        ],
         notes=[
             "fusion.models.attention.Attention(dim, heads, fused=False|True): the plain path (q @ kᵀ, masked_fill, "
             "softmax, @ v) vs torch.nn.functional.scaled_dot_product_attention, as the models run them; self-attention "
@@ -175,22 +225,39 @@ def _table(cases: dict, settings, masked: bool, device: torch.device) -> Table:
             "length: ~2x is linear, ~4x quadratic).",
             memory_note,
             "score matrix MiB: one fp32 [B, H, N, N] tensor (the plain path holds several).",
-        ] + ([f"mask: the last up to {float(settings.masked_fraction):.0%} of keys padded, varying per sample."]
-             if masked else []),
+        ]
+        + (
+            [f"mask: the last up to {float(settings.masked_fraction):.0%} of keys padded, varying per sample."]
+            if masked
+            else []
+        ),
     )
     for i, n in enumerate(lengths):
         plain, sdpa = cases[case_key("plain", masked, n)], cases[case_key("sdpa", masked, n)]
         if "error" in plain or "error" in sdpa:
-            table.add(n, plain.get("error", plain.get("median_ms")), MISSING, sdpa.get("error", sdpa.get("median_ms")),
-                      *([MISSING] * 7), batch * heads * n * n * FLOAT32_BYTES / MIB)
+            table.add(
+                n,
+                plain.get("error", plain.get("median_ms")),
+                MISSING,
+                sdpa.get("error", sdpa.get("median_ms")),
+                *([MISSING] * 7),
+                batch * heads * n * n * FLOAT32_BYTES / MIB,
+            )
             continue
-        table.add(n, plain["median_ms"], times(_growth(cases, "plain", masked, lengths, i, "median_ms")),
-                  sdpa["median_ms"], times(_growth(cases, "sdpa", masked, lengths, i, "median_ms")),
-                  times(ratio(plain["median_ms"], sdpa["median_ms"])),
-                  plain["peak_mib"], times(_growth(cases, "plain", masked, lengths, i, "peak_mib")),
-                  sdpa["peak_mib"], times(_growth(cases, "sdpa", masked, lengths, i, "peak_mib")),
-                  times(ratio(plain["peak_mib"], sdpa["peak_mib"])),
-                  batch * heads * n * n * FLOAT32_BYTES / MIB)
+        table.add(
+            n,
+            plain["median_ms"],
+            times(_growth(cases, "plain", masked, lengths, i, "median_ms")),
+            sdpa["median_ms"],
+            times(_growth(cases, "sdpa", masked, lengths, i, "median_ms")),
+            times(ratio(plain["median_ms"], sdpa["median_ms"])),
+            plain["peak_mib"],
+            times(_growth(cases, "plain", masked, lengths, i, "peak_mib")),
+            sdpa["peak_mib"],
+            times(_growth(cases, "sdpa", masked, lengths, i, "peak_mib")),
+            times(ratio(plain["peak_mib"], sdpa["peak_mib"])),
+            batch * heads * n * n * FLOAT32_BYTES / MIB,
+        )
     return table
 
 

@@ -65,15 +65,24 @@ def run(ctx: Context) -> SectionResult:
             row = {"error": failed(short_error(exc, int(ctx.settings.report.error_chars)))}
         row.update(family=family, trainer=group, processes=processes, seconds=time.perf_counter() - started)
         runs[key] = row
-        ctx.console.progress(SECTION, f"trainer={group} ({processes} process(es)): " +
-                             (row["error"] if "error" in row else f"{rate:.1f} samples/s ({row['seconds']:.0f} s)"))
+        ctx.console.progress(
+            SECTION,
+            f"trainer={group} ({processes} process(es)): "
+            + (row["error"] if "error" in row else f"{rate:.1f} samples/s ({row['seconds']:.0f} s)"),
+        )
     for row in runs.values():
         single = next((r for r in runs.values() if r["family"] == row["family"] and r["processes"] == 1), {})
-        row["efficiency"] = scaling_efficiency(row.get("samples_per_second"), single.get("samples_per_second"),
-                                               row["processes"])
-    return SectionResult(figures={"runs": runs, "batch_size_per_process": int(settings.batch_size),
-                                  "overrides": list(settings.overrides)},
-                         tables=[_table(runs, settings)])
+        row["efficiency"] = scaling_efficiency(
+            row.get("samples_per_second"), single.get("samples_per_second"), row["processes"]
+        )
+    return SectionResult(
+        figures={
+            "runs": runs,
+            "batch_size_per_process": int(settings.batch_size),
+            "overrides": list(settings.overrides),
+        },
+        tables=[_table(runs, settings)],
+    )
 
 
 def train_cli(ctx: Context, trainer_group: str) -> float:
@@ -82,31 +91,49 @@ def train_cli(ctx: Context, trainer_group: str) -> float:
     root = ctx.workspace.root
     run_dir = root / f"run-{trainer_group}"
     tracking_uri = f"sqlite:///{root / 'ddp-mlflow.db'}"
-    args = [sys.executable, "train.py", f"trainer={trainer_group}", "test_after_fit=false",
-            "test_missing_modalities=false", f"trainer.max_epochs={int(settings.epochs)}",
-            # ++: add-or-override, the trainer groups do not set these Trainer arguments
-            f"++trainer.limit_train_batches={int(settings.batches_per_epoch)}",
-            f"++trainer.limit_val_batches={int(settings.val_batches)}", "trainer.enable_model_summary=false",
-            f"data.batch_size={int(settings.batch_size)}", f"data.num_workers={int(settings.num_workers)}",
-            f"data.processed_dir={ctx.workspace.shards()}", f"logger.tracking_uri={tracking_uri}",
-            f"logger.artifact_location={root / 'ddp-mlartifacts'}", f"hydra.run.dir={run_dir}", *settings.overrides]
+    args = [
+        sys.executable,
+        "train.py",
+        f"trainer={trainer_group}",
+        "test_after_fit=false",
+        "test_missing_modalities=false",
+        f"trainer.max_epochs={int(settings.epochs)}",
+        # ++: add-or-override, the trainer groups do not set these Trainer arguments
+        f"++trainer.limit_train_batches={int(settings.batches_per_epoch)}",
+        f"++trainer.limit_val_batches={int(settings.val_batches)}",
+        "trainer.enable_model_summary=false",
+        f"data.batch_size={int(settings.batch_size)}",
+        f"data.num_workers={int(settings.num_workers)}",
+        f"data.processed_dir={ctx.workspace.shards()}",
+        f"logger.tracking_uri={tracking_uri}",
+        f"logger.artifact_location={root / 'ddp-mlartifacts'}",
+        f"hydra.run.dir={run_dir}",
+        *settings.overrides,
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    done = subprocess.run(args, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=int(settings.timeout_seconds))
+    done = subprocess.run(
+        args,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=int(settings.timeout_seconds),
+    )
     with open(ctx.log_path, "a", encoding="utf-8") as log:
         log.write(f"\n$ {' '.join(args)}\n{done.stdout}")
     if done.returncode != 0:
-        raise RuntimeError(f"train.py trainer={trainer_group} exited with {done.returncode}: "
-                           f"{_last_error(done.stdout)}")
+        raise RuntimeError(
+            f"train.py trainer={trainer_group} exited with {done.returncode}: {_last_error(done.stdout)}"
+        )
     return last_epoch_metric(tracking_uri, run_id_of(run_dir), str(settings.metric))
 
 
 def _last_error(output: str) -> str:
     """What went wrong in a failed run's output: its last exception line (e.g. "ValueError: ..."), else its last
     line but Hydra's hint about HYDRA_FULL_ERROR (progress bars' carriage returns split lines too)."""
-    lines = [line.strip() for line in re.split(r"[\r\n]+", output)
-             if line.strip() and not line.startswith(HYDRA_HINT)]
+    lines = [line.strip() for line in re.split(r"[\r\n]+", output) if line.strip() and not line.startswith(HYDRA_HINT)]
     errors = [line for line in lines if EXCEPTION_LINE.match(line)]
     return (errors or lines or ["no output"])[-1]
 
@@ -131,7 +158,12 @@ def _table(runs: dict[str, dict[str, Any]], settings) -> Table:
         if "error" in row:
             table.add(row["trainer"], row["processes"], row["error"], None, None, row["seconds"])
             continue
-        table.add(row["trainer"], row["processes"], row["samples_per_second"],
-                  row["samples_per_second"] / row["processes"], percent(row["efficiency"]) if row["processes"] > 1
-                  else "-", row["seconds"])
+        table.add(
+            row["trainer"],
+            row["processes"],
+            row["samples_per_second"],
+            row["samples_per_second"] / row["processes"],
+            percent(row["efficiency"]) if row["processes"] > 1 else "-",
+            row["seconds"],
+        )
     return table

@@ -33,10 +33,12 @@ SECTION_TITLE = "## Serving under load (`python -m benchmarks.load`)"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Every knob lives in benchmarks/load.yaml; override with key=value, "
-                                            "e.g. clients=20 workers=[2].")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Every knob lives in benchmarks/load.yaml; override with key=value, e.g. clients=20 workers=[2].",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the quick: block): a smoke run")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="override a value of benchmarks/load.yaml")
     return parser.parse_args(argv)
@@ -54,8 +56,9 @@ def served_model(workspace: Any, settings: DictConfig, log_path: Path) -> tuple[
     with output_to(log_path):
         train(cfg)
         info = json.loads((Path(cfg.paths.output_dir) / RUN_INFO).read_text(encoding="utf-8"))
-        bundle = save_bundle(workspace.root / "bundle", cfg, network_state(info["best_checkpoint"]),
-                             cfg.data.processed_dir)
+        bundle = save_bundle(
+            workspace.root / "bundle", cfg, network_state(info["best_checkpoint"]), cfg.data.processed_dir
+        )
         model = save_bundle_model(bundle, workspace.root / "model")
     return model, workspace.sample()
 
@@ -85,9 +88,11 @@ def service_times(model_dir: Path, payloads: dict[str, list[bytes]], settings: D
         frame = pd.DataFrame(rows)
         samples = decoder.samples(rows)
         batch = bundle.batch(samples)
-        times[kind] = {"total": _median_seconds(lambda frame=frame: model.predict(frame), repeats),
-                       "preprocess": _median_seconds(lambda rows=rows: decoder.samples(rows), repeats),
-                       "forward": _median_seconds(lambda batch=batch: bundle.scores(batch), repeats)}
+        times[kind] = {
+            "total": _median_seconds(lambda frame=frame: model.predict(frame), repeats),
+            "preprocess": _median_seconds(lambda rows=rows: decoder.samples(rows), repeats),
+            "forward": _median_seconds(lambda batch=batch: bundle.scores(batch), repeats),
+        }
     return times
 
 
@@ -95,31 +100,66 @@ def service_times(model_dir: Path, payloads: dict[str, list[bytes]], settings: D
 def start(model_dir: Path, workers: int, settings: DictConfig, log: Path):
     from fusion.serving.server import server_env, start_model_server
 
-    env = server_env(model_config={"torch_threads": int(settings.torch_threads)},
-                     UVICORN_TIMEOUT_WORKER_HEALTHCHECK=str(int(settings.worker_healthcheck_seconds)))
-    return start_model_server(str(model_dir), log, env, workers=workers, cwd=log.parent,
-                              start_timeout_seconds=float(settings.start_timeout_seconds),
-                              extra_args=["--timeout", str(int(settings.request_timeout_seconds))])
+    env = server_env(
+        model_config={"torch_threads": int(settings.torch_threads)},
+        UVICORN_TIMEOUT_WORKER_HEALTHCHECK=str(int(settings.worker_healthcheck_seconds)),
+    )
+    return start_model_server(
+        str(model_dir),
+        log,
+        env,
+        workers=workers,
+        cwd=log.parent,
+        start_timeout_seconds=float(settings.start_timeout_seconds),
+        extra_args=["--timeout", str(int(settings.request_timeout_seconds))],
+    )
 
 
-def measure(url: str, pid: int, payloads: dict[str, list[bytes]], settings: DictConfig, clients: int,
-            seconds: float, think: float) -> dict[str, Any]:
+def measure(
+    url: str,
+    pid: int,
+    payloads: dict[str, list[bytes]],
+    settings: DictConfig,
+    clients: int,
+    seconds: float,
+    think: float,
+) -> dict[str, Any]:
     """One load run against a started server: the summary, peak RSS, and the CPU used by others meanwhile."""
     with Watch(pid) as watch:
-        outcomes = run_clients(url, payloads, dict(settings.mix), clients, seconds, float(settings.warmup_seconds),
-                               think, float(settings.client_timeout_seconds), float(settings.client_idle_seconds),
-                               int(settings.seed))
-    return {**summarise(outcomes, seconds, int(settings.batch_rows)), "clients": clients, "seconds": seconds,
-            "think_seconds": think,
-            "peak_rss_mib": watch.peak_rss / MEGABYTE, "others_cores": watch.others_cores,
-            "ours_cores": watch.ours_cores, "load_average": os.getloadavg()}
+        outcomes = run_clients(
+            url,
+            payloads,
+            dict(settings.mix),
+            clients,
+            seconds,
+            float(settings.warmup_seconds),
+            think,
+            float(settings.client_timeout_seconds),
+            float(settings.client_idle_seconds),
+            int(settings.seed),
+        )
+    return {
+        **summarise(outcomes, seconds, int(settings.batch_rows)),
+        "clients": clients,
+        "seconds": seconds,
+        "think_seconds": think,
+        "peak_rss_mib": watch.peak_rss / MEGABYTE,
+        "others_cores": watch.others_cores,
+        "ours_cores": watch.ours_cores,
+        "load_average": os.getloadavg(),
+    }
 
 
 def meets_goal(run: dict[str, Any], goal: DictConfig) -> bool:
     p99 = run["single"]["p99"]
-    return (run["clients"] >= int(goal.clients) and run["seconds"] >= float(goal.seconds) and run["errors"] == 0
-            and run["think_seconds"] == 0
-            and p99 is not None and p99 < float(goal.p99_seconds))
+    return (
+        run["clients"] >= int(goal.clients)
+        and run["seconds"] >= float(goal.seconds)
+        and run["errors"] == 0
+        and run["think_seconds"] == 0
+        and p99 is not None
+        and p99 < float(goal.p99_seconds)
+    )
 
 
 # ------------------------------------------------------------------ tables
@@ -133,16 +173,38 @@ def p99_met(run: dict[str, Any], goal: DictConfig) -> bool:
 
 def load_table(runs: list[dict[str, Any]], settings: DictConfig, title: str, whole_goal: bool = True) -> Table:
     check = "goal" if whole_goal else f"no error, p99 < {settings.goal.p99_seconds} s"
-    table = Table(title, ["workers", "clients", "pause (s)", "s", "req/s", "rows/s", "single-row p50 / p95 / p99 (s)",
-                          f"{settings.batch_rows}-row p50 / p95 / p99 (s)", "errors", "peak RSS (MiB)",
-                          "others' CPU (cores)", check])
+    table = Table(
+        title,
+        [
+            "workers",
+            "clients",
+            "pause (s)",
+            "s",
+            "req/s",
+            "rows/s",
+            "single-row p50 / p95 / p99 (s)",
+            f"{settings.batch_rows}-row p50 / p95 / p99 (s)",
+            "errors",
+            "peak RSS (MiB)",
+            "others' CPU (cores)",
+            check,
+        ],
+    )
     for run in runs:
-        table.add(run["workers"], run["clients"], run["think_seconds"], run["seconds"], run["requests_per_second"],
-                  run["rows_per_second"],
-                  _p(run["single"]), _p(run["batch"]),
-                  run["errors"] if not run["errors"] else f"{run['errors']} {run['errors_by_kind']}",
-                  run["peak_rss_mib"], run["others_cores"],
-                  verdict(meets_goal(run, settings.goal) if whole_goal else p99_met(run, settings.goal)))
+        table.add(
+            run["workers"],
+            run["clients"],
+            run["think_seconds"],
+            run["seconds"],
+            run["requests_per_second"],
+            run["rows_per_second"],
+            _p(run["single"]),
+            _p(run["batch"]),
+            run["errors"] if not run["errors"] else f"{run['errors']} {run['errors_by_kind']}",
+            run["peak_rss_mib"],
+            run["others_cores"],
+            verdict(meets_goal(run, settings.goal) if whole_goal else p99_met(run, settings.goal)),
+        )
     return table
 
 
@@ -158,28 +220,63 @@ def report_tables(report: dict[str, Any], settings: DictConfig) -> list[Table]:
         f"thread pool for requests. Peak RSS: the server's uvicorn process(es), sampled every 0.25 s.",
         "others' CPU: cores the rest of the machine (other users) kept busy during the run, on average.",
         f"goal: {settings.goal.clients} clients, {settings.goal.seconds} s, no error, single-row p99 < "
-        f"{settings.goal.p99_seconds} s."]
-    sweep = load_table(report["sweep"], settings, "Where the single-row p99 crosses the goal: fewer clients, or "
-                                                  "clients pausing between requests", whole_goal=False)
-    sweep.notes.append(f"The best worker setting of the table above; {settings.sweep.seconds} s per row. The last "
-                       f"row: {settings.goal.clients} clients pausing {settings.sweep.paced_think_seconds} s on "
-                       f"average (exponential) between requests, like people using an application.")
-    service = Table("In-process cost per request (mlflow.pyfunc.load_model(...).predict, no HTTP)",
-                    ["kind", "rows", "predict ms", "decode + preprocess ms", "forward ms", "MLflow and the rest ms",
-                     "ms per row", "requests/s per core"])
+        f"{settings.goal.p99_seconds} s.",
+    ]
+    sweep = load_table(
+        report["sweep"],
+        settings,
+        "Where the single-row p99 crosses the goal: fewer clients, or clients pausing between requests",
+        whole_goal=False,
+    )
+    sweep.notes.append(
+        f"The best worker setting of the table above; {settings.sweep.seconds} s per row. The last "
+        f"row: {settings.goal.clients} clients pausing {settings.sweep.paced_think_seconds} s on "
+        f"average (exponential) between requests, like people using an application."
+    )
+    service = Table(
+        "In-process cost per request (mlflow.pyfunc.load_model(...).predict, no HTTP)",
+        [
+            "kind",
+            "rows",
+            "predict ms",
+            "decode + preprocess ms",
+            "forward ms",
+            "MLflow and the rest ms",
+            "ms per row",
+            "requests/s per core",
+        ],
+    )
     for kind, parts in report["service_seconds"].items():
         rows = rows_of(kind, int(settings.batch_rows))
         total = parts["total"]
-        service.add(kind, rows, total * 1000, parts["preprocess"] * 1000, parts["forward"] * 1000,
-                    max(0.0, total - parts["preprocess"] - parts["forward"]) * 1000, total * 1000 / rows, 1 / total)
-    service.notes.append("Measured in the benchmark's own process, under the same load from others as the runs; "
-                         f"torch with {settings.torch_threads} thread(s). Preprocessing is the training code's "
-                         "(fusion/preprocess/), with the base64 written to a temporary file first.")
-    probes = Table("Hostile requests (one each, 1-worker server after its load)",
-                   ["request", "HTTP", "seconds", "answer bytes", "server RSS growth (MiB)", "answer (start)"])
+        service.add(
+            kind,
+            rows,
+            total * 1000,
+            parts["preprocess"] * 1000,
+            parts["forward"] * 1000,
+            max(0.0, total - parts["preprocess"] - parts["forward"]) * 1000,
+            total * 1000 / rows,
+            1 / total,
+        )
+    service.notes.append(
+        "Measured in the benchmark's own process, under the same load from others as the runs; "
+        f"torch with {settings.torch_threads} thread(s). Preprocessing is the training code's "
+        "(fusion/preprocess/), with the base64 written to a temporary file first."
+    )
+    probes = Table(
+        "Hostile requests (one each, 1-worker server after its load)",
+        ["request", "HTTP", "seconds", "answer bytes", "server RSS growth (MiB)", "answer (start)"],
+    )
     for probe in report["probes"]:
-        probes.add(probe["probe"], probe["status"], probe["seconds"], probe["answer_bytes"], probe["rss_growth_mib"],
-                   probe["answer"])
+        probes.add(
+            probe["probe"],
+            probe["status"],
+            probe["seconds"],
+            probe["answer_bytes"],
+            probe["rss_growth_mib"],
+            probe["answer"],
+        )
     return [main, sweep, service, probes]
 
 
@@ -191,29 +288,44 @@ def reading(report: dict[str, Any], settings: DictConfig) -> str:
     best = max(report["runs"], key=lambda r: r["requests_per_second"])
     met = [r for r in report["sweep"] if r["think_seconds"] == 0 and p99_met(r, settings.goal)]
     paced = [r for r in report["sweep"] if r["think_seconds"] > 0]
-    lines = [f"**Reading.** One request of this mix costs {cost * 1000:.0f} ms of CPU in the model alone (in process, "
-             f"table above), so one core scores at most {1 / cost:.1f} requests/s. The best setting served "
-             f"{best['requests_per_second']:.1f} requests/s with {best['workers']} worker(s) while others kept "
-             f"{best['others_cores']:.2f} of the {report['machine']['cores']} cores busy. With {best['clients']} "
-             f"clients sending back to back, each waits for the requests queued before its own: about "
-             f"{best['clients']} / {best['requests_per_second']:.1f} = "
-             f"{best['clients'] / best['requests_per_second']:.1f}"
-             f" s per request on average (Little's law), so the single-row p99 of "
-             f"{best['single']['p99']:.2f} s is the queue, not a slow request."]
+    lines = [
+        f"**Reading.** One request of this mix costs {cost * 1000:.0f} ms of CPU in the model alone (in process, "
+        f"table above), so one core scores at most {1 / cost:.1f} requests/s. The best setting served "
+        f"{best['requests_per_second']:.1f} requests/s with {best['workers']} worker(s) while others kept "
+        f"{best['others_cores']:.2f} of the {report['machine']['cores']} cores busy. With {best['clients']} "
+        f"clients sending back to back, each waits for the requests queued before its own: about "
+        f"{best['clients']} / {best['requests_per_second']:.1f} = "
+        f"{best['clients'] / best['requests_per_second']:.1f}"
+        f" s per request on average (Little's law), so the single-row p99 of "
+        f"{best['single']['p99']:.2f} s is the queue, not a slow request."
+    ]
     if met:
-        lines.append(f"Back to back, the p99 stays under {settings.goal.p99_seconds} s up to {met[-1]['clients']} "
-                     f"client(s) (sweep).")
+        lines.append(
+            f"Back to back, the p99 stays under {settings.goal.p99_seconds} s up to {met[-1]['clients']} "
+            f"client(s) (sweep)."
+        )
     for run in paced:
-        lines.append(f"{run['clients']} clients pausing {run['think_seconds']:.0f} s between requests: "
-                     f"{run['requests_per_second']:.1f} requests/s, single-row p99 {run['single']['p99']:.2f} s, "
-                     f"{run['errors']} error(s).")
+        lines.append(
+            f"{run['clients']} clients pausing {run['think_seconds']:.0f} s between requests: "
+            f"{run['requests_per_second']:.1f} requests/s, single-row p99 {run['single']['p99']:.2f} s, "
+            f"{run['errors']} error(s)."
+        )
     return " ".join(lines)
 
 
 def markdown_section(report: dict[str, Any], tables: list[Table]) -> str:
-    lines = [START, SECTION_TITLE, "", f"Run {report['started']} ({report['seconds'] / 60:.0f} min), "
-             f"load average {report['load_average'][0]:.1f} at the start.", "", "```", header(report["machine"]), "```",
-             ""]
+    lines = [
+        START,
+        SECTION_TITLE,
+        "",
+        f"Run {report['started']} ({report['seconds'] / 60:.0f} min), "
+        f"load average {report['load_average'][0]:.1f} at the start.",
+        "",
+        "```",
+        header(report["machine"]),
+        "```",
+        "",
+    ]
     lines += [format_markdown(table, heading_level=3) for table in tables]
     lines += [report.get("reading", ""), END]
     return "\n".join(lines) + "\n"
@@ -245,43 +357,78 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_path.write_text("", encoding="utf-8")
     workspace = Workspace(settings.dataset, console, log_path, settings.workdir)
     started = time.perf_counter()
-    report: dict[str, Any] = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine,
-                              "load_average": os.getloadavg(), "settings": OmegaConf.to_container(settings),
-                              "runs": [], "sweep": [], "probes": []}
+    report: dict[str, Any] = {
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine,
+        "load_average": os.getloadavg(),
+        "settings": OmegaConf.to_container(settings),
+        "runs": [],
+        "sweep": [],
+        "probes": [],
+    }
     try:
         model_dir, sample_root = served_model(workspace, settings, log_path)
         payloads = build_payloads(full_rows(sample_root), settings, int(settings.seed))
         report["service_seconds"] = service_times(model_dir, payloads, settings)
-        console.progress("load", "in-process ms per request: " + ", ".join(
-            f"{k} {v['total'] * 1000:.1f}" for k, v in report["service_seconds"].items()))
+        console.progress(
+            "load",
+            "in-process ms per request: "
+            + ", ".join(f"{k} {v['total'] * 1000:.1f}" for k, v in report["service_seconds"].items()),
+        )
         for workers in settings.workers:
             server = start(model_dir, int(workers), settings, workspace.root / f"server-{workers}w.log")
             try:
-                run = {"workers": int(workers), **measure(server.url, server.process.pid, payloads, settings,
-                                                          int(settings.clients), float(settings.seconds),
-                                                          float(settings.think_seconds))}
+                run = {
+                    "workers": int(workers),
+                    **measure(
+                        server.url,
+                        server.process.pid,
+                        payloads,
+                        settings,
+                        int(settings.clients),
+                        float(settings.seconds),
+                        float(settings.think_seconds),
+                    ),
+                }
             finally:
                 server.stop()
             report["runs"].append(run)
-            console.progress("load", f"{workers} worker(s): {run['requests_per_second']:.1f} req/s, single p99 "
-                                     f"{run['single']['p99']}, errors {run['errors']}, others {run['others_cores']:.2f}"
-                                     f" cores")
+            console.progress(
+                "load",
+                f"{workers} worker(s): {run['requests_per_second']:.1f} req/s, single p99 "
+                f"{run['single']['p99']}, errors {run['errors']}, others {run['others_cores']:.2f}"
+                f" cores",
+            )
         best = min(report["runs"], key=lambda r: r["single"]["p99"] or float("inf"))["workers"]
         server = start(model_dir, best, settings, workspace.root / "server-sweep.log")
         try:
             paced = [(int(settings.goal.clients), float(settings.sweep.paced_think_seconds))]
             for clients, think in [*((int(c), 0.0) for c in settings.sweep.clients), *paced]:
-                run = {"workers": best, **measure(server.url, server.process.pid, payloads, settings, clients,
-                                                  float(settings.sweep.seconds), think)}
+                run = {
+                    "workers": best,
+                    **measure(
+                        server.url,
+                        server.process.pid,
+                        payloads,
+                        settings,
+                        clients,
+                        float(settings.sweep.seconds),
+                        think,
+                    ),
+                }
                 report["sweep"].append(run)
-                console.progress("load", f"sweep {clients} clients, pause {think} s: single p99 "
-                                         f"{run['single']['p99']}, errors {run['errors']}")
+                console.progress(
+                    "load",
+                    f"sweep {clients} clients, pause {think} s: single p99 "
+                    f"{run['single']['p99']}, errors {run['errors']}",
+                )
         finally:
             server.stop()
         server = start(model_dir, 1, settings, workspace.root / "server-probes.log")
         try:
-            report["probes"] = run_probes(server.url, server.process.pid, settings.probes,
-                                          float(settings.client_timeout_seconds))
+            report["probes"] = run_probes(
+                server.url, server.process.pid, settings.probes, float(settings.client_timeout_seconds)
+            )
         finally:
             server.stop()
     finally:

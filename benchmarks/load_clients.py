@@ -17,7 +17,7 @@ from benchmarks.load_mix import SINGLE_KINDS, rows_of
 
 PERCENTILES = (50, 95, 99)
 SAMPLE_SECONDS = 0.25  # how often the server's memory is read
-MEGABYTE = 2 ** 20
+MEGABYTE = 2**20
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,19 @@ class Outcome:
     error: str | None
 
 
-def _client(url: str, payloads: Mapping[str, Sequence[bytes]], kinds: Sequence[str], weights: np.ndarray,
-            seed: int, begin: float, stop: float, think: float, timeout: float, idle: float,
-            out: list[Outcome]) -> None:
+def _client(
+    url: str,
+    payloads: Mapping[str, Sequence[bytes]],
+    kinds: Sequence[str],
+    weights: np.ndarray,
+    seed: int,
+    begin: float,
+    stop: float,
+    think: float,
+    timeout: float,
+    idle: float,
+    out: list[Outcome],
+) -> None:
     """One client: requests back to back (then ``think`` seconds of pause) on a keep-alive connection, opened
     again after ``idle`` seconds unused (the server closes idle ones; a browser or requests' pool does the same)."""
     rng = np.random.default_rng(seed)
@@ -67,9 +77,18 @@ def _client(url: str, payloads: Mapping[str, Sequence[bytes]], kinds: Sequence[s
     connection.close()
 
 
-def run_clients(url: str, payloads: Mapping[str, Sequence[bytes]], mix: Mapping[str, float], clients: int,
-                seconds: float, warmup: float, think: float, timeout: float, idle: float,
-                seed: int) -> list[Outcome]:
+def run_clients(
+    url: str,
+    payloads: Mapping[str, Sequence[bytes]],
+    mix: Mapping[str, float],
+    clients: int,
+    seconds: float,
+    warmup: float,
+    think: float,
+    timeout: float,
+    idle: float,
+    seed: int,
+) -> list[Outcome]:
     """``clients`` threads sending the mix for ``warmup`` + ``seconds``; the outcomes of the requests that started
     after the warm-up."""
     kinds = [kind for kind, weight in mix.items() if weight > 0]
@@ -78,9 +97,14 @@ def run_clients(url: str, payloads: Mapping[str, Sequence[bytes]], mix: Mapping[
     results: list[list[Outcome]] = [[] for _ in range(clients)]
     begin = time.perf_counter()
     stop = begin + warmup + seconds
-    threads = [threading.Thread(target=_client, args=(url, payloads, kinds, weights, seed + i, begin, stop, think,
-                                                      timeout, idle, results[i]), daemon=True)
-               for i in range(clients)]
+    threads = [
+        threading.Thread(
+            target=_client,
+            args=(url, payloads, kinds, weights, seed + i, begin, stop, think, timeout, idle, results[i]),
+            daemon=True,
+        )
+        for i in range(clients)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -163,10 +187,14 @@ def summarise(outcomes: Sequence[Outcome], seconds: float, batch_rows: int) -> d
         "requests": len(outcomes),
         "requests_per_second": len(done) / seconds,
         "rows_per_second": sum(rows_of(o.kind, batch_rows) for o in done) / seconds,
-        "single": {"count": sum(o.kind in SINGLE_KINDS for o in done),
-                   **percentiles([o.seconds for o in done if o.kind in SINGLE_KINDS])},
-        "batch": {"count": sum(o.kind not in SINGLE_KINDS for o in done),
-                  **percentiles([o.seconds for o in done if o.kind not in SINGLE_KINDS])},
+        "single": {
+            "count": sum(o.kind in SINGLE_KINDS for o in done),
+            **percentiles([o.seconds for o in done if o.kind in SINGLE_KINDS]),
+        },
+        "batch": {
+            "count": sum(o.kind not in SINGLE_KINDS for o in done),
+            **percentiles([o.seconds for o in done if o.kind not in SINGLE_KINDS]),
+        },
         "all": percentiles([o.seconds for o in done]),
         "errors": sum(errors.values()),
         "errors_by_kind": errors,

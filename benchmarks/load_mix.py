@@ -22,9 +22,16 @@ def full_rows(sample_root: Path) -> list[dict[str, str]]:
     for line in (sample_root / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         if record.get("text") and record.get("image") and record.get("audio"):
-            rows.append({"id": record["id"], "text": record["text"],
-                         **{m: base64.b64encode((sample_root / record[m]).read_bytes()).decode("ascii")
-                            for m in ("image", "audio")}})
+            rows.append(
+                {
+                    "id": record["id"],
+                    "text": record["text"],
+                    **{
+                        m: base64.b64encode((sample_root / record[m]).read_bytes()).decode("ascii")
+                        for m in ("image", "audio")
+                    },
+                }
+            )
     return rows
 
 
@@ -41,8 +48,11 @@ def _some_missing(rng: np.random.Generator, probability: float) -> set[str]:
 def build_payloads(rows: list[dict[str, str]], settings: Mapping[str, Any], seed: int) -> dict[str, list[bytes]]:
     """``payloads_per_kind`` JSON bodies per kind (``{"dataframe_records": [...]}``), seeded."""
     rng = np.random.default_rng(seed)
-    count, batch, probability = int(settings["payloads_per_kind"]), int(settings["batch_rows"]), float(
-        settings["missing_probability"])
+    count, batch, probability = (
+        int(settings["payloads_per_kind"]),
+        int(settings["batch_rows"]),
+        float(settings["missing_probability"]),
+    )
 
     def pick() -> dict[str, str]:
         return rows[int(rng.integers(len(rows)))]
@@ -55,8 +65,10 @@ def build_payloads(rows: list[dict[str, str]], settings: Mapping[str, Any], seed
         SINGLE_MISSING: lambda: [_without(pick(), one_or_two_missing())],
         BATCH: lambda: [_without(pick(), _some_missing(rng, probability)) for _ in range(batch)],
     }
-    return {kind: [json.dumps({"dataframe_records": make()}).encode("utf-8") for _ in range(count)]
-            for kind, make in kinds.items()}
+    return {
+        kind: [json.dumps({"dataframe_records": make()}).encode("utf-8") for _ in range(count)]
+        for kind, make in kinds.items()
+    }
 
 
 def rows_of(kind: str, batch_rows: int) -> int:

@@ -40,8 +40,9 @@ def probe_bodies(settings: Mapping[str, Any]) -> dict[str, bytes]:
     rows = [{"id": f"r{i}", "text": "a short text"} for i in range(int(settings["rows"]))]
     return {
         f"JSON body of {size / MEGABYTE:,.0f} MiB": prefix + b"x" * (size - len(prefix) - len(suffix)) + suffix,
-        f"PNG bomb {settings['bomb_side']}² px, {len(bomb) / 1024:,.0f} KiB base64":
-            json.dumps({"dataframe_records": [{"id": "bomb", "image": bomb}]}).encode(),
+        f"PNG bomb {settings['bomb_side']}² px, {len(bomb) / 1024:,.0f} KiB base64": json.dumps(
+            {"dataframe_records": [{"id": "bomb", "image": bomb}]}
+        ).encode(),
         f"{len(rows):,} rows": json.dumps({"dataframe_records": rows}).encode(),
     }
 
@@ -70,7 +71,14 @@ def run_probes(url: str, server_pid: int, settings: Mapping[str, Any], timeout: 
         except (ValueError, AttributeError):
             message = answer.decode("utf-8", errors="replace")
         message = message.split("Error: ", 1)[-1].replace("\n", " ")
-        results.append({"probe": name, "status": status, "seconds": seconds, "answer_bytes": len(answer),
-                        "rss_growth_mib": (watch.peak_rss - watch.start_rss) / MEGABYTE,
-                        "answer": message[:MESSAGE_CHARS]})
+        results.append(
+            {
+                "probe": name,
+                "status": status,
+                "seconds": seconds,
+                "answer_bytes": len(answer),
+                "rss_growth_mib": (watch.peak_rss - watch.start_rss) / MEGABYTE,
+                "answer": message[:MESSAGE_CHARS],
+            }
+        )
     return results

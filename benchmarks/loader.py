@@ -22,8 +22,10 @@ def run(ctx: Context) -> SectionResult:
     settings = ctx.settings.loader
     per_item = per_item_costs(ctx, settings)
     end_to_end = dataloader_throughput(ctx, settings)
-    return SectionResult(figures={"per_item": per_item, "dataloader": end_to_end},
-                         tables=[_per_item_table(per_item, settings), _dataloader_table(end_to_end, settings)])
+    return SectionResult(
+        figures={"per_item": per_item, "dataloader": end_to_end},
+        tables=[_per_item_table(per_item, settings), _dataloader_table(end_to_end, settings)],
+    )
 
 
 def per_item_costs(ctx: Context, settings) -> dict[str, dict[str, Any]]:
@@ -44,13 +46,21 @@ def per_item_costs(ctx: Context, settings) -> dict[str, dict[str, Any]]:
         records = random.Random(int(settings.seed)).sample(kept, min(int(settings.timed_items), len(kept)))
         shard_us = _per_item_us(lambda r, shards=shards: shards.get(r.id), records, settings)
         raw_us = _per_item_us(processor.process, records, settings)
-        results[modality] = {"items": len(records), "shards_us": shard_us, "raw_us": raw_us,
-                             "speedup": ratio(raw_us, shard_us)}
+        results[modality] = {
+            "items": len(records),
+            "shards_us": shard_us,
+            "raw_us": raw_us,
+            "speedup": ratio(raw_us, shard_us),
+        }
         ctx.console.progress(SECTION, f"{modality}: shards {shard_us:.0f} µs/item, raw decode {raw_us:.0f} µs/item")
     shard_total = sum(r["shards_us"] for r in results.values())
     raw_total = sum(r["raw_us"] for r in results.values())
-    results["all"] = {"items": min((r["items"] for r in results.values()), default=0), "shards_us": shard_total,
-                      "raw_us": raw_total, "speedup": ratio(raw_total, shard_total)}
+    results["all"] = {
+        "items": min((r["items"] for r in results.values()), default=0),
+        "shards_us": shard_total,
+        "raw_us": raw_total,
+        "speedup": ratio(raw_total, shard_total),
+    }
     threshold = float(settings.min_speedup)
     for row in results.values():
         row["passed"] = None if row["speedup"] is None else row["speedup"] >= threshold
@@ -77,8 +87,9 @@ def dataloader_throughput(ctx: Context, settings) -> dict[str, dict[str, float]]
     ctx.workspace.shards()
     results = {}
     for workers in settings.dataloader_workers:
-        cfg = ctx.workspace.fusion_config([f"data.num_workers={int(workers)}",
-                                           f"data.batch_size={int(settings.batch_size)}"])
+        cfg = ctx.workspace.fusion_config(
+            [f"data.num_workers={int(workers)}", f"data.batch_size={int(settings.batch_size)}"]
+        )
         datamodule = build_datamodule(cfg)
         loader = datamodule.train_dataloader()
         passes = []
@@ -92,9 +103,14 @@ def dataloader_throughput(ctx: Context, settings) -> dict[str, dict[str, float]]
                         first_batch = time.perf_counter() - start
                     samples += len(batch["id"])
                 passes.append(samples / (time.perf_counter() - start))
-        results[f"{int(workers)}w"] = {"workers": int(workers), "batch_size": int(settings.batch_size),
-                                       "modalities": list(cfg.modality.names), "samples_per_second": passes[-1],
-                                       "first_pass_samples_per_second": passes[0], "first_batch_seconds": first_batch}
+        results[f"{int(workers)}w"] = {
+            "workers": int(workers),
+            "batch_size": int(settings.batch_size),
+            "modalities": list(cfg.modality.names),
+            "samples_per_second": passes[-1],
+            "first_pass_samples_per_second": passes[0],
+            "first_batch_seconds": first_batch,
+        }
         ctx.console.progress(SECTION, f"DataLoader, {workers} worker(s): {passes[-1]:.0f} samples/s")
         del loader  # ends the persistent workers
     return results
@@ -114,8 +130,9 @@ def _per_item_table(results: dict[str, dict[str, Any]], settings) -> Table:
         ],
     )
     for modality, row in results.items():
-        table.add(modality, row["items"], row["shards_us"], row["raw_us"], times(row["speedup"]),
-                  verdict(row["passed"]))
+        table.add(
+            modality, row["items"], row["shards_us"], row["raw_us"], times(row["speedup"]), verdict(row["passed"])
+        )
     return table
 
 
@@ -123,11 +140,18 @@ def _dataloader_table(results: dict[str, dict[str, float]], settings) -> Table:
     table = Table(
         "Loader: training DataLoader from shards (MultimodalDataModule.train_dataloader)",
         ["workers", "batch", "samples/s (steady)", "samples/s (first pass)", "first batch s"],
-        notes=[f"Modalities {'+'.join(next(iter(results.values()))['modalities']) if results else ''}; "
-               f"{int(settings.dataloader_passes)} passes over the training split, shuffled and collated; steady = "
-               "the last pass (persistent workers already running), first pass includes starting the workers."],
+        notes=[
+            f"Modalities {'+'.join(next(iter(results.values()))['modalities']) if results else ''}; "
+            f"{int(settings.dataloader_passes)} passes over the training split, shuffled and collated; steady = "
+            "the last pass (persistent workers already running), first pass includes starting the workers."
+        ],
     )
     for row in results.values():
-        table.add(row["workers"], row["batch_size"], row["samples_per_second"],
-                  row["first_pass_samples_per_second"], row["first_batch_seconds"])
+        table.add(
+            row["workers"],
+            row["batch_size"],
+            row["samples_per_second"],
+            row["first_pass_samples_per_second"],
+            row["first_batch_seconds"],
+        )
     return table

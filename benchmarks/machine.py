@@ -72,17 +72,23 @@ def describe(device: torch.device) -> dict[str, Any]:
 
 def header(info: Mapping[str, Any]) -> str:
     """One line per fact, for the terminal and the Markdown file."""
-    gpu = (f"{info['cuda_device']} ×{info['cuda_devices']} (CUDA {info['cuda_version']})"
-           if info["cuda_device"] else "none (CPU run)")
-    return "\n".join([
-        f"CPU:    {info['cpu']} ({info['cores']} usable cores, torch threads {info['torch_threads']})",
-        f"GPU:    {gpu}",
-        f"Python: {info['python']}, torch {info['torch']}, Lightning {info['lightning']}",
-    ])
+    gpu = (
+        f"{info['cuda_device']} ×{info['cuda_devices']} (CUDA {info['cuda_version']})"
+        if info["cuda_device"]
+        else "none (CPU run)"
+    )
+    return "\n".join(
+        [
+            f"CPU:    {info['cpu']} ({info['cores']} usable cores, torch threads {info['torch_threads']})",
+            f"GPU:    {gpu}",
+            f"Python: {info['python']}, torch {info['torch']}, Lightning {info['lightning']}",
+        ]
+    )
 
 
-def peak_tflops(device_name: str | None, table: Mapping[str, Mapping[str, float]],
-                override: Mapping[str, float] | None = None) -> dict[str, float] | None:
+def peak_tflops(
+    device_name: str | None, table: Mapping[str, Mapping[str, float]], override: Mapping[str, float] | None = None
+) -> dict[str, float] | None:
     """Peak dense TFLOP/s per precision ({"bf16": .., "fp32": ..}) of the first table key found in the device
     name (case-insensitive); `override` wins; None on CPU or for an unknown GPU (MFU is then n/a)."""
     if override:

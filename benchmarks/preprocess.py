@@ -30,24 +30,34 @@ def run(ctx: Context) -> SectionResult:
                     summary = run_preprocess(modality, cfg)
                 seconds = time.perf_counter() - start
             except Exception as exc:  # one failing stage is a result, not the end of the run
-                figures[key] = {"modality": modality, "workers": workers,
-                                "error": failed(short_error(exc, int(ctx.settings.report.error_chars)))}
+                figures[key] = {
+                    "modality": modality,
+                    "workers": workers,
+                    "error": failed(short_error(exc, int(ctx.settings.report.error_chars))),
+                }
                 ctx.console.progress(SECTION, f"{modality}, {workers} worker(s): {figures[key]['error']}")
                 all_done = False
                 continue
             items = sum(summary["kept"].values())
-            figures[key] = {"modality": modality, "workers": workers, "items": items, "seconds": seconds,
-                            "items_per_second": items / seconds,
-                            "items_per_second_per_worker": items / seconds / workers,
-                            "rejected": summary["rejected"]}
+            figures[key] = {
+                "modality": modality,
+                "workers": workers,
+                "items": items,
+                "seconds": seconds,
+                "items_per_second": items / seconds,
+                "items_per_second_per_worker": items / seconds / workers,
+                "rejected": summary["rejected"],
+            }
             ctx.console.progress(SECTION, f"{modality}, {workers} worker(s): {items} items in {seconds:.1f} s")
         if all_done and set(settings.modalities) >= {"text", "image", "audio"}:
             complete.append(out)
     if complete:
         ctx.workspace.use_shards(complete[-1])
     _add_speedups(figures, worker_counts)
-    return SectionResult(figures={"runs": figures, "records": int(ctx.settings.dataset.num_records)},
-                         tables=[_table(figures, worker_counts, settings.modalities)])
+    return SectionResult(
+        figures={"runs": figures, "records": int(ctx.settings.dataset.num_records)},
+        tables=[_table(figures, worker_counts, settings.modalities)],
+    )
 
 
 def _add_speedups(figures: dict[str, dict], worker_counts: list[int]) -> None:
@@ -61,8 +71,15 @@ def _add_speedups(figures: dict[str, dict], worker_counts: list[int]) -> None:
 def _table(figures: dict[str, dict], worker_counts: list[int], modalities) -> Table:
     table = Table(
         "Preprocessing: raw files -> shards (run_preprocess, per modality)",
-        ["modality", "workers", "items", "seconds", "items/s", "items/s per worker",
-         f"speed-up vs {worker_counts[0]} worker(s)"],
+        [
+            "modality",
+            "workers",
+            "items",
+            "seconds",
+            "items/s",
+            "items/s per worker",
+            f"speed-up vs {worker_counts[0]} worker(s)",
+        ],
         notes=[
             "Each run is the whole stage as DVC runs it: manifest read and validated, the tokenizer (text) or "
             "log-mel normalisation (audio) fitted on the training split, litdata worker processes started, "
@@ -79,6 +96,13 @@ def _table(figures: dict[str, dict], worker_counts: list[int], modalities) -> Ta
             if "error" in row:
                 table.add(modality, workers, row["error"], None, None, None, None)
                 continue
-            table.add(modality, workers, row["items"], row["seconds"], row["items_per_second"],
-                      row["items_per_second_per_worker"], times(row["speedup_vs_first"]))
+            table.add(
+                modality,
+                workers,
+                row["items"],
+                row["seconds"],
+                row["items_per_second"],
+                row["items_per_second_per_worker"],
+                times(row["speedup_vs_first"]),
+            )
     return table

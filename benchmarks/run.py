@@ -27,8 +27,10 @@ SECONDS_PER_MINUTE = 60
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.run", description=__doc__,
-        epilog="Every size lives in benchmarks/config.yaml; override with key=value, e.g. training.epochs=3.")
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        epilog="Every size lives in benchmarks/config.yaml; override with key=value, e.g. training.epochs=3.",
+    )
     parser.add_argument("--only", help=f"comma-separated sections to run (default: all of {','.join(SECTIONS)})")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the config's quick: block): a smoke test")
     parser.add_argument("--output", help="JSON file (default: benchmarks/results/<device>[-quick].json)")
@@ -53,7 +55,7 @@ def default_output(slug: str, quick: bool) -> Path:
 
 
 def duration(seconds: float) -> str:
-    """"45 s" or "12 min": the scale a person waits in."""
+    """ "45 s" or "12 min": the scale a person waits in."""
     return f"{seconds:.0f} s" if seconds < SECONDS_PER_MINUTE * 2 else f"{seconds / SECONDS_PER_MINUTE:.0f} min"
 
 
@@ -69,8 +71,16 @@ def run_section(name: str, ctx: Context) -> tuple[SectionResult | None, str | No
 
 def markdown_report(report: dict[str, Any], results: dict[str, SectionResult]) -> str:
     """The whole run as Markdown: machine, then each section's tables."""
-    lines = ["## Benchmark results", "", f"Run {report['started']}{' (--quick)' if report['quick'] else ''}.", "",
-             "```", header(report["machine"]), "```", ""]
+    lines = [
+        "## Benchmark results",
+        "",
+        f"Run {report['started']}{' (--quick)' if report['quick'] else ''}.",
+        "",
+        "```",
+        header(report["machine"]),
+        "```",
+        "",
+    ]
     for name, section in report["sections"].items():
         lines += [f"### {name}", ""]
         if "error" in section:
@@ -98,16 +108,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = describe(device)
     console.print(header(machine))
     expected = sum(int(settings[name].expected_seconds) for name in sections)
-    console.print(f"Sections: {', '.join(sections)}; expected ~{duration(expected)} on an idle 2-core CPU. "
-                  f"Library output goes to {log_path}.\n")
+    console.print(
+        f"Sections: {', '.join(sections)}; expected ~{duration(expected)} on an idle 2-core CPU. "
+        f"Library output goes to {log_path}.\n"
+    )
 
     from benchmarks.workspace import Workspace  # after the header: it imports the fusion package
 
     workspace = Workspace(settings.dataset, console, log_path, settings.workdir)
-    ctx = Context(settings=settings, device=device, workspace=workspace, console=console, log_path=log_path,
-                  machine=machine)
-    report: dict[str, Any] = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "quick": args.quick,
-                              "machine": machine, "settings": OmegaConf.to_container(settings), "sections": {}}
+    ctx = Context(
+        settings=settings, device=device, workspace=workspace, console=console, log_path=log_path, machine=machine
+    )
+    report: dict[str, Any] = {
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "machine": machine,
+        "settings": OmegaConf.to_container(settings),
+        "sections": {},
+    }
     results: dict[str, SectionResult] = {}
     try:
         for name in sections:

@@ -24,8 +24,12 @@ class Table:
         self.rows.append(cells)
 
     def to_json(self) -> dict[str, Any]:
-        return {"title": self.title, "columns": list(self.columns),
-                "rows": [[cell_text(c) for c in row] for row in self.rows], "notes": list(self.notes)}
+        return {
+            "title": self.title,
+            "columns": list(self.columns),
+            "rows": [[cell_text(c) for c in row] for row in self.rows],
+            "notes": list(self.notes),
+        }
 
 
 def cell_text(value: Any, digits: int = 3) -> str:
@@ -37,7 +41,7 @@ def cell_text(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         if value != value:  # NaN
             return MISSING
-        if abs(value) >= 10 ** digits:
+        if abs(value) >= 10**digits:
             return f"{value:,.0f}"
         return f"{value:.{digits}g}"
     return str(value)
@@ -71,8 +75,9 @@ def format_text(table: Table) -> str:
     widths = [max(len(row[i]) for row in grid) for i in range(len(table.columns))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=False)))
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=False))
+        )
 
     out = [table.title, line(grid[0]), "  ".join("-" * w for w in widths)]
     out += [line(row) for row in grid[1:]]
@@ -82,6 +87,7 @@ def format_text(table: Table) -> str:
 
 def format_markdown(table: Table, heading_level: int = 3) -> str:
     """A Markdown heading, pipe table (numbers right-aligned) and the notes as a bullet list."""
+
     def row(cells: Sequence[str]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 

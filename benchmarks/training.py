@@ -27,8 +27,9 @@ PEAK_KEY = {"bf16-mixed": "bf16", "bf16-true": "bf16", "32-true": "fp32", "32": 
 def run(ctx: Context) -> SectionResult:
     settings = ctx.settings.training
     ctx.workspace.shards()
-    peaks = peak_tflops(ctx.machine.get("cuda_device"), ctx.settings.peak_tflops.devices,
-                        ctx.settings.peak_tflops.override)
+    peaks = peak_tflops(
+        ctx.machine.get("cuda_device"), ctx.settings.peak_tflops.devices, ctx.settings.peak_tflops.override
+    )
     runs: dict[str, dict[str, Any]] = {}
     for setup in settings.setups:
         name, setup_overrides = str(setup.name), list(setup.overrides)
@@ -42,21 +43,39 @@ def run(ctx: Context) -> SectionResult:
                 row = _try(ctx, lambda cfg=cfg: fit_once(ctx, cfg))
                 if not isinstance(row, dict):
                     row = {"error": row}
-                row.update(setup=name, precision=precision, compiled=bool(compiled),
-                           deterministic=bool(_deterministic(ctx, cfg)), total_seconds=time.perf_counter() - started)
+                row.update(
+                    setup=name,
+                    precision=precision,
+                    compiled=bool(compiled),
+                    deterministic=bool(_deterministic(ctx, cfg)),
+                    total_seconds=time.perf_counter() - started,
+                )
                 _add_flops(row, flops_per_sample, peaks, precision)
                 runs[key] = row
-                ctx.console.progress(SECTION, f"{key}: " + (row["error"] if "error" in row else
-                                     f"{row['samples_per_second']:.1f} samples/s ({row['total_seconds']:.0f} s)"))
+                ctx.console.progress(
+                    SECTION,
+                    f"{key}: "
+                    + (
+                        row["error"]
+                        if "error" in row
+                        else f"{row['samples_per_second']:.1f} samples/s ({row['total_seconds']:.0f} s)"
+                    ),
+                )
     _add_speedups(runs, settings)
     threshold = float(settings.max_data_wait)
     for row in runs.values():
         wait = row.get("data_wait_fraction")
         row["data_wait_ok"] = None if wait is None else wait < threshold
-    return SectionResult(figures={"runs": runs, "peak_tflops": peaks,
-                                  "batch_size": int(settings.batch_size), "epochs": int(settings.epochs),
-                                  "batches_per_epoch": int(settings.batches_per_epoch)},
-                         tables=[_table(runs, settings)])
+    return SectionResult(
+        figures={
+            "runs": runs,
+            "peak_tflops": peaks,
+            "batch_size": int(settings.batch_size),
+            "epochs": int(settings.epochs),
+            "batches_per_epoch": int(settings.batches_per_epoch),
+        },
+        tables=[_table(runs, settings)],
+    )
 
 
 def run_key(setup: str, precision: str, compiled: bool) -> str:
@@ -76,9 +95,15 @@ def _config(ctx: Context, setup_overrides, precision: str, compiled: bool) -> Di
     """The project's config for one combination, with the benchmark's batch, loader and trainer group."""
     settings = ctx.settings.training
     trainer_group = "gpu" if ctx.device.type == "cuda" else "cpu"
-    overrides = [*setup_overrides, f"trainer={trainer_group}", f"trainer.precision={precision}",
-                 f"model.compile.enabled={str(compiled).lower()}", f"data.batch_size={int(settings.batch_size)}",
-                 f"data.num_workers={int(settings.num_workers)}", *settings.overrides]
+    overrides = [
+        *setup_overrides,
+        f"trainer={trainer_group}",
+        f"trainer.precision={precision}",
+        f"model.compile.enabled={str(compiled).lower()}",
+        f"data.batch_size={int(settings.batch_size)}",
+        f"data.num_workers={int(settings.num_workers)}",
+        *settings.overrides,
+    ]
     return ctx.workspace.fusion_config(overrides)
 
 
@@ -90,6 +115,7 @@ def _deterministic(ctx: Context, cfg: DictConfig) -> bool:
 
 class EpochLog(pl.Callback):
     """Keeps DataWaitMonitor's figures and the wall time of every training epoch (the first one compiles)."""
+
     def __init__(self, monitor) -> None:
         self.monitor, self.epochs, self.started = monitor, [], 0.0
 
@@ -110,10 +136,19 @@ def fit_once(ctx: Context, cfg: DictConfig) -> dict[str, Any]:
     monitor = DataWaitMonitor()
     epoch_log = EpochLog(monitor)
     trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=[monitor, epoch_log], logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-        limit_train_batches=int(settings.batches_per_epoch), max_epochs=int(settings.epochs),
-        deterministic=_deterministic(ctx, cfg), default_root_dir=str(ctx.workspace.root / "trainer"))
+        cfg.trainer,
+        callbacks=[monitor, epoch_log],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        limit_train_batches=int(settings.batches_per_epoch),
+        max_epochs=int(settings.epochs),
+        deterministic=_deterministic(ctx, cfg),
+        default_root_dir=str(ctx.workspace.root / "trainer"),
+    )
     cuda = ctx.device.type == "cuda"
     if cuda:
         torch.cuda.empty_cache()
@@ -157,8 +192,9 @@ def _add_flops(row: dict[str, Any], flops_per_sample, peaks: dict[str, float] | 
     rate = row.get("samples_per_second")
     achieved = flops_per_sample * rate / TERA if rate else None
     peak = (peaks or {}).get(PEAK_KEY.get(precision, ""))
-    row.update(gflop_per_sample=flops_per_sample / GIGA, achieved_tflops=achieved, peak_tflops=peak,
-               mfu=ratio(achieved, peak))
+    row.update(
+        gflop_per_sample=flops_per_sample / GIGA, achieved_tflops=achieved, peak_tflops=peak, mfu=ratio(achieved, peak)
+    )
 
 
 def _add_speedups(runs: dict[str, dict[str, Any]], settings) -> None:
@@ -181,8 +217,21 @@ def _table(runs: dict[str, dict[str, Any]], settings) -> Table:
     compile_note = "torch.compile ran with deterministic mode on." if compiled_ok else ""
     table = Table(
         "Training throughput (real training path, last epoch)",
-        ["setup", "precision", "mode", "samples/s", "data wait", f"wait < {threshold:.0%}", "first epoch s",
-         f"vs {fp32}", "vs eager", "GFLOP/sample", "achieved TFLOP/s", "peak MiB", "MFU"],
+        [
+            "setup",
+            "precision",
+            "mode",
+            "samples/s",
+            "data wait",
+            f"wait < {threshold:.0%}",
+            "first epoch s",
+            f"vs {fp32}",
+            "vs eager",
+            "GFLOP/sample",
+            "achieved TFLOP/s",
+            "peak MiB",
+            "MFU",
+        ],
         notes=[
             f"Batch {int(settings.batch_size)}, {int(settings.batches_per_epoch)} batches × "
             f"{int(settings.epochs)} epochs, "
@@ -204,9 +253,19 @@ def _table(runs: dict[str, dict[str, Any]], settings) -> Table:
         if "error" in row:
             table.add(row["setup"], row["precision"], mode, row["error"], *([None] * 9))
             continue
-        table.add(row["setup"], row["precision"], mode, row["samples_per_second"],
-                  f"{row['data_wait_fraction']:.1%}", verdict(row["data_wait_ok"]), row["first_epoch_seconds"],
-                  times(row["speedup_vs_fp32"]) if row["speedup_vs_fp32"] else "-",
-                  times(row["speedup_vs_eager"]) if row["speedup_vs_eager"] else "-",
-                  row["gflop_per_sample"], row["achieved_tflops"], row["peak_memory_mib"], row["mfu"])
+        table.add(
+            row["setup"],
+            row["precision"],
+            mode,
+            row["samples_per_second"],
+            f"{row['data_wait_fraction']:.1%}",
+            verdict(row["data_wait_ok"]),
+            row["first_epoch_seconds"],
+            times(row["speedup_vs_fp32"]) if row["speedup_vs_fp32"] else "-",
+            times(row["speedup_vs_eager"]) if row["speedup_vs_eager"] else "-",
+            row["gflop_per_sample"],
+            row["achieved_tflops"],
+            row["peak_memory_mib"],
+            row["mfu"],
+        )
     return table

@@ -31,18 +31,20 @@ class Workspace:
         from fusion.config import compose
 
         processed = processed_dir or self.processed_dir or self.root / "processed"
-        return compose([
-            f"sample.num_records={int(self.dataset.num_records)}",
-            "sample.progress=false",
-            f"data.root={self.sample_root}",
-            f"data.processed_dir={processed}",
-            f"paths.output_dir={self.root / 'train'}",
-            f"paths.evaluate_dir={self.root / 'evaluate'}",
-            f"logger.tracking_uri=sqlite:///{self.root / 'mlflow.db'}",
-            f"logger.artifact_location={self.root / 'mlartifacts'}",
-            *self.dataset.overrides,
-            *overrides,
-        ])
+        return compose(
+            [
+                f"sample.num_records={int(self.dataset.num_records)}",
+                "sample.progress=false",
+                f"data.root={self.sample_root}",
+                f"data.processed_dir={processed}",
+                f"paths.output_dir={self.root / 'train'}",
+                f"paths.evaluate_dir={self.root / 'evaluate'}",
+                f"logger.tracking_uri=sqlite:///{self.root / 'mlflow.db'}",
+                f"logger.artifact_location={self.root / 'mlartifacts'}",
+                *self.dataset.overrides,
+                *overrides,
+            ]
+        )
 
     def sample(self) -> Path:
         """The generated raw dataset (manifest, text/image/audio files), made on first use."""
@@ -52,8 +54,9 @@ class Workspace:
             start = time.perf_counter()
             with output_to(self.log_path):
                 generate_sample(self.fusion_config().sample, self.sample_root)
-            self.console.progress("dataset", f"generated {self.dataset.num_records} records in "
-                                             f"{time.perf_counter() - start:.1f} s")
+            self.console.progress(
+                "dataset", f"generated {self.dataset.num_records} records in {time.perf_counter() - start:.1f} s"
+            )
         return self.sample_root
 
     def use_shards(self, processed_dir: Path) -> None:

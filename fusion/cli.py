@@ -16,14 +16,20 @@ class Option:
         self.default, self.help, self.required = default, help, required
 
 
-def parse_key_values(prog: str, description: str, options: Mapping[str, Option], argv: Sequence[str] | None,
-                     epilog: str = "") -> DictConfig:
+def parse_key_values(
+    prog: str, description: str, options: Mapping[str, Option], argv: Sequence[str] | None, epilog: str = ""
+) -> DictConfig:
     """Parse ``key=value`` arguments into a config of ``options`` (values typed as YAML: 3, true, null, [a, b]).
     An unknown key, a missing required one or a bare word exits with the usage and the fix."""
-    keys = "\n".join(f"  {key}={'<required>' if o.required else _show(o.default)}\n      {o.help}"
-                     for key, o in options.items())
-    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=f"keys:\n{keys}\n\n{epilog}".rstrip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    keys = "\n".join(
+        f"  {key}={'<required>' if o.required else _show(o.default)}\n      {o.help}" for key, o in options.items()
+    )
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=f"keys:\n{keys}\n\n{epilog}".rstrip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("settings", nargs="*", metavar="key=value", help="settings (see keys below)")
     args = parser.parse_args(argv)
     bare = [s for s in args.settings if "=" not in s]

@@ -60,13 +60,15 @@ def load_params(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
 
 def stage_parser(description: str, epilog: str, modality_choices: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The common command line of the DVC stage scripts: [modality] --params FILE key=value..."""
-    parser = argparse.ArgumentParser(description=description, epilog=epilog,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     if modality_choices:
         parser.add_argument("modality", choices=list(modality_choices), help="which modality to process")
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="override a parameter, e.g. data.root=/path/to/dataset")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="override a parameter, e.g. data.root=/path/to/dataset"
+    )
     return parser
 
 

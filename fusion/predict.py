@@ -33,19 +33,29 @@ class PredictError(RuntimeError):
 
 def options(defaults: DictConfig) -> dict[str, Option]:
     return {
-        "model": Option(None, "run id, runs:/<run id>/model, models:/<name>/<version>, or a local MLflow model or "
-                              "bundle folder", required=True),
-        "manifest": Option(None, "manifest.jsonl to predict (labels optional; paths relative to its folder)",
-                           required=True),
+        "model": Option(
+            None,
+            "run id, runs:/<run id>/model, models:/<name>/<version>, or a local MLflow model or bundle folder",
+            required=True,
+        ),
+        "manifest": Option(
+            None, "manifest.jsonl to predict (labels optional; paths relative to its folder)", required=True
+        ),
         "output": Option("predictions.csv", "the predictions CSV: id, prediction, one score column per class"),
-        "split": Option(None, f"only this split ({', '.join(SPLITS)}) as the training pipeline assigns it "
-                              "(the run's data.split settings; needs labels); null: every record"),
+        "split": Option(
+            None,
+            f"only this split ({', '.join(SPLITS)}) as the training pipeline assigns it "
+            "(the run's data.split settings; needs labels); null: every record",
+        ),
         "batch_size": Option(serving_batch_size(defaults), "records preprocessed and scored at once"),
         "num_workers": Option(0, "DataLoader worker processes that preprocess records"),
         "tracking_uri": Option(defaults.logger.tracking_uri, "the MLflow store holding the run"),
         "artifact_path": Option(defaults.serving.artifact_path, "the model's artifact folder in the run"),
-        "rejected": Option(None, f"where records that cannot be read are listed with their reason; null: "
-                                 f"<output without .csv>{REJECTED_SUFFIX}"),
+        "rejected": Option(
+            None,
+            f"where records that cannot be read are listed with their reason; null: "
+            f"<output without .csv>{REJECTED_SUFFIX}",
+        ),
     }
 
 
@@ -69,8 +79,9 @@ class ManifestItems:
         record = self.records[index]
         present = [m for m in self.processors if record.has(m)]
         if not present:
-            return self._rejected(record, None, f"none of the model's modalities ({', '.join(self.processors)}) "
-                                                f"is given")
+            return self._rejected(
+                record, None, f"none of the model's modalities ({', '.join(self.processors)}) is given"
+            )
         sample: dict[str, Any] = {"id": record.id, **{m: None for m in self.processors}}
         for modality in present:
             try:
@@ -110,8 +121,11 @@ def read_records(manifest: Path, bundle: Any, split: str | None) -> tuple[list[R
             rejections.append(Rejection(None, number, STAGE, str(exc), manifest.name))
             continue
         if record.id in seen:
-            rejections.append(Rejection(record.id, number, STAGE,
-                                        f"duplicate id (first seen on line {seen[record.id]})", manifest.name))
+            rejections.append(
+                Rejection(
+                    record.id, number, STAGE, f"duplicate id (first seen on line {seen[record.id]})", manifest.name
+                )
+            )
             continue
         seen[record.id] = number
         records.append(record)
@@ -150,24 +164,33 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             raise ModelReferenceError(f"model={cfg.model!r}: {exc}") from None
         records, rejections = read_records(manifest, bundle, cfg.split)
         processors = {m: bundle.processor(m, manifest.parent, ".") for m in bundle.modalities}
-    ids, scores = predict_records(bundle, ManifestItems(records, processors), rejections, int(cfg.batch_size),
-                                  int(cfg.num_workers))
+    ids, scores = predict_records(
+        bundle, ManifestItems(records, processors), rejections, int(cfg.batch_size), int(cfg.num_workers)
+    )
     rejections.sort(key=lambda r: r.line)
     rejected_path.parent.mkdir(parents=True, exist_ok=True)
     rejected_path.write_text("".join(r.to_json() + "\n" for r in rejections), encoding="utf-8")
     if not ids:
-        raise PredictError(f"no record of {manifest}{f' in split {cfg.split}' if cfg.split else ''} could be "
-                           f"predicted ({len(rejections)} rejected, listed in {rejected_path})")
+        raise PredictError(
+            f"no record of {manifest}{f' in split {cfg.split}' if cfg.split else ''} could be "
+            f"predicted ({len(rejections)} rejected, listed in {rejected_path})"
+        )
     from fusion.serving.predictions import write_predictions
 
     write_predictions(output, ids, scores, bundle.task)
-    return {"predicted": len(ids), "rejected": len(rejections), "output": str(output),
-            "rejected_file": str(rejected_path), "rejections": rejections,
-            "rejections_shown": int(bundle.cfg.preprocess.rejections_shown)}
+    return {
+        "predicted": len(ids),
+        "rejected": len(rejections),
+        "output": str(output),
+        "rejected_file": str(rejected_path),
+        "rejections": rejections,
+        "rejections_shown": int(bundle.cfg.preprocess.rejections_shown),
+    }
 
 
-def predict_records(bundle: Any, items: ManifestItems, rejections: list[Rejection], batch_size: int,
-                    num_workers: int) -> tuple[list[str], Any]:
+def predict_records(
+    bundle: Any, items: ManifestItems, rejections: list[Rejection], batch_size: int, num_workers: int
+) -> tuple[list[str], Any]:
     """The ids and scores of every readable item (``batch_size`` at a time, preprocessed by ``num_workers``
     DataLoader workers, with a progress bar); unreadable ones are appended to ``rejections``."""
     import torch
@@ -196,8 +219,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"error: {exc}") from None
     from fusion.preprocess.common import format_rejections
 
-    print(f"predicted {summary['predicted']} record(s) -> {summary['output']}; rejected {summary['rejected']} -> "
-          f"{summary['rejected_file']}")
+    print(
+        f"predicted {summary['predicted']} record(s) -> {summary['output']}; rejected {summary['rejected']} -> "
+        f"{summary['rejected_file']}"
+    )
     if summary["rejections"]:
         print(format_rejections(summary["rejections"], summary["rejections_shown"]))
 

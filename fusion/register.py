@@ -17,8 +17,9 @@ class RegisterError(RuntimeError):
 
 def options(defaults) -> dict[str, Option]:
     return {
-        "run_id": Option(None, "the MLflow run whose model to register (outputs/train/run.json's run_id)",
-                         required=True),
+        "run_id": Option(
+            None, "the MLflow run whose model to register (outputs/train/run.json's run_id)", required=True
+        ),
         "name": Option(None, "the registered model's name (created if new; each call adds a version)", required=True),
         "alias": Option(None, "an alias to point at the new version, e.g. champion (moved from any older one)"),
         "artifact_path": Option(defaults.serving.artifact_path, "the model's artifact folder in the run"),
@@ -33,8 +34,14 @@ EPILOG = """examples:
   python -m fusion.predict model=models:/fusion-sample@champion manifest=data/sample/manifest.jsonl"""
 
 
-def register(run_id: str, name: str, alias: str | None = None, artifact_path: str = "model",
-             tracking_uri: str = "sqlite:///mlflow.db", description: str | None = None) -> dict[str, Any]:
+def register(
+    run_id: str,
+    name: str,
+    alias: str | None = None,
+    artifact_path: str = "model",
+    tracking_uri: str = "sqlite:///mlflow.db",
+    description: str | None = None,
+) -> dict[str, Any]:
     """A new version of `name` from `runs:/<run_id>/<artifact_path>`, with `alias` set on it; returns
     {name, version, alias, uri}."""
     from mlflow.exceptions import MlflowException
@@ -45,23 +52,33 @@ def register(run_id: str, name: str, alias: str | None = None, artifact_path: st
     try:
         run = client.get_run(run_id)
         if not any(a.path == artifact_path for a in client.list_artifacts(run_id)):
-            raise RegisterError(f"run {run_id} has no logged model '{artifact_path}/' (a run logs it when it is "
-                                f"tested: train.py with test_after_fit, or the evaluate stage)")
+            raise RegisterError(
+                f"run {run_id} has no logged model '{artifact_path}/' (a run logs it when it is "
+                f"tested: train.py with test_after_fit, or the evaluate stage)"
+            )
         try:
             client.get_registered_model(name)
         except MlflowException:
             client.create_registered_model(name, tags={"task": run.data.tags.get("task", "")})
-        version = client.create_model_version(name, f"runs:/{run_id}/{artifact_path}", run_id=run_id,
-                                              tags={k: run.data.tags[k] for k in ("modality", "fusion", "data_version")
-                                                    if k in run.data.tags},
-                                              description=description)
+        version = client.create_model_version(
+            name,
+            f"runs:/{run_id}/{artifact_path}",
+            run_id=run_id,
+            tags={k: run.data.tags[k] for k in ("modality", "fusion", "data_version") if k in run.data.tags},
+            description=description,
+        )
         if alias:
             client.set_registered_model_alias(name, alias, version.version)
     except MlflowException as exc:
-        raise RegisterError(f"cannot register run {run_id} as '{name}' in {store}: {exc.message.splitlines()[0]}") \
-            from None
-    return {"name": name, "version": version.version, "alias": alias,
-            "uri": f"models:/{name}@{alias}" if alias else f"models:/{name}/{version.version}"}
+        raise RegisterError(
+            f"cannot register run {run_id} as '{name}' in {store}: {exc.message.splitlines()[0]}"
+        ) from None
+    return {
+        "name": name,
+        "version": version.version,
+        "alias": alias,
+        "uri": f"models:/{name}@{alias}" if alias else f"models:/{name}/{version.version}",
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -18,10 +18,17 @@ Writes <data.processed_dir>/<modality>/ (shards, meta.json, records.jsonl, rejec
 
 
 def main() -> None:
-    parser = stage_parser("Decode one modality's raw files into training-ready tensor shards; records "
-                          "that cannot be used are listed with their reason in rejected.jsonl.", EPILOG, MODALITIES)
-    parser.add_argument("--strict", action="store_true",
-                        help="fail if any record is rejected, keeping the previous output (preprocess.strict=true)")
+    parser = stage_parser(
+        "Decode one modality's raw files into training-ready tensor shards; records "
+        "that cannot be used are listed with their reason in rejected.jsonl.",
+        EPILOG,
+        MODALITIES,
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail if any record is rejected, keeping the previous output (preprocess.strict=true)",
+    )
     args = parser.parse_args()
     cfg = load_params(args.params, [*args.overrides, *(["preprocess.strict=true"] if args.strict else [])])
     try:

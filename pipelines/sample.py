@@ -15,8 +15,11 @@ EPILOG = """examples:
 
 
 def main() -> None:
-    parser = stage_parser("Generate the deterministic synthetic text/image/audio sample dataset "
-                          "(manifest.jsonl + text/ image/ audio/) from the `sample` parameters.", EPILOG)
+    parser = stage_parser(
+        "Generate the deterministic synthetic text/image/audio sample dataset "
+        "(manifest.jsonl + text/ image/ audio/) from the `sample` parameters.",
+        EPILOG,
+    )
     args = parser.parse_args()
     cfg = load_params(args.params, args.overrides).sample
     print(format_summary(generate_sample(cfg, Path(cfg.output_dir))))

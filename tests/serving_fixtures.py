@@ -25,8 +25,13 @@ from tests.helpers.config import tiny_config
 HTTP_TIMEOUT_SECONDS = 60
 # Limits small enough that a test reaches each one with a request of a few MB (conf/serving/default.yaml has the
 # real defaults); given to the server as SERVING_MODEL_CONFIG, the way an operator overrides them.
-SERVER_LIMITS = {"max_rows": 64, "max_request_bytes": 3_000_000, "max_value_bytes": 1_000_000,
-                 "max_image_pixels": 1_000_000, "max_audio_seconds": 30}
+SERVER_LIMITS = {
+    "max_rows": 64,
+    "max_request_bytes": 3_000_000,
+    "max_value_bytes": 1_000_000,
+    "max_image_pixels": 1_000_000,
+    "max_audio_seconds": 30,
+}
 _SESSION: dict[str, Any] = {}  # the one trained run and the one server of a session
 
 
@@ -68,9 +73,18 @@ def trained_run(tmp_path_factory, processed_dir: Path, sample_root: Path) -> dic
         uri = log_bundle_model(bundle, cfg.logger.tracking_uri, info["run_id"], cfg.serving.artifact_path)
         seconds = time.perf_counter() - started
         after = client.get_run(info["run_id"]).info  # read at once: only the logging may have happened between
-        _SESSION["run"] = {"cfg": cfg, "base": base, "bundle": bundle, "uri": uri, "run_id": info["run_id"],
-                           "module": module, "datamodule": datamodule, "log_seconds": seconds, "before": before,
-                           "after": after}
+        _SESSION["run"] = {
+            "cfg": cfg,
+            "base": base,
+            "bundle": bundle,
+            "uri": uri,
+            "run_id": info["run_id"],
+            "module": module,
+            "datamodule": datamodule,
+            "log_seconds": seconds,
+            "before": before,
+            "after": after,
+        }
     return _SESSION["run"]
 
 
@@ -98,16 +112,18 @@ def manifest_lines(root: Path) -> list[dict]:
 
 def full_records(root: Path, count: int) -> list[dict]:
     """The first ``count`` manifest lines with every modality (inline text)."""
-    return [line for line in manifest_lines(root)
-            if line.get("text") and line.get("image") and line.get("audio")][:count]
+    return [line for line in manifest_lines(root) if line.get("text") and line.get("image") and line.get("audio")][
+        :count
+    ]
 
 
 def b64(root: Path, relative: str) -> str:
     return base64.b64encode((root / relative).read_bytes()).decode("ascii")
 
 
-def http_raw(url: str, body: bytes | None = None, content_type: str = "application/json",
-             timeout: float = HTTP_TIMEOUT_SECONDS) -> tuple[int, bytes]:
+def http_raw(
+    url: str, body: bytes | None = None, content_type: str = "application/json", timeout: float = HTTP_TIMEOUT_SECONDS
+) -> tuple[int, bytes]:
     """(status, body bytes) of a GET (no body) or a POST."""
     request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
     try:

@@ -30,8 +30,8 @@ from fusion.config import compose
 from fusion.data.manifest import load_manifest
 from fusion.preprocess.common import _processors
 
-TINY = 40               # records per built dataset
-PLANNED = 5000          # plans drawn to check proportions (no file is written)
+TINY = 40  # records per built dataset
+PLANNED = 5000  # plans drawn to check proportions (no file is written)
 PROPORTION_TOLERANCE = 0.015
 EASY_RECORDS = 80
 EASY_EPOCHS = 6
@@ -40,8 +40,10 @@ EASY_EPOCHS = 6
 @pytest.fixture(scope="module")
 def espeak():
     if shutil.which("espeak-ng") is None:
-        pytest.fail("espeak-ng is not installed; the benchmark datasets speak their audio with it. Install it with "
-                    "`apt-get install espeak-ng` (CI: .ci/run installs it).")
+        pytest.fail(
+            "espeak-ng is not installed; the benchmark datasets speak their audio with it. Install it with "
+            "`apt-get install espeak-ng` (CI: .ci/run installs it)."
+        )
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +114,11 @@ def test_the_manifest_misses_exactly_the_planned_modalities(built, name):
     plans = {p.id: p for p in plan_records(name, 0, TINY, len(builder(name).classes))}
     for line in (built[name] / MANIFEST).read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
-        has = {"text": record.get("text") is not None or record.get("text_path") is not None,
-               "image": record.get("image") is not None, "audio": record.get("audio") is not None}
+        has = {
+            "text": record.get("text") is not None or record.get("text_path") is not None,
+            "image": record.get("image") is not None,
+            "audio": record.get("audio") is not None,
+        }
         assert {m for m in MODALITIES if not has[m]} == plans[record["id"]].missing
 
 
@@ -127,17 +132,21 @@ def test_same_seed_same_bytes_other_seed_other_data(built, tmp_path):
 
 def test_bayes_bounds_match_hand_computations():
     # the bundled sample's design (fusion/data/sample/__init__.py docstring): 0.360 / 0.662 / 0.842
-    sample_groups = {"image": [c % 5 for c in range(10)], "audio": [c // 2 for c in range(10)],
-                     "text": [0, 1, 2, 0, 1, 2, 3, 4, 4, 3]}
+    sample_groups = {
+        "image": [c % 5 for c in range(10)],
+        "audio": [c // 2 for c in range(10)],
+        "text": [0, 1, 2, 0, 1, 2, 3, 4, 4, 3],
+    }
     clean = {m: 0.65 / 0.9 for m in MODALITIES}
     assert bayes_accuracy(sample_groups, clean, ["image"], 0.1) == pytest.approx(0.360, abs=1e-3)
     assert bayes_accuracy(sample_groups, clean, ["image", "text"], 0.1) == pytest.approx(0.662, abs=1e-3)
     assert bayes_accuracy(sample_groups, clean, list(MODALITIES), 0.1) == pytest.approx(0.842, abs=1e-3)
     # postcards, image alone: present -> 1/2, missing -> 1/10
-    p = 1 - MISSING_FRACTION + MISSING_FRACTION ** 3 / 3
+    p = 1 - MISSING_FRACTION + MISSING_FRACTION**3 / 3
     postcards = builder("postcards")
-    assert expectations(postcards.groups, postcards.informative)["image"] == pytest.approx(p / 2 + (1 - p) / 10,
-                                                                                           abs=1e-4)
+    assert expectations(postcards.groups, postcards.informative)["image"] == pytest.approx(
+        p / 2 + (1 - p) / 10, abs=1e-4
+    )
 
 
 def _easy_dataset(root: Path) -> Path:
@@ -155,8 +164,14 @@ def _easy_dataset(root: Path) -> Path:
         samples = (0.5 * np.sin(2 * np.pi * tone * np.arange(rate // 2) / rate) * 32767).astype("<i2")
         with wave.open(str(root / f"audio/{i}.wav"), "wb") as out:
             out.setnchannels(1), out.setsampwidth(2), out.setframerate(rate), out.writeframes(samples.tobytes())
-        record = {"id": f"e{i}", "label": ("dark", "light")[label], "split": split,
-                  "text": ("a dark one", "a light one")[label], "image": f"image/{i}.png", "audio": f"audio/{i}.wav"}
+        record = {
+            "id": f"e{i}",
+            "label": ("dark", "light")[label],
+            "split": split,
+            "text": ("a dark one", "a light one")[label],
+            "image": f"image/{i}.png",
+            "audio": f"audio/{i}.wav",
+        }
         if i % 7 == 0:
             record["image"] = None  # some records miss a modality
         lines.append(json.dumps(record))
@@ -195,8 +210,10 @@ def test_lenet_learns_an_easy_case(easy):
 
 
 def test_late_fusion_averages_present_modalities_and_falls_back():
-    probabilities = {"text": np.array([[0.9, 0.1], [0.6, 0.4], [0.5, 0.5]]),
-                     "image": np.array([[0.2, 0.8], [0.1, 0.9], [0.5, 0.5]])}
+    probabilities = {
+        "text": np.array([[0.9, 0.1], [0.6, 0.4], [0.5, 0.5]]),
+        "image": np.array([[0.2, 0.8], [0.1, 0.9], [0.5, 0.5]]),
+    }
     present = {"text": np.array([True, True, False]), "image": np.array([False, True, False])}
     # record 0: text only -> 0; record 1: mean (0.35, 0.65) -> 1; record 2: nothing present -> fallback 1
     assert late_fusion(probabilities, present, fallback=1).tolist() == [0, 1, 1]
@@ -207,20 +224,50 @@ def _fake_results() -> dict:
     runs = []
     for system, values in accs.items():
         for seed, acc in enumerate(values):
-            row = {"dataset": "d", "system": system, "seed": seed, "test_acc": acc, "cpu_seconds": 10.0 * (seed + 1),
-                   "fit_cpu_seconds": 5.0 * (seed + 1) if system == "project" else 12.0, "wall_seconds": 20.0,
-                   "fit_seconds": 5.0, "without": {m: 0.5 for m in MODALITIES}, "error": None}
+            row = {
+                "dataset": "d",
+                "system": system,
+                "seed": seed,
+                "test_acc": acc,
+                "cpu_seconds": 10.0 * (seed + 1),
+                "fit_cpu_seconds": 5.0 * (seed + 1) if system == "project" else 12.0,
+                "wall_seconds": 20.0,
+                "fit_seconds": 5.0,
+                "without": {m: 0.5 for m in MODALITIES},
+                "error": None,
+            }
             if system != "project":
                 row["alone"] = {m: 0.4 for m in MODALITIES}
             runs.append(row)
     for m, acc in zip(MODALITIES, (0.3, 0.5, 0.45), strict=True):
-        runs += [{"dataset": "d", "system": f"project-{m}", "seed": s, "test_acc": acc, "cpu_seconds": 1.0,
-                  "wall_seconds": 1.0, "error": None} for s in range(3)]
+        runs += [
+            {
+                "dataset": "d",
+                "system": f"project-{m}",
+                "seed": s,
+                "test_acc": acc,
+                "cpu_seconds": 1.0,
+                "wall_seconds": 1.0,
+                "error": None,
+            }
+            for s in range(3)
+        ]
     runs.append({"dataset": "d", "system": "lenet", "seed": 3, "error": "RuntimeError: boom"})
-    return {"runs": runs, "datasets": {"d": {"summary": "a test", "records": 9, "splits": {"test": 3}}},
-            "machine": {"cpu": "x", "cores": 2, "torch_threads": 2, "python": "3", "torch": "2", "lightning": "2",
-                        "cuda_device": None}, "systems": {"project": "ours", "logreg": "lr", "lenet": "ln"},
-            "settings": {"seeds": [0, 1, 2], "records": None}}
+    return {
+        "runs": runs,
+        "datasets": {"d": {"summary": "a test", "records": 9, "splits": {"test": 3}}},
+        "machine": {
+            "cpu": "x",
+            "cores": 2,
+            "torch_threads": 2,
+            "python": "3",
+            "torch": "2",
+            "lightning": "2",
+            "cuda_device": None,
+        },
+        "systems": {"project": "ours", "logreg": "lr", "lenet": "ln"},
+        "settings": {"seeds": [0, 1, 2], "records": None},
+    }
 
 
 def test_mean_and_std_as_by_hand():
@@ -279,8 +326,9 @@ def test_subprocess_errors_and_timeouts_name_the_log(tmp_path):
     timing = project.run_logged([sys.executable, "-c", "print('hello')"], tmp_path, log, timeout=60)
     assert timing.wall > 0 and "hello" in log.read_text(encoding="utf-8")
     with pytest.raises(project.StepFailed, match=r"exited with 3: ValueError: bad.*step\.log"):
-        project.run_logged([sys.executable, "-c", "print('ValueError: bad'); raise SystemExit(3)"], tmp_path, log,
-                           timeout=60)
+        project.run_logged(
+            [sys.executable, "-c", "print('ValueError: bad'); raise SystemExit(3)"], tmp_path, log, timeout=60
+        )
     with pytest.raises(project.StepFailed, match="timeout"):
         project.run_logged([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path, log, timeout=1)
 
@@ -292,8 +340,16 @@ def test_runner_writes_results_and_the_markdown_section(built, tmp_path, monkeyp
     markdown.write_text("# Benchmark results\n\nspeed tables\n", encoding="utf-8")
     data_dir = tmp_path / "data"
     shutil.copytree(built["avdigits"], data_dir / f"avdigits-n{TINY}-s0")  # found, not rebuilt
-    settings = Settings(datasets=["avdigits"], seeds=[0], systems=select("logreg", ()), out=tmp_path / "out",
-                        data_dir=data_dir, records=TINY, markdown=markdown, say=lambda _: None)
+    settings = Settings(
+        datasets=["avdigits"],
+        seeds=[0],
+        systems=select("logreg", ()),
+        out=tmp_path / "out",
+        data_dir=data_dir,
+        records=TINY,
+        markdown=markdown,
+        say=lambda _: None,
+    )
     results = run(settings)
     assert [(r["system"], r["seed"]) for r in results["runs"]] == [("logreg", 0)]
     assert all(r["error"] is None for r in results["runs"])

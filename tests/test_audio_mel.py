@@ -20,8 +20,9 @@ def _torchaudio_in_float64(sample_rate, n_fft, hop_length, n_mels, f_min, f_max)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(COMPUTE)
     try:
-        return torchaudio.transforms.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
-                                                    n_mels=n_mels, f_min=f_min, f_max=f_max).to(COMPUTE)
+        return torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, f_min=f_min, f_max=f_max
+        ).to(COMPUTE)
     finally:
         torch.set_default_dtype(previous)
 

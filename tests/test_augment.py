@@ -66,7 +66,7 @@ def test_audio_shift_moves_content_and_mask_together():
         got = out["mel"][i][:, out["mask"][i]]
         source = batch["mel"][i][:, batch["mask"][i]]
         assert got.shape[1] <= source.shape[1]
-        assert any(torch.equal(got, source[:, k:k + got.shape[1]]) for k in range(source.shape[1] - got.shape[1] + 1))
+        assert any(torch.equal(got, source[:, k : k + got.shape[1]]) for k in range(source.shape[1] - got.shape[1] + 1))
     assert torch.count_nonzero(out["mel"][2]) == 0 and not out["mask"][2].any()
 
 
@@ -96,8 +96,12 @@ def test_text_augment_keeps_one_token_and_only_swaps_valid_tokens():
     assert not (out["mask"] & ~batch["mask"]).any()
     torch.manual_seed(0)
     swapped = TextAugment(token_dropout=0.0, swap=1.0)(batch)
-    assert sorted(swapped["tokens"][0, :4].tolist()) == [4, 5, 6, 7] \
-        and swapped["tokens"][0, :4].tolist() != [4, 5, 6, 7]
+    assert sorted(swapped["tokens"][0, :4].tolist()) == [4, 5, 6, 7] and swapped["tokens"][0, :4].tolist() != [
+        4,
+        5,
+        6,
+        7,
+    ]
     assert swapped["tokens"][:, 4:].eq(0).all() and swapped["tokens"][1].tolist() == tokens[1].tolist()
 
 

@@ -34,8 +34,11 @@ from tests.helpers.project import copy_dvc_project
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = cases()
-SUMMARY_LINE = re.compile(r"^(\w+): (\d+) valid manifest records; kept train (\d+), val (\d+), test (\d+); "
-                          r"modality missing in (\d+); rejected (\d+)$", re.M)
+SUMMARY_LINE = re.compile(
+    r"^(\w+): (\d+) valid manifest records; kept train (\d+), val (\d+), test (\d+); "
+    r"modality missing in (\d+); rejected (\d+)$",
+    re.M,
+)
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -56,18 +59,25 @@ def check_outcomes(out: Path, modality: str, placed: dict[str, tuple[Case, int]]
         assert rejection is not None, f"{case.name} was not rejected by preprocess_{modality}"
         assert expected in rejection["reason"], (case.name, rejection)
         assert (rejection["id"], rejection["file"], rejection["stage"]) == (
-            case.rejected_id, case.file, f"preprocess_{modality}"), case.name
+            case.rejected_id,
+            case.file,
+            f"preprocess_{modality}",
+        ), case.name
 
 
-def expected_counts(placed: dict[str, tuple[Case, int]], modality: str, good: int = 0,
-                    good_with: int = 0) -> dict[str, int]:
+def expected_counts(
+    placed: dict[str, tuple[Case, int]], modality: str, good: int = 0, good_with: int = 0
+) -> dict[str, int]:
     """What the stage's summary should count, for `good` good records of which `good_with` have the modality."""
     outcomes = [(c, c.outcome(modality)) for c, _ in placed.values()]
     records = good + sum(c.modality is not None for c, _ in outcomes)
     with_modality = good_with + sum(c.modality == modality for c, _ in outcomes)
-    return {"records": records, "missing": records - with_modality,
-            "kept": good_with + sum(o is KEPT for _, o in outcomes),
-            "rejected": sum(o not in (KEPT, MISSING) for _, o in outcomes)}
+    return {
+        "records": records,
+        "missing": records - with_modality,
+        "kept": good_with + sum(o is KEPT for _, o in outcomes),
+        "rejected": sum(o not in (KEPT, MISSING) for _, o in outcomes),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -163,12 +173,15 @@ def test_text_prefix_reading_bounds_the_bytes_and_keeps_utf8_detection(tmp_path,
     assert asked and all(0 < size <= 4 * 11 for size in asked)  # 4 bytes a character (and the BOM's)
 
 
-@pytest.mark.parametrize("claimed, outcome", [
-    ((100, 100), "passes"),       # exactly max_pixels: allowed
-    ((101, 100), "too large"),    # PIL's warning range (max_pixels .. 2×), turned into a rejection
-    ((201, 100), "too large"),    # PIL's error range (over 2×)
-    ((100_000, 100_000), "too large"),
-])
+@pytest.mark.parametrize(
+    "claimed, outcome",
+    [
+        ((100, 100), "passes"),  # exactly max_pixels: allowed
+        ((101, 100), "too large"),  # PIL's warning range (max_pixels .. 2×), turned into a rejection
+        ((201, 100), "too large"),  # PIL's error range (over 2×)
+        ((100_000, 100_000), "too large"),
+    ],
+)
 def test_decompression_bomb_guard_rejects_from_the_header(tmp_path, claimed, outcome):
     (tmp_path / "image").mkdir()
     (tmp_path / "image" / "x.png").write_bytes(png_header_claiming(*claimed))
@@ -208,8 +221,9 @@ def test_long_audio_decodes_only_the_prefix_it_keeps(tmp_path, monkeypatch):
     processor = _audio_processor(tmp_path)
     asked = []
     read = sf.SoundFile.read
-    monkeypatch.setattr(sf.SoundFile, "read",
-                        lambda self, frames=-1, **kw: asked.append(frames) or read(self, frames, **kw))
+    monkeypatch.setattr(
+        sf.SoundFile, "read", lambda self, frames=-1, **kw: asked.append(frames) or read(self, frames, **kw)
+    )
     wave = processor.load_waveform(path)
     assert asked == [math.ceil(processor.cfg.max_seconds * rate)]
     assert wave.numel() == processor.max_samples and bool(wave.isfinite().all())
@@ -230,14 +244,22 @@ def test_wav_of_unknown_length_is_kept_and_a_short_one_is_not_called_truncated(t
     processor = _audio_processor(tmp_path)
     sf.write(tmp_path / "ok.wav", np.zeros(800), 8000, subtype="PCM_16")
     data = bytearray((tmp_path / "ok.wav").read_bytes())
-    data[data.index(b"data") + 4:data.index(b"data") + 8] = b"\xff\xff\xff\xff"  # what a streaming writer leaves
+    data[data.index(b"data") + 4 : data.index(b"data") + 8] = b"\xff\xff\xff\xff"  # what a streaming writer leaves
     (tmp_path / "streamed.wav").write_bytes(bytes(data))
     assert processor.load_waveform(tmp_path / "streamed.wav").numel() == processor.rate // 10  # 0.1 s
     assert processor.load_waveform(tmp_path / "ok.wav").numel() == processor.rate // 10
 
 
-@pytest.mark.parametrize("rate, reason", [(7999, "min_sample_rate=8000"), (192001, "max_sample_rate=192000"),
-                                          (44101, "max_ratio_terms=1000"), (11025, None), (48000, None)])
+@pytest.mark.parametrize(
+    "rate, reason",
+    [
+        (7999, "min_sample_rate=8000"),
+        (192001, "max_sample_rate=192000"),
+        (44101, "max_ratio_terms=1000"),
+        (11025, None),
+        (48000, None),
+    ],
+)
 def test_sample_rate_limits_name_their_knob(tmp_path, rate, reason):
     processor = _audio_processor(tmp_path)
     if reason is None:
@@ -268,10 +290,17 @@ def test_strict_fails_with_the_summary_and_keeps_the_previous_output(corpus_run,
     processed = tmp_path / "processed"
     shutil.copytree(out / "image", processed / "image")
     before = _files(processed)
-    params = _params(tmp_path, [f"data.root={cfg.data.root}", f"data.processed_dir={processed}",
-                                "preprocess.rejections_shown=5"])
-    result = subprocess.run([sys.executable, "pipelines/preprocess.py", "image", "--strict", "--params", str(params)],
-                            cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
+    params = _params(
+        tmp_path, [f"data.root={cfg.data.root}", f"data.processed_dir={processed}", "preprocess.rejections_shown=5"]
+    )
+    result = subprocess.run(
+        [sys.executable, "pipelines/preprocess.py", "image", "--strict", "--params", str(params)],
+        cwd=ROOT,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode != 0
     rejected = summaries["image"]["rejected"]
     assert format_summary(summaries["image"]) in result.stderr
@@ -284,16 +313,28 @@ def test_strict_fails_with_the_summary_and_keeps_the_previous_output(corpus_run,
 
 def test_strict_succeeds_without_rejections(sample_root, tmp_path, subprocess_env):
     params = _params(tmp_path, [f"data.root={sample_root}", f"data.processed_dir={tmp_path / 'out'}"])
-    result = subprocess.run([sys.executable, "pipelines/preprocess.py", "image", "--strict", "--params", str(params)],
-                            cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "pipelines/preprocess.py", "image", "--strict", "--params", str(params)],
+        cwd=ROOT,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rejected 0" in result.stdout and ModalityShards(tmp_path / "out" / "image").meta["summary"]["rejected"] == 0
 
 
 def test_structural_error_still_names_the_fix_under_strict(tmp_path, subprocess_env):
     params = _params(tmp_path, [f"data.root={tmp_path}"])
-    result = subprocess.run([sys.executable, "pipelines/preprocess.py", "text", "--strict", "--params", str(params)],
-                            cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "pipelines/preprocess.py", "text", "--strict", "--params", str(params)],
+        cwd=ROOT,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode != 0 and "error: manifest not found" in result.stderr and "data.root" in result.stderr
 
 
@@ -309,8 +350,12 @@ def _dead_pid() -> int:
 def test_stale_work_folders_of_dead_runs_are_removed_live_ones_kept(tmp_path):
     out = tmp_path / "image"
     dead, alive = _dead_pid(), os.getppid()
-    for path in (work_path(out, "tmp", dead), work_path(out, "old", dead), work_path(out, "tmp", alive),
-                 out.with_name(".image.tmp")):  # the pid-less name of earlier versions
+    for path in (
+        work_path(out, "tmp", dead),
+        work_path(out, "old", dead),
+        work_path(out, "tmp", alive),
+        out.with_name(".image.tmp"),
+    ):  # the pid-less name of earlier versions
         (path / "shards").mkdir(parents=True)
     removed = remove_stale(out)
     assert sorted(p.name for p in removed) == sorted([f".image.tmp-{dead}", f".image.old-{dead}", ".image.tmp"])
@@ -367,12 +412,15 @@ def _replicated_sample(sample_root: Path, root: Path, copies: int) -> None:
 
 
 @pytest.mark.slow
-def test_killed_preprocess_stage_leaves_no_partial_output_and_reruns_identically(sample_root, tmp_path,
-                                                                                  subprocess_env):
+def test_killed_preprocess_stage_leaves_no_partial_output_and_reruns_identically(sample_root, tmp_path, subprocess_env):
     root, processed = tmp_path / "ds", tmp_path / "processed"
     _replicated_sample(sample_root, root, copies=8)
-    overrides = [f"data.root={root}", f"data.processed_dir={processed}", "preprocess.num_workers=2",
-                 "preprocess.chunk_bytes=64KB"]
+    overrides = [
+        f"data.root={root}",
+        f"data.processed_dir={processed}",
+        "preprocess.num_workers=2",
+        "preprocess.chunk_bytes=64KB",
+    ]
     params = _params(tmp_path, overrides)
     # the runs whose workers are orphaned use other settings (as after a kill, an edit and a rerun): one item a
     # chunk, so they write many more chunk files than the rerun, and any reaching its folder would show
@@ -385,9 +433,14 @@ def test_killed_preprocess_stage_leaves_no_partial_output_and_reruns_identically
     groups = []
 
     def start(params: Path = params) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "pipelines/preprocess.py", "image", "--params", str(params)],
-                                cwd=ROOT, env=subprocess_env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "pipelines/preprocess.py", "image", "--params", str(params)],
+            cwd=ROOT,
+            env=subprocess_env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         groups.append(proc.pid)
         return proc
 
@@ -413,8 +466,15 @@ def test_killed_preprocess_stage_leaves_no_partial_output_and_reruns_identically
     # (kill when, the whole process group or only the main process, may the run finish first); the first
     # round has no previous output, the second the reference one
     rounds = [
-        (None, [(lambda pid: True, True, False), (work_folder_made, True, False), (chunk_written, True, False),
-                (chunk_written, False, False)]),
+        (
+            None,
+            [
+                (lambda pid: True, True, False),
+                (work_folder_made, True, False),
+                (chunk_written, True, False),
+                (chunk_written, False, False),
+            ],
+        ),
         (reference, [(chunk_written, True, False), (shards_indexed, True, True), (chunk_written, False, False)]),
     ]
     try:
@@ -422,8 +482,9 @@ def test_killed_preprocess_stage_leaves_no_partial_output_and_reruns_identically
             orphaned = []
             for condition, whole_group, allow_exit in moments:
                 proc = start(params if whole_group else orphan_params)
-                if _wait(lambda condition=condition, proc=proc: condition(proc.pid), proc, "the kill moment",
-                         allow_exit):
+                if _wait(
+                    lambda condition=condition, proc=proc: condition(proc.pid), proc, "the kill moment", allow_exit
+                ):
                     if whole_group:
                         os.killpg(proc.pid, signal.SIGKILL)
                     else:  # its workers live on, orphaned: frozen until the rerun below has its work folder
@@ -459,8 +520,9 @@ def _run(args, cwd, env) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_dvc_repro_keeps_every_good_record_and_lists_every_bad_one(tmp_path):
     project = tmp_path / "project"
-    env = copy_dvc_project(project, [*TINY_TRAINING, f"sample.num_records={TINY_RECORDS}", "sample.progress=false",
-                                     "data.root=data/dirty"])
+    env = copy_dvc_project(
+        project, [*TINY_TRAINING, f"sample.num_records={TINY_RECORDS}", "sample.progress=false", "data.root=data/dirty"]
+    )
     root = project / "data" / "dirty"
     generate_sample(compose([f"sample.num_records={TINY_RECORDS}", "sample.progress=false"]).sample, root)
     good = read_jsonl(root / MANIFEST)
@@ -481,5 +543,9 @@ def test_dvc_repro_keeps_every_good_record_and_lists_every_bad_one(tmp_path):
         expected = expected_counts(placed, modality, len(good), len(good_with))
         records, train, val, test, missing, rejected = map(int, printed[modality])
         assert (records, train + val + test, missing, rejected) == (
-            expected["records"], len(ids), expected["missing"], len(read_jsonl(out / "rejected.jsonl")))
+            expected["records"],
+            len(ids),
+            expected["missing"],
+            len(read_jsonl(out / "rejected.jsonl")),
+        )
         assert (train + val + test, rejected) == (expected["kept"], expected["rejected"])

@@ -31,9 +31,24 @@ print("METRICS", sorted(metrics))
 @pytest.mark.timeout(300)
 def test_logger_none_trains_without_dvc_and_writes_nothing_to_mlflow(processed_dir, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), str(processed_dir), *TINY_TRAINING,
-                             "trainer.max_epochs=1", "modality=text+audio"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=280, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            str(tmp_path),
+            str(processed_dir),
+            *TINY_TRAINING,
+            "trainer.max_epochs=1",
+            "modality=text+audio",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "DVC_LOADED False" in result.stdout and "test/acc" in result.stdout
     run = tmp_path / "train"

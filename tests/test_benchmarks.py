@@ -131,8 +131,20 @@ def test_key_mask_pads_up_to_the_fraction_and_keeps_one_sample_whole():
 
 @pytest.mark.parametrize("impl", ["plain", "sdpa"])
 def test_one_attention_case_reports_time_and_memory(impl):
-    case = {"impl": impl, "masked": True, "length": 32, "device": "cpu", "batch": 2, "heads": 2, "head_dim": 8,
-            "repeats": 2, "warmup": 0, "warmup_length": 8, "masked_fraction": 0.25, "seed": 0}
+    case = {
+        "impl": impl,
+        "masked": True,
+        "length": 32,
+        "device": "cpu",
+        "batch": 2,
+        "heads": 2,
+        "head_dim": 8,
+        "repeats": 2,
+        "warmup": 0,
+        "warmup_length": 8,
+        "masked_fraction": 0.25,
+        "seed": 0,
+    }
     result = measure_case(case)
     assert len(result["seconds"]) == 2 and result["median_ms"] > 0
     assert result["peak_mib"] >= 0 and result["slack_mib"] >= 0
@@ -160,13 +172,19 @@ def test_ddp_figures_come_from_the_last_epoch_of_the_mlflow_run(tmp_path):
 
 
 def test_a_failed_train_run_is_reported_by_its_exception_line():
-    output = ("Epoch 0:   0%|  | 0/2 [00:00<?, ?it/s]\rError executing job with overrides: ['trainer=ddp_cpu']\n"
-              "Traceback (most recent call last):\n  File \"train.py\"\nValueError: shards hold 1349 items\n"
-              "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n")
+    output = (
+        "Epoch 0:   0%|  | 0/2 [00:00<?, ?it/s]\rError executing job with overrides: ['trainer=ddp_cpu']\n"
+        'Traceback (most recent call last):\n  File "train.py"\nValueError: shards hold 1349 items\n'
+        "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n"
+    )
     assert _last_error(output) == "ValueError: shards hold 1349 items"
-    assert _last_error("Could not override 'x'.\nKey 'x' is not in struct\n"
-                       "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.") == \
-        "Key 'x' is not in struct"
+    assert (
+        _last_error(
+            "Could not override 'x'.\nKey 'x' is not in struct\n"
+            "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace."
+        )
+        == "Key 'x' is not in struct"
+    )
 
 
 def _positive(value) -> bool:
@@ -177,9 +195,25 @@ def _positive(value) -> bool:
 def test_quick_run_writes_every_section_to_json_and_markdown(tmp_path, subprocess_env):
     output, markdown = tmp_path / "x.json", tmp_path / "x.md"
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--quick", "--only", ",".join(SMOKE_SECTIONS), "--output",
-         str(output), "--markdown", str(markdown), f"workdir={tmp_path}"],
-        cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_SECONDS)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quick",
+            "--only",
+            ",".join(SMOKE_SECTIONS),
+            "--output",
+            str(output),
+            "--markdown",
+            str(markdown),
+            f"workdir={tmp_path}",
+        ],
+        cwd=ROOT,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT_SECONDS,
+    )
     log = output.with_suffix(".log")
     assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-3000:]}\n{log.read_text()[-3000:]}"
     report = json.loads(output.read_text())

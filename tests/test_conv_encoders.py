@@ -13,27 +13,30 @@ DIM, HEADS = 16, 2
 
 def _image_batch(n: int = 4, chans: int = 1, size: int = 20) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return {"image": torch.randint(0, 256, (n, chans, size, size), generator=g, dtype=torch.uint8),
-            "present": torch.tensor([True, False, True, True][:n])}
+    return {
+        "image": torch.randint(0, 256, (n, chans, size, size), generator=g, dtype=torch.uint8),
+        "present": torch.tensor([True, False, True, True][:n]),
+    }
 
 
 @pytest.mark.parametrize("size,chans,grid,expected_side", [(20, 1, 8, 5), (32, 3, 8, 8), (64, 3, 8, 8), (8, 1, 8, 2)])
 def test_image_tokens_follow_the_input_size(size, chans, grid, expected_side):
     enc = ConvImageEncoder(DIM, 1, HEADS, image_size=size, in_chans=chans, channels=(4, 8, 8), grid=grid).eval()
     tokens, mask = enc(_image_batch(chans=chans, size=size))
-    assert tokens.shape == (4, expected_side ** 2, DIM) and enc.grid == (expected_side, expected_side)
-    assert mask.tolist() == [[p] * expected_side ** 2 for p in (True, False, True, True)]
+    assert tokens.shape == (4, expected_side**2, DIM) and enc.grid == (expected_side, expected_side)
+    assert mask.tolist() == [[p] * expected_side**2 for p in (True, False, True, True)]
     assert torch.count_nonzero(tokens[1]) == 0  # an absent image gives zero tokens
 
 
 @pytest.mark.parametrize("size,expected_side", [(32, 4), (20, 3), (8, 1)])
 def test_first_stride_two_halves_the_grid_once_more(size, expected_side):
     """first_stride=2: the feature map, and the token grid it is pooled to, has half the side of stride 1's."""
-    enc = ConvImageEncoder(DIM, 1, HEADS, image_size=size, in_chans=1, channels=(4, 8, 8), grid=8,
-                           first_stride=2).eval()
+    enc = ConvImageEncoder(
+        DIM, 1, HEADS, image_size=size, in_chans=1, channels=(4, 8, 8), grid=8, first_stride=2
+    ).eval()
     assert enc.backbone(torch.zeros(1, 1, size, size)).shape[-1] == expected_side == enc.grid[0]
     tokens, _ = enc(_image_batch(size=size))
-    assert tokens.shape == (4, expected_side ** 2, DIM)
+    assert tokens.shape == (4, expected_side**2, DIM)
     with pytest.raises(ValueError, match="first_stride must be 1 or 2"):
         ConvImageEncoder(DIM, 1, HEADS, image_size=size, in_chans=1, channels=(4, 8, 8), first_stride=3)
 
@@ -113,8 +116,9 @@ def test_freeze_stops_the_conv_stages(encoder):
         enc = ConvImageEncoder(DIM, 1, HEADS, image_size=16, in_chans=1, channels=(4, 8), freeze=True)
         frozen = enc.backbone
     elif encoder == "audio":
-        enc = ConvAudioEncoder(n_mels=12, max_frames=20, dim=DIM, depth=1, num_heads=HEADS, channels=(4, 8),
-                               freeze=True)
+        enc = ConvAudioEncoder(
+            n_mels=12, max_frames=20, dim=DIM, depth=1, num_heads=HEADS, channels=(4, 8), freeze=True
+        )
         frozen = enc.backbone
     else:
         enc = ConvTextEncoder(vocab_size=10, dim=DIM, depth=1, num_heads=HEADS, max_len=4, freeze=True)

@@ -14,10 +14,14 @@ METAS = {"text": {}, "image": {"size": 4, "channels": 3}, "audio": {"n_mels": 2}
 
 def test_collate_pads_masks_and_zero_fills_missing():
     samples = [
-        {"id": "a", "label": 1, "text": {"tokens": torch.tensor([5, 6, 7], dtype=torch.int32)},
-         "image": {"image": torch.full((3, 4, 4), 9, dtype=torch.uint8)}, "audio": None},
-        {"id": "b", "label": 0, "text": None, "image": None,
-         "audio": {"mel": torch.ones(2, 5, dtype=torch.float16)}},
+        {
+            "id": "a",
+            "label": 1,
+            "text": {"tokens": torch.tensor([5, 6, 7], dtype=torch.int32)},
+            "image": {"image": torch.full((3, 4, 4), 9, dtype=torch.uint8)},
+            "audio": None,
+        },
+        {"id": "b", "label": 0, "text": None, "image": None, "audio": {"mel": torch.ones(2, 5, dtype=torch.float16)}},
     ]
     batch = MultimodalCollate(METAS)(samples)
     assert batch["id"] == ["a", "b"] and batch["label"].tolist() == [1, 0]
@@ -73,8 +77,9 @@ def test_shards_streamed_from_a_remote_url_load_the_same_batches(processed_dir, 
         shutil.copytree(processed_dir / modality, small / modality, ignore=shutil.ignore_patterns("shards"))
     modalities = ["text", "image", "audio"]
     local = MultimodalDataModule(processed_dir, modalities, batch_size=8)
-    streamed = MultimodalDataModule(small, modalities, batch_size=8, shards_url=f"local:{remote}",
-                                    cache_dir=str(tmp_path / "cache"))
+    streamed = MultimodalDataModule(
+        small, modalities, batch_size=8, shards_url=f"local:{remote}", cache_dir=str(tmp_path / "cache")
+    )
     for expected, got in zip(local.val_dataloader(), streamed.val_dataloader(), strict=True):
         assert got["id"] == expected["id"]
         for modality in modalities:

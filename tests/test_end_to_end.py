@@ -15,16 +15,27 @@ from tests.helpers.config import TINY_TRAINING
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = {"sample", "preprocess_text", "preprocess_image", "preprocess_audio", "train", "evaluate", "robustness",
-          "report", "compare"}
+STAGES = {
+    "sample",
+    "preprocess_text",
+    "preprocess_image",
+    "preprocess_audio",
+    "train",
+    "evaluate",
+    "robustness",
+    "report",
+    "compare",
+}
 ROBUSTNESS_LEVELS = [0.0, 0.5, 1.0]  # fewer noise levels keep the robustness stage quick
 
 
 def _run(args, cwd, env, check=True) -> subprocess.CompletedProcess:
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
-                             f"{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
+            f"{result.stderr[-5000:]}"
+        )
     return result
 
 
@@ -38,9 +49,17 @@ def _runs(db: Path) -> list:
 @pytest.mark.parametrize("modality", ["text+image", "audio"])
 def test_train_cli_creates_an_mlflow_run(modality, processed_dir, tmp_path, subprocess_env):
     db = tmp_path / "mlflow.db"
-    args = [sys.executable, "train.py", f"modality={modality}", "trainer.max_epochs=1", *TINY_TRAINING[1:],
-            f"data.processed_dir={processed_dir}", f"logger.tracking_uri=sqlite:///{db}",
-            f"logger.artifact_location={tmp_path / 'artifacts'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    args = [
+        sys.executable,
+        "train.py",
+        f"modality={modality}",
+        "trainer.max_epochs=1",
+        *TINY_TRAINING[1:],
+        f"data.processed_dir={processed_dir}",
+        f"logger.tracking_uri=sqlite:///{db}",
+        f"logger.artifact_location={tmp_path / 'artifacts'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     _run(args, ROOT, subprocess_env)
     (run,) = _runs(db)
     assert run.data.tags["modality"] == modality
@@ -62,8 +81,15 @@ def dvc_project(tmp_path_factory):
     for name in ("conf", "pipelines", "fusion"):
         shutil.copytree(ROOT / name, project / name, ignore=ignore)
     shutil.copy(ROOT / "dvc.yaml", project / "dvc.yaml")
-    cfg = compose([*TINY_TRAINING, "trainer.max_epochs=1", "sample.num_records=80", "sample.progress=false",
-                   f"robustness.levels={ROBUSTNESS_LEVELS}"])
+    cfg = compose(
+        [
+            *TINY_TRAINING,
+            "trainer.max_epochs=1",
+            "sample.num_records=80",
+            "sample.progress=false",
+            f"robustness.levels={ROBUSTNESS_LEVELS}",
+        ]
+    )
     (project / "params.yaml").write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
     import os
 
@@ -133,19 +159,24 @@ def test_second_repro_is_up_to_date_and_dag_has_the_designed_edges(dvc_project):
     assert _changed(project, env, dvc) == set()
     assert "up to date" in _run([*dvc, "repro"], project, env).stdout
     dot = _run([*dvc, "dag", "--dot"], project, env).stdout
-    edges = {tuple(part.strip().strip('"') for part in line.strip().rstrip(";").split("->"))
-             for line in dot.splitlines() if "->" in line}
+    edges = {
+        tuple(part.strip().strip('"') for part in line.strip().rstrip(";").split("->"))
+        for line in dot.splitlines()
+        if "->" in line
+    }
     modalities = ("text", "image", "audio")
     expected = {("sample", f"preprocess_{m}") for m in modalities} | {(f"preprocess_{m}", "train") for m in modalities}
     expected |= {("train", "evaluate"), ("train", "compare"), ("evaluate", "compare")}
     expected |= {("train", "report"), ("evaluate", "report"), ("robustness", "report")}
-    expected |= {("sample", "robustness"), ("train", "robustness")} | {(f"preprocess_{m}", "robustness")
-                                                                       for m in modalities}
+    expected |= {("sample", "robustness"), ("train", "robustness")} | {
+        (f"preprocess_{m}", "robustness") for m in modalities
+    }
     assert edges == expected
 
 
-@pytest.mark.parametrize("modality, key, value", [("audio", "n_mels", 32), ("text", "max_len", 16),
-                                                  ("image", "size", 48)])
+@pytest.mark.parametrize(
+    "modality, key, value", [("audio", "n_mels", 32), ("text", "max_len", 16), ("image", "size", 48)]
+)
 def test_a_modality_parameter_invalidates_only_its_branch(dvc_project, modality, key, value):
     project, env, dvc, _ = dvc_project
     params_path = project / "params.yaml"

@@ -39,8 +39,9 @@ def _maps(fusion, batch, modalities=MODALITIES):
 
 @pytest.mark.parametrize("fusion", FUSION_NAMES)
 def test_capture_changes_no_output_and_removes_its_hooks(fusion):
-    batch = make_batch(MODALITIES, {"text": [True, False, True], "image": [True, True, False],
-                                    "audio": [False, True, True]})
+    batch = make_batch(
+        MODALITIES, {"text": [True, False, True], "image": [True, True, False], "audio": [False, True, True]}
+    )
     net = make_model(fusion, MODALITIES).eval()
     with torch.no_grad():
         plain = net(batch)
@@ -61,7 +62,7 @@ def test_pool_weights_equal_a_reference_softmax():
     x = pool.norm1(tokens["text"])
     q = attn.q(pool.latent).reshape(1, attn.num_heads, attn.head_dim)  # [1, H, d]
     k = attn.kv(x)[..., : x.shape[-1]].reshape(x.shape[0], x.shape[1], attn.num_heads, attn.head_dim)
-    logits = torch.einsum("hd,bnhd->bhn", q[0], k) * attn.head_dim ** -0.5
+    logits = torch.einsum("hd,bnhd->bhn", q[0], k) * attn.head_dim**-0.5
     logits = logits.masked_fill(~masks["text"][:, None, :], float("-inf"))
     expected = logits.softmax(-1).mean(1)
     torch.testing.assert_close(maps.tokens["text"], expected.detach(), atol=1e-6, rtol=1e-5)
@@ -108,7 +109,7 @@ def _reference_weights(attn: Attention, x, context, key_mask) -> torch.Tensor:
     B, Nq, _ = x.shape
     q = attn.q(x).reshape(B, Nq, attn.num_heads, attn.head_dim)
     k = attn.kv(context)[..., : x.shape[-1]].reshape(B, context.shape[1], attn.num_heads, attn.head_dim)
-    logits = torch.einsum("bqhd,bkhd->bhqk", q, k) * attn.head_dim ** -0.5
+    logits = torch.einsum("bqhd,bkhd->bhqk", q, k) * attn.head_dim**-0.5
     logits = logits.masked_fill(~key_mask[:, None, None, :], float("-inf"))
     return logits.softmax(-1).mean(1)
 
@@ -117,15 +118,18 @@ def _reference_weights(attn: Attention, x, context, key_mask) -> torch.Tensor:
 def test_cross_attention_maps_equal_a_reference_softmax(layer):
     """MulT's crossmodal maps (target queries over source keys) equal a hand-written softmax of the inputs of
     each pair's CrossBlocks, head-averaged, for the last layer or the mean over two layers."""
-    net = build_model(model_cfg(), OmegaConf.merge(fusion_cfg("cross_attention"), {"depth": 2}), MODALITIES, META,
-                      num_classes=3).eval()
+    net = build_model(
+        model_cfg(), OmegaConf.merge(fusion_cfg("cross_attention"), {"depth": 2}), MODALITIES, META, num_classes=3
+    ).eval()
     torch.manual_seed(0)
     batch = make_batch(MODALITIES, {m: [True, True, True] for m in MODALITIES})
     inputs, hooks = {}, []
     for pair, blocks in net.fusion.cross.items():
         for i, block in enumerate(blocks):
+
             def keep(module, args, kwargs, key=(pair, i)):
                 inputs[key] = (args[0], args[1], kwargs["key_mask"])
+
             hooks.append(block.attn.register_forward_pre_hook(keep, with_kwargs=True))
     try:
         with torch.no_grad(), captured_attention(net) as records:
@@ -179,8 +183,9 @@ def test_removal_changes_equal_scores_with_the_modality_dropped():
     torch.testing.assert_close(changes["image"], expected)
     split = split_removal(net, task, [batch])
     with torch.no_grad():
-        acc_without = float((task.scores(net(drop_modalities(batch, ["image"]))).argmax(-1) == batch["label"])
-                            .float().mean())
+        acc_without = float(
+            (task.scores(net(drop_modalities(batch, ["image"]))).argmax(-1) == batch["label"]).float().mean()
+        )
     acc = float((predicted == batch["label"]).float().mean())
     assert split["image"]["metric"] == pytest.approx(acc)
     assert split["image"]["metric_drop"] == pytest.approx(acc - acc_without)
@@ -227,16 +232,43 @@ def test_explain_cli_regenerates_the_figures_of_any_sample(explained_run, subpro
     records = [json.loads(line) for line in (Path(cfg.data.processed_dir) / "text" / "records.jsonl").open()]
     sample_id = next(r["id"] for r in records if r["split"] == "train")  # not one of the fixed test samples
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "fusion.explain", f"run_id={run_id}", f"sample_id={sample_id}",
-                             f"tracking_uri={cfg.logger.tracking_uri}", f"output={out}"],
-                            cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fusion.explain",
+            f"run_id={run_id}",
+            f"sample_id={sample_id}",
+            f"tracking_uri={cfg.logger.tracking_uri}",
+            f"output={out}",
+        ],
+        cwd=ROOT,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sample_id in result.stdout and "gate value" in result.stdout
     folder = next(p for p in out.iterdir() if p.is_dir())
     assert {"text_attention.png", "image_attention.png", "audio_attention.png"} <= {p.name for p in folder.iterdir()}
     client = MlflowClient(cfg.logger.tracking_uri)
     assert client.list_artifacts(run_id, f"explain/requested/{folder.name}")
-    bad = subprocess.run([sys.executable, "-m", "fusion.explain", f"run_id={run_id}", "sample_id=no-such-id",
-                          f"tracking_uri={cfg.logger.tracking_uri}", "log=false", f"output={tmp_path / 'bad'}"],
-                         cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fusion.explain",
+            f"run_id={run_id}",
+            "sample_id=no-such-id",
+            f"tracking_uri={cfg.logger.tracking_uri}",
+            "log=false",
+            f"output={tmp_path / 'bad'}",
+        ],
+        cwd=ROOT,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode != 0 and "no-such-id" in bad.stderr and "Traceback" not in bad.stderr

@@ -118,21 +118,35 @@ def test_cross_attention_heatmap_labels_its_axes_with_tokens_and_thins_them_when
     assert [t.get_text() for t in ax.get_xticklabels()] == cols
     assert "text" in ax.get_ylabel() and "image" in ax.get_xlabel()
     assert any("attention weight" in label for label in _colourbar_labels(fig))
-    big = figures.build_cross_attention(_weights(40, 300), [f"q{i}" for i in range(40)],
-                                        [f"k{i}" for i in range(300)], "audio", "image", "big")
+    big = figures.build_cross_attention(
+        _weights(40, 300), [f"q{i}" for i in range(40)], [f"k{i}" for i in range(300)], "audio", "image", "big"
+    )
     labels = [t.get_text() for t in big.axes[0].get_xticklabels()]
     assert 1 < len(labels) < 300 and labels[0] == "k0"
     assert labels == [f"k{int(i)}" for i in big.axes[0].get_xticks()]
     assert "labelled" in big.axes[0].get_xlabel()
     zero_rows = np.zeros((3, 4))
     zero_rows[0] = 0.25
-    assert "no valid key" in _labels(figures.build_cross_attention(zero_rows, ["a", "b", "c"], list("wxyz"),
-                                                                   "text", "audio", "zero rows"))
-    size = _png(figures.plot_cross_attention(zero_rows, ["a", "b", "c"], list("wxyz"), "text", "audio",
-                                             tmp_path / "z.png", "zero rows"))
+    assert "no valid key" in _labels(
+        figures.build_cross_attention(zero_rows, ["a", "b", "c"], list("wxyz"), "text", "audio", "zero rows")
+    )
+    size = _png(
+        figures.plot_cross_attention(
+            zero_rows, ["a", "b", "c"], list("wxyz"), "text", "audio", tmp_path / "z.png", "zero rows"
+        )
+    )
     assert size[0] >= 400
-    _png(figures.plot_cross_attention(_weights(1, 9), ["latent 0"], [f"t{i}" for i in range(9)], "latents", "text",
-                                      tmp_path / "one_row.png", "1 x N"))
+    _png(
+        figures.plot_cross_attention(
+            _weights(1, 9),
+            ["latent 0"],
+            [f"t{i}" for i in range(9)],
+            "latents",
+            "text",
+            tmp_path / "one_row.png",
+            "1 x N",
+        )
+    )
 
 
 def test_contribution_figure_has_a_panel_per_measure_and_a_legend_per_modality(tmp_path):
@@ -158,9 +172,18 @@ def test_all_zero_weights_and_a_single_token_draw_without_nan(tmp_path):
     _png(figures.plot_text_attention(["only"], np.zeros(1), tmp_path / "zero.png", "zero"))
     _png(figures.plot_image_attention(np.zeros((32, 32, 3), np.uint8), np.zeros((4, 4)), tmp_path / "i.png", "zero"))
     _png(figures.plot_audio_attention(np.zeros((8, 10)), np.zeros(3), 4.0, 0.01, tmp_path / "a.png", "zero"))
-    standardised = RNG.standard_normal((32, 32, 3)).astype(np.float32)   # a model's input tensor, not uint8
+    standardised = RNG.standard_normal((32, 32, 3)).astype(np.float32)  # a model's input tensor, not uint8
     _png(figures.plot_image_attention(standardised, _weights(2, 2), tmp_path / "float.png", "standardised image"))
-    _png(figures.plot_audio_attention(RNG.standard_normal((16, 40)), np.zeros((2, 5)), 8.0, 0.01,
-                                      tmp_path / "grid.png", "zero grid", valid_frames=30))
+    _png(
+        figures.plot_audio_attention(
+            RNG.standard_normal((16, 40)),
+            np.zeros((2, 5)),
+            8.0,
+            0.01,
+            tmp_path / "grid.png",
+            "zero grid",
+            valid_frames=30,
+        )
+    )
     with pytest.raises(ValueError, match="tokens"):
         figures.build_text_attention(["a", "b"], np.ones(3), "mismatch")

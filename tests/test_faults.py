@@ -31,12 +31,20 @@ def _batch(n: int = 64, present: dict | None = None) -> dict:
     present = present or {}
     return {
         "id": [str(i) for i in range(n)],
-        "text": {"tokens": torch.ones(n, 5, dtype=torch.long), "mask": torch.ones(n, 5, dtype=torch.bool),
-                 "present": present.get("text", torch.ones(n, dtype=torch.bool))},
-        "image": {"image": torch.full((n, 3, 4, 4), 7, dtype=torch.uint8),
-                  "present": present.get("image", torch.ones(n, dtype=torch.bool))},
-        "audio": {"mel": torch.ones(n, 8, 6), "mask": torch.ones(n, 6, dtype=torch.bool),
-                  "present": present.get("audio", torch.ones(n, dtype=torch.bool))},
+        "text": {
+            "tokens": torch.ones(n, 5, dtype=torch.long),
+            "mask": torch.ones(n, 5, dtype=torch.bool),
+            "present": present.get("text", torch.ones(n, dtype=torch.bool)),
+        },
+        "image": {
+            "image": torch.full((n, 3, 4, 4), 7, dtype=torch.uint8),
+            "present": present.get("image", torch.ones(n, dtype=torch.bool)),
+        },
+        "audio": {
+            "mel": torch.ones(n, 8, 6),
+            "mask": torch.ones(n, 6, dtype=torch.bool),
+            "present": present.get("audio", torch.ones(n, dtype=torch.bool)),
+        },
     }
 
 
@@ -98,8 +106,9 @@ def test_dropout_rates_validation():
 
 @pytest.mark.slow
 def test_training_with_modality_dropout_learns(processed_dir, tmp_path):
-    cfg = tiny_config(tmp_path, processed_dir, ["fusion=late", "model.modality_dropout=0.3",
-                                                "test_missing_modalities=true"])
+    cfg = tiny_config(
+        tmp_path, processed_dir, ["fusion=late", "model.modality_dropout=0.3", "test_missing_modalities=true"]
+    )
     metrics = train(cfg)
     assert metrics["test/acc"] > 0.1 and all(v == v for v in metrics.values())
     assert {"test/acc_without_text", "test/acc_without_image", "test/acc_without_audio"} <= set(metrics)
@@ -166,8 +175,13 @@ def test_resume_refuses_a_changed_config(tmp_path):
     from omegaconf import OmegaConf
 
     saved = OmegaConf.to_yaml(cfg, resolve=True)
-    check_same_config({"config": saved}, tiny_config(tmp_path, overrides=[
-        "ckpt_path=last", f"paths.output_dir={tmp_path / 'other'}", "data.num_workers=3"]), Path("x"))
+    check_same_config(
+        {"config": saved},
+        tiny_config(
+            tmp_path, overrides=["ckpt_path=last", f"paths.output_dir={tmp_path / 'other'}", "data.num_workers=3"]
+        ),
+        Path("x"),
+    )
     changed = tiny_config(tmp_path, overrides=["optim.optimizer.lr=0.5"])
     assert config_differences(saved, changed) == [f"optim.optimizer.lr: {cfg.optim.optimizer.lr} -> 0.5"]
     with pytest.raises(ResumeError, match="optim.optimizer.lr"):
@@ -207,8 +221,9 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(proces
 @pytest.mark.slow
 def test_same_seed_same_data_same_config_gives_the_same_metrics(processed_dir, tmp_path):
     def results(name: str, *overrides: str) -> dict[str, float]:
-        metrics = train(tiny_config(tmp_path / name, processed_dir, ["fusion=gated", "model.modality_dropout=0.2",
-                                                                      *overrides]))
+        metrics = train(
+            tiny_config(tmp_path / name, processed_dir, ["fusion=gated", "model.modality_dropout=0.2", *overrides])
+        )
         timings = [k for k in metrics if k.startswith("time/")]
         assert timings  # wall-clock figures (DataWaitMonitor) differ run to run by nature; the rest must not
         return {k: v for k, v in metrics.items() if k not in timings}
@@ -254,8 +269,10 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float) -> None:
 
 def _metrics(client: MlflowClient, run_id: str) -> dict:
     run = client.get_run(run_id)
-    histories = {key: [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
-                 for key in ("val/acc", "val/loss", "train/loss")}
+    histories = {
+        key: [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+        for key in ("val/acc", "val/loss", "train/loss")
+    }
     scalars = {k: v for k, v in run.data.metrics.items() if k.startswith("test/")}
     return {"histories": histories, "test": scalars}
 
@@ -263,14 +280,25 @@ def _metrics(client: MlflowClient, run_id: str) -> dict:
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(processed_dir, tmp_path, subprocess_env):
     db = tmp_path / "mlflow.db"
-    common = [*TINY_TRAINING, "trainer.max_epochs=3", "fusion=late", "model.modality_dropout=0.2",
-              f"data.processed_dir={processed_dir}", f"logger.tracking_uri=sqlite:///{db}",
-              f"logger.artifact_location={tmp_path / 'artifacts'}"]
+    common = [
+        *TINY_TRAINING,
+        "trainer.max_epochs=3",
+        "fusion=late",
+        "model.modality_dropout=0.2",
+        f"data.processed_dir={processed_dir}",
+        f"logger.tracking_uri=sqlite:///{db}",
+        f"logger.artifact_location={tmp_path / 'artifacts'}",
+    ]
     runs = tmp_path / "runs"
     suffix = "text_image_audio-late"
-    reference = subprocess.run([sys.executable, "train.py", *common,
-                                f"hydra.run.dir={runs / 'reference'}"],
-                               cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
+    reference = subprocess.run(
+        [sys.executable, "train.py", *common, f"hydra.run.dir={runs / 'reference'}"],
+        cwd=ROOT,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert reference.returncode == 0, reference.stderr[-4000:]
     client = MlflowClient(f"sqlite:///{db}")
     experiment = client.get_experiment_by_name("fusion").experiment_id
@@ -279,11 +307,19 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(processed_di
     killed_dir = runs / f"2026-01-01_01-00-00-{suffix}"
     marker = tmp_path / "parked"
     driver = tmp_path / "driver.py"
-    driver.write_text(PAUSE_DRIVER.format(root=str(ROOT), epoch=1, batch=2, marker=str(marker),
-                                          train=str(ROOT / "train.py")), encoding="utf-8")
-    process = subprocess.Popen([sys.executable, str(driver), *common, f"hydra.run.dir={killed_dir}"], cwd=ROOT,
-                               env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    driver.write_text(
+        PAUSE_DRIVER.format(root=str(ROOT), epoch=1, batch=2, marker=str(marker), train=str(ROOT / "train.py")),
+        encoding="utf-8",
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(driver), *common, f"hydra.run.dir={killed_dir}"],
+        cwd=ROOT,
+        env=subprocess_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     _wait_for(marker, process, timeout=300)
     os.killpg(process.pid, signal.SIGKILL)  # a real kill, mid-epoch 1
     process.communicate(timeout=60)
@@ -293,9 +329,20 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(processed_di
     (interrupted,) = [r for r in client.search_runs([experiment]) if r.info.run_id != uninterrupted.info.run_id]
     assert interrupted.info.status == "RUNNING"
 
-    resumed = subprocess.run([sys.executable, "train.py", *common, "ckpt_path=last",
-                              f"hydra.run.dir={runs / f'2026-01-01_02-00-00-{suffix}'}"],
-                             cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            *common,
+            "ckpt_path=last",
+            f"hydra.run.dir={runs / f'2026-01-01_02-00-00-{suffix}'}",
+        ],
+        cwd=ROOT,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert f"Resuming from {killed_dir / 'checkpoints' / 'last.ckpt'}" in resumed.stdout
 
@@ -308,9 +355,21 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(processed_di
     assert got["test"] == pytest.approx(expected["test"], abs=1e-6) and got["test"]
     assert (killed_dir / "run.json").read_text().count('"finished"') == 1
 
-    again = subprocess.run([sys.executable, "train.py", *common, "optim.optimizer.lr=0.1", "ckpt_path=last",
-                            f"hydra.run.dir={runs / f'2026-01-01_03-00-00-{suffix}'}"],
-                           cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            *common,
+            "optim.optimizer.lr=0.1",
+            "ckpt_path=last",
+            f"hydra.run.dir={runs / f'2026-01-01_03-00-00-{suffix}'}",
+        ],
+        cwd=ROOT,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert again.returncode != 0 and "optim.optimizer.lr" in again.stderr and "Traceback" not in again.stderr
 
 
@@ -326,9 +385,12 @@ def test_shards_hold_no_pickled_items(processed_dir):
 
 def test_mlflow_ui_and_serving_commands_bind_to_localhost():
     docs = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "Makefile", *sorted((ROOT / "docs").glob("*.md"))]
-    lines = [line for path in docs
-             for line in path.read_text(encoding="utf-8").splitlines()
-             if any(cmd in line for cmd in ("mlflow ui --", "mlflow server", "mlflow models serve"))]
+    lines = [
+        line
+        for path in docs
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if any(cmd in line for cmd in ("mlflow ui --", "mlflow server", "mlflow models serve"))
+    ]
     assert lines
     for line in lines:
         assert "--host 127.0.0.1" in line, line

@@ -43,24 +43,34 @@ def _dataset(root: Path) -> Path:
     rows = []
     for name, array in arrays.items():
         np.save(root / "feats" / f"{name}.npy", array)
-        rows.append({"id": name, "label": "a" if len(rows) % 2 else "b", "split": "train",
-                     "text_path": f"feats/{name}.npy"})
+        rows.append(
+            {"id": name, "label": "a" if len(rows) % 2 else "b", "split": "train", "text_path": f"feats/{name}.npy"}
+        )
     np.savez(root / "feats" / "two.npz", features=np.ones((2, DIM)), other=np.zeros(1))
     np.savez(root / "feats" / "many.npz", x=np.ones((2, DIM)), y=np.zeros(1))
     np.save(root / "feats" / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    rows += [{"id": "two", "label": "a", "split": "val", "text_path": "feats/two.npz"},
-             {"id": "many", "label": "a", "split": "val", "text_path": "feats/many.npz"},
-             {"id": "objects", "label": "b", "split": "test", "text_path": "feats/objects.npy"},
-             {"id": "inline", "label": "b", "split": "test", "text": "raw text in a features dataset"},
-             {"id": "picture", "label": "a", "split": "test", "image": "pic.png"}]
+    rows += [
+        {"id": "two", "label": "a", "split": "val", "text_path": "feats/two.npz"},
+        {"id": "many", "label": "a", "split": "val", "text_path": "feats/many.npz"},
+        {"id": "objects", "label": "b", "split": "test", "text_path": "feats/objects.npy"},
+        {"id": "inline", "label": "b", "split": "test", "text": "raw text in a features dataset"},
+        {"id": "picture", "label": "a", "split": "test", "image": "pic.png"},
+    ]
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return root
 
 
 def test_feature_arrays_are_validated_standardised_and_sharded(tmp_path):
     root = _dataset(tmp_path / "data")
-    cfg = compose([f"data.root={root}", f"data.processed_dir={tmp_path / 'processed'}", "preprocess.num_workers=1",
-                   "data.dirs.text=.", "data.dirs.image=."])
+    cfg = compose(
+        [
+            f"data.root={root}",
+            f"data.processed_dir={tmp_path / 'processed'}",
+            "preprocess.num_workers=1",
+            "data.dirs.text=.",
+            "data.dirs.image=.",
+        ]
+    )
     summary = run_preprocess("text", cfg)
     folder = tmp_path / "processed" / "text"
     meta = json.loads((folder / "meta.json").read_text())
@@ -89,12 +99,21 @@ def _records(root: Path):
 
 def _feature_batch(batch_size: int = 3) -> dict:
     """A collated batch: text as feature arrays (varying lengths, one sample without text), image and audio raw."""
-    metas = {"text": {"kind": "features", "feature_dim": DIM, "max_steps": 5}, "image": {"size": 32, "channels": 3},
-             "audio": {"n_mels": 8, "max_frames": 10}}
-    samples = [{"id": str(i), "label": i % 3,
-                "text": None if i == 1 else {"features": torch.randn(2 + i, DIM)},
-                "image": {"image": torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)},
-                "audio": {"mel": torch.randn(8, 4 + i)}} for i in range(batch_size)]
+    metas = {
+        "text": {"kind": "features", "feature_dim": DIM, "max_steps": 5},
+        "image": {"size": 32, "channels": 3},
+        "audio": {"n_mels": 8, "max_frames": 10},
+    }
+    samples = [
+        {
+            "id": str(i),
+            "label": i % 3,
+            "text": None if i == 1 else {"features": torch.randn(2 + i, DIM)},
+            "image": {"image": torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)},
+            "audio": {"mel": torch.randn(8, 4 + i)},
+        }
+        for i in range(batch_size)
+    ]
     return metas, MultimodalCollate(metas)(samples)
 
 
@@ -121,8 +140,8 @@ def _avmnist(root: Path, train_rows: int = 48, test_rows: int = 12) -> Path:
         images = rng.uniform(0, 60, (n, 28, 28))
         spectrograms = rng.uniform(0, 60, (n, 112, 112))
         for i, label in enumerate(labels):
-            images[i, 8 * label:8 * label + 6] = 250
-            spectrograms[i, :, 30 * label:30 * label + 20] = 250
+            images[i, 8 * label : 8 * label + 6] = 250
+            spectrograms[i, :, 30 * label : 30 * label + 20] = 250
         np.save(root / "image" / f"{part}_data.npy", images.reshape(n, 784).astype(np.float32))
         np.save(root / "audio" / f"{part}_data.npy", spectrograms.astype(np.float32))
         np.save(root / f"{part}_labels.npy", labels)
@@ -135,8 +154,9 @@ def test_ingested_avmnist_trains_end_to_end(tmp_path):
     dataset = _avmnist(tmp_path / "avmnist")
     summary = ingest(["avmnist", str(dataset)])
     assert summary["records"] == 60 and summary["unmapped"] == 0
-    cfg = tiny_config(tmp_path, tmp_path / "processed", [f"data.root={dataset}", "modality=image+audio",
-                                                         "trainer.max_epochs=1"])
+    cfg = tiny_config(
+        tmp_path, tmp_path / "processed", [f"data.root={dataset}", "modality=image+audio", "trainer.max_epochs=1"]
+    )
     assert run_preprocess("image", cfg)["rejected"] == 0
     assert run_preprocess("audio", cfg)["rejected"] == 0
     meta = json.loads((tmp_path / "processed" / "audio" / "meta.json").read_text())

@@ -33,7 +33,7 @@ class ToyMeanFusion(PooledFusion):
         return stack_modalities(pooled, self.modalities).mean(1)
 '''
 
-CHECK = '''
+CHECK = """
 import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
@@ -65,7 +65,7 @@ client.log_batch(run, metrics=[Metric("test/acc", 0.5, 0, 0)],
                  params=[Param(k, str(v)) for k, v in flat_params(cfg).items() if k.startswith(("fusion", "task"))])
 client.set_terminated(run, "FINISHED")
 print("compare", [row.fusion for table in compare_runs("sqlite:///runs.db", "fusion").tables for row in table.rows])
-'''
+"""
 
 
 @pytest.mark.slow
@@ -75,9 +75,14 @@ def test_a_fusion_is_one_module_and_one_yaml(tmp_path):
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
     (repo / "fusion/models/fusions/toy_mean.py").write_text(TOY_MODULE, encoding="utf-8")
     (repo / "conf/fusion/toy_mean.yaml").write_text("name: toy_mean\n", encoding="utf-8")
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(CHECK)], cwd=repo, capture_output=True,
-                            text=True, timeout=600, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo),
-                                                         "HOME": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CHECK)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo), "HOME": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "explain ['audio', 'text'] (2, 6)" in result.stdout
     assert "compare ['toy_mean']" in result.stdout

@@ -170,8 +170,13 @@ def test_early_modality_embedding_tells_modalities_apart():
     x = torch.randn(2, 5, DIM)
     y = torch.randn(2, 5, DIM)
     mask = torch.ones(2, 5, dtype=torch.bool)
-    swap = lambda: (fusion({"text": x, "audio": y}, {"text": mask, "audio": mask}),  # noqa: E731
-                    fusion({"text": y, "audio": x}, {"text": mask, "audio": mask}))
+
+    def swap():
+        return (
+            fusion({"text": x, "audio": y}, {"text": mask, "audio": mask}),
+            fusion({"text": y, "audio": x}, {"text": mask, "audio": mask}),
+        )
+
     a, b = swap()
     assert not torch.allclose(a, b, **ATOL)
     with torch.no_grad():
@@ -202,8 +207,10 @@ def test_co_attention_directions_and_affinities():
     assert set(fusion.co[0]) == {"text", "image"}
     tokens, masks = make_tokens(["text", "image"])
     _, weights = recorded(fusion, tokens, masks)
-    w = {f"{source}->{target}": layers(weights, f"co.{{}}.{target}.attn")
-         for target, source in (("text", "image"), ("image", "text"))}
+    w = {
+        f"{source}->{target}": layers(weights, f"co.{{}}.{target}.attn")
+        for target, source in (("text", "image"), ("image", "text"))
+    }
     assert w["image->text"].shape == (2, 3, HEADS, 5, 4) and w["text->image"].shape == (2, 3, HEADS, 4, 5)
     embed = fusion.embed.embed
     with torch.no_grad():
@@ -335,8 +342,10 @@ def test_perceiver_latents_and_empty_sample(pool):
     out, weights = recorded(fusion, tokens, masks)
     assert out.shape == (3, DIM) and torch.isfinite(out).all()
     assert (out[2] == 0).all() and (out[:2] != 0).any()
-    w = {"cross": layers(weights, "cross.{}.attn"),
-         "latent": torch.cat([w for n, w in weights.items() if n.startswith("latent_blocks.")])}
+    w = {
+        "cross": layers(weights, "cross.{}.attn"),
+        "latent": torch.cat([w for n, w in weights.items() if n.startswith("latent_blocks.")]),
+    }
     assert w["cross"].shape == (3, 3, HEADS, 5, 15) and w["latent"].shape == (6, 3, HEADS, 5, 5)
     assert (w["cross"][:, 2] == 0).all()  # nothing to read for the empty sample
     assert ("pool.attn" in weights) == (pool == "attention")

@@ -17,13 +17,30 @@ from fusion.serving.pyfunc import save_bundle_model
 from tests.helpers.request_strategies import FILES, TEN_THOUSAND_ROWS, fill, requests
 from tests.serving_fixtures import SERVER_LIMITS, access_folders, http, http_raw, model_server, untrained_bundle
 
-FUZZ = settings(derandomize=True, deadline=None, database=None, print_blob=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.function_scoped_fixture, HealthCheck.large_base_example])
+FUZZ = settings(
+    derandomize=True,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.large_base_example,
+    ],
+)
 IN_PROCESS_EXAMPLES = 900
 LIVE_EXAMPLES = 150
-GOOD = {"dataframe_records": [{"id": "good", "text": "a fine text", "image": base64.b64encode(FILES["png"]).decode(),
-                               "audio": base64.b64encode(FILES["wav"]).decode()}]}
+GOOD = {
+    "dataframe_records": [
+        {
+            "id": "good",
+            "text": "a fine text",
+            "image": base64.b64encode(FILES["png"]).decode(),
+            "audio": base64.b64encode(FILES["wav"]).decode(),
+        }
+    ]
+}
 
 
 def check(status: int, body: bytes) -> None:
@@ -46,8 +63,9 @@ def answer(processed_dir, tmp_path_factory):
 
     folders = access_folders(tmp_path_factory)
     path = save_bundle_model(untrained_bundle(tmp_path_factory, processed_dir), tmp_path_factory.mktemp("fz") / "m")
-    model = mlflow.pyfunc.load_model(str(path), model_config={"allowed_roots": [str(folders["allowed"])],
-                                                              **SERVER_LIMITS})
+    model = mlflow.pyfunc.load_model(
+        str(path), model_config={"allowed_roots": [str(folders["allowed"])], **SERVER_LIMITS}
+    )
     schema = model.metadata.get_input_schema()
     invocations = guarded(unguarded, model.unwrap_python_model().decoder.limits)  # as installed in the server
 
@@ -104,14 +122,17 @@ def test_a_lone_surrogate_is_a_400_not_a_500(answer, column):  # text: a TypeErr
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("body, content_type, reason", [
-    (b"[" * 5000 + b"]" * 5000, "application/json", "nested too deeply"),               # was RecursionError: 500
-    (b'{"dataframe_records": ' + b"[" * 3000 + b"]" * 3000 + b"}", "application/json", "nested too deeply"),
-    (b"", "text/csv", "Failed to parse input as a Pandas DataFrame"),                    # was a traceback in the 400
-    (b"\x00\x01 not parquet", "application/vnd.apache.parquet", "Failed to parse input as a Pandas DataFrame"),
-    (b"{" + b"x" * 200_000, "application/json", "characters in all"),                    # was the body quoted whole
-    (b"x" * (SERVER_LIMITS["max_request_bytes"] + 1), "application/json", "serving.limits.max_request_bytes"),
-])
+@pytest.mark.parametrize(
+    "body, content_type, reason",
+    [
+        (b"[" * 5000 + b"]" * 5000, "application/json", "nested too deeply"),  # was RecursionError: 500
+        (b'{"dataframe_records": ' + b"[" * 3000 + b"]" * 3000 + b"}", "application/json", "nested too deeply"),
+        (b"", "text/csv", "Failed to parse input as a Pandas DataFrame"),  # was a traceback in the 400
+        (b"\x00\x01 not parquet", "application/vnd.apache.parquet", "Failed to parse input as a Pandas DataFrame"),
+        (b"{" + b"x" * 200_000, "application/json", "characters in all"),  # was the body quoted whole
+        (b"x" * (SERVER_LIMITS["max_request_bytes"] + 1), "application/json", "serving.limits.max_request_bytes"),
+    ],
+)
 def test_bodies_mlflow_answered_badly_get_a_short_400_without_a_traceback(served, body, content_type, reason):
     status, answer = http_raw(f"{served['url']}/invocations", body, content_type)
     text = answer.decode()

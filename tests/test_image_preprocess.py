@@ -11,8 +11,15 @@ from PIL import Image
 from fusion.data.manifest import Record
 from fusion.preprocess.image import ImageProcessor, fit_square, is_grey
 
-CFG = {"size": 16, "resize": "pad", "channels": "auto", "grey_probe": 10, "grey_tolerance": 8,
-       "max_pixels": 10_000_000, "background": [255, 255, 255]}
+CFG = {
+    "size": 16,
+    "resize": "pad",
+    "channels": "auto",
+    "grey_probe": 10,
+    "grey_tolerance": 8,
+    "max_pixels": 10_000_000,
+    "background": [255, 255, 255],
+}
 
 
 def test_fit_square_keeps_the_aspect_and_fills_with_the_border_colour():
@@ -43,8 +50,10 @@ def _write(root, name, img):
 
 @pytest.mark.parametrize("colour,channels", [(False, 1), (True, 3)])
 def test_channels_auto_stores_grey_when_every_probed_image_is_grey(tmp_path, colour, channels):
-    records = [_write(tmp_path, "a.png", Image.new("L", (20, 10), 80)),
-               _write(tmp_path, "b.jpg", Image.new("RGB", (10, 30), (120, 120, 120) if not colour else (200, 30, 30)))]
+    records = [
+        _write(tmp_path, "a.png", Image.new("L", (20, 10), 80)),
+        _write(tmp_path, "b.jpg", Image.new("RGB", (10, 30), (120, 120, 120) if not colour else (200, 30, 30))),
+    ]
     processor = ImageProcessor(CFG, tmp_path, "image")
     processor.fit(records)
     assert processor.meta()["channels"] == channels

@@ -14,8 +14,18 @@ CORE = ("fusion.tasks", "fusion.pretrained", "fusion.meta", "fusion.cli", "fusio
 ENTRY_POINTS = ("pipelines", "train", "fusion.stages")
 # importer prefix -> prefixes it must not import
 FORBIDDEN = {
-    "fusion.models": ("fusion.data", "fusion.preprocess", "fusion.training", "fusion.stages", "fusion.serving",
-                      "fusion.explain", "fusion.robustness", "fusion.report", "fusion.tracking", "fusion.ingest"),
+    "fusion.models": (
+        "fusion.data",
+        "fusion.preprocess",
+        "fusion.training",
+        "fusion.stages",
+        "fusion.serving",
+        "fusion.explain",
+        "fusion.robustness",
+        "fusion.report",
+        "fusion.tracking",
+        "fusion.ingest",
+    ),
     "fusion.data": ("fusion.models", "fusion.training", "fusion.stages", "fusion.serving", "fusion.explain"),
     "fusion.preprocess": ("fusion.models", "fusion.training", "fusion.stages", "fusion.serving", "fusion.explain"),
     "fusion.training": ("fusion.serving", "fusion.explain", "fusion.stages", "fusion.robustness", "fusion.report"),
@@ -60,19 +70,28 @@ def violations(root: Path) -> list[str]:
         name = module_name(path, root)
         for target in sorted(imports(path, root)):
             if any(_within(name, core) for core in CORE):
-                if _within(target, "fusion") and target != "fusion" and not any(
-                        _within(target, c) or _within(c, target) for c in CORE):
+                if (
+                    _within(target, "fusion")
+                    and target != "fusion"
+                    and not any(_within(target, c) or _within(c, target) for c in CORE)
+                ):
                     found.append(f"{name} imports {target}: core modules import only each other")
                 continue
             for entry in ENTRY_POINTS:
-                if _within(target, entry) and not _within(name, entry) and not _within(name, "pipelines") \
-                        and name != "train":
-                    found.append(f"{name} imports {target}: nothing in the library imports an entry point "
-                                 f"or a stage ({entry})")
+                if (
+                    _within(target, entry)
+                    and not _within(name, entry)
+                    and not _within(name, "pipelines")
+                    and name != "train"
+                ):
+                    found.append(
+                        f"{name} imports {target}: nothing in the library imports an entry point or a stage ({entry})"
+                    )
             for importer, banned in FORBIDDEN.items():
                 if _within(name, importer):
-                    found += [f"{name} imports {target}: {importer} must not import {b}"
-                              for b in banned if _within(target, b)]
+                    found += [
+                        f"{name} imports {target}: {importer} must not import {b}" for b in banned if _within(target, b)
+                    ]
     return found
 
 
@@ -82,8 +101,7 @@ def test_layers_point_one_way():
 
 def test_pipelines_are_imported_by_nothing():
     files = [*(ROOT / "fusion").rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]
-    users = [str(f.relative_to(ROOT)) for f in files
-             if any(_within(t, "pipelines") for t in imports(f, ROOT))]
+    users = [str(f.relative_to(ROOT)) for f in files if any(_within(t, "pipelines") for t in imports(f, ROOT))]
     assert users == []
 
 
@@ -110,7 +128,12 @@ def test_a_forbidden_import_is_caught(tmp_path):
         path.write_text(source, encoding="utf-8")
     found = violations(root)
     assert sorted({line.split(" imports ")[0] for line in found}) == [
-        "fusion.data.leak", "fusion.explain.leak", "fusion.models.leak", "fusion.serving.leak", "fusion.tasks.leak"]
+        "fusion.data.leak",
+        "fusion.explain.leak",
+        "fusion.models.leak",
+        "fusion.serving.leak",
+        "fusion.tasks.leak",
+    ]
     assert "fusion.explain must not import fusion.training" in " ".join(found)
 
 

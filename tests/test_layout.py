@@ -37,11 +37,15 @@ def test_common_folder_is_the_deepest_folder_holding_every_file():
 
 
 def test_files_dir_follows_the_manifest(tmp_path):
-    root = _manifest(tmp_path / "d", [
-        {"id": "1", "label": "a", "text": "inline", "image": "media/1.png", "audio": None},
-        {"id": "2", "label": "b", "text": "inline too", "image": "media/2.png", "audio": "media/2.wav"},
-        "not an object", {"id": "3", "label": "a", "image": 5},
-    ])
+    root = _manifest(
+        tmp_path / "d",
+        [
+            {"id": "1", "label": "a", "text": "inline", "image": "media/1.png", "audio": None},
+            {"id": "2", "label": "b", "text": "inline too", "image": "media/2.png", "audio": "media/2.wav"},
+            "not an object",
+            {"id": "3", "label": "a", "image": 5},
+        ],
+    )
     (root / "manifest.jsonl").write_text((root / "manifest.jsonl").read_text() + "{broken\n")
     assert files_dir(root, "manifest.jsonl", "text") == "manifest.jsonl"  # inline only: no folder needed
     assert files_dir(root, "manifest.jsonl", "image") == "media"
@@ -85,8 +89,9 @@ def test_dvc_repro_runs_on_inline_text_and_one_media_folder(tmp_path):
     env = copy_dvc_project(project, [*TINY_TRAINING, "trainer.max_epochs=1", f"data.root={dataset}"])
     dvc = [sys.executable, "-m", "dvc"]
     for args in (["init", "--no-scm", "-q"], ["config", "core.analytics", "false"], ["repro", *STAGES]):
-        result = subprocess.run([*dvc, *args], cwd=project, env=env, capture_output=True, text=True, timeout=240,
-                                check=False)
+        result = subprocess.run(
+            [*dvc, *args], cwd=project, env=env, capture_output=True, text=True, timeout=240, check=False
+        )
         assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     deps = {stage: {Path(d["path"]).name for d in lock[stage]["deps"]} for stage in lock}
@@ -94,8 +99,9 @@ def test_dvc_repro_runs_on_inline_text_and_one_media_folder(tmp_path):
     assert "media" in deps["preprocess_image"]
     meta = json.loads((project / "data" / "processed" / "text" / "meta.json").read_text())
     assert meta["summary"]["rejected"] == 0 and sum(meta["summary"]["kept"].values()) > 0
-    status = subprocess.run([*dvc, "status", *STAGES], cwd=project, env=env, capture_output=True, text=True,
-                            timeout=120, check=True)
+    status = subprocess.run(
+        [*dvc, "status", *STAGES], cwd=project, env=env, capture_output=True, text=True, timeout=120, check=True
+    )
     assert "up to date" in status.stdout, status.stdout
 
 
@@ -113,9 +119,18 @@ def test_dvc_hydra_composition_finds_the_resolver(tmp_path):
     the resolver comes from hydra_plugins/ under the repository root."""
     root = _manifest(tmp_path / "d", [{"id": "1", "label": "a", "text": "hi", "audio": "clips/1.wav"}])
     out = tmp_path / "params.yaml"
-    code = ("import sys; from dvc.utils.hydra import compose_and_dump; "
-            "compose_and_dump(sys.argv[1], sys.argv[2], None, 'config', sys.argv[3], sys.argv[4:])")
-    subprocess.run([sys.executable, "-c", code, str(out), str(ROOT / "conf"), str(ROOT), f"data.root={root}"],
-                   cwd=ROOT, check=True, timeout=120)
-    assert yaml.safe_load(out.read_text())["data"]["dirs"] == {"text": "manifest.jsonl", "image": "manifest.jsonl",
-                                                             "audio": "clips"}
+    code = (
+        "import sys; from dvc.utils.hydra import compose_and_dump; "
+        "compose_and_dump(sys.argv[1], sys.argv[2], None, 'config', sys.argv[3], sys.argv[4:])"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(out), str(ROOT / "conf"), str(ROOT), f"data.root={root}"],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+    )
+    assert yaml.safe_load(out.read_text())["data"]["dirs"] == {
+        "text": "manifest.jsonl",
+        "image": "manifest.jsonl",
+        "audio": "clips",
+    }

@@ -22,17 +22,20 @@ def test_the_mix_has_every_kind_and_never_a_row_without_modality():
     assert set(payloads) == set(KINDS) and all(len(bodies) == 5 for bodies in payloads.values())
     rows = {kind: [json.loads(b)["dataframe_records"] for b in bodies] for kind, bodies in payloads.items()}
     assert all(len(r) == 1 and all(r[0].values()) for r in rows[SINGLE_ALL])
-    assert all(len(r) == 1 and 1 <= sum(r[0][m] is None for m in ("text", "image", "audio")) <= 2
-               for r in rows[SINGLE_MISSING])
-    assert all(len(r) == 16 and all(any(row[m] for m in ("text", "image", "audio")) for row in r)
-               for r in rows[BATCH])
+    assert all(
+        len(r) == 1 and 1 <= sum(r[0][m] is None for m in ("text", "image", "audio")) <= 2 for r in rows[SINGLE_MISSING]
+    )
+    assert all(len(r) == 16 and all(any(row[m] for m in ("text", "image", "audio")) for row in r) for r in rows[BATCH])
     assert build_payloads([ROW], MIX, seed=0) == build_payloads([ROW], MIX, seed=0)  # seeded
 
 
 def test_the_summary_counts_rows_errors_and_percentiles_per_kind():
     outcomes = [Outcome(SINGLE_ALL, 1.0, 0.1 * (i + 1), 200, None) for i in range(10)]
-    outcomes += [Outcome(BATCH, 1.0, 2.0, 200, None), Outcome(SINGLE_ALL, 1.0, 0.5, 400, "bad"),
-                 Outcome(SINGLE_ALL, 1.0, 60.0, None, "TimeoutError: timed out")]
+    outcomes += [
+        Outcome(BATCH, 1.0, 2.0, 200, None),
+        Outcome(SINGLE_ALL, 1.0, 0.5, 400, "bad"),
+        Outcome(SINGLE_ALL, 1.0, 60.0, None, "TimeoutError: timed out"),
+    ]
     summary = summarise(outcomes, seconds=2.0, batch_rows=16)
     assert summary["requests"] == 13 and summary["errors"] == 2
     assert summary["errors_by_kind"] == {"400": 1, "TimeoutError": 1}

@@ -22,18 +22,22 @@ def good(i: int, label: str = "a", **extra) -> dict:
 
 
 def test_valid_records_and_reasons_for_bad_lines(tmp_path):
-    write_manifest(tmp_path, [
-        good(1), good(2, "b"),
-        "{not json",
-        ["a", "list"],
-        {"label": "a", "text": "no id"},
-        {"id": "r3", "text": "no label"},
-        good(1),  # duplicate id
-        good(4, split="holdout"),
-        {"id": "r5", "label": "a", "text": None, "image": None},
-        {"id": "r6", "label": "a", "text": "x", "text_path": "text/x.txt"},
-        {"id": "r7", "label": "a", "image": 3},
-    ])
+    write_manifest(
+        tmp_path,
+        [
+            good(1),
+            good(2, "b"),
+            "{not json",
+            ["a", "list"],
+            {"label": "a", "text": "no id"},
+            {"id": "r3", "text": "no label"},
+            good(1),  # duplicate id
+            good(4, split="holdout"),
+            {"id": "r5", "label": "a", "text": None, "image": None},
+            {"id": "r6", "label": "a", "text": "x", "text_path": "text/x.txt"},
+            {"id": "r7", "label": "a", "image": 3},
+        ],
+    )
     manifest = load_manifest(tmp_path, "manifest.jsonl", SPLIT, stage="test")
     assert [r.id for r in manifest.records] == ["r1", "r2"]
     reasons = {r.line: r.reason for r in manifest.rejections}

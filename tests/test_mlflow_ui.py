@@ -37,10 +37,22 @@ pytestmark = pytest.mark.slow
 # Headless, no sandbox (root in CI), and nothing that talks to Google: no background networking, component
 # updates, sync, first-run or default-browser pages, crash or domain-reliability reports, field trials.
 CHROMIUM_ARGS = (
-    "--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage", "--disable-gpu",
-    "--window-size=1600,1200", "--disable-component-update", "--disable-sync", "--no-first-run",
-    "--no-default-browser-check", "--disable-default-apps", "--disable-breakpad", "--disable-domain-reliability",
-    "--disable-client-side-phishing-detection", "--disable-field-trial-config", "--metrics-recording-only",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--window-size=1600,1200",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-default-apps",
+    "--disable-breakpad",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--disable-field-trial-config",
+    "--metrics-recording-only",
     "--disable-features=OptimizationHints,MediaRouter,Translate",
 )
 # Run name (<modality slug>-<fusion>, as train.py names runs) -> the Hydra overrides that make it.
@@ -49,7 +61,7 @@ ONE_EPOCH = "trainer.max_epochs=1"  # the UI needs finished runs, not good ones
 METRIC = "test/acc"
 DATASET = "sample-train"  # the training split of data.root=data/sample, as the run logs it
 SERVER_START_S = 120  # `mlflow server` imports MLflow and its FastAPI app before it answers
-UI_WAIT_S = 60        # the UI's JavaScript bundle loads, then fetches the runs
+UI_WAIT_S = 60  # the UI's JavaScript bundle loads, then fetches the runs
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # localhost, whatever *_proxy says
 ASSISTANT_CLOSE = "mlflow.assistant.chat_panel.close"
 ON_SCREEN_JS = """
@@ -81,8 +93,13 @@ def store(processed_dir, tmp_path) -> dict:
     experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
     runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
     assert sorted(runs) == sorted(RUNS) and all(run.info.status == "FINISHED" for run in runs.values())
-    return {"db": db, "artifacts": artifacts, "experiment_id": experiment.experiment_id, "runs": runs,
-            "compare": compare}
+    return {
+        "db": db,
+        "artifacts": artifacts,
+        "experiment_id": experiment.experiment_id,
+        "runs": runs,
+        "compare": compare,
+    }
 
 
 @pytest.fixture
@@ -90,12 +107,26 @@ def ui_url(store, tmp_path) -> Iterator[str]:
     """`mlflow server` on a free localhost port reading the store, once it answers; stopped (with its workers)
     afterwards."""
     port, log = _free_port(), tmp_path / "mlflow-server.log"
-    args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store['db']}",
-            "--default-artifact-root", str(store["artifacts"]), "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1"]
+    args = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{store['db']}",
+        "--default-artifact-root",
+        str(store["artifacts"]),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     # No telemetry; no background job runner (GenAI judges), which would only slow the start on a small machine.
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true",
-               MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    env = dict(
+        os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"
+    )
     with log.open("w") as out:
         server = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
@@ -126,9 +157,13 @@ def test_mlflow_ui_lists_the_runs_and_their_metrics(browser, ui_url, store, tmp_
     with evidence_on_failure(browser, tmp_path, "runs_page"):
         # The experiment's runs page (MLflow 3's `#/experiments/<id>` opens its GenAI overview instead).
         browser.get(f"{ui_url}/#/experiments/{experiment_id}/runs")
-        links = {name: wait.until(ec.visibility_of_element_located(_run_link(run.info.run_id)),
-                                  f"the runs table's link to run {name} ({run.info.run_id})")
-                 for name, run in runs.items()}
+        links = {
+            name: wait.until(
+                ec.visibility_of_element_located(_run_link(run.info.run_id)),
+                f"the runs table's link to run {name} ({run.info.run_id})",
+            )
+            for name, run in runs.items()
+        }
         assert {name: link.text for name, link in links.items()} == {name: name for name in runs}
         # only training runs: the compare run went to the experiment's -reports experiment
         assert not browser.find_elements(*_run_link(store["compare"]))
@@ -137,17 +172,24 @@ def test_mlflow_ui_lists_the_runs_and_their_metrics(browser, ui_url, store, tmp_
         _close_assistant(browser, wait)
         # Show the metric column as a person does: Columns, tick the metric, close the menu.
         browser.find_element(By.CSS_SELECTOR, "[data-testid=column-selection-dropdown]").click()
-        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"[role=dialog] span[title='{METRIC}']")),
-                   f"{METRIC} in the Columns menu").click()
+        wait.until(
+            ec.element_to_be_clickable((By.CSS_SELECTOR, f"[role=dialog] span[title='{METRIC}']")),
+            f"{METRIC} in the Columns menu",
+        ).click()
         browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
         wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]")), "the menu to close")
-        shown = {name: wait.until(_on_screen(_metric_cell(run.info.run_id)), f"the {METRIC} cell of run {name}")
-                 for name, run in runs.items()}
+        shown = {
+            name: wait.until(_on_screen(_metric_cell(run.info.run_id)), f"the {METRIC} cell of run {name}")
+            for name, run in runs.items()
+        }
         # The grid scrolls its header along with the body: scrolling the header itself would misalign them.
-        wait.until(_on_screen((By.CSS_SELECTOR, f"[data-testid='sort-header-{METRIC}']"), scroll=False),
-                   f"the {METRIC} column header")
-        assert {name: float(cell.text) for name, cell in shown.items()} == \
-            {name: run.data.metrics[METRIC] for name, run in runs.items()}
+        wait.until(
+            _on_screen((By.CSS_SELECTOR, f"[data-testid='sort-header-{METRIC}']"), scroll=False),
+            f"the {METRIC} column header",
+        )
+        assert {name: float(cell.text) for name, cell in shown.items()} == {
+            name: run.data.metrics[METRIC] for name, run in runs.items()
+        }
         browser.save_screenshot(str(tmp_path / "runs_page.png"))
 
     name, run = "text_image-late", runs["text_image-late"]
@@ -155,17 +197,25 @@ def test_mlflow_ui_lists_the_runs_and_their_metrics(browser, ui_url, store, tmp_
         links[name].click()  # the run's own page lists all its metrics
         wait.until(ec.url_contains(f"/runs/{run.info.run_id}"), f"the page of run {name}")
         count = f"Metrics ({len(run.data.metrics)})"
-        wait.until(ec.visibility_of_element_located((By.XPATH, f"//*[normalize-space()='{count}']")),
-                   f"'{count}', the number of metrics in the store")
-        search = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "input[placeholder='Search metrics']")),
-                            "the Search metrics box")
+        wait.until(
+            ec.visibility_of_element_located((By.XPATH, f"//*[normalize-space()='{count}']")),
+            f"'{count}', the number of metrics in the store",
+        )
+        search = wait.until(
+            ec.element_to_be_clickable((By.CSS_SELECTOR, "input[placeholder='Search metrics']")),
+            "the Search metrics box",
+        )
         search.send_keys(METRIC)
-        value = wait.until(_on_screen((By.XPATH, f"//*[@role='row'][.//*[normalize-space()='{METRIC}']]/*[last()]")),
-                           f"the {METRIC} row of the metrics table")
+        value = wait.until(
+            _on_screen((By.XPATH, f"//*[@role='row'][.//*[normalize-space()='{METRIC}']]/*[last()]")),
+            f"the {METRIC} row of the metrics table",
+        )
         assert float(value.text) == run.data.metrics[METRIC]
         # the run's dataset (fusion.tracking.datasets: one input per split, named <data folder>-<split>)
-        wait.until(ec.visibility_of_element_located((By.XPATH, f"//*[contains(text(), '{DATASET}')]")),
-                   f"the run's dataset {DATASET}")
+        wait.until(
+            ec.visibility_of_element_located((By.XPATH, f"//*[contains(text(), '{DATASET}')]")),
+            f"the run's dataset {DATASET}",
+        )
         browser.save_screenshot(str(tmp_path / "run_page.png"))
 
 
@@ -200,9 +250,10 @@ def evidence_on_failure(driver: webdriver.Chrome, tmp_path: Path, step: str) -> 
         except WebDriverException as lost:  # the browser itself went away
             screenshot = source = f"not saved ({type(lost).__name__})"
         detail = error.msg if isinstance(error, WebDriverException) else error  # without the driver's stack
-        raise AssertionError(f"MLflow UI check failed on the {step.replace('_', ' ')} at {driver.current_url}: "
-                             f"{type(error).__name__}: {detail}\nscreenshot: {screenshot}\npage source: {source}"
-                             ) from error
+        raise AssertionError(
+            f"MLflow UI check failed on the {step.replace('_', ' ')} at {driver.current_url}: "
+            f"{type(error).__name__}: {detail}\nscreenshot: {screenshot}\npage source: {source}"
+        ) from error
 
 
 def _run_link(run_id: str) -> tuple[str, str]:
@@ -216,11 +267,13 @@ def _metric_cell(run_id: str) -> tuple[str, str]:
 def _on_screen(locator: tuple[str, str], scroll: bool = True):
     """Wait condition: the element (scrolled into view unless `scroll` is false) is what a person sees at its
     centre (not hidden behind another element or clipped by a scrolled table viewport) and has text; returns it."""
+
     def visible(driver):
         found = driver.find_elements(*locator)
         if not found or not found[0].text.strip():
             return False
         return driver.execute_script(ON_SCREEN_JS, found[0], scroll) and found[0]
+
     return visible
 
 
@@ -234,8 +287,9 @@ def _wait_until_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + SERVER_START_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            pytest.fail(f"mlflow server exited with {server.returncode} before answering; its log ({log}):\n"
-                        f"{_tail(log)}")
+            pytest.fail(
+                f"mlflow server exited with {server.returncode} before answering; its log ({log}):\n{_tail(log)}"
+            )
         try:
             with NO_PROXY.open(f"{url}/health", timeout=2) as response:
                 if response.status == 200:

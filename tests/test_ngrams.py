@@ -17,8 +17,17 @@ from fusion.preprocess.text import TextProcessor
 
 def test_grams_of_a_word_by_hand():
     tokenizer = CharNgramTokenizer([PAD, UNK], min_n=2, max_n=3)
-    assert tokenizer.grams("Ab, c") == ["<ab>", "<a", "ab", "b>", "<ab", "ab>",
-                                        "<c>", "<c", "c>"]  # "<c>" is its own 3-gram: kept once
+    assert tokenizer.grams("Ab, c") == [
+        "<ab>",
+        "<a",
+        "ab",
+        "b>",
+        "<ab",
+        "ab>",
+        "<c>",
+        "<c",
+        "c>",
+    ]  # "<c>" is its own 3-gram: kept once
     assert tokenizer.grams("ＡＢ") == tokenizer.grams("ab")  # NFKC: full-width letters are letters
     assert CharNgramTokenizer([PAD, UNK], 2, 3, lowercase=False).grams("Ab")[0] == "<Ab>"
 
@@ -37,8 +46,7 @@ def test_vocabulary_counts_texts_not_repeats_and_breaks_ties_alphabetically():
 
 
 def test_a_typo_keeps_most_of_the_word():
-    tokenizer = CharNgramTokenizer.train(["seven", "eleven", "six"], vocab_size=1000, min_frequency=1, min_n=2,
-                                         max_n=4)
+    tokenizer = CharNgramTokenizer.train(["seven", "eleven", "six"], vocab_size=1000, min_frequency=1, min_n=2, max_n=4)
     seven, typo = set(tokenizer.encode("seven").ids), set(tokenizer.encode("sevn").ids)
     assert tokenizer.token_to_id("<seven>") in seven and tokenizer.token_to_id("<sevn>") is None
     assert len(seven & typo) >= 4 and {tokenizer.id_to_token(i) for i in seven & typo} >= {"<s", "<se", "se", "ev"}
@@ -61,8 +69,14 @@ def test_saved_tokenizer_round_trips_and_is_told_apart_from_a_bpe_file():
 
 
 def test_text_stage_with_ngrams_writes_tokens_a_model_reads(sample_root, tmp_path):
-    cfg = compose([f"data.root={sample_root}", f"data.processed_dir={tmp_path}", "preprocess.num_workers=1",
-                   "model.text.tokenizer=ngram"])
+    cfg = compose(
+        [
+            f"data.root={sample_root}",
+            f"data.processed_dir={tmp_path}",
+            "preprocess.num_workers=1",
+            "model.text.tokenizer=ngram",
+        ]
+    )
     assert cfg.preprocess.text.tokenizer == "ngram"  # the text stage follows the model's tokenizer
     run_preprocess("text", cfg)
     meta = json.loads((tmp_path / "text" / "meta.json").read_text(encoding="utf-8"))
@@ -78,8 +92,13 @@ def test_text_stage_with_ngrams_writes_tokens_a_model_reads(sample_root, tmp_pat
 
     encoder = build_encoder("text", dict(cfg.model), meta)
     tokens = stored[None].long()
-    out, mask = encoder({"tokens": tokens, "mask": torch.ones_like(tokens, dtype=torch.bool),
-                         "present": torch.ones(1, dtype=torch.bool)})
+    out, mask = encoder(
+        {
+            "tokens": tokens,
+            "mask": torch.ones_like(tokens, dtype=torch.bool),
+            "present": torch.ones(1, dtype=torch.bool),
+        }
+    )
     assert out.shape == (1, len(stored), cfg.model.dim) and mask.all()
 
     with pytest.raises(ValueError, match="tokenized with 'ngram'"):

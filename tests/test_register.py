@@ -40,17 +40,32 @@ def test_a_training_run_logs_its_dataset_per_split(run, sample_root):
 def test_register_sets_the_alias_and_predict_loads_it(run, sample_root, tmp_path, capsys):
     store = run["cfg"].logger.tracking_uri
     first = register_main([f"run_id={run['run_id']}", "name=fusion-test", "alias=champion", f"tracking_uri={store}"])
-    second = register_main([f"run_id={run['run_id']}", "name=fusion-test", "alias=champion", f"tracking_uri={store}",
-                            "description=same run again"])
-    assert (str(first["version"]), str(second["version"])) == ("1", "2") \
-        and second["uri"] == "models:/fusion-test@champion"
+    second = register_main(
+        [
+            f"run_id={run['run_id']}",
+            "name=fusion-test",
+            "alias=champion",
+            f"tracking_uri={store}",
+            "description=same run again",
+        ]
+    )
+    assert (str(first["version"]), str(second["version"])) == ("1", "2") and second[
+        "uri"
+    ] == "models:/fusion-test@champion"
     client = MlflowClient(store, registry_uri=store)
     champion = client.get_model_version_by_alias("fusion-test", "champion")
     assert str(champion.version) == "2" and champion.run_id == run["run_id"]  # the alias moved to the new version
     assert champion.tags["fusion"] == run["cfg"].fusion.name
     output = tmp_path / "predictions.csv"
-    predict_main(["model=models:/fusion-test@champion", f"manifest={sample_root / 'manifest.jsonl'}", "split=test",
-                  f"tracking_uri={store}", f"output={output}"])
+    predict_main(
+        [
+            "model=models:/fusion-test@champion",
+            f"manifest={sample_root / 'manifest.jsonl'}",
+            "split=test",
+            f"tracking_uri={store}",
+            f"output={output}",
+        ]
+    )
     with output.open(newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     assert rows and all(row["prediction"] for row in rows)
@@ -64,8 +79,15 @@ def test_a_registered_champion_serves_over_http_as_predict_scores_it(run, sample
     register_main([f"run_id={run['run_id']}", "name=fusion-served", "alias=champion", f"tracking_uri={store}"])
     uri = "models:/fusion-served@champion"
     lines = full_records(sample_root, 3)
-    rows = [{"id": line["id"], "text": line["text"], "image": b64(sample_root, line["image"]),
-             "audio": b64(sample_root, line["audio"])} for line in lines]
+    rows = [
+        {
+            "id": line["id"],
+            "text": line["text"],
+            "image": b64(sample_root, line["image"]),
+            "audio": b64(sample_root, line["audio"]),
+        }
+        for line in lines
+    ]
     try:
         server = start_model_server(uri, tmp_path / "server.log", server_env(MLFLOW_TRACKING_URI=store), cwd=tmp_path)
     except ServerError as exc:
@@ -84,8 +106,7 @@ def test_a_registered_champion_serves_over_http_as_predict_scores_it(run, sample
             shutil.copyfile(sample_root / line[key], tmp_path / line[key])
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     output = tmp_path / "predictions.csv"
-    predict_main([f"model={uri}", f"manifest={manifest}", f"tracking_uri={store}",
-                  f"output={output}"])
+    predict_main([f"model={uri}", f"manifest={manifest}", f"tracking_uri={store}", f"output={output}"])
     with output.open(newline="", encoding="utf-8") as stream:
         predicted = {row["id"]: row["prediction"] for row in csv.DictReader(stream)}
     assert served == predicted

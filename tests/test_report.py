@@ -56,12 +56,23 @@ def _parse(html: str) -> _Links:
 
 
 def _config(tmp: Path, uri: str, **report) -> OmegaConf:
-    return OmegaConf.create({
-        "logger": {"tracking_uri": uri, "experiment_name": "fusion"},
-        "report": {"html": str(tmp / "results" / "report.html"), "markdown": str(tmp / "results" / "report.md"),
-                   "files_dir": str(tmp / "results" / "report_files"), "tasks": [], "latest_only": True,
-                   "curves": ["train/loss", "val/loss"], "max_curve_runs": 12, "log_to_mlflow": True,
-                   "run_name": "report", **report}})
+    return OmegaConf.create(
+        {
+            "logger": {"tracking_uri": uri, "experiment_name": "fusion"},
+            "report": {
+                "html": str(tmp / "results" / "report.html"),
+                "markdown": str(tmp / "results" / "report.md"),
+                "files_dir": str(tmp / "results" / "report_files"),
+                "tasks": [],
+                "latest_only": True,
+                "curves": ["train/loss", "val/loss"],
+                "max_curve_runs": 12,
+                "log_to_mlflow": True,
+                "run_name": "report",
+                **report,
+            },
+        }
+    )
 
 
 def _markdown_images(markdown: Path) -> list[Path]:
@@ -80,6 +91,7 @@ def _explain_figure(folder: Path) -> Path:
 
 # --- real tiny training runs ------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def trained(processed_dir, sample_root, tmp_path_factory):
     """text · late and text+image · late trained and tested for real (with their explain/ attention figures), the
@@ -90,9 +102,18 @@ def trained(processed_dir, sample_root, tmp_path_factory):
     base = tmp_path_factory.mktemp("report")
     for modality in ("text", "text+image"):
         slug = modality.replace("+", "_")
-        cfg = tiny_config(base, processed_dir, [
-            f"modality={modality}", "fusion=late", f"data.root={sample_root}", f"paths.output_dir={base / slug}",
-            f"paths.robustness_dir={base / slug / 'robustness'}", f"robustness.levels={LEVELS}"])
+        cfg = tiny_config(
+            base,
+            processed_dir,
+            [
+                f"modality={modality}",
+                "fusion=late",
+                f"data.root={sample_root}",
+                f"paths.output_dir={base / slug}",
+                f"paths.robustness_dir={base / slug / 'robustness'}",
+                f"robustness.levels={LEVELS}",
+            ],
+        )
         train(cfg)
         evaluate_robustness(cfg)
     return base, f"sqlite:///{base / 'mlflow.db'}"
@@ -112,8 +133,12 @@ def test_html_is_self_contained_and_holds_every_section_run_and_metric(reported)
     page = _parse(html)
     assert not re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:)?//", html) and "url(" not in html
     for tag, name, value in page.links:
-        assert (tag, name) == ("img", "src") and value.startswith("data:image/png;base64,") or \
-               (tag, name) == ("a", "href") and value.startswith("#"), (tag, name, value[:60])
+        assert (
+            (tag, name) == ("img", "src")
+            and value.startswith("data:image/png;base64,")
+            or (tag, name) == ("a", "href")
+            and value.startswith("#")
+        ), (tag, name, value[:60])
     images = [base64.b64decode(value.split(",", 1)[1]) for tag, _, value in page.links if tag == "img"]
     assert images and all(image.startswith(PNG) for image in images)
     assert all(heading in page.headings for heading in HEADINGS)
@@ -138,7 +163,10 @@ def test_figures_hold_what_the_runs_logged(reported):
     assert task.curve_keys == ["train/loss", "val/loss", "val/acc"]
     for run in task.details():
         assert {key: [x for x, _ in points] for key, points in run.curves.items()} == {
-            "train/loss": [1, 2], "val/loss": [1, 2], "val/acc": [1, 2]}
+            "train/loss": [1, 2],
+            "val/loss": [1, 2],
+            "val/acc": [1, 2],
+        }
         assert len(run.per_class) == 10 and all(0.0 <= v <= 1.0 for v in run.per_class.values())
         assert run.levels == LEVELS and list(run.robustness)[-1] == "all"
     assert set(task.best.robustness) >= {"text_typos", "all"}
@@ -169,8 +197,9 @@ def test_report_run_is_logged_with_its_files_and_left_out_of_compare(reported, t
     downloaded = Path(client.download_artifacts(files.run_id, "", str(tmp_path)))
     assert all(path.is_file() for path in _markdown_images(downloaded / "report.md"))
     again = compare_runs(uri, "fusion")
-    assert {row.run_id for table in again.tables for row in table.rows} == \
-        {row.run_id for row in data.tasks[0].table.rows} and not again.skipped
+    assert {row.run_id for table in again.tables for row in table.rows} == {
+        row.run_id for row in data.tasks[0].table.rows
+    } and not again.skipped
 
 
 @pytest.mark.slow
@@ -178,9 +207,23 @@ def test_stage_command_prints_where_the_files_are(trained, subprocess_env):
     base, uri = trained
     out = base / "cli"
     result = subprocess.run(
-        [sys.executable, "pipelines/report.py", "--no-mlflow", "--tracking-uri", uri, "--html", str(out / "r.html"),
-         f"report.markdown={out / 'r.md'}", f"report.files_dir={out / 'figures'}"],
-        cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "pipelines/report.py",
+            "--no-mlflow",
+            "--tracking-uri",
+            uri,
+            "--html",
+            str(out / "r.html"),
+            f"report.markdown={out / 'r.md'}",
+            f"report.files_dir={out / 'figures'}",
+        ],
+        cwd=ROOT,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"wrote {out / 'r.html'} (self-contained), {out / 'r.md'} (figures in {out / 'figures'}/)" in result.stdout
     assert "logged to MLflow" not in result.stdout and (out / "figures").is_dir()
@@ -192,17 +235,40 @@ def test_screenshot_of_the_page_renders(reported, tmp_path):
     require_chromium(CHROMIUM)
     _, _, _, files = reported
     shot = tmp_path / "report.png"
-    result = subprocess.run([shutil.which("chromium") or str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
-                             "--disable-background-networking", f"--screenshot={shot}", "--window-size=1400,3000",
-                             files.html.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            shutil.which("chromium") or str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            f"--screenshot={shot}",
+            "--window-size=1400,3000",
+            files.html.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, f"chromium exited with {result.returncode}:\n{result.stderr[-3000:]}"
     assert shot.is_file() and shot.read_bytes().startswith(PNG)
 
 
 # --- synthetic runs: the edge cases -----------------------------------------------------------------------------
 
-def _run(client, experiment_id, modality, fusion, start, *, task=("multiclass", "test/acc", "max"), value=0.5,
-         history=(), extra=None) -> str:
+
+def _run(
+    client,
+    experiment_id,
+    modality,
+    fusion,
+    start,
+    *,
+    task=("multiclass", "test/acc", "max"),
+    value=0.5,
+    history=(),
+    extra=None,
+) -> str:
     """A finished training run as train.py logs it (tags, params, per-epoch `history` of {key: value})."""
     tags = {"task": task[0], "modality": modality, "fusion": fusion, "data_version": "v1", "git_commit": "abc1234"}
     run_id = client.create_run(experiment_id, start_time=start, tags=tags).info.run_id
@@ -235,9 +301,19 @@ def test_runs_without_curves_robustness_per_class_or_explain_say_none_logged(sto
 def test_regression_has_no_per_class_section_and_many_runs_are_capped_best_first(store):
     tmp, uri, client, exp = store
     regression = ("regression", "test/mae", "min")
-    ids = [_run(client, exp, f"m{i}", "late", 1000 + i, task=regression, value=0.1 * (i + 1),
-                history=[{"train/loss": 1.0 - 0.1 * e, "val/mae": 0.5 + i - 0.1 * e} for e in range(3)])
-           for i in range(4)]
+    ids = [
+        _run(
+            client,
+            exp,
+            f"m{i}",
+            "late",
+            1000 + i,
+            task=regression,
+            value=0.1 * (i + 1),
+            history=[{"train/loss": 1.0 - 0.1 * e, "val/mae": 0.5 + i - 0.1 * e} for e in range(3)],
+        )
+        for i in range(4)
+    ]
     data, files = run_report(_config(tmp, uri, log_to_mlflow=False, max_curve_runs=2))
     (task,) = data.tasks
     assert task.curve_keys == ["train/loss", "val/loss", "val/mae"]
@@ -251,10 +327,15 @@ def test_regression_has_no_per_class_section_and_many_runs_are_capped_best_first
 
 def _robustness(client, run_id, levels, curves):
     """Robustness curves as fusion/robustness/tracking.py logs them: step = level index."""
-    client.log_batch(run_id, metrics=[Metric(key, value, 0, step) for name, values in curves.items()
-                                      for step, (key, value) in enumerate(
-                                          (f"robustness/acc_{name}", v) for v in values)]
-                     + [Metric("robustness/level", level, 0, step) for step, level in enumerate(levels)])
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric(key, value, 0, step)
+            for name, values in curves.items()
+            for step, (key, value) in enumerate((f"robustness/acc_{name}", v) for v in values)
+        ]
+        + [Metric("robustness/level", level, 0, step) for step, level in enumerate(levels)],
+    )
 
 
 def test_robustness_curves_at_other_levels_are_named_not_drawn(store):
@@ -271,9 +352,15 @@ def test_robustness_curves_at_other_levels_are_named_not_drawn(store):
 
 def test_resumed_curve_points_count_once_and_explain_without_summary_is_grouped_by_folder(store):
     tmp, uri, client, exp = store
-    run_id = _run(client, exp, "text+image", "gated", 1000, history=[{"val/acc": 0.2}, {"val/acc": 0.3}],
-                  extra={"test/f1_alpha": 0.5, "test/f1_bravo": 0.25, "test/f1_macro": 0.4,
-                         "test/acc_without_text": 0.1})
+    run_id = _run(
+        client,
+        exp,
+        "text+image",
+        "gated",
+        1000,
+        history=[{"val/acc": 0.2}, {"val/acc": 0.3}],
+        extra={"test/f1_alpha": 0.5, "test/f1_bravo": 0.25, "test/f1_macro": 0.4, "test/acc_without_text": 0.1},
+    )
     client.log_batch(run_id, metrics=[Metric("val/acc", 0.35, 2000, 20)])  # a resume logged epoch 2 again
     folder = tmp / "src" / "explain"
     _explain_figure(folder / "s1")

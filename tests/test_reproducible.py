@@ -19,8 +19,11 @@ SMALL_CHUNKS = "preprocess.chunk_bytes=1KB"  # several chunks per worker, so the
 
 
 def _files(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.slow
@@ -28,8 +31,14 @@ def _files(folder: Path) -> dict[str, str]:
 def test_output_is_byte_identical_for_one_and_two_workers(sample_root, tmp_path):
     outputs = {}
     for workers in (1, 2):
-        cfg = compose([f"data.root={sample_root}", f"data.processed_dir={tmp_path / str(workers)}",
-                       f"preprocess.num_workers={workers}", SMALL_CHUNKS])
+        cfg = compose(
+            [
+                f"data.root={sample_root}",
+                f"data.processed_dir={tmp_path / str(workers)}",
+                f"preprocess.num_workers={workers}",
+                SMALL_CHUNKS,
+            ]
+        )
         run_preprocess("text", cfg)
         outputs[workers] = _files(tmp_path / str(workers) / "text")
     chunks = [name for name in outputs[1] if name.endswith(".bin")]

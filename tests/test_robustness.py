@@ -204,6 +204,7 @@ def test_levels_must_rise_from_zero_to_at_most_one(levels):
 
 # --- scores --------------------------------------------------------------------------------------------------
 
+
 def test_relative_robustness_is_the_trapezoid_area():
     assert relative_robustness([0.0, 0.5, 1.0], [1.0, 0.5, 0.0]) == pytest.approx(0.5)
     assert relative_robustness([0.0, 0.5, 1.0], [0.8, 0.6, 0.2]) == pytest.approx(0.25 * 1.4 + 0.25 * 0.8)
@@ -225,6 +226,7 @@ def test_effective_robustness_is_the_gap_to_the_shifted_late_curve():
 
 
 # --- the late-fusion reference in MLflow ---------------------------------------------------------------------
+
 
 def _run(client, experiment_id, fusion, start, settings=None, data="v1", status="FINISHED", values=None) -> str:
     tags = {"fusion": fusion, "task": "multiclass", "modality": "text+image", "data_version": data}
@@ -279,9 +281,18 @@ def evaluated(processed_dir, sample_root, tmp_path_factory):
     base = tmp_path_factory.mktemp("robust")
 
     def config(fusion: str):
-        return tiny_config(base, processed_dir, [
-            "test_after_fit=false", f"fusion={fusion}", f"data.root={sample_root}", f"paths.output_dir={base / fusion}",
-            f"paths.robustness_dir={base / fusion / 'robustness'}", f"robustness.levels={LEVELS}"])
+        return tiny_config(
+            base,
+            processed_dir,
+            [
+                "test_after_fit=false",
+                f"fusion={fusion}",
+                f"data.root={sample_root}",
+                f"paths.output_dir={base / fusion}",
+                f"paths.robustness_dir={base / fusion / 'robustness'}",
+                f"robustness.levels={LEVELS}",
+            ],
+        )
 
     results = {}
     cross, late = config("cross_attention"), config("late")
@@ -297,7 +308,6 @@ def evaluated(processed_dir, sample_root, tmp_path_factory):
 def _curves_csv(cfg) -> list[dict]:
     with open(Path(cfg.paths.robustness_dir) / "curves.csv", newline="") as source:
         return list(csv.DictReader(source))
-
 
 
 @pytest.mark.slow

@@ -279,8 +279,13 @@ def test_pipeline_cli(tmp_path):
     params = OmegaConf.create({"sample": OmegaConf.load(DEFAULT), "other": {"x": 1}})
     OmegaConf.save(params, tmp_path / "params.yaml")
     out = tmp_path / "custom"
-    cmd = [sys.executable, str(ROOT / "pipelines" / "sample.py"),
-           "sample.num_records=30", f"sample.output_dir={out}", "sample.progress=false"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "pipelines" / "sample.py"),
+        "sample.num_records=30",
+        f"sample.output_dir={out}",
+        "sample.progress=false",
+    ]
     res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "30 records" in res.stdout
@@ -289,6 +294,7 @@ def test_pipeline_cli(tmp_path):
     res = subprocess.run(cmd + ["--params", "missing.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "missing.yaml" in res.stderr
 
-    res = subprocess.run([sys.executable, str(ROOT / "pipelines" / "sample.py"), "--help"],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "pipelines" / "sample.py"), "--help"], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0 and "--params" in res.stdout and "examples" in res.stdout

@@ -20,8 +20,12 @@ from tests.helpers.config import TINY_TRAINING
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-COMPLETE, PRUNED, FAIL, RUNNING = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-                                   optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING)
+COMPLETE, PRUNED, FAIL, RUNNING = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.PRUNED,
+    optuna.trial.TrialState.FAIL,
+    optuna.trial.TrialState.RUNNING,
+)
 RUN_TIMEOUT = 300  # seconds for one search process (6 tiny trials take about a minute on 2 cores)
 # trainer.max_epochs=2 trials are pruned at their epoch-1 report (no val/acc reaches 1.01), 1-epoch trials never
 # reach a pruned step: pruning is deterministic. RandomSampler(seed=2) draws max_epochs 1, 1, 2, ... first.
@@ -50,9 +54,14 @@ hydra:
       trainer.max_epochs: choice(1, 2)
       optim.optimizer.lr: interval(1e-3, 3e-3)
 """
-FIXED = ["modality=text", *[o for o in TINY_TRAINING if not o.startswith("trainer.max_epochs")],
-         "callbacks.progress_bar.refresh_rate=0", "test_missing_modalities=false", "explain.enabled=false",
-         "serving.log_model=false"]
+FIXED = [
+    "modality=text",
+    *[o for o in TINY_TRAINING if not o.startswith("trainer.max_epochs")],
+    "callbacks.progress_bar.refresh_rate=0",
+    "test_missing_modalities=false",
+    "explain.enabled=false",
+    "serving.log_model=false",
+]
 
 
 def _setup(tmp: Path, processed: Path, study: str, n_trials: int) -> tuple[list[str], Path]:
@@ -60,13 +69,26 @@ def _setup(tmp: Path, processed: Path, study: str, n_trials: int) -> tuple[list[
     (tmp / "cd" / "hparams_search").mkdir(parents=True, exist_ok=True)
     (tmp / "cd" / "hparams_search" / "tiny.yaml").write_text(SEARCH.format(study=study, n_trials=n_trials))
     db = tmp / "optuna.db"
-    return [sys.executable, "train.py", "-m", "-cd", str(tmp / "cd"), "hparams_search=tiny", *_data(tmp, processed),
-            f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={tmp / 'multirun'}"], db
+    return [
+        sys.executable,
+        "train.py",
+        "-m",
+        "-cd",
+        str(tmp / "cd"),
+        "hparams_search=tiny",
+        *_data(tmp, processed),
+        f"hydra.sweeper.storage=sqlite:///{db}",
+        f"hydra.sweep.dir={tmp / 'multirun'}",
+    ], db
 
 
 def _data(tmp: Path, processed: Path) -> list[str]:
-    return [*FIXED, f"data.processed_dir={processed}", f"logger.tracking_uri=sqlite:///{tmp / 'mlflow.db'}",
-            f"logger.artifact_location={tmp / 'mlartifacts'}"]
+    return [
+        *FIXED,
+        f"data.processed_dir={processed}",
+        f"logger.tracking_uri=sqlite:///{tmp / 'mlflow.db'}",
+        f"logger.artifact_location={tmp / 'mlartifacts'}",
+    ]
 
 
 def _trials(db: Path, study: str) -> list[optuna.trial.FrozenTrial]:
@@ -79,8 +101,9 @@ def _trials(db: Path, study: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def _check(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, \
+    assert result.returncode == 0, (
         f"search failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,17 +120,21 @@ def killed_and_resumed(processed_dir, tmp_path_factory):
                 trials = _trials(db, "tiny")
                 running = [t.number for t in trials if t.state == RUNNING]
                 # the running trial's job has started (its Hydra folder exists), so its heartbeat is recorded
-                if sum(t.state == COMPLETE for t in trials) >= 2 and running and \
-                        list((tmp / "multirun").glob(f"{running[0]}-*")):
+                if (
+                    sum(t.state == COMPLETE for t in trials) >= 2
+                    and running
+                    and list((tmp / "multirun").glob(f"{running[0]}-*"))
+                ):
                     break
                 time.sleep(0.2)
         finally:
             if first.poll() is None:
                 os.killpg(first.pid, signal.SIGKILL)
                 first.wait(timeout=30)
-    assert first.returncode == -signal.SIGKILL, \
-        f"the first search ended ({first.returncode}) before it could be killed:\n" \
+    assert first.returncode == -signal.SIGKILL, (
+        f"the first search ended ({first.returncode}) before it could be killed:\n"
         f"{(tmp / 'first.log').read_text()[-5000:]}"
+    )
     before = _trials(db, "tiny")
     second = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     _check(second)
@@ -122,8 +149,11 @@ def test_a_killed_search_resumes_without_repeating_a_trial(killed_and_resumed):
     assert killed, "the first process was killed while a trial was running"
     by_number = {t.number: t for t in after}
     for number, trial in done_before.items():  # finished trials are kept as they were, not run again
-        assert (by_number[number].state, by_number[number].params, by_number[number].datetime_complete) == \
-               (trial.state, trial.params, trial.datetime_complete)
+        assert (by_number[number].state, by_number[number].params, by_number[number].datetime_complete) == (
+            trial.state,
+            trial.params,
+            trial.datetime_complete,
+        )
     assert all(by_number[n].state == FAIL for n in killed)  # the killed trial's heartbeat stopped
     finished = [t for t in after if t.state in (COMPLETE, PRUNED)]
     assert len(finished) == 6
@@ -156,17 +186,44 @@ def test_pruned_trials_are_marked_in_optuna_and_mlflow(killed_and_resumed):
 def test_the_promoted_config_reproduces_the_best_trial(killed_and_resumed, processed_dir):
     tmp, db, _, after = killed_and_resumed
     out = tmp / "cd" / "experiment" / "winner.yaml"
-    promoted = subprocess.run([sys.executable, "-m", "fusion.search", "promote", "--study", "tiny", "--storage",
-                               f"sqlite:///{db}", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                              timeout=120)
+    promoted = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fusion.search",
+            "promote",
+            "--study",
+            "tiny",
+            "--storage",
+            f"sqlite:///{db}",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     _check(promoted)
     best = max((t for t in after if t.state == COMPLETE), key=lambda t: t.value)
     text = out.read_text()
     assert f"trial {best.number}" in text and "seed: 42" in text
     run_dir = tmp / "retrain"
-    retrain = subprocess.run([sys.executable, "train.py", "-cd", str(tmp / "cd"), "+experiment=winner",
-                              *_data(tmp, processed_dir), f"hydra.run.dir={run_dir}"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    retrain = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "-cd",
+            str(tmp / "cd"),
+            "+experiment=winner",
+            *_data(tmp, processed_dir),
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
     _check(retrain)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}")
     again = client.get_run(json.loads((run_dir / "run.json").read_text())["run_id"]).data.metrics
@@ -178,8 +235,10 @@ def test_the_promoted_config_reproduces_the_best_trial(killed_and_resumed, proce
 def test_two_workers_share_one_study(processed_dir, tmp_path):
     args, db = _setup(tmp_path, processed_dir, "parallel", 4)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    workers = [subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for _ in range(2)]
+    workers = [
+        subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     outputs = [w.communicate(timeout=RUN_TIMEOUT)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], "\n".join(o[-3000:] for o in outputs)
     trials = _trials(db, "parallel")

@@ -17,15 +17,31 @@ OPTIONS = OmegaConf.create({"ignore": ["seed"], "confidence": 0.95, "bootstrap_r
 RECORD_IDS = [f"r{i:02d}" for i in range(40)]
 
 
-def _log(client: MlflowClient, experiment: str, modality: str, seed: int, acc: float, correct: int | None,
-         extra_params: dict | None = None, tags: dict | None = None, finish: str = "FINISHED") -> str:
+def _log(
+    client: MlflowClient,
+    experiment: str,
+    modality: str,
+    seed: int,
+    acc: float,
+    correct: int | None,
+    extra_params: dict | None = None,
+    tags: dict | None = None,
+    finish: str = "FINISHED",
+) -> str:
     """A finished run with the params and tags training logs, test/acc, and (with `correct`) a test_records.csv
     whose first `correct` records are right."""
-    run = client.create_run(experiment, tags={"modality": modality, "fusion": "late", "task": "multiclass",
-                                              **(tags or {})})
+    run = client.create_run(
+        experiment, tags={"modality": modality, "fusion": "late", "task": "multiclass", **(tags or {})}
+    )
     run_id = run.info.run_id
-    for key, value in {"seed": seed, "modality/name": modality, "fusion/name": "late", "task/metric": "test/acc",
-                       "task/mode": "max", **(extra_params or {})}.items():
+    for key, value in {
+        "seed": seed,
+        "modality/name": modality,
+        "fusion/name": "late",
+        "task/metric": "test/acc",
+        "task/mode": "max",
+        **(extra_params or {}),
+    }.items():
         client.log_param(run_id, key, value)
     client.log_metric(run_id, "test/acc", acc)
     client.log_metric(run_id, "time/seconds_to_best", 10.0 + seed)
@@ -54,7 +70,7 @@ def test_runs_are_grouped_by_everything_but_the_seed_with_their_statistics(store
     client, experiment = store
     fused = [_log(client, experiment, "text+image", s, acc, 36) for s, acc in enumerate((0.90, 0.92, 0.94))]
     text = [_log(client, experiment, "text", s, acc, 20) for s, acc in enumerate((0.50, 0.52))]
-    _log(client, experiment, "text+image", 3, 0.99, 40, finish="FAILED")       # not finished: left out
+    _log(client, experiment, "text+image", 3, 0.99, 40, finish="FAILED")  # not finished: left out
     _log(client, experiment, "text+image", 0, 0.10, 40, tags={"kind": "compare"})  # bookkeeping run: left out
     (table,) = seed_groups(client, experiment, OPTIONS)
     best, single = table

@@ -42,8 +42,15 @@ def bundle_scores(bundle: ModelBundle, root: Path, lines: list[dict], without: t
     samples = []
     for number, line in enumerate(lines, start=1):
         record = parse_line(json.dumps(line), number, bundle.task.name)
-        samples.append({"id": record.id, **{m: None if m in without or not record.has(m) else
-                                            bundle.processor(m, root, ".").process(record) for m in bundle.modalities}})
+        samples.append(
+            {
+                "id": record.id,
+                **{
+                    m: None if m in without or not record.has(m) else bundle.processor(m, root, ".").process(record)
+                    for m in bundle.modalities
+                },
+            }
+        )
     return bundle.scores(bundle.batch(samples))
 
 
@@ -56,8 +63,12 @@ def fresh_bundle(processed_dir, tmp_path_factory) -> ModelBundle:
 def test_base64_plain_data_url_urlsafe_and_unpadded_decode_to_the_same_bytes():
     data = bytes(range(256)) * 3 + b"\xfb\xff"
     plain = base64.b64encode(data).decode()
-    for value in (plain, f"data:image/png;base64,{plain}", base64.urlsafe_b64encode(data).decode().rstrip("="),
-                  "\n".join(plain[i:i + 76] for i in range(0, len(plain), 76))):
+    for value in (
+        plain,
+        f"data:image/png;base64,{plain}",
+        base64.urlsafe_b64encode(data).decode().rstrip("="),
+        "\n".join(plain[i : i + 76] for i in range(0, len(plain), 76)),
+    ):
         assert decode_base64(value) == data
     with pytest.raises(ValueError, match="invalid base64"):
         decode_base64("not base64 at all!")
@@ -73,9 +84,15 @@ def allowing(bundle: ModelBundle, *roots: Path) -> RequestDecoder:
 def test_decoded_samples_equal_the_preprocessing_of_the_files(fresh_bundle, sample_root):
     decoder = allowing(fresh_bundle, sample_root)
     lines = full_records(sample_root, 2)
-    rows = [{"id": lines[0]["id"], "text": lines[0]["text"], "image": b64(sample_root, lines[0]["image"]),
-             "audio": str(sample_root / lines[0]["audio"])},
-            {"text": lines[1]["text"], "image": str(sample_root / lines[1]["image"]), "audio": None}]
+    rows = [
+        {
+            "id": lines[0]["id"],
+            "text": lines[0]["text"],
+            "image": b64(sample_root, lines[0]["image"]),
+            "audio": str(sample_root / lines[0]["audio"]),
+        },
+        {"text": lines[1]["text"], "image": str(sample_root / lines[1]["image"]), "audio": None},
+    ]
     samples = decoder.samples(rows)
     assert [s["id"] for s in samples] == [lines[0]["id"], "1"]  # no id: the row index
     assert samples[1]["audio"] is None
@@ -88,19 +105,25 @@ def test_decoded_samples_equal_the_preprocessing_of_the_files(fresh_bundle, samp
     assert torch.equal(samples[0]["audio"]["mel"], expected["mel"])
 
 
-@pytest.mark.parametrize("row, column, reason", [
-    ({"id": "r1", "image": base64.b64encode(b"\x89PNG garbage" * 50).decode()}, "image", "not an image"),
-    ({"id": "r1", "audio": base64.b64encode(np.random.default_rng(0).bytes(4000)).decode()}, "audio",
-     "cannot decode audio"),
-    ({"id": "r1", "image": "no such file.png"}, "image", "neither base64 nor a file the server may read"),
-    ({"id": "r1", "image": ""}, "image", "empty file"),
-    ({"id": "r1", "text": "   "}, "text", "empty text"),
-    ({"id": "r1", "text": 42}, "text", "expected a string, got int"),
-    ({"id": "r1", "audio": ["a", "b"]}, "audio", "expected a string, got list"),
-    ({"id": 7, "text": "fine"}, "id", "not a non-empty string"),
-    ({"id": "r1"}, None, "no modality"),
-    ({"id": "r1", "text": None, "image": float("nan")}, None, "no modality"),
-])
+@pytest.mark.parametrize(
+    "row, column, reason",
+    [
+        ({"id": "r1", "image": base64.b64encode(b"\x89PNG garbage" * 50).decode()}, "image", "not an image"),
+        (
+            {"id": "r1", "audio": base64.b64encode(np.random.default_rng(0).bytes(4000)).decode()},
+            "audio",
+            "cannot decode audio",
+        ),
+        ({"id": "r1", "image": "no such file.png"}, "image", "neither base64 nor a file the server may read"),
+        ({"id": "r1", "image": ""}, "image", "empty file"),
+        ({"id": "r1", "text": "   "}, "text", "empty text"),
+        ({"id": "r1", "text": 42}, "text", "expected a string, got int"),
+        ({"id": "r1", "audio": ["a", "b"]}, "audio", "expected a string, got list"),
+        ({"id": 7, "text": "fine"}, "id", "not a non-empty string"),
+        ({"id": "r1"}, None, "no modality"),
+        ({"id": "r1", "text": None, "image": float("nan")}, None, "no modality"),
+    ],
+)
 def test_bad_values_name_the_row_the_column_the_reason_and_the_fix(fresh_bundle, row, column, reason):
     decoder = RequestDecoder(fresh_bundle)
     good = {"id": "ok", "text": "a fine text"}
@@ -151,8 +174,9 @@ def test_saved_model_has_the_signature_pinned_requirements_and_its_code(saved_mo
 def test_loaded_model_predicts_a_table_per_row_with_probabilities(saved_model, fresh_bundle, sample_root):
     _, model = saved_model
     lines = full_records(sample_root, 3)
-    frame = pd.DataFrame([{"id": record["id"], "text": record["text"], "image": b64(sample_root, record["image"])}
-                          for record in lines])
+    frame = pd.DataFrame(
+        [{"id": record["id"], "text": record["text"], "image": b64(sample_root, record["image"])} for record in lines]
+    )
     out = model.predict(frame, params={"batch_size": 2})  # two batches
     assert list(out["id"]) == [record["id"] for record in lines]
     probs = out[score_columns(fresh_bundle.task)].to_numpy()
@@ -206,8 +230,15 @@ def test_logging_the_model_leaves_the_run_as_it_was(tmp_path_factory, processed_
 def test_served_model_answers_all_modalities_as_base64_with_the_bundle_scores(served, sample_root):
     bundle = ModelBundle(served["bundle"])
     lines = full_records(sample_root, 3)
-    rows = [{"id": record["id"], "text": record["text"], "image": b64(sample_root, record["image"]),
-             "audio": f"data:audio/wav;base64,{b64(sample_root, record['audio'])}"} for record in lines]
+    rows = [
+        {
+            "id": record["id"],
+            "text": record["text"],
+            "image": b64(sample_root, record["image"]),
+            "audio": f"data:audio/wav;base64,{b64(sample_root, record['audio'])}",
+        }
+        for record in lines
+    ]
     status, answer = invoke(served, {"dataframe_records": rows})
     assert status == 200, answer
     assert [p["id"] for p in answer["predictions"]] == [record["id"] for record in lines]
@@ -216,8 +247,15 @@ def test_served_model_answers_all_modalities_as_base64_with_the_bundle_scores(se
     np.testing.assert_allclose(probs, bundle_scores(bundle, sample_root, lines).numpy(), atol=TOLERANCE)
     assert [p[PREDICTION] for p in answer["predictions"]] == [bundle.classes[i] for i in probs.argmax(axis=1)]
 
-    paths = [{"id": record["id"], "text": record["text"], "image": str(sample_root / record["image"]),
-              "audio": str(sample_root / record["audio"])} for record in lines]
+    paths = [
+        {
+            "id": record["id"],
+            "text": record["text"],
+            "image": str(sample_root / record["image"]),
+            "audio": str(sample_root / record["audio"]),
+        }
+        for record in lines
+    ]
     status, by_path = invoke(served, {"dataframe_records": paths})
     assert status == 200, by_path
     np.testing.assert_allclose(_scores(by_path, bundle), probs, atol=TOLERANCE)
@@ -228,9 +266,10 @@ def test_served_model_answers_with_a_modality_missing(served, sample_root):
     bundle = ModelBundle(served["bundle"])
     lines = full_records(sample_root, 2)
     expected = bundle_scores(bundle, sample_root, lines, without=("audio",)).numpy()
-    split = {"columns": ["id", "text", "image", "audio"],
-             "data": [[record["id"], record["text"], b64(sample_root, record["image"]), None]
-                      for record in lines]}
+    split = {
+        "columns": ["id", "text", "image", "audio"],
+        "data": [[record["id"], record["text"], b64(sample_root, record["image"]), None] for record in lines],
+    }
     status, answer = invoke(served, {"dataframe_split": split})
     assert status == 200, answer
     np.testing.assert_allclose(_scores(answer, bundle), expected, atol=TOLERANCE)

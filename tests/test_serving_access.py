@@ -26,8 +26,13 @@ from fusion.serving.requests import BadRequest, RequestDecoder
 from fusion.serving.settings import LIMITS, ServingSettings, SettingsError
 from tests.serving_fixtures import SERVER_LIMITS, http, http_raw, model_server, untrained_bundle
 
-SMALL = {"max_rows": 3, "max_request_bytes": 200_000, "max_value_bytes": 100_000, "max_image_pixels": 10_000,
-         "max_audio_seconds": 2.0}
+SMALL = {
+    "max_rows": 3,
+    "max_request_bytes": 200_000,
+    "max_value_bytes": 100_000,
+    "max_image_pixels": 10_000,
+    "max_audio_seconds": 2.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +41,9 @@ def bundle(processed_dir, tmp_path_factory) -> ModelBundle:
 
 
 def decoder(bundle: ModelBundle, roots: list[Path] = (), **limits) -> RequestDecoder:
-    return RequestDecoder(bundle, ServingSettings.from_config(bundle.cfg, {"allowed_roots": [str(r) for r in roots],
-                                                                           **limits}))
+    return RequestDecoder(
+        bundle, ServingSettings.from_config(bundle.cfg, {"allowed_roots": [str(r) for r in roots], **limits})
+    )
 
 
 def wav_bytes(seconds: float, rate: int = 8000, fmt: str = "WAV") -> bytes:
@@ -77,8 +83,17 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
-@pytest.mark.parametrize("where, kind", [("outside", "file"), ("outside", "symlink"), ("allowed", "symlink"),
-                                         ("allowed", "fifo"), ("allowed", "folder"), ("outside", "folder")])
+@pytest.mark.parametrize(
+    "where, kind",
+    [
+        ("outside", "file"),
+        ("outside", "symlink"),
+        ("allowed", "symlink"),
+        ("allowed", "fifo"),
+        ("allowed", "folder"),
+        ("outside", "folder"),
+    ],
+)
 def test_a_refused_path_gets_the_answer_of_a_missing_file(bundle, tmp_path, where, kind):
     allowed, outside = tmp_path / "allowed", tmp_path / "outside"
     allowed.mkdir()
@@ -94,8 +109,7 @@ def test_a_refused_path_gets_the_answer_of_a_missing_file(bundle, tmp_path, wher
     assert "neither base64 nor a file the server may read" in present and "allowed_roots" in present
 
 
-def test_a_file_inside_an_allowed_folder_is_read_by_absolute_relative_and_symlinked_path(bundle, tmp_path,
-                                                                                      monkeypatch):
+def test_a_file_inside_an_allowed_folder_is_read_by_absolute_relative_and_symlinked_path(bundle, tmp_path, monkeypatch):
     allowed = tmp_path / "allowed"
     (allowed / "sub").mkdir(parents=True)
     (allowed / "sub" / "clip.wav").write_bytes(wav_bytes(0.5))
@@ -108,8 +122,9 @@ def test_a_file_inside_an_allowed_folder_is_read_by_absolute_relative_and_symlin
 
 
 def test_without_allowed_roots_every_path_is_refused_and_base64_still_works(bundle, sample_root):
-    line = next(json.loads(raw) for raw in (sample_root / "manifest.jsonl").read_text().splitlines()
-                if '"audio": "' in raw)
+    line = next(
+        json.loads(raw) for raw in (sample_root / "manifest.jsonl").read_text().splitlines() if '"audio": "' in raw
+    )
     default = RequestDecoder(bundle)  # conf/serving/default.yaml: allowed_roots []
     assert default.settings.allowed_roots == ()
     reason = refusal(default, str(sample_root / line["audio"]))
@@ -122,25 +137,37 @@ def test_allowed_roots_answer_none_for_values_that_cannot_be_paths(tmp_path):
     roots = AllowedRoots([str(tmp_path)])
     (tmp_path / "ok.wav").write_bytes(b"x")
     assert roots.file(str(tmp_path / "ok.wav")).size == 1
-    for value in ("", "\0", str(tmp_path / "ok.wav\0"), "x" * (MAX_PATH_CHARS + 1), "/" * 5000, str(tmp_path),
-                  str(tmp_path / "nope"), "data:audio/wav;base64,AAAA"):
+    for value in (
+        "",
+        "\0",
+        str(tmp_path / "ok.wav\0"),
+        "x" * (MAX_PATH_CHARS + 1),
+        "/" * 5000,
+        str(tmp_path),
+        str(tmp_path / "nope"),
+        "data:audio/wav;base64,AAAA",
+    ):
         assert roots.file(value) is None
     assert not AllowedRoots([])
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"allowed_roots": "/tmp"}, "serving.allowed_roots='/tmp': give a list of folder paths"),
-    ({"allowed_roots": ["/no/such/folder"]}, "serving.allowed_roots: '/no/such/folder' is not a folder"),
-    ({"max_rows": 0}, "serving.limits.max_rows=0: give a positive integer"),
-    ({"max_value_bytes": 1.5}, "serving.limits.max_value_bytes=1.5: give a positive integer"),
-    ({"max_audio_seconds": True}, "serving.limits.max_audio_seconds=True: give a positive number"),
-    ({"torch_threads": 0}, "serving.torch_threads=0: give a positive integer"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"allowed_roots": "/tmp"}, "serving.allowed_roots='/tmp': give a list of folder paths"),
+        ({"allowed_roots": ["/no/such/folder"]}, "serving.allowed_roots: '/no/such/folder' is not a folder"),
+        ({"max_rows": 0}, "serving.limits.max_rows=0: give a positive integer"),
+        ({"max_value_bytes": 1.5}, "serving.limits.max_value_bytes=1.5: give a positive integer"),
+        ({"max_audio_seconds": True}, "serving.limits.max_audio_seconds=True: give a positive number"),
+        ({"torch_threads": 0}, "serving.torch_threads=0: give a positive integer"),
+    ],
+)
 def test_bad_serving_settings_name_the_setting_and_the_fix(bundle, override, message):
     with pytest.raises(SettingsError) as caught:
         RequestDecoder(bundle, ServingSettings.from_config(bundle.cfg, override))
-    assert message in str(caught.value) and ("SERVING_MODEL_CONFIG" in str(caught.value) or "[] to refuse" in
-                                             str(caught.value))
+    assert message in str(caught.value) and (
+        "SERVING_MODEL_CONFIG" in str(caught.value) or "[] to refuse" in str(caught.value)
+    )
 
 
 def test_a_config_without_the_serving_settings_says_to_log_the_model_again(bundle):
@@ -151,14 +178,17 @@ def test_a_config_without_the_serving_settings_says_to_log_the_model_again(bundl
 
 
 # ------------------------------------------------------------------ the request limits
-@pytest.mark.parametrize("rows, setting", [
-    ([{"text": "fine"}] * 4, "serving.limits.max_rows"),
-    ([{"text": "x" * 90_000}, {"text": "y" * 90_000}, {"text": "z" * 30_000}], "serving.limits.max_request_bytes"),
-    ([{"text": "é" * 60_000}], "serving.limits.max_value_bytes"),  # 120,000 UTF-8 bytes
-    ([{"image": base64.b64encode(b"\0" * 100_001).decode()}], "serving.limits.max_value_bytes"),
-    ([{"image": base64.b64encode(png_bytes(200, 51)).decode()}], "serving.limits.max_image_pixels"),
-    ([{"audio": base64.b64encode(wav_bytes(3.0, fmt="FLAC")).decode()}], "serving.limits.max_audio_seconds"),
-])
+@pytest.mark.parametrize(
+    "rows, setting",
+    [
+        ([{"text": "fine"}] * 4, "serving.limits.max_rows"),
+        ([{"text": "x" * 90_000}, {"text": "y" * 90_000}, {"text": "z" * 30_000}], "serving.limits.max_request_bytes"),
+        ([{"text": "é" * 60_000}], "serving.limits.max_value_bytes"),  # 120,000 UTF-8 bytes
+        ([{"image": base64.b64encode(b"\0" * 100_001).decode()}], "serving.limits.max_value_bytes"),
+        ([{"image": base64.b64encode(png_bytes(200, 51)).decode()}], "serving.limits.max_image_pixels"),
+        ([{"audio": base64.b64encode(wav_bytes(3.0, fmt="FLAC")).decode()}], "serving.limits.max_audio_seconds"),
+    ],
+)
 def test_each_limit_is_refused_naming_it_and_its_setting(bundle, rows, setting):
     limited = decoder(bundle, **SMALL)
     with pytest.raises(BadRequest) as caught:
@@ -178,8 +208,13 @@ def test_a_file_named_by_path_counts_against_max_value_bytes(bundle, tmp_path):
 
 def test_values_just_under_the_limits_are_scored(bundle):
     limited = decoder(bundle, **SMALL)
-    rows = [{"text": "fine " * 100, "image": base64.b64encode(png_bytes(100, 100)).decode(),
-             "audio": base64.b64encode(wav_bytes(2.0, fmt="FLAC")).decode()}] * 3
+    rows = [
+        {
+            "text": "fine " * 100,
+            "image": base64.b64encode(png_bytes(100, 100)).decode(),
+            "audio": base64.b64encode(wav_bytes(2.0, fmt="FLAC")).decode(),
+        }
+    ] * 3
     limited.check_size(rows)
     assert len(limited.samples(rows)) == 3
 
@@ -217,15 +252,18 @@ def test_served_answers_to_a_file_outside_and_a_missing_file_are_byte_identical(
     assert present[0] == 400 and present == absent
     for inside in ("link-out.wav", "fifo.wav", "folder.wav"):  # a symlink leaving the folder, a FIFO, a folder
         status, body = _invocation(served, str(served["allowed"] / inside))
-        assert status == 400 and json.loads(body)["message"].split("Error: ", 1)[1] == \
-            json.loads(absent[1])["message"].split("Error: ", 1)[1].replace(str(probe), str(served["allowed"] / inside))
+        assert status == 400 and json.loads(body)["message"].split("Error: ", 1)[1] == json.loads(absent[1])[
+            "message"
+        ].split("Error: ", 1)[1].replace(str(probe), str(served["allowed"] / inside))
 
 
 @pytest.mark.slow
 def test_served_limits_answer_400_naming_the_setting_and_the_server_goes_on(served, sample_root):
     status, answer = http(f"{served['url']}/invocations", {"dataframe_records": [{"text": "t"}] * 10_000})
-    assert status == 400 and "10,000 rows is over the server's limit of 64 rows (serving.limits.max_rows)" in \
-        answer["message"]
+    assert (
+        status == 400
+        and "10,000 rows is over the server's limit of 64 rows (serving.limits.max_rows)" in answer["message"]
+    )
     big = "x" * (SERVER_LIMITS["max_request_bytes"] // 2)
     status, answer = http(f"{served['url']}/invocations", {"dataframe_records": [{"text": big}, {"text": big + "!"}]})
     assert status == 400 and "serving.limits.max_request_bytes" in answer["message"], answer

@@ -60,9 +60,13 @@ def test_compiled_network_computes_what_the_eager_one_does(processed_dir, tmp_pa
 
 def test_channels_last_image_encoder_gives_the_same_outputs(processed_dir, tmp_path):
     """The channels_last=true model (NHWC weights) computes what the same weights in the default layout do."""
+
     def image_module(channels_last: bool):
-        cfg = tiny_config(tmp_path, processed_dir, ["modality=image", "fusion=late", "model.dropout=0.0",
-                                                    f"model.image.channels_last={channels_last}"])
+        cfg = tiny_config(
+            tmp_path,
+            processed_dir,
+            ["modality=image", "fusion=late", "model.dropout=0.0", f"model.image.channels_last={channels_last}"],
+        )
         return build_module(cfg, datamodule).eval()
 
     torch.manual_seed(0)

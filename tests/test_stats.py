@@ -45,7 +45,7 @@ def test_mcnemar_exact_by_hand():
     assert mcnemar_exact(a, b) == (1, 4, pytest.approx(12 / 32))
     assert mcnemar_exact([1, 0], [1, 0]) == (0, 0, 1.0)
     only_a = [1] * 10
-    assert mcnemar_exact(only_a, [0] * 10)[2] == pytest.approx(2 / 2 ** 10)
+    assert mcnemar_exact(only_a, [0] * 10)[2] == pytest.approx(2 / 2**10)
 
 
 def test_paired_bootstrap_by_hand():

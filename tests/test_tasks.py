@@ -53,13 +53,23 @@ def task_cfg(name: str, **knobs) -> dict:
 
 # --------------------------------------------------------------------------- manifest per task
 
+
 def test_multilabel_manifest_rejects_bad_labels_with_reasons(tmp_path):
-    write_lines(tmp_path, [
-        row(1, ["b", "a"]), row(2, []), row(3, ["c"]),
-        row(4, "a"), row(5, ["a", 3]), row(6, ["a", "a"]), row(7, ["a", ""]),
-        {"id": "r8", "split": "train", "text": "no label"},
-        row(9, ["a", "zzz"], split="test"), row(10, ["c"], split="val"),
-    ])
+    write_lines(
+        tmp_path,
+        [
+            row(1, ["b", "a"]),
+            row(2, []),
+            row(3, ["c"]),
+            row(4, "a"),
+            row(5, ["a", 3]),
+            row(6, ["a", "a"]),
+            row(7, ["a", ""]),
+            {"id": "r8", "split": "train", "text": "no label"},
+            row(9, ["a", "zzz"], split="test"),
+            row(10, ["c"], split="val"),
+        ],
+    )
     manifest = load_manifest(tmp_path, "manifest.jsonl", SPLIT, stage="t", task="multilabel")
     assert [r.id for r in manifest.records] == ["r1", "r2", "r3", "r10"]
     assert manifest.records[0].label == ["b", "a"]  # the label as given
@@ -72,13 +82,21 @@ def test_multilabel_manifest_rejects_bad_labels_with_reasons(tmp_path):
 
 
 def test_regression_manifest_rejects_non_finite_and_non_numbers(tmp_path):
-    write_lines(tmp_path, [
-        row(1, 1.5), row(2, -2), row(3, 0.5, split="test"),
-        row(4, "1.5"), row(5, True), row(6, None), row(7, [1.0]),
-        '{"id": "r8", "label": NaN, "split": "train", "text": "x"}',
-        '{"id": "r9", "label": Infinity, "split": "train", "text": "x"}',
-        '{"id": "r10", "label": -Infinity, "split": "train", "text": "x"}',
-    ])
+    write_lines(
+        tmp_path,
+        [
+            row(1, 1.5),
+            row(2, -2),
+            row(3, 0.5, split="test"),
+            row(4, "1.5"),
+            row(5, True),
+            row(6, None),
+            row(7, [1.0]),
+            '{"id": "r8", "label": NaN, "split": "train", "text": "x"}',
+            '{"id": "r9", "label": Infinity, "split": "train", "text": "x"}',
+            '{"id": "r10", "label": -Infinity, "split": "train", "text": "x"}',
+        ],
+    )
     manifest = load_manifest(tmp_path, "manifest.jsonl", SPLIT, stage="t", task="regression")
     assert [(r.id, r.label) for r in manifest.records] == [("r1", 1.5), ("r2", -2), ("r3", 0.5)]
     why = reasons(manifest)
@@ -110,6 +128,7 @@ def test_unknown_task_is_named():
 
 
 # --------------------------------------------------------------------------- sample generator
+
 
 def small_sample(task: str, n: int = 60, **overrides):
     cfg = OmegaConf.load(SAMPLE_DEFAULT)
@@ -195,19 +214,23 @@ def test_regression_sample_scores_are_learnable_from_the_modalities():
     assert (labels < 0).mean() > 0.3 and (labels >= 0).mean() > 0.3
 
 
-@pytest.mark.parametrize("task, key, value, match", [
-    ("multilabel", "multilabel.genres", "[a,b]", "genres needs one entry per group"),
-    ("multilabel", "multilabel.max_labels", 4, "max_labels"),
-    ("regression", "regression.group_values", "[1.0]", "group_values needs one entry per group"),
-    ("regression", "regression.range", "[1.0,-1.0]", "lo < hi"),
-    ("ranking", "seed", 0, "task must be one of"),
-])
+@pytest.mark.parametrize(
+    "task, key, value, match",
+    [
+        ("multilabel", "multilabel.genres", "[a,b]", "genres needs one entry per group"),
+        ("multilabel", "multilabel.max_labels", 4, "max_labels"),
+        ("regression", "regression.group_values", "[1.0]", "group_values needs one entry per group"),
+        ("regression", "regression.range", "[1.0,-1.0]", "lo < hi"),
+        ("ranking", "seed", 0, "task must be one of"),
+    ],
+)
 def test_invalid_task_sample_config(task, key, value, match):
     with pytest.raises(ValueError, match=match):
         validate_config(small_sample(task, **{key: value}))
 
 
 # --------------------------------------------------------------------------- targets and ablation
+
 
 def test_label_specs_encode_targets_and_collate_dtypes():
     multi = MultiLabel.fit([["b"], ["a", "c"], []])
@@ -219,9 +242,11 @@ def test_label_specs_encode_targets_and_collate_dtypes():
     scalar = Scalar.fit([1, 2, 3, 4])
     assert scalar.encode(2) == 2.0 and scalar.num_outputs == 1 and scalar.unknown(99.0) is None
     assert scalar.info["target_stats"]["std"] == pytest.approx(np.std([1, 2, 3, 4]))
-    for spec, labels, dtype, shape in ((multi, [["a"], []], torch.float32, (2, 3)),
-                                       (scalar, [1.5, -2.0], torch.float32, (2,)),
-                                       (single, ["a", "b"], torch.int64, (2,))):
+    for spec, labels, dtype, shape in (
+        (multi, [["a"], []], torch.float32, (2, 3)),
+        (scalar, [1.5, -2.0], torch.float32, (2,)),
+        (single, ["a", "b"], torch.int64, (2,)),
+    ):
         collate = MultimodalCollate({}, label_dtype=getattr(torch, spec.dtype))
         batch = collate([{"id": str(i), "label": spec.encode(label)} for i, label in enumerate(labels)])
         assert batch["label"].dtype == dtype and tuple(batch["label"].shape) == shape
@@ -229,9 +254,16 @@ def test_label_specs_encode_targets_and_collate_dtypes():
 
 def _batch() -> dict:
     metas = {"text": {}, "image": {"size": 2, "channels": 3}, "audio": {"n_mels": 2}}
-    samples = [{"id": str(i), "label": i, "text": {"tokens": torch.tensor([3, 4])},
-                "image": {"image": torch.full((3, 2, 2), 7, dtype=torch.uint8)},
-                "audio": {"mel": torch.ones(2, 3)}} for i in range(2)]
+    samples = [
+        {
+            "id": str(i),
+            "label": i,
+            "text": {"tokens": torch.tensor([3, 4])},
+            "image": {"image": torch.full((3, 2, 2), 7, dtype=torch.uint8)},
+            "audio": {"mel": torch.ones(2, 3)},
+        }
+        for i in range(2)
+    ]
     return MultimodalCollate(metas)(samples)
 
 
@@ -257,6 +289,7 @@ def test_without_modalities_wraps_a_collate():
 
 
 # --------------------------------------------------------------------------- Task classes
+
 
 def test_multiclass_task_matches_cross_entropy_and_counts():
     task = build_task(task_cfg("multiclass", label_smoothing=0.1), SingleLabel.fit(["a", "b", "c"]))
@@ -295,7 +328,8 @@ def test_multilabel_task_loss_and_metrics_by_hand():
     assert values["subset_acc"].item() == pytest.approx(np.mean((predicted == truth).all(axis=1)))  # 2 of 4
     assert values["hamming"].item() == pytest.approx(np.mean(predicted != truth))  # 2 of 12
     assert task.report_scalars({"f1_per_class": torch.tensor(per_class)}) == pytest.approx(
-        {"test/f1_a": 1.0, "test/f1_b": 1.0, "test/f1_c": 0.0})
+        {"test/f1_a": 1.0, "test/f1_b": 1.0, "test/f1_c": 0.0}
+    )
 
 
 def test_regression_task_standardises_and_metrics_by_hand():
@@ -306,7 +340,8 @@ def test_regression_task_standardises_and_metrics_by_hand():
     outputs = torch.tensor([[0.5], [-1.0], [1.5], [0.0], [-0.3]])
     target = torch.tensor([3.0, -1.0, 2.5, 0.0, 1.0])
     assert task.loss(outputs, target).item() == pytest.approx(
-        F.mse_loss(outputs.squeeze(-1), (target - mean) / std).item())
+        F.mse_loss(outputs.squeeze(-1), (target - mean) / std).item()
+    )
     preds, tgt = task.metric_inputs(outputs, target)
     assert preds.tolist() == pytest.approx((outputs.squeeze(-1) * std + mean).tolist())
     values = task.metrics()(preds, tgt)
@@ -343,6 +378,7 @@ def test_datamodule_refuses_data_of_another_task(processed_dir):
 
 
 # --------------------------------------------------------------------------- real tiny runs
+
 
 def _run_of(tracking_uri: str):
     """The store's one training run (the `compare` and `report` stages add runs of their own, tagged kind)."""
@@ -405,12 +441,14 @@ def test_multiclass_run_is_tested_without_each_modality(processed_dir, tmp_path)
 def test_regression_dvc_pipeline_end_to_end(tmp_path):
     """`dvc repro` of the whole DAG with task=regression: its own figure and plot data as DVC outputs."""
     project = tmp_path / "project"
-    env = copy_dvc_project(project, [*TINY_TRAINING, "sample.num_records=80", "sample.progress=false",
-                                     "task=regression"])
+    env = copy_dvc_project(
+        project, [*TINY_TRAINING, "sample.num_records=80", "sample.progress=false", "task=regression"]
+    )
 
     def dvc(*args):
-        result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True,
-                                text=True, timeout=900)
+        result = subprocess.run(
+            [sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True, text=True, timeout=900
+        )
         assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         return result.stdout
 

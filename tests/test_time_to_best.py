@@ -46,9 +46,16 @@ class Logged(CSVLogger):
 def test_time_to_best_logs_the_first_best_epoch(tmp_path):
     logger = Logged(tmp_path)
     callback = TimeToBest("val/acc", "max")
-    trainer = pl.Trainer(max_epochs=len(CURVE), logger=logger, callbacks=[callback], accelerator="cpu",
-                         enable_checkpointing=False, enable_progress_bar=False, num_sanity_val_steps=0,
-                         enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=len(CURVE),
+        logger=logger,
+        callbacks=[callback],
+        accelerator="cpu",
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
     trainer.fit(Scripted(), _loader(), _loader())
     assert logger.seen[EPOCH] == 1.0
     assert logger.seen[SAMPLES] == 2 * RECORDS  # two epochs of training before the validation of epoch 1

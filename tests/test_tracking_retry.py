@@ -45,8 +45,9 @@ def test_a_busy_call_is_retried_until_it_succeeds_and_other_errors_are_not(monke
         with_retries(lambda: (_ for _ in ()).throw(locked()), attempts=2, first_wait_seconds=0.0)
     calls = []
     with pytest.raises(ValueError):
-        with_retries(lambda: calls.append(1) or (_ for _ in ()).throw(ValueError("no")), attempts=5,
-                     first_wait_seconds=0.0)
+        with_retries(
+            lambda: calls.append(1) or (_ for _ in ()).throw(ValueError("no")), attempts=5, first_wait_seconds=0.0
+        )
     assert calls == [1]
 
 
@@ -72,8 +73,10 @@ def test_creating_an_experiment_another_process_created_returns_it():
     assert client.tracking_uri == "sqlite:///x.db"  # attributes pass through
 
 
-DATASET_RACE = ("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, "
-                "datasets.digest")  # what an `mlflow server` over SQLite answers the run that lost the race
+DATASET_RACE = (
+    "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, "
+    "datasets.digest"
+)  # what an `mlflow server` over SQLite answers the run that lost the race
 
 
 class _FailingOnceClient:

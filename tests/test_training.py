@@ -78,11 +78,15 @@ def test_evaluate_writes_dvc_metrics_and_plots_into_the_same_run(trained, tmp_pa
     assert run.info.run_id == saved["mlflow_run_id"]
 
 
-@pytest.mark.parametrize("fusion, modality", [("late", "text+image+audio"), ("cross_attention", "audio"),
-                                              ("cross_attention", "text+image")])
+@pytest.mark.parametrize(
+    "fusion, modality", [("late", "text+image+audio"), ("cross_attention", "audio"), ("cross_attention", "text+image")]
+)
 def test_other_fusions_and_subsets_train(processed_dir, tmp_path, fusion, modality):
-    cfg = tiny_config(tmp_path, processed_dir, [f"fusion={fusion}", f"modality={modality}",
-                                                "trainer.max_epochs=1", "test_after_fit=false"])
+    cfg = tiny_config(
+        tmp_path,
+        processed_dir,
+        [f"fusion={fusion}", f"modality={modality}", "trainer.max_epochs=1", "test_after_fit=false"],
+    )
     metrics = train(cfg)
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
 
@@ -90,10 +94,20 @@ def test_other_fusions_and_subsets_train(processed_dir, tmp_path, fusion, modali
 @pytest.mark.filterwarnings("ignore:You requested to overfit but enabled train dataloader shuffling")
 def test_the_model_can_fit_a_batch(processed_dir, tmp_path):
     """Memorising one batch of the sample data: the classic check that the whole model can learn."""
-    cfg = tiny_config(tmp_path, processed_dir, ["trainer.max_epochs=30", "+trainer.overfit_batches=1",
-                                                "test_after_fit=false", "optim.optimizer.lr=3e-3",
-                                                "model.dropout=0.0", "optim.scheduler=null",
-                                                "augment.enabled=false", "callbacks.early_stopping.enabled=false"])
+    cfg = tiny_config(
+        tmp_path,
+        processed_dir,
+        [
+            "trainer.max_epochs=30",
+            "+trainer.overfit_batches=1",
+            "test_after_fit=false",
+            "optim.optimizer.lr=3e-3",
+            "model.dropout=0.0",
+            "optim.scheduler=null",
+            "augment.enabled=false",
+            "callbacks.early_stopping.enabled=false",
+        ],
+    )
     metrics = train(cfg)
     assert metrics["train/acc"] >= 0.9 and metrics["train/loss"] < 0.3, metrics
 
@@ -108,8 +122,10 @@ def test_compare_lists_the_run_with_its_test_metrics(trained):
     assert (table.metric, row.modality, row.fusion) == ("test/acc", "text+image+audio", "cross_attention")
     assert row.value == pytest.approx(metrics["test/acc"]) and row.params_trainable > 0
     lines = to_markdown(comparison).splitlines()
-    assert any(line.startswith("| 1 | text+image+audio | cross_attention | ") and f"| {metrics['test/acc']:.3f} |"
-               in line for line in lines)
+    assert any(
+        line.startswith("| 1 | text+image+audio | cross_attention | ") and f"| {metrics['test/acc']:.3f} |" in line
+        for line in lines
+    )
 
 
 FUSION_OPTIONS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "fusion").glob("*.yaml"))

@@ -35,24 +35,34 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     run = commands.add_parser("run", help="train every system on every dataset and seed; tables to RESULTS.md")
     run.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated (default: all)")
     run.add_argument("--seeds", help=f"comma-separated training seeds (default {DEFAULT_SEEDS}; --quick {QUICK_SEEDS})")
-    run.add_argument("--systems", help="comma-separated: project, project-tuned, project-text, project-image, "
-                                       "project-audio, logreg, lenet (default: all; project-tuned when tuned.yaml "
-                                       "has overrides)")
+    run.add_argument(
+        "--systems",
+        help="comma-separated: project, project-tuned, project-text, project-image, "
+        "project-audio, logreg, lenet (default: all; project-tuned when tuned.yaml "
+        "has overrides)",
+    )
     run.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT})")
     run.add_argument("--data-dir", type=Path, help="where the datasets are built or found (default <out>/data)")
     run.add_argument("--records", type=int, help=f"records per dataset (default 1500; --quick {QUICK_RECORDS})")
     run.add_argument("--dataset-seed", type=int, default=0, help="seed of the datasets (fixed across training seeds)")
     run.add_argument("--project", type=Path, help="the checkout whose train.py is measured (default: this one)")
-    run.add_argument("--markdown", type=Path, help=f"Markdown file whose accuracy section is replaced "
-                                                   f"(default {DEFAULT_MARKDOWN}; --quick: none)")
+    run.add_argument(
+        "--markdown",
+        type=Path,
+        help=f"Markdown file whose accuracy section is replaced (default {DEFAULT_MARKDOWN}; --quick: none)",
+    )
     run.add_argument("--no-markdown", action="store_true", help="leave RESULTS.md alone")
     run.add_argument("--resume", action="store_true", help="keep the successful runs of <out>/results.json")
-    run.add_argument("--rebuild", action="store_true",
-                     help="rebuild the datasets even if built before (after changing a builder)")
+    run.add_argument(
+        "--rebuild", action="store_true", help="rebuild the datasets even if built before (after changing a builder)"
+    )
     run.add_argument("--preprocess-timeout", type=float, help="seconds per preprocessing subprocess")
     run.add_argument("--train-timeout", type=float, help="seconds per train.py subprocess")
-    run.add_argument("--quick", action="store_true",
-                     help=f"smoke test: {QUICK_RECORDS} records, seed {QUICK_SEEDS}, {QUICK_EPOCHS} epochs everywhere")
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke test: {QUICK_RECORDS} records, seed {QUICK_SEEDS}, {QUICK_EPOCHS} epochs everywhere",
+    )
 
     table = commands.add_parser("table", help="rewrite accuracy.md (and a Markdown section) from a results.json")
     table.add_argument("results", type=Path, help="a results.json written by `run`")
@@ -94,20 +104,32 @@ def _run(args: argparse.Namespace, command: str) -> None:
         raise SystemExit(f"error: --seeds must be comma-separated integers, got {args.seeds!r}") from None
     markdown = None if args.no_markdown else args.markdown or (None if args.quick else DEFAULT_MARKDOWN)
     settings = Settings(
-        datasets=datasets, seeds=seeds, systems=select(args.systems, tuned_overrides()), out=args.out,
-        data_dir=args.data_dir or args.out / "data", records=args.records or (QUICK_RECORDS if args.quick else None),
-        dataset_seed=args.dataset_seed, checkout=(args.project or project.PROJECT_ROOT).resolve(),
-        project_overrides=QUICK_OVERRIDES if args.quick else (), markdown=markdown, resume=args.resume,
-        rebuild=args.rebuild, preprocess_timeout=args.preprocess_timeout or project.PREPROCESS_TIMEOUT_SECONDS,
-        train_timeout=args.train_timeout or project.TRAIN_TIMEOUT_SECONDS, command=command)
+        datasets=datasets,
+        seeds=seeds,
+        systems=select(args.systems, tuned_overrides()),
+        out=args.out,
+        data_dir=args.data_dir or args.out / "data",
+        records=args.records or (QUICK_RECORDS if args.quick else None),
+        dataset_seed=args.dataset_seed,
+        checkout=(args.project or project.PROJECT_ROOT).resolve(),
+        project_overrides=QUICK_OVERRIDES if args.quick else (),
+        markdown=markdown,
+        resume=args.resume,
+        rebuild=args.rebuild,
+        preprocess_timeout=args.preprocess_timeout or project.PREPROCESS_TIMEOUT_SECONDS,
+        train_timeout=args.train_timeout or project.TRAIN_TIMEOUT_SECONDS,
+        command=command,
+    )
     if args.quick:
         settings.baseline_epochs = QUICK_EPOCHS
     results = run(settings)
     print((settings.out / "accuracy.md").read_text(encoding="utf-8"))
     failed = [r for r in results["runs"] if r.get("error")]
     if failed:
-        raise SystemExit(f"error: {len(failed)} run(s) failed, e.g. {failed[0]['system']} on {failed[0]['dataset']}: "
-                         f"{failed[0]['error']} (logs under {settings.out / 'logs'})")
+        raise SystemExit(
+            f"error: {len(failed)} run(s) failed, e.g. {failed[0]['system']} on {failed[0]['dataset']}: "
+            f"{failed[0]['error']} (logs under {settings.out / 'logs'})"
+        )
 
 
 def _table(args: argparse.Namespace, command: str) -> None:

@@ -16,14 +16,16 @@ def drop_modalities(batch: dict[str, Any], modalities: Sequence[str]) -> dict[st
     """The batch with `modalities` marked absent for every sample (masks False, content zeroed)."""
     dropped = dict(batch)
     for modality in modalities:
-        everyone = torch.ones(len(batch[modality]["present"]), dtype=torch.bool,
-                              device=batch[modality]["present"].device)
+        everyone = torch.ones(
+            len(batch[modality]["present"]), dtype=torch.bool, device=batch[modality]["present"].device
+        )
         dropped[modality] = drop_samples(batch[modality], everyone)
     return dropped
 
 
 def drop_samples(inputs: dict[str, torch.Tensor], drop: torch.Tensor) -> dict[str, torch.Tensor]:
     """One modality's batch entry with the samples where `drop` is True marked absent (zeroed, masks False)."""
+
     def keep(value: torch.Tensor) -> torch.Tensor:
         kept = ~drop.view(-1, *([1] * (value.dim() - 1)))
         return value & kept if value.dtype == torch.bool else value * kept.to(value.dtype)
@@ -31,8 +33,9 @@ def drop_samples(inputs: dict[str, torch.Tensor], drop: torch.Tensor) -> dict[st
     return {key: keep(value) for key, value in inputs.items()}
 
 
-def modality_dropout(batch: dict[str, Any], rates: dict[str, float], generator: torch.Generator | None = None
-                     ) -> dict[str, Any]:
+def modality_dropout(
+    batch: dict[str, Any], rates: dict[str, float], generator: torch.Generator | None = None
+) -> dict[str, Any]:
     """Training augmentation: drop each present modality of each sample with its rate, never every modality
     of a sample (where all would go, the one with the highest random draw stays), so the model learns to
     work when a modality is missing."""

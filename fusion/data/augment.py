@@ -106,8 +106,11 @@ class AudioAugment:
         moved = moved * self._stripes(n, bins, self.freq_masks, self.freq_width, mel)[:, :, None]
         moved = moved * self._stripes(n, frames, self.time_masks, self.time_width, mel)[:, None, :]
         pick = chosen.view(n, 1, 1)
-        return {**inputs, "mel": torch.where(pick, moved.to(mel.dtype), mel),
-                "mask": torch.where(chosen[:, None], moved_mask, mask)}
+        return {
+            **inputs,
+            "mel": torch.where(pick, moved.to(mel.dtype), mel),
+            "mask": torch.where(chosen[:, None], moved_mask, mask),
+        }
 
     @staticmethod
     def _stripes(n: int, size: int, count: int, width: int, like: Tensor) -> Tensor:
@@ -137,7 +140,7 @@ class TextAugment:
             tokens = tokens.clone()
             for offset in (0, 1):  # even then odd pairs: no token moves twice in one pass
                 left = torch.arange(offset, tokens.shape[1] - 1, 2, device=tokens.device)
-                go = (torch.rand(tokens.shape[0], left.numel(), device=tokens.device) < self.swap)
+                go = torch.rand(tokens.shape[0], left.numel(), device=tokens.device) < self.swap
                 go &= mask[:, left] & mask[:, left + 1]
                 a, b = tokens[:, left], tokens[:, left + 1]
                 tokens[:, left], tokens[:, left + 1] = torch.where(go, b, a), torch.where(go, a, b)

@@ -9,8 +9,9 @@ import torch
 from fusion.meta import FEATURES
 
 
-def _pad_sequences(items: list[torch.Tensor | None], length_dim: int,
-                   empty: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _pad_sequences(
+    items: list[torch.Tensor | None], length_dim: int, empty: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack variable-length tensors along `length_dim` (zeros where None); mask True = real step.
 
     `empty` is a zero-length example giving the shape and dtype when no item is present.
@@ -31,8 +32,9 @@ def _pad_sequences(items: list[torch.Tensor | None], length_dim: int,
 
 
 def collate_text(items: list[dict | None], meta: dict) -> dict[str, torch.Tensor]:
-    tokens, mask = _pad_sequences([None if x is None else x["tokens"].long() for x in items], 0,
-                                  empty=torch.zeros(0, dtype=torch.long))
+    tokens, mask = _pad_sequences(
+        [None if x is None else x["tokens"].long() for x in items], 0, empty=torch.zeros(0, dtype=torch.long)
+    )
     return {"tokens": tokens, "mask": mask}
 
 
@@ -46,21 +48,27 @@ def collate_image(items: list[dict | None], meta: dict) -> dict[str, torch.Tenso
 
 
 def collate_audio(items: list[dict | None], meta: dict) -> dict[str, torch.Tensor]:
-    mel, mask = _pad_sequences([None if x is None else x["mel"].float() for x in items], 1,
-                               empty=torch.zeros(int(meta["n_mels"]), 0))
+    mel, mask = _pad_sequences(
+        [None if x is None else x["mel"].float() for x in items], 1, empty=torch.zeros(int(meta["n_mels"]), 0)
+    )
     return {"mel": mel, "mask": mask}
 
 
 def collate_features(items: list[dict | None], meta: dict) -> dict[str, torch.Tensor]:
     """Precomputed feature arrays of any modality (meta kind `features`): [B, T, F] and the step mask."""
-    features, mask = _pad_sequences([None if x is None else x["features"].float() for x in items], 0,
-                                    empty=torch.zeros(0, int(meta["feature_dim"])))
+    features, mask = _pad_sequences(
+        [None if x is None else x["features"].float() for x in items], 0, empty=torch.zeros(0, int(meta["feature_dim"]))
+    )
     return {"features": features, "mask": mask}
 
 
 COLLATERS: dict[str, Callable[[list[dict | None], dict], dict[str, torch.Tensor]]] = {
-    "text": collate_text, "image": collate_image, "audio": collate_audio,
+    "text": collate_text,
+    "image": collate_image,
+    "audio": collate_audio,
 }
+
+
 def collater(modality: str, meta: dict) -> Callable[[list[dict | None], dict], dict[str, torch.Tensor]]:
     return collate_features if meta.get("kind") == FEATURES else COLLATERS[modality]
 

@@ -43,10 +43,21 @@ class MultimodalDataModule(pl.LightningDataModule):
     record's label into its target and `num_outputs` is the size of the model's output.
     """
 
-    def __init__(self, processed_dir: str | Path, modalities: Sequence[str], batch_size: int,
-                 num_workers: int = 0, pin_memory: bool | str = False, persistent_workers: bool = False,
-                 task: str = "multiclass", shuffle: bool = True, prefetch_factor: int | None = None, seed: int = 0,
-                 shards_url: str | None = None, cache_dir: str | None = None):
+    def __init__(
+        self,
+        processed_dir: str | Path,
+        modalities: Sequence[str],
+        batch_size: int,
+        num_workers: int = 0,
+        pin_memory: bool | str = False,
+        persistent_workers: bool = False,
+        task: str = "multiclass",
+        shuffle: bool = True,
+        prefetch_factor: int | None = None,
+        seed: int = 0,
+        shards_url: str | None = None,
+        cache_dir: str | None = None,
+    ):
         super().__init__()
         self.processed_dir = Path(processed_dir)
         self.modalities = list(modalities)
@@ -73,8 +84,9 @@ class MultimodalDataModule(pl.LightningDataModule):
         self.labels: LabelSpec = label_spec(task)(label_info)
         self.classes: list[str] = self.labels.classes
         self.records = first.records()
-        self.collate = MultimodalCollate({m: s.meta for m, s in self.shards.items()},
-                                         label_dtype=getattr(torch, self.labels.dtype))
+        self.collate = MultimodalCollate(
+            {m: s.meta for m, s in self.shards.items()}, label_dtype=getattr(torch, self.labels.dtype)
+        )
 
     @property
     def num_outputs(self) -> int:
@@ -98,13 +110,21 @@ class MultimodalDataModule(pl.LightningDataModule):
         dataset = self.dataset(split)
         sampler = None
         if distributed_world() > 1:
-            sampler = (DistributedSampler(dataset, shuffle=shuffle, seed=self.seed) if split == "train"
-                       else UnpaddedDistributedSampler(dataset))
+            sampler = (
+                DistributedSampler(dataset, shuffle=shuffle, seed=self.seed)
+                if split == "train"
+                else UnpaddedDistributedSampler(dataset)
+            )
             shuffle = False  # the sampler orders the samples
         workers = self.num_workers > 0
         return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler, collate_fn=collate or self.collate,
-            num_workers=self.num_workers, pin_memory=self.pin_memory,
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            collate_fn=collate or self.collate,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and workers,
             prefetch_factor=self.prefetch_factor if workers else None,
         )

@@ -73,10 +73,13 @@ def missing_dirs(root: str | Path, manifest: str, dirs: dict[str, str]) -> list[
     root = Path(root)
     if not (root / manifest).is_file():
         return []
-    return [f"data.dirs.{modality}={folder!r}: {root / folder} does not exist; the manifest names its "
-            f"{modality} files under {files_dir(root, manifest, modality)!r} (drop the override to follow "
-            f"the manifest, or name the folder that holds them)"
-            for modality, folder in dirs.items() if not (root / folder).exists()]
+    return [
+        f"data.dirs.{modality}={folder!r}: {root / folder} does not exist; the manifest names its "
+        f"{modality} files under {files_dir(root, manifest, modality)!r} (drop the override to follow "
+        f"the manifest, or name the folder that holds them)"
+        for modality, folder in dirs.items()
+        if not (root / folder).exists()
+    ]
 
 
 def _files_dir_resolver(modality: str, *, _root_: Any) -> str:

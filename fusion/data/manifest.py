@@ -105,8 +105,9 @@ def _json(text: str) -> Any:
     except json.JSONDecodeError as exc:
         raise RecordError(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
     except RecursionError:
-        raise RecordError("JSON nested too deeply to read (arrays or objects inside each other past Python's "
-                          "recursion limit)") from None
+        raise RecordError(
+            "JSON nested too deeply to read (arrays or objects inside each other past Python's recursion limit)"
+        ) from None
     except ValueError as exc:  # int_max_str_digits
         raise RecordError(f"unreadable JSON number ({str(exc).split(';')[0]})") from None
 
@@ -140,11 +141,16 @@ def parse_line(text: str, line: int, task: str = "multiclass") -> Record | None:
     if split and split not in SPLITS:
         raise RecordError(f"split '{split}' is not one of {', '.join(SPLITS)} (or leave it out)")
     fields = {key: _optional_str(obj, key) for keys in MODALITY_KEYS.values() for key in keys}
-    bad = [key for key, value in [("id", record_id), ("label", label), ("split", split), *fields.items()]
-           if not_unicode(value)]
+    bad = [
+        key
+        for key, value in [("id", record_id), ("label", label), ("split", split), *fields.items()]
+        if not_unicode(value)
+    ]
     if bad:
-        raise RecordError(f"field(s) {', '.join(map(repr, bad))} hold a lone UTF-16 surrogate escape (\\ud800 to "
-                          f"\\udfff without its pair), which is not text; fix the escape or the writer of the file")
+        raise RecordError(
+            f"field(s) {', '.join(map(repr, bad))} hold a lone UTF-16 surrogate escape (\\ud800 to "
+            f"\\udfff without its pair), which is not text; fix the escape or the writer of the file"
+        )
     if fields["text"] is not None and fields["text_path"] is not None:
         raise RecordError("both 'text' and 'text_path' are set; give one of them")
     record = Record(id=record_id, label=label, split=split, line=line, **fields)
@@ -153,8 +159,9 @@ def parse_line(text: str, line: int, task: str = "multiclass") -> Record | None:
     return record
 
 
-def stratified_splits(records: list[Record], seed: int, fractions: Mapping[str, float],
-                      stratum: Callable[[Any], str] = str) -> dict[str, str]:
+def stratified_splits(
+    records: list[Record], seed: int, fractions: Mapping[str, float], stratum: Callable[[Any], str] = str
+) -> dict[str, str]:
     """Seeded stratified split of records without one: id -> split, independent of line order.
 
     Records are stratified by `stratum(label)` (the class name for multiclass)."""
@@ -177,8 +184,9 @@ def stratified_splits(records: list[Record], seed: int, fractions: Mapping[str, 
     return assignment
 
 
-def load_manifest(root: str | Path, manifest: str, split_cfg: Mapping[str, Any], stage: str,
-                  task: str = "multiclass") -> Manifest:
+def load_manifest(
+    root: str | Path, manifest: str, split_cfg: Mapping[str, Any], stage: str, task: str = "multiclass"
+) -> Manifest:
     """Read and validate the manifest for `task` (task.name); invalid lines become rejections (their
     `file` is the manifest, where the fix goes), structural errors raise."""
     spec = label_spec(task)
@@ -206,15 +214,17 @@ def load_manifest(root: str | Path, manifest: str, split_cfg: Mapping[str, Any],
             rejections.append(Rejection(_peek_id(text), number, stage, str(exc), manifest))
             continue
         if record.id in first_line:
-            rejections.append(Rejection(record.id, number, stage,
-                                        f"duplicate id (first seen on line {first_line[record.id]})", manifest))
+            rejections.append(
+                Rejection(
+                    record.id, number, stage, f"duplicate id (first seen on line {first_line[record.id]})", manifest
+                )
+            )
             continue
         first_line[record.id] = number
         records.append(record)
 
     unsplit = [r for r in records if not r.split]
-    assignment = (stratified_splits(unsplit, int(split_cfg["seed"]), split_cfg, spec.stratum)
-                  if unsplit else {})
+    assignment = stratified_splits(unsplit, int(split_cfg["seed"]), split_cfg, spec.stratum) if unsplit else {}
     records = [r if r.split else _with_split(r, assignment[r.id]) for r in records]
 
     labels = spec.fit(r.label for r in records if r.split == "train")

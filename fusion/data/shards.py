@@ -41,8 +41,15 @@ def write_shards(fn: Callable, inputs: list, out_dir: Path, num_workers: int, ch
         return []
     # keep_data_ordered: items land in input order, so the same inputs give the same chunks.
     with _interrupt_exits_nonzero(), _start_method_kept():
-        optimize(fn=fn, inputs=inputs, output_dir=str(out_dir), chunk_bytes=chunk_bytes,
-                 num_workers=max(1, min(num_workers, len(inputs))), mode="overwrite", keep_data_ordered=True)
+        optimize(
+            fn=fn,
+            inputs=inputs,
+            output_dir=str(out_dir),
+            chunk_bytes=chunk_bytes,
+            num_workers=max(1, min(num_workers, len(inputs))),
+            mode="overwrite",
+            keep_data_ordered=True,
+        )
     if not (out_dir / "index.json").exists():  # every input was rejected
         shutil.rmtree(out_dir, ignore_errors=True)
         return []
@@ -74,8 +81,9 @@ def _interrupt_exits_nonzero() -> Iterator[None]:
             stop_queue.put(None)
         for worker in self.workers:
             worker.join(0)
-        print("interrupted: no output was written (the previous one, if any, is unchanged)", file=sys.stderr,
-              flush=True)
+        print(
+            "interrupted: no output was written (the previous one, if any, is unchanged)", file=sys.stderr, flush=True
+        )
         os._exit(128 + signal.SIGINT)
 
     DataProcessor._signal_handler = interrupted
@@ -134,7 +142,7 @@ def _chunk_items(path: Path) -> list[bytes]:
     offsets = np.frombuffer(data, np.uint32, count + 1, offset=4)
     if int(offsets[-1]) != len(data):
         raise ValueError(f"{path}: not a plain litdata chunk ({len(data)} bytes, offsets end at {offsets[-1]})")
-    return [data[offsets[i]:offsets[i + 1]] for i in range(count)]
+    return [data[offsets[i] : offsets[i + 1]] for i in range(count)]
 
 
 def _stamp_content_version(index_path: Path) -> None:
@@ -179,8 +187,9 @@ class ModalityShards:
         self.meta = json.loads((self.folder / "meta.json").read_text(encoding="utf-8"))
         ids = json.loads((self.folder / "ids.json").read_text(encoding="utf-8"))
         self.position = {record_id: i for i, record_id in enumerate(ids)}
-        self.source = (f"{shards_url.rstrip('/')}/{self.folder.name}/shards" if shards_url
-                       else str(self.folder / "shards"))
+        self.source = (
+            f"{shards_url.rstrip('/')}/{self.folder.name}/shards" if shards_url else str(self.folder / "shards")
+        )
         self.cache_dir = cache_dir
         self._dataset: StreamingDataset | None = None
 
@@ -207,9 +216,11 @@ class ModalityShards:
         index = json.loads((Path(dataset.input_dir.path) / "index.json").read_text(encoding="utf-8"))
         items = sum(chunk["chunk_size"] for chunk in index["chunks"])
         if items != len(self.position):
-            raise ValueError(f"{self.source} holds {items} items but {self.folder / 'ids.json'} lists "
-                             f"{len(self.position)}: the chunks and the small files come from different "
-                             f"preprocessing runs; copy both from the same run")
+            raise ValueError(
+                f"{self.source} holds {items} items but {self.folder / 'ids.json'} lists "
+                f"{len(self.position)}: the chunks and the small files come from different "
+                f"preprocessing runs; copy both from the same run"
+            )
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_dataset": None}

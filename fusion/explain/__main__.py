@@ -21,8 +21,9 @@ from fusion.tracking.store import absolute_tracking_uri
 REQUESTED = "explain/requested"  # the artifact folder of on-demand explanations (explain/ holds the fixed set)
 
 OPTIONS = {
-    "run_id": Option(None, "the MLflow run (its id, or runs:/<id>/model, or a local model / bundle folder)",
-                     required=True),
+    "run_id": Option(
+        None, "the MLflow run (its id, or runs:/<id>/model, or a local model / bundle folder)", required=True
+    ),
     "sample_id": Option(None, "the record id(s) to explain: one id or a list [a, b] (any split)", required=True),
     "tracking_uri": Option("sqlite:///mlflow.db", "the MLflow store of the run"),
     "processed_dir": Option(None, "the processed data holding the sample (default: the run's data.processed_dir)"),
@@ -41,16 +42,22 @@ sample, contribution.png/.csv, summary.json and index.html (all figures on one p
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_key_values("python -m fusion.explain", "Attention figures and modality contributions of samples "
-                            "of a logged run.", OPTIONS, argv, EPILOG)
+    args = parse_key_values(
+        "python -m fusion.explain",
+        "Attention figures and modality contributions of samples of a logged run.",
+        OPTIONS,
+        argv,
+        EPILOG,
+    )
     ids = [str(i) for i in args.sample_id] if OmegaConf.is_list(args.sample_id) else [str(args.sample_id)]
     tracking_uri = absolute_tracking_uri(str(args.tracking_uri))
     try:
         folder = bundle_dir(str(args.run_id), tracking_uri)
         bundle = ModelBundle(folder)
         processed = Path(args.processed_dir or bundle.cfg.data.processed_dir)
-        datamodule = MultimodalDataModule(processed, bundle.modalities, batch_size=int(bundle.cfg.data.batch_size),
-                                          task=bundle.labels.task)
+        datamodule = MultimodalDataModule(
+            processed, bundle.modalities, batch_size=int(bundle.cfg.data.batch_size), task=bundle.labels.task
+        )
         samples = [sample_item(datamodule, i) for i in ids]
     except (BundleError, SampleNotFound, FileNotFoundError, ValueError) as exc:
         sys.exit(f"error: {exc}")
@@ -59,8 +66,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = Path(args.output or Path("outputs/explain") / run / name)
     settings = OmegaConf.create({"layer": args.layer, "max_tokens": int(args.max_tokens)})
     split = args.removal_split
-    summary = explain_samples(bundle, samples, out, settings, split_batches=split_loader(datamodule, split)
-                              if split else None, split_name=split or "")
+    summary = explain_samples(
+        bundle,
+        samples,
+        out,
+        settings,
+        split_batches=split_loader(datamodule, split) if split else None,
+        split_name=split or "",
+    )
     for sample in summary["samples"]:
         print(f"{sample['id']}: true {sample['label']}, predicted {sample['prediction']}")
         for measure, values in sample["contribution"].items():

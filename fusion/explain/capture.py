@@ -35,10 +35,14 @@ def captured_attention(net: nn.Module) -> Iterator[dict[str, list[Tensor]]]:
                 finally:
                     inner[0] = False
             records.setdefault(name, []).append(weights.detach().float().cpu())
+
         return hook
 
-    handles = [module.register_forward_hook(hook_for(name), with_kwargs=True)
-               for name, module in net.named_modules() if isinstance(module, Attention)]
+    handles = [
+        module.register_forward_hook(hook_for(name), with_kwargs=True)
+        for name, module in net.named_modules()
+        if isinstance(module, Attention)
+    ]
     try:
         yield records
     finally:

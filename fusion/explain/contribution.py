@@ -27,9 +27,11 @@ def output_change(task: Task, full: Tensor, without: Tensor) -> Tensor:
     return change.mean(-1) if change.dim() > 1 else change
 
 
-CHANGE_NAMES = {"multiclass": "drop in predicted-class probability when removed",
-                "multilabel": "mean change of label probabilities when removed",
-                "regression": "change of the predicted value when removed"}
+CHANGE_NAMES = {
+    "multiclass": "drop in predicted-class probability when removed",
+    "multilabel": "mean change of label probabilities when removed",
+    "regression": "change of the predicted value when removed",
+}
 
 
 def change_name(task: Task) -> str:
@@ -87,6 +89,10 @@ def split_removal(net: nn.Module, task: Task, batches: Iterable[dict[str, Any]])
     for m in modalities:
         without = float(without_metric[m].compute()[key])
         drop = value - without if task.mode == "max" else without - value
-        result[m] = {"change": sums[m] / counts[m] if counts[m] else float("nan"), "metric": value,
-                     "metric_without": without, "metric_drop": drop}
+        result[m] = {
+            "change": sums[m] / counts[m] if counts[m] else float("nan"),
+            "metric": value,
+            "metric_without": without,
+            "metric_drop": drop,
+        }
     return result

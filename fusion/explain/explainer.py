@@ -1,10 +1,10 @@
 """Attention figures and modality contributions for chosen samples of a model bundle, written to a folder:
 
-    summary.json               the samples (id, label, prediction, scores), the contributions, which files exist
-    contribution.png / .csv    per sample and on average over a split: removal change, gate values, attention mass
-    index.html                 every figure of every sample on one self-contained page
-    <sample>/text_attention.html, text_attention.png, image_attention.png, audio_attention.png,
-    <sample>/cross_<query>_to_<key>.png   (rows: the query modality's tokens, columns: the key modality's)
+summary.json               the samples (id, label, prediction, scores), the contributions, which files exist
+contribution.png / .csv    per sample and on average over a split: removal change, gate values, attention mass
+index.html                 every figure of every sample on one self-contained page
+<sample>/text_attention.html, text_attention.png, image_attention.png, audio_attention.png,
+<sample>/cross_<query>_to_<key>.png   (rows: the query modality's tokens, columns: the key modality's)
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ def _label_text(bundle: ModelBundle, label: Any) -> str:
     return f"{float(label):.3g}"
 
 
-def _views(bundle: ModelBundle, maps: AttentionMaps, batch: dict, masks: dict, i: int, tokenizer: Any
-           ) -> dict[str, TokenView]:
+def _views(
+    bundle: ModelBundle, maps: AttentionMaps, batch: dict, masks: dict, i: int, tokenizer: Any
+) -> dict[str, TokenView]:
     """The token view of every modality the sample holds (and of latents / bottleneck queries)."""
     views: dict[str, TokenView] = {}
     encoders = bundle.net.encoders
@@ -82,44 +83,75 @@ def _views(bundle: ModelBundle, maps: AttentionMaps, batch: dict, masks: dict, i
     return views
 
 
-def _sample_figures(bundle: ModelBundle, maps: AttentionMaps, batch: dict, masks: dict, i: int, title: str,
-                    folder: Path, cfg: DictConfig, tokenizer: Any) -> list[Path]:
+def _sample_figures(
+    bundle: ModelBundle,
+    maps: AttentionMaps,
+    batch: dict,
+    masks: dict,
+    i: int,
+    title: str,
+    folder: Path,
+    cfg: DictConfig,
+    tokenizer: Any,
+) -> list[Path]:
     views, written = _views(bundle, maps, batch, masks, i, tokenizer), []
     note = f"weights: {maps.source}, mean over heads"
     featured = {m for m in views if bundle.metas.get(m, {}).get("kind") == FEATURES}
     for m in sorted(featured):  # precomputed features: the weights over the steps
-        written.append(figures.plot_text_attention(views[m].labels, views[m].weights, folder / f"{m}_attention.png",
-                                                   title))
+        written.append(
+            figures.plot_text_attention(views[m].labels, views[m].weights, folder / f"{m}_attention.png", title)
+        )
     if "text" in views and "text" not in featured:
         v = views["text"]
-        (folder / "text_attention.html").write_text(figures.text_attention_html(v.labels, v.weights, title, note),
-                                                    encoding="utf-8")
-        written += [folder / "text_attention.html", figures.plot_text_attention(v.labels, v.weights,
-                                                                                folder / "text_attention.png", title)]
+        (folder / "text_attention.html").write_text(
+            figures.text_attention_html(v.labels, v.weights, title, note), encoding="utf-8"
+        )
+        written += [
+            folder / "text_attention.html",
+            figures.plot_text_attention(v.labels, v.weights, folder / "text_attention.png", title),
+        ]
     if "image" in views and "image" not in featured:
         image = batch["image"]["image"][i].expand(3, -1, -1).permute(1, 2, 0).numpy()  # grey shown as RGB
-        written.append(figures.plot_image_attention(image, views["image"].weights, folder / "image_attention.png",
-                                                    title))
+        written.append(
+            figures.plot_image_attention(image, views["image"].weights, folder / "image_attention.png", title)
+        )
     if "audio" in views and "audio" not in featured:
         v, meta = views["audio"], bundle.metas["audio"]
         mel, frames = batch["audio"]["mel"][i].numpy(), int(batch["audio"]["mask"][i].sum())
-        written.append(figures.plot_audio_attention(mel[:, :frames], v.weights, v.frames_per_token,
-                                                    meta["hop_length"] / meta["sample_rate"],
-                                                    folder / "audio_attention.png", title, valid_frames=frames))
+        written.append(
+            figures.plot_audio_attention(
+                mel[:, :frames],
+                v.weights,
+                v.frames_per_token,
+                meta["hop_length"] / meta["sample_rate"],
+                folder / "audio_attention.png",
+                title,
+                valid_frames=frames,
+            )
+        )
     limit = int(cfg.max_tokens)
     for (query, key), matrix in maps.cross.items():
         if query not in views or key not in views:
             continue
         q, k = views[query], views[key]
         block = matrix[i][q.valid][:, k.valid].numpy()[:limit, :limit]
-        written.append(figures.plot_cross_attention(block, q.labels[:limit], k.labels[:limit], query, key,
-                                                    folder / f"cross_{query}_to_{key}.png",
-                                                    f"{title} · {query} attending to {key} ({cfg.layer} layer)"))
+        written.append(
+            figures.plot_cross_attention(
+                block,
+                q.labels[:limit],
+                k.labels[:limit],
+                query,
+                key,
+                folder / f"cross_{query}_to_{key}.png",
+                f"{title} · {query} attending to {key} ({cfg.layer} layer)",
+            )
+        )
     return written
 
 
-def explain_batch(bundle: ModelBundle, samples: Sequence[dict], out_dir: str | Path, cfg: DictConfig
-                  ) -> list[SampleResult]:
+def explain_batch(
+    bundle: ModelBundle, samples: Sequence[dict], out_dir: str | Path, cfg: DictConfig
+) -> list[SampleResult]:
     """Figures of ``samples`` (dataset items: id, label, one item or None per modality) into ``out_dir``."""
     out_dir = Path(out_dir)
     net, task = bundle.net, bundle.task
@@ -153,19 +185,32 @@ def _matrix(results: Sequence[SampleResult], measure: str, modalities: list[str]
     return np.array([[r.contribution[measure].get(m, np.nan) for m in modalities] for r in results], dtype=float)
 
 
-def write_contribution(results: Sequence[SampleResult], modalities: list[str], split: dict[str, dict] | None,
-                       split_name: str, metric: str, out_dir: Path, title: str) -> list[Path]:
+def write_contribution(
+    results: Sequence[SampleResult],
+    modalities: list[str],
+    split: dict[str, dict] | None,
+    split_name: str,
+    metric: str,
+    out_dir: Path,
+    title: str,
+) -> list[Path]:
     """contribution.png (per sample, and the split averages when given) and contribution.csv."""
     measures = list(results[0].contribution) if results else []
     averages = None
     if split:
         # Named as the per-sample removal measure: drawn as a hatched "average" group in that measure's panel.
-        averages = {measures[0]: np.array([split[m]["change"] for m in modalities]),
-                    f"{metric} drop when removed ({split_name} split)": np.array([split[m]["metric_drop"]
-                                                                                   for m in modalities])}
-    png = figures.plot_contribution([r.id for r in results], modalities,
-                                    {name: _matrix(results, name, modalities) for name in measures},
-                                    out_dir / f"{CONTRIBUTION}.png", title, averages=averages)
+        averages = {
+            measures[0]: np.array([split[m]["change"] for m in modalities]),
+            f"{metric} drop when removed ({split_name} split)": np.array([split[m]["metric_drop"] for m in modalities]),
+        }
+    png = figures.plot_contribution(
+        [r.id for r in results],
+        modalities,
+        {name: _matrix(results, name, modalities) for name in measures},
+        out_dir / f"{CONTRIBUTION}.png",
+        title,
+        averages=averages,
+    )
     path = out_dir / f"{CONTRIBUTION}.csv"
     with path.open("w", encoding="utf-8", newline="") as sink:
         writer = csv.writer(sink)
@@ -185,18 +230,23 @@ def write_index(results: Sequence[SampleResult], out_dir: Path, title: str) -> P
     if contribution.is_file():
         parts.append(f"<h2>Modality contribution</h2>{_img(contribution)}")
     for r in results:
-        parts.append(f"<h2>{html.escape(r.id)}: true {html.escape(r.label)}, "
-                     f"predicted {html.escape(r.prediction)}</h2>")
+        parts.append(
+            f"<h2>{html.escape(r.id)}: true {html.escape(r.label)}, predicted {html.escape(r.prediction)}</h2>"
+        )
         for name in r.files:
             path = out_dir / name
             if path.suffix == ".png":
                 parts.append(_img(path))
             elif path.suffix == ".html":
-                parts.append(f'<iframe srcdoc="{html.escape(path.read_text(encoding="utf-8"))}" '
-                             f'style="width:100%;height:220px;border:0"></iframe>')
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
-            "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}img{max-width:100%;display:block;"
-            "margin:1em 0}</style></head><body>" + "\n".join(parts) + "</body></html>")
+                parts.append(
+                    f'<iframe srcdoc="{html.escape(path.read_text(encoding="utf-8"))}" '
+                    f'style="width:100%;height:220px;border:0"></iframe>'
+                )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}img{max-width:100%;display:block;"
+        "margin:1em 0}</style></head><body>" + "\n".join(parts) + "</body></html>"
+    )
     path = out_dir / INDEX
     path.write_text(page, encoding="utf-8")
     return path
@@ -207,9 +257,15 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
 
 
-def explain_samples(bundle: ModelBundle, samples: Sequence[dict], out_dir: str | Path, cfg: DictConfig,
-                    split_batches: Iterable[dict] | None = None, split_name: str = "test",
-                    title: str = "") -> dict[str, Any]:
+def explain_samples(
+    bundle: ModelBundle,
+    samples: Sequence[dict],
+    out_dir: str | Path,
+    cfg: DictConfig,
+    split_batches: Iterable[dict] | None = None,
+    split_name: str = "test",
+    title: str = "",
+) -> dict[str, Any]:
     """The whole explain folder for ``samples``; ``split_batches`` (optional) gives the split averages of the
     removal measures. Returns the summary (also written to summary.json)."""
     out_dir = Path(out_dir)
@@ -217,14 +273,26 @@ def explain_samples(bundle: ModelBundle, samples: Sequence[dict], out_dir: str |
     title = title or f"{bundle.cfg.modality.name} · {bundle.cfg.fusion.name}"
     results = explain_batch(bundle, samples, out_dir, cfg)
     split = split_removal(bundle.net, bundle.task, split_batches) if split_batches is not None else None
-    write_contribution(results, bundle.modalities, split, split_name, bundle.task.metric, out_dir,
-                       f"{title}: modality contribution")
+    write_contribution(
+        results, bundle.modalities, split, split_name, bundle.task.metric, out_dir, f"{title}: modality contribution"
+    )
     write_index(results, out_dir, f"{title}: attention and modality contribution")
-    summary = {"modality": bundle.cfg.modality.name, "fusion": bundle.cfg.fusion.name, "layer": str(cfg.layer),
-               "samples": [{"id": r.id, "label": r.label, "prediction": r.prediction, "folder": sample_folder(r.id),
-                            "contribution": r.contribution} for r in results],
-               "files": {r.id: r.files for r in results},
-               "split": None if split is None else {"name": split_name, "metric": bundle.task.metric,
-                                                    "per_modality": split}}
+    summary = {
+        "modality": bundle.cfg.modality.name,
+        "fusion": bundle.cfg.fusion.name,
+        "layer": str(cfg.layer),
+        "samples": [
+            {
+                "id": r.id,
+                "label": r.label,
+                "prediction": r.prediction,
+                "folder": sample_folder(r.id),
+                "contribution": r.contribution,
+            }
+            for r in results
+        ],
+        "files": {r.id: r.files for r in results},
+        "split": None if split is None else {"name": split_name, "metric": bundle.task.metric, "per_modality": split},
+    }
     (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

@@ -29,7 +29,7 @@ ATTENTION_CMAP = "Reds"
 OVERLAY_CMAP = "inferno"
 OVERLAY_ALPHA = 0.5
 SPECTROGRAM_CMAP = "magma"
-AUDIO_OVERLAY_RGB = (0.0, 1.0, 1.0)     # cyan: stands out on magma
+AUDIO_OVERLAY_RGB = (0.0, 1.0, 1.0)  # cyan: stands out on magma
 AUDIO_OVERLAY_MAX_ALPHA = 0.65
 WEIGHT_LABEL = "attention weight"
 ROW_SUM_LABEL = "attention weight\n(row sums to 1)"
@@ -41,8 +41,8 @@ FONT_PT = 11
 SMALL_FONT_PT = 9
 MAX_TOKEN_CHARS = 18
 MAX_TICK_CHARS = 14
-DARK_LUMINANCE = 0.5            # backgrounds darker than this get white text
-LEGEND_STOPS = 11               # colour stops of the HTML legend gradient
+DARK_LUMINANCE = 0.5  # backgrounds darker than this get white text
+LEGEND_STOPS = 11  # colour stops of the HTML legend gradient
 ELLIPSIS = "\u2026"
 
 # Text PNG layout, in inches.
@@ -55,21 +55,22 @@ TITLE_ROW_IN = 0.6
 
 # Image, audio, heatmap and bar layout, in inches.
 IMAGE_PANEL_IN = 4.2
-COLOURBAR_INSET = (1.04, 0.0, 0.05, 1.0)   # beside an axes, in its own coordinates: x, y, width, height
+COLOURBAR_INSET = (1.04, 0.0, 0.05, 1.0)  # beside an axes, in its own coordinates: x, y, width, height
 AUDIO_FIG_WIDTH_IN = 10.0
 AUDIO_HEIGHTS_IN = (3.2, 1.6)
 HEATMAP_CELL_IN = 0.28
 HEATMAP_MIN_IN = (5.0, 3.0)
 HEATMAP_MAX_IN = (14.0, 11.0)
-TICK_LABEL_IN = 0.2             # room one tick label needs along an axis at SMALL_FONT_PT
-ANNOTATE_MAX_CELLS = 144        # heatmaps up to this size print each weight in its cell
-BAR_GROUP_IN = 0.5              # width per bar in the contribution figure
+TICK_LABEL_IN = 0.2  # room one tick label needs along an axis at SMALL_FONT_PT
+ANNOTATE_MAX_CELLS = 144  # heatmaps up to this size print each weight in its cell
+BAR_GROUP_IN = 0.5  # width per bar in the contribution figure
 BAR_PANEL_HEIGHT_IN = 2.8
 BAR_MIN_WIDTH_IN = 6.0
-BAR_GROUP_WIDTH = 0.8           # fraction of a group's slot the bars fill
+BAR_GROUP_WIDTH = 0.8  # fraction of a group's slot the bars fill
 
 
 # ---------------------------------------------------------------- shared helpers
+
 
 def modality_colour(modality: str) -> str:
     """The fixed colour of a modality (text, image, audio), so every figure draws it the same way."""
@@ -132,12 +133,15 @@ def _new_figure(width_in: float, height_in: float) -> Figure:
 def _check_tokens(tokens: Sequence[str], weights: np.ndarray) -> np.ndarray:
     weights = _clean(weights).reshape(-1)
     if len(tokens) != weights.size:
-        raise ValueError(f"text attention: {len(tokens)} tokens but {weights.size} weights; "
-                         "pass one weight per token (crop padding from both)")
+        raise ValueError(
+            f"text attention: {len(tokens)} tokens but {weights.size} weights; "
+            "pass one weight per token (crop padding from both)"
+        )
     return weights
 
 
 # ---------------------------------------------------------------- text: HTML
+
 
 def text_attention_fragment(tokens: Sequence[str], weights: np.ndarray, title: str, note: str = "") -> str:
     """The body part (inline styles only) of the text attention page, so a report can embed several."""
@@ -150,7 +154,8 @@ def text_attention_fragment(tokens: Sequence[str], weights: np.ndarray, title: s
             f'<span class="tok" title="token {index}: {WEIGHT_LABEL} {weight:.4g}" '
             f'style="background:{_css_rgb(rgba)};color:{colour};padding:2px 4px;margin:2px;border-radius:3px;'
             f'border:1px solid #ddd;display:inline-block;white-space:pre;min-width:0.6em">'
-            f"{html.escape(visible_token(token))}</span>")
+            f"{html.escape(visible_token(token))}</span>"
+        )
     stops = np.linspace(0.0, 1.0, LEGEND_STOPS)
     gradient = ", ".join(_css_rgb(colormaps[ATTENTION_CMAP](s)) for s in stops)
     ticks = np.linspace(norm.vmin, norm.vmax, 3)
@@ -163,17 +168,21 @@ def text_attention_fragment(tokens: Sequence[str], weights: np.ndarray, title: s
         f'<div style="width:240px;height:12px;border:1px solid #999;background:linear-gradient(to right, {gradient})">'
         f'</div><div style="width:240px;display:flex;justify-content:space-between">'
         + "".join(f"<small>{tick:.3g}</small>" for tick in ticks)
-        + f"</div><div>{WEIGHT_LABEL} (hover a token for its exact value)</div></div></div>")
+        + f"</div><div>{WEIGHT_LABEL} (hover a token for its exact value)</div></div></div>"
+    )
 
 
 def text_attention_html(tokens: Sequence[str], weights: np.ndarray, title: str, note: str = "") -> str:
     """A complete self-contained HTML page (no external resources) of the tokens coloured by attention weight."""
-    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>{html.escape(title)}</title></head><body>"
-            f"{text_attention_fragment(tokens, weights, title, note)}</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title></head><body>"
+        f"{text_attention_fragment(tokens, weights, title, note)}</body></html>\n"
+    )
 
 
 # ---------------------------------------------------------------- text: PNG
+
 
 def _layout_tokens(labels: Sequence[str], widths_in: Sequence[float], line_width_in: float) -> list[list[int]]:
     """Greedy line wrapping: token indices per line, each line no wider than the figure allows."""
@@ -216,19 +225,36 @@ def build_text_attention(tokens: Sequence[str], weights: np.ndarray, title: str)
         y = -(row + 1) * line_height + TOKEN_GAP_IN / 2
         for index in indices:
             box_width = widths[index] + 2 * TOKEN_PAD_IN
-            ax.add_patch(FancyBboxPatch((x, y), box_width, text_height + 2 * TOKEN_PAD_IN,
-                                        boxstyle="round,pad=0,rounding_size=0.03", transform=origin,
-                                        facecolor=colours[index], edgecolor="#bbbbbb", linewidth=0.6,
-                                        clip_on=False))
-            ax.text(x + box_width / 2, y + TOKEN_PAD_IN + text_height / 2, labels[index], transform=origin,
-                    ha="center", va="center", fontproperties=font, parse_math=False, clip_on=False,
-                    color="white" if _is_dark(colours[index]) else "black")
+            ax.add_patch(
+                FancyBboxPatch(
+                    (x, y),
+                    box_width,
+                    text_height + 2 * TOKEN_PAD_IN,
+                    boxstyle="round,pad=0,rounding_size=0.03",
+                    transform=origin,
+                    facecolor=colours[index],
+                    edgecolor="#bbbbbb",
+                    linewidth=0.6,
+                    clip_on=False,
+                )
+            )
+            ax.text(
+                x + box_width / 2,
+                y + TOKEN_PAD_IN + text_height / 2,
+                labels[index],
+                transform=origin,
+                ha="center",
+                va="center",
+                fontproperties=font,
+                parse_math=False,
+                clip_on=False,
+                color="white" if _is_dark(colours[index]) else "black",
+            )
             x += box_width + TOKEN_GAP_IN
     if not labels:
         ax.text(0.5, 0.5, "(no tokens)", transform=ax.transAxes, ha="center", va="center", color="grey")
     cax = fig.add_subplot(grid[1, 1])
-    fig.colorbar(ScalarMappable(norm=norm, cmap=ATTENTION_CMAP), cax=cax, orientation="horizontal",
-                 label=WEIGHT_LABEL)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=ATTENTION_CMAP), cax=cax, orientation="horizontal", label=WEIGHT_LABEL)
     return fig
 
 
@@ -238,6 +264,7 @@ def plot_text_attention(tokens: Sequence[str], weights: np.ndarray, path: str | 
 
 
 # ---------------------------------------------------------------- image
+
 
 def _display_image(image: np.ndarray) -> np.ndarray:
     """uint8 shown as is; floats clipped to [0, 1], or min-max scaled when they are standardised values."""
@@ -272,8 +299,9 @@ def build_image_attention(image: np.ndarray, weights: np.ndarray, title: str) ->
         ax.set_xlabel("x (pixels)")
         ax.set_ylabel("y (pixels)")
     plain.set_title("image")
-    overlay.imshow(grid_weights, cmap=OVERLAY_CMAP, norm=norm, alpha=OVERLAY_ALPHA, interpolation="nearest",
-                   extent=extent)
+    overlay.imshow(
+        grid_weights, cmap=OVERLAY_CMAP, norm=norm, alpha=OVERLAY_ALPHA, interpolation="nearest", extent=extent
+    )
     overlay.set_title(f"attention over {rows}\u00d7{cols} patches")
     for col in range(1, cols):
         overlay.axvline(col * width / cols - 0.5, color="white", alpha=0.35, linewidth=0.6)
@@ -282,8 +310,9 @@ def build_image_attention(image: np.ndarray, weights: np.ndarray, title: str) ->
     overlay.set_xlim(extent[0], extent[1])
     overlay.set_ylim(extent[2], extent[3])
     # An opaque bar (the overlay itself is half transparent) beside the picture and exactly as tall.
-    fig.colorbar(ScalarMappable(norm=norm, cmap=OVERLAY_CMAP), cax=overlay.inset_axes(COLOURBAR_INSET),
-                 label=WEIGHT_LABEL)
+    fig.colorbar(
+        ScalarMappable(norm=norm, cmap=OVERLAY_CMAP), cax=overlay.inset_axes(COLOURBAR_INSET), label=WEIGHT_LABEL
+    )
     fig.suptitle(_wrap(title, 2 * IMAGE_PANEL_IN + 1.4), fontsize=FONT_PT + 1)
     return fig
 
@@ -295,14 +324,21 @@ def plot_image_attention(image: np.ndarray, weights: np.ndarray, path: str | Pat
 
 # ---------------------------------------------------------------- audio
 
+
 def _overlay_cmap() -> ListedColormap:
     """One hue whose opacity grows with the weight: attended time-frequency regions light up on the spectrogram."""
     ramp = np.linspace(0.0, AUDIO_OVERLAY_MAX_ALPHA, 256)
     return ListedColormap([(*AUDIO_OVERLAY_RGB, alpha) for alpha in ramp], name="attention_overlay")
 
 
-def build_audio_attention(mel: np.ndarray, weights: np.ndarray, frames_per_token: float, seconds_per_frame: float,
-                          title: str, valid_frames: int | None = None) -> Figure:
+def build_audio_attention(
+    mel: np.ndarray,
+    weights: np.ndarray,
+    frames_per_token: float,
+    seconds_per_frame: float,
+    title: str,
+    valid_frames: int | None = None,
+) -> Figure:
     """Spectrogram (x in seconds) above the attention over time on a shared axis; padding greyed out.
 
     `weights` is either [n_tokens] (token i covers frames [i, i+1) * frames_per_token) or a [freq, time] grid
@@ -310,8 +346,10 @@ def build_audio_attention(mel: np.ndarray, weights: np.ndarray, frames_per_token
     mel = np.asarray(mel, dtype=float)
     weights = _clean(weights)
     if mel.ndim != 2 or weights.ndim not in (1, 2):
-        raise ValueError(f"audio attention: mel must be [n_mels, frames] and weights [tokens] or [freq, time]; "
-                         f"got {mel.shape} and {weights.shape}")
+        raise ValueError(
+            f"audio attention: mel must be [n_mels, frames] and weights [tokens] or [freq, time]; "
+            f"got {mel.shape} and {weights.shape}"
+        )
     n_mels, frames = mel.shape
     steps = weights.shape[-1]
     span = max(frames, steps * frames_per_token) * seconds_per_frame
@@ -322,27 +360,58 @@ def build_audio_attention(mel: np.ndarray, weights: np.ndarray, frames_per_token
     grid = fig.add_gridspec(2, 2, height_ratios=AUDIO_HEIGHTS_IN, width_ratios=[1, 0.025])
     spec = fig.add_subplot(grid[0, 0])
     bars = fig.add_subplot(grid[1, 0], sharex=spec)
-    shown = spec.imshow(mel, origin="lower", aspect="auto", cmap=SPECTROGRAM_CMAP, interpolation="nearest",
-                        extent=(0.0, frames * seconds_per_frame, 0.0, n_mels))
+    shown = spec.imshow(
+        mel,
+        origin="lower",
+        aspect="auto",
+        cmap=SPECTROGRAM_CMAP,
+        interpolation="nearest",
+        extent=(0.0, frames * seconds_per_frame, 0.0, n_mels),
+    )
     fig.colorbar(shown, cax=fig.add_subplot(grid[0, 1]), label="log-mel (standardised)")
     spec.set_ylabel("mel bin")
     spec.set_title("spectrogram" + (" with attention over time \u00d7 frequency (cyan)" if weights.ndim == 2 else ""))
     spec.tick_params(labelbottom=False)
     if weights.ndim == 2:
         norm = weight_norm(weights)
-        spec.imshow(weights, origin="lower", aspect="auto", cmap=_overlay_cmap(), norm=norm, interpolation="nearest",
-                    extent=(0.0, steps * frames_per_token * seconds_per_frame, 0.0, n_mels))
-        fig.colorbar(ScalarMappable(norm=norm, cmap=_overlay_cmap()), cax=fig.add_subplot(grid[1, 1]),
-                     label=f"{WEIGHT_LABEL}\n(cyan overlay)")
-    bars.bar(starts, over_time, width=frames_per_token * seconds_per_frame, align="edge",
-             color="tab:red", edgecolor="white", linewidth=0.4)
+        spec.imshow(
+            weights,
+            origin="lower",
+            aspect="auto",
+            cmap=_overlay_cmap(),
+            norm=norm,
+            interpolation="nearest",
+            extent=(0.0, steps * frames_per_token * seconds_per_frame, 0.0, n_mels),
+        )
+        fig.colorbar(
+            ScalarMappable(norm=norm, cmap=_overlay_cmap()),
+            cax=fig.add_subplot(grid[1, 1]),
+            label=f"{WEIGHT_LABEL}\n(cyan overlay)",
+        )
+    bars.bar(
+        starts,
+        over_time,
+        width=frames_per_token * seconds_per_frame,
+        align="edge",
+        color="tab:red",
+        edgecolor="white",
+        linewidth=0.4,
+    )
     bars.axhline(0.0, color="black", linewidth=0.6)
     bars.set_ylabel(WEIGHT_LABEL if weights.ndim == 1 else f"{WEIGHT_LABEL}\n(summed over freq.)")
     bars.set_xlabel("time (s)")
     if valid_frames is not None and valid_frames * seconds_per_frame < span:
         for ax in (spec, bars):
-            ax.axvspan(valid_frames * seconds_per_frame, span, facecolor="lightgrey", alpha=0.7, hatch="//",
-                       edgecolor="grey", linewidth=0, label="padding")
+            ax.axvspan(
+                valid_frames * seconds_per_frame,
+                span,
+                facecolor="lightgrey",
+                alpha=0.7,
+                hatch="//",
+                edgecolor="grey",
+                linewidth=0,
+                label="padding",
+            )
         bars.legend(loc="upper right", fontsize=SMALL_FONT_PT)
     spec.set_xlim(0.0, span)
     spec.set_ylim(0.0, n_mels)
@@ -350,14 +419,23 @@ def build_audio_attention(mel: np.ndarray, weights: np.ndarray, frames_per_token
     return fig
 
 
-def plot_audio_attention(mel: np.ndarray, weights: np.ndarray, frames_per_token: float, seconds_per_frame: float,
-                         path: str | Path, title: str, valid_frames: int | None = None) -> Path:
+def plot_audio_attention(
+    mel: np.ndarray,
+    weights: np.ndarray,
+    frames_per_token: float,
+    seconds_per_frame: float,
+    path: str | Path,
+    title: str,
+    valid_frames: int | None = None,
+) -> Path:
     """Save `build_audio_attention` as a PNG."""
-    return save_figure(build_audio_attention(mel, weights, frames_per_token, seconds_per_frame, title,
-                                             valid_frames), path)
+    return save_figure(
+        build_audio_attention(mel, weights, frames_per_token, seconds_per_frame, title, valid_frames), path
+    )
 
 
 # ---------------------------------------------------------------- cross-modal heatmap
+
 
 def thinned_ticks(count: int, room_in: float) -> np.ndarray:
     """Every k-th position, k chosen so the labels fit in `room_in` inches without overlapping."""
@@ -375,13 +453,21 @@ def _thinning_note(ticks: np.ndarray) -> str:
     return f", every {step}{suffix} labelled"
 
 
-def build_cross_attention(matrix: np.ndarray, query_labels: Sequence[str], key_labels: Sequence[str],
-                          query_name: str, key_name: str, title: str) -> Figure:
+def build_cross_attention(
+    matrix: np.ndarray,
+    query_labels: Sequence[str],
+    key_labels: Sequence[str],
+    query_name: str,
+    key_name: str,
+    title: str,
+) -> Figure:
     """Heatmap of one modality's queries (rows) over another's keys (columns); rows with no valid key are hatched."""
     matrix = _clean(matrix)
     if matrix.ndim != 2 or matrix.shape != (len(query_labels), len(key_labels)):
-        raise ValueError(f"cross attention {query_name} -> {key_name}: matrix shape {matrix.shape} does not match "
-                         f"{len(query_labels)} query and {len(key_labels)} key labels")
+        raise ValueError(
+            f"cross attention {query_name} -> {key_name}: matrix shape {matrix.shape} does not match "
+            f"{len(query_labels)} query and {len(key_labels)} key labels"
+        )
     n_query, n_key = matrix.shape
     width = float(np.clip(HEATMAP_CELL_IN * n_key + 3.0, HEATMAP_MIN_IN[0], HEATMAP_MAX_IN[0]))
     height = float(np.clip(HEATMAP_CELL_IN * n_query + 2.4, HEATMAP_MIN_IN[1], HEATMAP_MAX_IN[1]))
@@ -392,8 +478,14 @@ def build_cross_attention(matrix: np.ndarray, query_labels: Sequence[str], key_l
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03, label=ROW_SUM_LABEL)
     columns = thinned_ticks(n_key, width - 2.5)
     rows = thinned_ticks(n_query, height - 2.0)
-    ax.set_xticks(columns, labels=[shorten(key_labels[i], MAX_TICK_CHARS) for i in columns],
-                  rotation=60, ha="right", rotation_mode="anchor", fontsize=SMALL_FONT_PT)
+    ax.set_xticks(
+        columns,
+        labels=[shorten(key_labels[i], MAX_TICK_CHARS) for i in columns],
+        rotation=60,
+        ha="right",
+        rotation_mode="anchor",
+        fontsize=SMALL_FONT_PT,
+    )
     ax.set_yticks(rows, labels=[shorten(query_labels[i], MAX_TICK_CHARS) for i in rows], fontsize=SMALL_FONT_PT)
     for label in (*ax.get_xticklabels(), *ax.get_yticklabels()):
         label.set_parse_math(False)
@@ -401,29 +493,58 @@ def build_cross_attention(matrix: np.ndarray, query_labels: Sequence[str], key_l
     ax.set_ylabel(f"{query_name} (queries)" + _thinning_note(rows))
     empty = ~matrix.any(axis=1)
     for row in np.flatnonzero(empty):
-        ax.add_patch(Rectangle((-0.5, row - 0.5), n_key, 1, facecolor="none", edgecolor="grey", hatch="///",
-                               linewidth=0))
-        ax.text((n_key - 1) / 2, row, "no valid key", ha="center", va="center", fontsize=SMALL_FONT_PT,
-                color="dimgrey", backgroundcolor="white", parse_math=False)
+        ax.add_patch(
+            Rectangle((-0.5, row - 0.5), n_key, 1, facecolor="none", edgecolor="grey", hatch="///", linewidth=0)
+        )
+        ax.text(
+            (n_key - 1) / 2,
+            row,
+            "no valid key",
+            ha="center",
+            va="center",
+            fontsize=SMALL_FONT_PT,
+            color="dimgrey",
+            backgroundcolor="white",
+            parse_math=False,
+        )
     if matrix.size <= ANNOTATE_MAX_CELLS:
         for i in np.flatnonzero(~empty):
             for j in range(n_key):
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=SMALL_FONT_PT - 1,
-                        color="white" if _is_dark(colormaps[ATTENTION_CMAP](norm(matrix[i, j]))) else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{matrix[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=SMALL_FONT_PT - 1,
+                    color="white" if _is_dark(colormaps[ATTENTION_CMAP](norm(matrix[i, j]))) else "black",
+                )
     ax.set_title(_wrap(title, width), fontsize=FONT_PT + 1)
     return fig
 
 
-def plot_cross_attention(matrix: np.ndarray, query_labels: Sequence[str], key_labels: Sequence[str],
-                         query_name: str, key_name: str, path: str | Path, title: str) -> Path:
+def plot_cross_attention(
+    matrix: np.ndarray,
+    query_labels: Sequence[str],
+    key_labels: Sequence[str],
+    query_name: str,
+    key_name: str,
+    path: str | Path,
+    title: str,
+) -> Path:
     """Save `build_cross_attention` as a PNG."""
     return save_figure(build_cross_attention(matrix, query_labels, key_labels, query_name, key_name, title), path)
 
 
 # ---------------------------------------------------------------- modality contribution
 
-def _contribution_panels(samples: Sequence[str], modalities: Sequence[str], measures: Mapping[str, np.ndarray],
-                         averages: Mapping[str, np.ndarray]) -> list[tuple[str, list[str], np.ndarray]]:
+
+def _contribution_panels(
+    samples: Sequence[str],
+    modalities: Sequence[str],
+    measures: Mapping[str, np.ndarray],
+    averages: Mapping[str, np.ndarray],
+) -> list[tuple[str, list[str], np.ndarray]]:
     """(measure, group labels, values [groups, modalities]) per panel; a split average joins its measure's panel
     as a last 'average' group, or gets a panel of its own when no per-sample measure has its name."""
     shape = (len(samples), len(modalities))
@@ -431,8 +552,10 @@ def _contribution_panels(samples: Sequence[str], modalities: Sequence[str], meas
     for name, values in measures.items():
         values = np.asarray(values, dtype=float)
         if values.shape != shape:
-            raise ValueError(f"contribution '{name}': values of shape {values.shape}, expected {shape} "
-                             "(one row per sample, one column per modality)")
+            raise ValueError(
+                f"contribution '{name}': values of shape {values.shape}, expected {shape} "
+                "(one row per sample, one column per modality)"
+            )
         groups, rows = list(samples), values
         if name in averages:
             groups, rows = groups + ["average"], np.vstack([values, np.asarray(averages[name], dtype=float)])
@@ -443,8 +566,13 @@ def _contribution_panels(samples: Sequence[str], modalities: Sequence[str], meas
     return panels
 
 
-def build_contribution(samples: Sequence[str], modalities: Sequence[str], measures: Mapping[str, np.ndarray],
-                       title: str, averages: Mapping[str, np.ndarray] | None = None) -> Figure:
+def build_contribution(
+    samples: Sequence[str],
+    modalities: Sequence[str],
+    measures: Mapping[str, np.ndarray],
+    title: str,
+    averages: Mapping[str, np.ndarray] | None = None,
+) -> Figure:
     """One panel per measure: bars per sample, one per modality in its fixed colour, the split average hatched."""
     panels = _contribution_panels(samples, modalities, measures, averages or {})
     if not panels:
@@ -460,18 +588,34 @@ def build_contribution(samples: Sequence[str], modalities: Sequence[str], measur
         for m, modality in enumerate(modalities):
             offsets = positions - BAR_GROUP_WIDTH / 2 + (m + 0.5) * slot
             heights = np.nan_to_num(values[:, m], nan=0.0)
-            drawn = ax.bar(offsets, heights, width=slot, color=modality_colour(modality), label=modality,
-                           edgecolor="white", linewidth=0.5)
+            drawn = ax.bar(
+                offsets,
+                heights,
+                width=slot,
+                color=modality_colour(modality),
+                label=modality,
+                edgecolor="white",
+                linewidth=0.5,
+            )
             for bar, group in zip(drawn, groups, strict=True):
                 if group == "average":
                     bar.set_hatch("//")
-            ax.bar_label(drawn, labels=["n/a" if np.isnan(v) else f"{v:.2f}" for v in values[:, m]],
-                         fontsize=SMALL_FONT_PT - 1, padding=2)
+            ax.bar_label(
+                drawn,
+                labels=["n/a" if np.isnan(v) else f"{v:.2f}" for v in values[:, m]],
+                fontsize=SMALL_FONT_PT - 1,
+                padding=2,
+            )
         if "average" in groups and len(groups) > 1:
             ax.axvline(len(groups) - 1.5, color="grey", linestyle="--", linewidth=0.8)
         ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_xticks(positions, labels=[shorten(g, MAX_TICK_CHARS) for g in groups], fontsize=SMALL_FONT_PT,
-                      rotation=30 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center")
+        ax.set_xticks(
+            positions,
+            labels=[shorten(g, MAX_TICK_CHARS) for g in groups],
+            fontsize=SMALL_FONT_PT,
+            rotation=30 if len(groups) > 6 else 0,
+            ha="right" if len(groups) > 6 else "center",
+        )
         # Every panel spans as many slots as the widest (equal bar widths, samples aligned); a lone average centred.
         first = (len(groups) - most_groups) / 2 if groups == ["average"] else 0.0
         ax.set_xlim(first - 0.6, first + most_groups - 0.4)
@@ -485,7 +629,13 @@ def build_contribution(samples: Sequence[str], modalities: Sequence[str], measur
     return fig
 
 
-def plot_contribution(samples: Sequence[str], modalities: Sequence[str], measures: Mapping[str, np.ndarray],
-                      path: str | Path, title: str, averages: Mapping[str, np.ndarray] | None = None) -> Path:
+def plot_contribution(
+    samples: Sequence[str],
+    modalities: Sequence[str],
+    measures: Mapping[str, np.ndarray],
+    path: str | Path,
+    title: str,
+    averages: Mapping[str, np.ndarray] | None = None,
+) -> Path:
     """Save `build_contribution` as a PNG."""
     return save_figure(build_contribution(samples, modalities, measures, title, averages), path)

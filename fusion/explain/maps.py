@@ -11,9 +11,10 @@ from fusion.models.attention_maps import BOTTLENECKS, LATENTS, LAYERS, Attention
 __all__ = ["AttentionMaps", "BOTTLENECKS", "LATENTS", "LAYERS", "attention_maps"]
 
 
-def attention_maps(fusion: nn.Module, records: dict[str, list[Tensor]], layer: str = "last",
-                   prefix: str = "fusion.") -> AttentionMaps:
+def attention_maps(
+    fusion: nn.Module, records: dict[str, list[Tensor]], layer: str = "last", prefix: str = "fusion."
+) -> AttentionMaps:
     """The maps ``fusion`` reads from ``records`` (fusion.explain.capture over the whole network, where the
     fusion's layers are named ``<prefix><name>``)."""
-    own = {name[len(prefix):]: calls for name, calls in records.items() if name.startswith(prefix)}
+    own = {name[len(prefix) :]: calls for name, calls in records.items() if name.startswith(prefix)}
     return fusion.attention_maps(own, layer)

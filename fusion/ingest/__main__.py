@@ -11,8 +11,16 @@ from fusion.ingest import avmnist, cmu, folders, hateful_memes, hf, mmimdb, tabl
 from fusion.ingest.formats import Format
 from fusion.ingest.writer import IngestError, ManifestWriter, format_report
 
-FORMATS: tuple[Format, ...] = (table.FORMAT, folders.FORMAT, hf.FORMAT, mmimdb.FORMAT, hateful_memes.FORMAT,
-                               avmnist.FORMAT, cmu.MOSI, cmu.MOSEI)
+FORMATS: tuple[Format, ...] = (
+    table.FORMAT,
+    folders.FORMAT,
+    hf.FORMAT,
+    mmimdb.FORMAT,
+    hateful_memes.FORMAT,
+    avmnist.FORMAT,
+    cmu.MOSI,
+    cmu.MOSEI,
+)
 
 DESCRIPTION = """Write a dataset's manifest.jsonl (the pipeline's data contract, docs/data-contract.md) from the
 layout it already has. Nothing is downloaded or moved: the manifest points at the files where they are (formats
@@ -34,17 +42,33 @@ then: uv run dvc exp run -S data.root=<output> [-S task=multilabel|regression]  
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fusion.ingest", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="format", required=True, metavar="FORMAT",
-                                title="formats (python -m fusion.ingest FORMAT --help for its layout)")
+    parser = argparse.ArgumentParser(
+        prog="python -m fusion.ingest",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(
+        dest="format",
+        required=True,
+        metavar="FORMAT",
+        title="formats (python -m fusion.ingest FORMAT --help for its layout)",
+    )
     for fmt in FORMATS:
-        p = sub.add_parser(fmt.name, help=fmt.help, description=f"{fmt.help}\n\n{fmt.layout}",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            fmt.name,
+            help=fmt.help,
+            description=f"{fmt.help}\n\n{fmt.layout}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.add_argument("source", type=Path, help=fmt.source_help)
-        p.add_argument("--output", type=Path, default=None,
-                       help="dataset folder to write manifest.jsonl (and any generated files) to; it must hold every "
-                            "file the manifest names. Default: " + fmt.output_default)
+        p.add_argument(
+            "--output",
+            type=Path,
+            default=None,
+            help="dataset folder to write manifest.jsonl (and any generated files) to; it must hold every "
+            "file the manifest names. Default: " + fmt.output_default,
+        )
         fmt.add_arguments(p)
         p.set_defaults(fmt=fmt)
     return parser

@@ -32,9 +32,13 @@ VAL_SHARE = 5000 / 60000  # MultiBench's validation rows (the end of the trainin
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--val-share", type=float, default=VAL_SHARE,
-                        help="share of the training rows, taken from the end, that form the validation split "
-                             "(default 1/12: MultiBench's 5000 of 60000)")
+    parser.add_argument(
+        "--val-share",
+        type=float,
+        default=VAL_SHARE,
+        help="share of the training rows, taken from the end, that form the validation split "
+        "(default 1/12: MultiBench's 5000 of 60000)",
+    )
 
 
 def _load(path) -> np.ndarray:
@@ -50,8 +54,10 @@ def ingest(args: argparse.Namespace, writer: ManifestWriter) -> None:
         images, audio = _load(root / "image" / f"{part}_data.npy"), _load(root / "audio" / f"{part}_data.npy")
         labels = _load(root / f"{part}_labels.npy")
         if not len(images) == len(audio) == len(labels):
-            raise IngestError(f"{part}: {len(images)} images, {len(audio)} spectrograms and {len(labels)} labels; "
-                              f"the three arrays must have one row per record")
+            raise IngestError(
+                f"{part}: {len(images)} images, {len(audio)} spectrograms and {len(labels)} labels; "
+                f"the three arrays must have one row per record"
+            )
         first_val = len(labels) - round(len(labels) * args.val_share) if part == "train" else len(labels)
         for index in range(len(labels)):
             split = "val" if index >= first_val else part
@@ -60,19 +66,31 @@ def ingest(args: argparse.Namespace, writer: ManifestWriter) -> None:
             pixels = np.asarray(images[index], dtype=np.float64).reshape(-1)
             spectrogram = np.asarray(audio[index], dtype=np.float32)
             if pixels.size != IMAGE_SIDE * IMAGE_SIDE or spectrogram.ndim not in (1, 2):
-                writer.reject(source, f"image has {pixels.size} values (expected {IMAGE_SIDE * IMAGE_SIDE}) or the "
-                                      f"spectrogram shape {spectrogram.shape} is not [T, F]", record_id)
+                writer.reject(
+                    source,
+                    f"image has {pixels.size} values (expected {IMAGE_SIDE * IMAGE_SIDE}) or the "
+                    f"spectrogram shape {spectrogram.shape} is not [T, F]",
+                    record_id,
+                )
                 continue
             if not (np.isfinite(pixels).all() and np.isfinite(spectrogram).all()):
                 writer.reject(source, "non-finite values (NaN or Inf) in the image or the spectrogram", record_id)
                 continue
-            image = writer.write_png(f"images/{split}/{record_id}.png",
-                                     np.clip(pixels, 0, 255).round().astype(np.uint8).reshape(IMAGE_SIDE, IMAGE_SIDE))
+            image = writer.write_png(
+                f"images/{split}/{record_id}.png",
+                np.clip(pixels, 0, 255).round().astype(np.uint8).reshape(IMAGE_SIDE, IMAGE_SIDE),
+            )
             feature = writer.write_npy(f"spectrograms/{split}/{record_id}.npy", spectrogram)
-            writer.add(source, id=record_id, label=label_name(labels[index].item()), split=split, image=image,
-                       audio=feature)
+            writer.add(
+                source, id=record_id, label=label_name(labels[index].item()), split=split, image=image, audio=feature
+            )
 
 
-FORMAT = Format(name="avmnist", help="AV-MNIST, the npy release: digit images + spoken-digit spectrograms",
-                layout=LAYOUT, source_help="the avmnist folder (image/, audio/, *_labels.npy)", ingest=ingest,
-                add_arguments=add_arguments)
+FORMAT = Format(
+    name="avmnist",
+    help="AV-MNIST, the npy release: digit images + spoken-digit spectrograms",
+    layout=LAYOUT,
+    source_help="the avmnist folder (image/, audio/, *_labels.npy)",
+    ingest=ingest,
+    add_arguments=add_arguments,
+)

@@ -53,9 +53,16 @@ example:
 PICKLE_MODALITIES = {"text": "text_path", "audio": "audio", "vision": "image"}
 MANIFEST_FOLDER = {"text_path": "text", "audio": "audio", "image": "image"}
 # What a pickle may contain: numpy arrays (and their dtypes and scalars); anything else is refused.
-SAFE_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "ndarray"),
-                ("numpy", "dtype"), ("_codecs", "encode"), ("collections", "OrderedDict")}
+SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+    ("collections", "OrderedDict"),
+}
 
 
 class ArraysOnlyUnpickler(pickle.Unpickler):
@@ -74,8 +81,10 @@ def load_pickle(path: Path) -> dict:
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
         raise IngestError(f"{path}: not an aligned-feature pickle ({exc})") from None
     if not isinstance(data, dict) or not any(split_name(k) for k in data):
-        raise IngestError(f"{path}: expected a dict of train / valid / test splits, got "
-                          f"{type(data).__name__} with keys {list(data)[:5] if isinstance(data, dict) else '-'}")
+        raise IngestError(
+            f"{path}: expected a dict of train / valid / test splits, got "
+            f"{type(data).__name__} with keys {list(data)[:5] if isinstance(data, dict) else '-'}"
+        )
     return data
 
 
@@ -91,7 +100,7 @@ def _trim(sequence: np.ndarray) -> np.ndarray:
     if sequence.ndim != 2:
         return sequence
     nonzero = np.flatnonzero(np.abs(sequence).sum(axis=1) > 0)
-    return sequence[nonzero[0]:] if nonzero.size else sequence[:0]
+    return sequence[nonzero[0] :] if nonzero.size else sequence[:0]
 
 
 def ingest_pickle(path: Path, writer: ManifestWriter) -> None:
@@ -106,16 +115,18 @@ def ingest_pickle(path: Path, writer: ManifestWriter) -> None:
             record_id = _record_id(ids[index] if ids is not None and index < len(ids) else None, split, index)
             label = np.asarray(labels[index], dtype=np.float64).reshape(-1)
             if label.size != 1:
-                writer.reject(source, f"label has shape {np.shape(labels[index])}, expected one sentiment score",
-                              record_id)
+                writer.reject(
+                    source, f"label has shape {np.shape(labels[index])}, expected one sentiment score", record_id
+                )
                 continue
             fields: dict[str, Any] = {"id": record_id, "label": float(label[0]), "split": split}
             for modality, key in PICKLE_MODALITIES.items():
                 if modality in part and index < len(part[modality]):
                     sequence = _trim(np.asarray(part[modality][index], dtype=np.float32))
                     if sequence.size:
-                        fields[key] = writer.write_npy(f"{MANIFEST_FOLDER[key]}/{split_name(split) or split}/"
-                                                       f"{record_id}.npy", sequence)
+                        fields[key] = writer.write_npy(
+                            f"{MANIFEST_FOLDER[key]}/{split_name(split) or split}/{record_id}.npy", sequence
+                        )
             writer.add(source, **fields)
 
 
@@ -161,8 +172,14 @@ def ingest_mosi_raw(source: Path, writer: ManifestWriter, folds: dict[str, str])
             if text is None and not wav.is_file():
                 writer.reject(where, "neither a transcript line nor a WAV file for the segment", record_id)
                 continue
-            writer.add(where, id=record_id, label=score, split=folds.get(video), text=text or None,
-                       audio=str(wav) if wav.is_file() else None)
+            writer.add(
+                where,
+                id=record_id,
+                label=score,
+                split=folds.get(video),
+                text=text or None,
+                audio=str(wav) if wav.is_file() else None,
+            )
 
 
 def _folds(path: Path | None) -> dict[str, str]:
@@ -177,8 +194,12 @@ def _folds(path: Path | None) -> dict[str, str]:
 
 
 def add_mosi_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--folds", type=Path, default=None,
-                        help="JSON {split: [video ids]} for the raw release (default: the pipeline's seeded split)")
+    parser.add_argument(
+        "--folds",
+        type=Path,
+        default=None,
+        help="JSON {split: [video ids]} for the raw release (default: the pipeline's seeded split)",
+    )
 
 
 def ingest_mosi(args: argparse.Namespace, writer: ManifestWriter) -> None:
@@ -190,8 +211,10 @@ def ingest_mosi(args: argparse.Namespace, writer: ManifestWriter) -> None:
 
 def ingest_mosei(args: argparse.Namespace, writer: ManifestWriter) -> None:
     if args.source.suffix != ".pkl":
-        raise IngestError(f"{args.source}: give MOSEI's aligned pickle (e.g. mosei_senti_data.pkl); the raw release's "
-                          f"labels are in CMU_MOSEI_Labels.csd, an HDF5 file this reader does not open")
+        raise IngestError(
+            f"{args.source}: give MOSEI's aligned pickle (e.g. mosei_senti_data.pkl); the raw release's "
+            f"labels are in CMU_MOSEI_Labels.csd, an HDF5 file this reader does not open"
+        )
     ingest_pickle(args.source, writer)
 
 
@@ -200,12 +223,24 @@ def pickle_output(source: Path) -> Path:
     return source.with_suffix("") if source.suffix == ".pkl" else source
 
 
-MOSI = Format(name="mosi", help="CMU-MOSI: raw release (transcripts + WAV) or aligned feature pickle, sentiment "
-                                "regression", layout=MOSI_LAYOUT,
-              source_help="CMU_MOSI_Raw folder, or a .pkl of aligned features", ingest=ingest_mosi,
-              add_arguments=add_mosi_arguments, task=fixed_task("regression"), default_output=pickle_output,
-              output_default="the raw folder; for a .pkl, a folder beside it named after it")
-MOSEI = Format(name="mosei", help="CMU-MOSEI: aligned feature pickle, sentiment regression", layout=MOSEI_LAYOUT,
-               source_help="a .pkl of aligned features (mosei_senti_data.pkl, mosei_raw.pkl)", ingest=ingest_mosei,
-               task=fixed_task("regression"), default_output=pickle_output,
-               output_default="a folder beside the pickle, named after it")
+MOSI = Format(
+    name="mosi",
+    help="CMU-MOSI: raw release (transcripts + WAV) or aligned feature pickle, sentiment regression",
+    layout=MOSI_LAYOUT,
+    source_help="CMU_MOSI_Raw folder, or a .pkl of aligned features",
+    ingest=ingest_mosi,
+    add_arguments=add_mosi_arguments,
+    task=fixed_task("regression"),
+    default_output=pickle_output,
+    output_default="the raw folder; for a .pkl, a folder beside it named after it",
+)
+MOSEI = Format(
+    name="mosei",
+    help="CMU-MOSEI: aligned feature pickle, sentiment regression",
+    layout=MOSEI_LAYOUT,
+    source_help="a .pkl of aligned features (mosei_senti_data.pkl, mosei_raw.pkl)",
+    ingest=ingest_mosei,
+    task=fixed_task("regression"),
+    default_output=pickle_output,
+    output_default="a folder beside the pickle, named after it",
+)

@@ -51,8 +51,9 @@ def ingest(args: argparse.Namespace, writer: ManifestWriter) -> None:
         if len(parts) < 2:
             writer.reject(str(path.relative_to(root)), "file is not inside a class folder")
         elif modality is None:
-            writer.reject(str(path.relative_to(root)), f"extension '{path.suffix}' is no known image, audio or "
-                                                      f"text extension")
+            writer.reject(
+                str(path.relative_to(root)), f"extension '{path.suffix}' is no known image, audio or text extension"
+            )
         else:
             stem = str(Path(*parts[1:]).with_suffix("").as_posix())
             groups[(split, parts[0], stem)][modality].append(path)
@@ -61,17 +62,31 @@ def ingest(args: argparse.Namespace, writer: ManifestWriter) -> None:
         doubles = {m: paths for m, paths in files.items() if len(paths) > 1}
         if doubles:
             modality, paths = next(iter(doubles.items()))
-            writer.reject(source, f"{len(paths)} {modality} files share the name: "
-                                  f"{', '.join(p.name for p in paths)}; rename all but one", f"{label}/{stem}")
+            writer.reject(
+                source,
+                f"{len(paths)} {modality} files share the name: {', '.join(p.name for p in paths)}; rename all but one",
+                f"{label}/{stem}",
+            )
             continue
-        writer.add(source, id=f"{label}/{stem}", label=label, split=split,
-                   text_path=_one(files, "text"), image=_one(files, "image"), audio=_one(files, "audio"))
+        writer.add(
+            source,
+            id=f"{label}/{stem}",
+            label=label,
+            split=split,
+            text_path=_one(files, "text"),
+            image=_one(files, "image"),
+            audio=_one(files, "audio"),
+        )
 
 
 def _one(files: dict[str, list[Path]], modality: str) -> str | None:
     return str(files[modality][0]) if modality in files else None
 
 
-FORMAT = Format(name="folders", help="a class-folder tree <class>/<name>.<ext>, files paired by name across "
-                                     "modalities", layout=LAYOUT, source_help="the root of the class folders",
-                ingest=ingest)
+FORMAT = Format(
+    name="folders",
+    help="a class-folder tree <class>/<name>.<ext>, files paired by name across modalities",
+    layout=LAYOUT,
+    source_help="the root of the class folders",
+    ingest=ingest,
+)

@@ -26,14 +26,21 @@ CLASSES = {0: "not_hateful", 1: "hateful"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--phase", choices=["seen", "unseen"], default="seen",
-                        help="which phase-2 dev/test files to use where they exist (default: seen)")
+    parser.add_argument(
+        "--phase",
+        choices=["seen", "unseen"],
+        default="seen",
+        help="which phase-2 dev/test files to use where they exist (default: seen)",
+    )
 
 
 def ingest(args: argparse.Namespace, writer: ManifestWriter) -> None:
     root = args.source
-    files = {"train": ["train.jsonl"], "val": [f"dev_{args.phase}.jsonl", "dev.jsonl"],
-             "test": [f"test_{args.phase}.jsonl", "test.jsonl"]}
+    files = {
+        "train": ["train.jsonl"],
+        "val": [f"dev_{args.phase}.jsonl", "dev.jsonl"],
+        "test": [f"test_{args.phase}.jsonl", "test.jsonl"],
+    }
     found = {split: next((root / n for n in names if (root / n).is_file()), None) for split, names in files.items()}
     if found["train"] is None:
         raise IngestError(f"{root / 'train.jsonl'} not found: give the Hateful Memes data folder (img/, *.jsonl)")
@@ -47,14 +54,30 @@ def ingest(args: argparse.Namespace, writer: ManifestWriter) -> None:
                 continue
             label = row.get("label")
             if label not in CLASSES:
-                writer.reject(source, f"label {label!r} is not 0 or 1" if label is not None else
-                              "no label (the unlabelled test file of the challenge)", row.get("id"))
+                writer.reject(
+                    source,
+                    f"label {label!r} is not 0 or 1"
+                    if label is not None
+                    else "no label (the unlabelled test file of the challenge)",
+                    row.get("id"),
+                )
                 continue
             image = row.get("img")
-            writer.add(source, id=row.get("id"), label=CLASSES[label], split=split, text=row.get("text") or None,
-                       image=str(root / image) if isinstance(image, str) and image else None)
+            writer.add(
+                source,
+                id=row.get("id"),
+                label=CLASSES[label],
+                split=split,
+                text=row.get("text") or None,
+                image=str(root / image) if isinstance(image, str) and image else None,
+            )
 
 
-FORMAT = Format(name="hateful_memes", help="Hateful Memes: img/ + train/dev/test jsonl, binary hateful label",
-                layout=LAYOUT, source_help="the data folder holding img/ and the jsonl files", ingest=ingest,
-                add_arguments=add_arguments)
+FORMAT = Format(
+    name="hateful_memes",
+    help="Hateful Memes: img/ + train/dev/test jsonl, binary hateful label",
+    layout=LAYOUT,
+    source_help="the data folder holding img/ and the jsonl files",
+    ingest=ingest,
+    add_arguments=add_arguments,
+)

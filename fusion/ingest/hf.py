@@ -31,8 +31,12 @@ AUDIO_MAGIC = {b"RIFF": ".wav", b"fLaC": ".flac", b"OggS": ".ogg", b"FORM": ".ai
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("mapping", nargs="*", metavar="KEY=COLUMN", help="column mapping (see above)")
-    parser.add_argument("--task", choices=["multiclass", "multilabel", "regression"], default=None,
-                        help="what the label holds (default: from the label feature)")
+    parser.add_argument(
+        "--task",
+        choices=["multiclass", "multilabel", "regression"],
+        default=None,
+        help="what the label holds (default: from the label feature)",
+    )
 
 
 def load(args: argparse.Namespace) -> dict[str | None, Any]:
@@ -41,8 +45,9 @@ def load(args: argparse.Namespace) -> dict[str | None, Any]:
         try:
             import datasets
         except ImportError:
-            raise IngestError("the `datasets` package is not installed: uv sync --extra ingest "
-                              "(or pip install 'fusion[ingest]')") from None
+            raise IngestError(
+                "the `datasets` package is not installed: uv sync --extra ingest (or pip install 'fusion[ingest]')"
+            ) from None
         try:
             loaded = datasets.load_from_disk(str(args.source))
         except (FileNotFoundError, ValueError) as exc:
@@ -56,8 +61,16 @@ def columns(args: argparse.Namespace) -> dict[str, str]:
     import datasets
 
     features = next(iter(load(args).values())).features
-    given = parse_mapping([*args.mapping, *([] if any(m.startswith("label=") for m in args.mapping) else
-                                            [f"label={_first(features, ('label', 'labels'))}"])])
+    given = parse_mapping(
+        [
+            *args.mapping,
+            *(
+                []
+                if any(m.startswith("label=") for m in args.mapping)
+                else [f"label={_first(features, ('label', 'labels'))}"]
+            ),
+        ]
+    )
     kinds = {"image": datasets.Image, "audio": datasets.Audio}
     for key, kind in kinds.items():
         if key not in given:
@@ -79,8 +92,9 @@ def columns(args: argparse.Namespace) -> dict[str, str]:
 def _first(features: Any, names: tuple[str, ...]) -> str:
     found = next((n for n in names if n in features), None)
     if found is None:
-        raise IngestError(f"no label column named {' or '.join(names)}; give label=<column> "
-                          f"(columns: {', '.join(features)})")
+        raise IngestError(
+            f"no label column named {' or '.join(names)}; give label=<column> (columns: {', '.join(features)})"
+        )
     return found
 
 
@@ -117,8 +131,11 @@ def ingest(args: argparse.Namespace, writer: ManifestWriter) -> None:
         for index, row in enumerate(dataset):
             source = f"{split or 'dataset'}[{index}]"
             record_id = str(row[mapping["id"]]) if "id" in mapping else f"{split or 'row'}-{index}"
-            fields: dict[str, Any] = {"id": record_id, "split": split_name(split) or split if split else None,
-                                      "label": _label(labels, row[mapping["label"]], writer.task)}
+            fields: dict[str, Any] = {
+                "id": record_id,
+                "split": split_name(split) or split if split else None,
+                "label": _label(labels, row[mapping["label"]], writer.task),
+            }
             try:
                 for key in ("text", "text_path"):
                     if key in mapping:
@@ -138,8 +155,10 @@ def _label(feature: Any, value: Any, task_name: str) -> Any:
 
     names = feature if isinstance(feature, datasets.ClassLabel) else getattr(feature, "feature", None)
     if isinstance(names, datasets.ClassLabel):
+
         def name(v: Any) -> Any:  # -1 is how datasets marks a missing ClassLabel
             return None if v == -1 else names.int2str(v) if isinstance(v, int) and 0 <= v < names.num_classes else v
+
         value = [name(v) for v in value] if isinstance(value, list) else name(value)
     if task_name == "multiclass":
         return label_name(value)
@@ -177,5 +196,12 @@ def _sniff(key: str, data: bytes) -> str:
         raise ValueError(f"{key} bytes are no image Pillow recognises") from None
 
 
-FORMAT = Format(name="hf", help="a Hugging Face datasets folder written by save_to_disk", layout=LAYOUT,
-                source_help="the folder save_to_disk wrote", ingest=ingest, add_arguments=add_arguments, task=task)
+FORMAT = Format(
+    name="hf",
+    help="a Hugging Face datasets folder written by save_to_disk",
+    layout=LAYOUT,
+    source_help="the folder save_to_disk wrote",
+    ingest=ingest,
+    add_arguments=add_arguments,
+    task=task,
+)

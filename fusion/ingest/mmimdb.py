@@ -45,10 +45,21 @@ def ingest(args: argparse.Namespace, writer: ManifestWriter) -> None:
             plot = meta.get("plot")
             text = " ".join(plot) if isinstance(plot, list) else plot
             poster = folder / f"{movie}.jpeg"
-            writer.add(source, id=movie, label=genres, split=split, text=text or None,
-                       image=str(poster) if poster.is_file() else None)
+            writer.add(
+                source,
+                id=movie,
+                label=genres,
+                split=split,
+                text=text or None,
+                image=str(poster) if poster.is_file() else None,
+            )
 
 
-FORMAT = Format(name="mmimdb", help="MM-IMDb: posters + plots, multilabel genres (split.json, dataset/)",
-                layout=LAYOUT, source_help="the unpacked mmimdb folder (holding split.json)", ingest=ingest,
-                task=fixed_task("multilabel"))
+FORMAT = Format(
+    name="mmimdb",
+    help="MM-IMDb: posters + plots, multilabel genres (split.json, dataset/)",
+    layout=LAYOUT,
+    source_help="the unpacked mmimdb folder (holding split.json)",
+    ingest=ingest,
+    task=fixed_task("multilabel"),
+)

@@ -32,12 +32,20 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("mapping", nargs="+", metavar="KEY=COLUMN", help=f"column mapping; keys: {', '.join(KEYS)}")
-    parser.add_argument("--task", choices=["multiclass", "multilabel", "regression"], default="multiclass",
-                        help="what the label column holds (default: multiclass, one class name)")
+    parser.add_argument(
+        "--task",
+        choices=["multiclass", "multilabel", "regression"],
+        default="multiclass",
+        help="what the label column holds (default: multiclass, one class name)",
+    )
     parser.add_argument("--label-sep", default="|", help="separator of a multilabel cell (default '|')")
     parser.add_argument("--delimiter", default=None, help="CSV delimiter (default: ',' for .csv, tab for .tsv)")
-    parser.add_argument("--files-root", type=Path, default=None,
-                        help="folder relative paths in the table start from (default: the table's folder)")
+    parser.add_argument(
+        "--files-root",
+        type=Path,
+        default=None,
+        help="folder relative paths in the table start from (default: the table's folder)",
+    )
 
 
 def parse_mapping(items: list[str]) -> dict[str, str]:
@@ -121,7 +129,13 @@ def _cell(value: Any) -> Any:
     return value
 
 
-FORMAT = Format(name="table", help="a CSV / TSV / JSONL table with a column mapping (id=, label=, text=, image=, ...)",
-                layout=LAYOUT, source_help="the table file (.csv, .tsv or .jsonl)", ingest=ingest,
-                add_arguments=add_arguments, task=lambda args: args.task,
-                output_default="the table's folder")
+FORMAT = Format(
+    name="table",
+    help="a CSV / TSV / JSONL table with a column mapping (id=, label=, text=, image=, ...)",
+    layout=LAYOUT,
+    source_help="the table file (.csv, .tsv or .jsonl)",
+    ingest=ingest,
+    add_arguments=add_arguments,
+    task=lambda args: args.task,
+    output_default="the table's folder",
+)

@@ -25,8 +25,16 @@ from fusion.tasks import SPLITS
 MANIFEST = "manifest.jsonl"
 REJECTED = "manifest.rejected.jsonl"
 # Split names used by published datasets, mapped to the pipeline's three.
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-                 "dev": "val", "test": "test", "testing": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 
 class IngestError(Exception):
@@ -94,8 +102,10 @@ class ManifestWriter:
         target = Path(path) if Path(path).is_absolute() else self.out_dir / path
         target = Path(os.path.normpath(target))
         if not target.is_relative_to(self.out_dir):
-            raise RecordError(f"file '{path}' is outside the output folder {self.out_dir}; write the manifest to a "
-                              f"folder that holds every file (--output)")
+            raise RecordError(
+                f"file '{path}' is outside the output folder {self.out_dir}; write the manifest to a "
+                f"folder that holds every file (--output)"
+            )
         if not target.is_file():
             raise RecordError(f"file '{target.relative_to(self.out_dir)}' does not exist in {self.out_dir}")
         return target.relative_to(self.out_dir).as_posix()
@@ -125,11 +135,15 @@ class ManifestWriter:
         """Write manifest.jsonl (atomically) and manifest.rejected.jsonl; return the summary."""
         if not self.records:
             example = self.unmapped[0].reason if self.unmapped else "the source holds no rows"
-            raise IngestError(f"no row could be mapped ({len(self.unmapped)} reported, e.g. {example}); check the "
-                              f"layout and the column mapping (--help)")
+            raise IngestError(
+                f"no row could be mapped ({len(self.unmapped)} reported, e.g. {example}); check the "
+                f"layout and the column mapping (--help)"
+            )
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.out_dir / MANIFEST,
-                      "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in self.records))
+        _write_atomic(
+            self.out_dir / MANIFEST,
+            "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in self.records),
+        )
         _write_atomic(self.out_dir / REJECTED, "".join(u.to_json() + "\n" for u in self.unmapped))
         splits = Counter(r.get("split", "") for r in self.records)
         return {
@@ -177,14 +191,17 @@ def format_report(summary: dict[str, Any]) -> str:
     present = ", ".join(f"{m} {n}" for m, n in summary["modalities"].items())
     lines = [f"wrote {summary['records']} record(s) to {summary['manifest']} ({splits}; with {present})"]
     if summary["unmapped"]:
-        lines.append(f"could not map {summary['unmapped']} row(s), listed with their reason in "
-                     f"{summary['rejected_file']}:")
+        lines.append(
+            f"could not map {summary['unmapped']} row(s), listed with their reason in {summary['rejected_file']}:"
+        )
         lines += [f"  {n:6d} × {reason}" for reason, n in sorted(summary["unmapped_by_reason"].items())]
         lines += [f"  e.g. {u['source']}: {u['reason']}" for u in summary["examples"]]
     unseen = summary["unseen_classes"]
     if unseen["records"]:
-        lines.append(f"note: {unseen['records']} val/test record(s) name a class no training record has "
-                     f"({', '.join(unseen['classes'])}); the preprocessing stages will reject them")
+        lines.append(
+            f"note: {unseen['records']} val/test record(s) name a class no training record has "
+            f"({', '.join(unseen['classes'])}); the preprocessing stages will reject them"
+        )
     if summary["splits"]["unsplit"]:
         lines.append("records without a split get the pipeline's seeded stratified split (data.split.*)")
     root = str(Path(summary["manifest"]).parent)

@@ -22,8 +22,9 @@ def import_optional(name: str, feature: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        raise ImportError(f"{feature} needs the Python package {name!r}, which is not installed; "
-                          f"{HF_EXTRA_HINT}") from exc
+        raise ImportError(
+            f"{feature} needs the Python package {name!r}, which is not installed; {HF_EXTRA_HINT}"
+        ) from exc
 
 
 def apply_lora(module: nn.Module, lora: Mapping[str, Any], config_key: str) -> None:
@@ -36,18 +37,26 @@ def apply_lora(module: nn.Module, lora: Mapping[str, Any], config_key: str) -> N
         raise ValueError(f"{config_key}.lora: unknown keys {unknown}; expected {list(LORA_KEYS)}")
     targets = lora.get("target_modules")
     if not targets:
-        raise ValueError(f"{config_key}.lora.target_modules is empty: name the layers to adapt, e.g. [query, value] "
-                         "(Hugging Face BERT), [qkv] (timm ViT) or [q, kv] (our attention)")
+        raise ValueError(
+            f"{config_key}.lora.target_modules is empty: name the layers to adapt, e.g. [query, value] "
+            "(Hugging Face BERT), [qkv] (timm ViT) or [q, kv] (our attention)"
+        )
     targets = [targets] if isinstance(targets, str) else list(targets)
     peft = import_optional("peft", f"{config_key}.lora")
     r = int(lora.get("r", 8))
-    config = peft.LoraConfig(r=r, lora_alpha=lora.get("alpha") or 2 * r, lora_dropout=float(lora.get("dropout") or 0.0),
-                             target_modules=targets, bias="none")
+    config = peft.LoraConfig(
+        r=r,
+        lora_alpha=lora.get("alpha") or 2 * r,
+        lora_dropout=float(lora.get("dropout") or 0.0),
+        target_modules=targets,
+        bias="none",
+    )
     try:
         peft.inject_adapter_in_model(config, module)
     except ValueError as exc:
-        raise ValueError(f"{config_key}.lora.target_modules={targets} matches no layer of {type(module).__name__}: "
-                         f"{exc}") from None
+        raise ValueError(
+            f"{config_key}.lora.target_modules={targets} matches no layer of {type(module).__name__}: {exc}"
+        ) from None
     for name, p in module.named_parameters():  # peft already does this; the rule, stated here
         p.requires_grad_("lora_" in name)
 

@@ -15,8 +15,18 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["AttentionMaps", "LAYERS", "LATENTS", "BOTTLENECKS", "Records", "select_layer", "indexed",
-           "split_spans", "normalised", "pooled_tokens"]
+__all__ = [
+    "AttentionMaps",
+    "LAYERS",
+    "LATENTS",
+    "BOTTLENECKS",
+    "Records",
+    "select_layer",
+    "indexed",
+    "split_spans",
+    "normalised",
+    "pooled_tokens",
+]
 
 LAYERS = ("last", "mean")
 LATENTS, BOTTLENECKS = "latents", "bottlenecks"  # query names of maps whose queries are not a modality's tokens

@@ -24,8 +24,12 @@ def _adapt_shapes(target: nn.Module, state: dict[str, Tensor], own: dict[str, Te
         state = filter_fn(dict(state), target)
     state = {k: state[k] for k in own if k in state}
     for k, v in state.items():
-        if (v.ndim == 4 and v.shape != own[k].shape and v.shape[0] == own[k].shape[0]
-                and v.shape[2:] == own[k].shape[2:]):
+        if (
+            v.ndim == 4
+            and v.shape != own[k].shape
+            and v.shape[0] == own[k].shape[0]
+            and v.shape[2:] == own[k].shape[2:]
+        ):
             state[k] = adapt_input_conv(own[k].shape[1], v)
     return state
 
@@ -56,12 +60,14 @@ def load_backbone_checkpoint(backbone: nn.Module, path: str | Path, config_key: 
             f"checkpoint {str(path)!r} does not match the {config_key} backbone ({config_key}.name); "
             f"missing keys e.g. {missing}"
         )
-    state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     loaded = {k: state[k] for k in own if k in state}
     if any(v.shape != own[k].shape for k, v in loaded.items()):
         loaded = _adapt_shapes(target, state, own)
     wrong = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in loaded.items() if v.shape != own[k].shape]
     if wrong:
-        raise RuntimeError(f"checkpoint {str(path)!r} does not fit the {config_key} backbone ({config_key}.name); "
-                           f"shapes differ, e.g. {wrong[:3]}")
+        raise RuntimeError(
+            f"checkpoint {str(path)!r} does not fit the {config_key} backbone ({config_key}.name); "
+            f"shapes differ, e.g. {wrong[:3]}"
+        )
     target.load_state_dict(loaded, strict=False)

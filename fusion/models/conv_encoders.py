@@ -41,21 +41,32 @@ def conv_output_size(size: int, stages: int) -> int:
 class ConvStage(nn.Sequential):
     """conv3x3 (stride 1 or 2) -> BatchNorm -> activation, then ``extra`` stride-1 conv3x3 -> BN -> activation."""
 
-    def __init__(self, in_chans: int, out_chans: int, stride: int, extra: int = 0,
-                 act_layer: type[nn.Module] = nn.ReLU) -> None:
+    def __init__(
+        self, in_chans: int, out_chans: int, stride: int, extra: int = 0, act_layer: type[nn.Module] = nn.ReLU
+    ) -> None:
         layers: list[nn.Module] = []
         for i in range(1 + extra):
-            layers += [nn.Conv2d(in_chans if i == 0 else out_chans, out_chans, 3, stride=stride if i == 0 else 1,
-                                 padding=1, bias=False),
-                       nn.BatchNorm2d(out_chans), act_layer()]
+            layers += [
+                nn.Conv2d(
+                    in_chans if i == 0 else out_chans,
+                    out_chans,
+                    3,
+                    stride=stride if i == 0 else 1,
+                    padding=1,
+                    bias=False,
+                ),
+                nn.BatchNorm2d(out_chans),
+                act_layer(),
+            ]
         super().__init__(*layers)
 
 
 def _stages(in_chans: int, channels: Sequence[int], extra: int, first_stride: int) -> nn.Sequential:
     """The first stage has stride ``first_stride``, every later one halves the resolution."""
     chans = [in_chans, *channels]
-    return nn.Sequential(*(ConvStage(chans[i], chans[i + 1], first_stride if i == 0 else 2, extra)
-                           for i in range(len(channels))))
+    return nn.Sequential(
+        *(ConvStage(chans[i], chans[i + 1], first_stride if i == 0 else 2, extra) for i in range(len(channels)))
+    )
 
 
 class ConvImageEncoder(TokenEncoder):
@@ -123,7 +134,8 @@ class ConvImageEncoder(TokenEncoder):
         if tuple(image.shape[1:]) != (self.in_chans, self.image_size, self.image_size):
             raise ValueError(
                 f"ConvImageEncoder was built for {self.in_chans}x{self.image_size}x{self.image_size} images "
-                f"(data_meta.image: channels, size), got {tuple(image.shape[1:])}")
+                f"(data_meta.image: channels, size), got {tuple(image.shape[1:])}"
+            )
         tokens = self.encode_rows(present, lambda idx: self.embed(image.index_select(0, idx)))
         return tokens, present[:, None].expand(image.shape[0], self.num_positions)
 
@@ -153,8 +165,9 @@ class ConvAudioEncoder(TokenEncoder):
         **trunk_kwargs,
     ) -> None:
         stride = 2 ** len(channels)
-        super().__init__(dim, depth, num_heads, -(-max_frames // stride), mlp_ratio=mlp_ratio, dropout=dropout,
-                         **trunk_kwargs)
+        super().__init__(
+            dim, depth, num_heads, -(-max_frames // stride), mlp_ratio=mlp_ratio, dropout=dropout, **trunk_kwargs
+        )
         self.n_mels, self.max_frames, self.stride = n_mels, max_frames, stride
         self.patch_frames = stride  # frames per token, read by the attention figures
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -170,8 +183,10 @@ class ConvAudioEncoder(TokenEncoder):
     def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         mel, present = inputs["mel"], inputs["present"]
         if mel.shape[1] != self.n_mels or mel.shape[2] > self.max_frames:
-            raise ValueError(f"ConvAudioEncoder was built for {self.n_mels} mel bins and at most {self.max_frames} "
-                             f"frames (data_meta.audio), got {tuple(mel.shape[1:])}")
+            raise ValueError(
+                f"ConvAudioEncoder was built for {self.n_mels} mel bins and at most {self.max_frames} "
+                f"frames (data_meta.audio), got {tuple(mel.shape[1:])}"
+            )
         mel, valid = _pad_frames(mel, inputs["mask"] & present[:, None], -mel.shape[-1] % self.stride)
         mask = valid.unflatten(1, (-1, self.stride)).amax(dim=-1) > 0
         tokens = self.encode_rows(mask.any(dim=1), lambda idx: self.embed(mel.index_select(0, idx)), mask)

@@ -49,8 +49,10 @@ def channel_stats(values: Sequence[float], channels: int) -> Tensor:
     elif channels == 1:  # RGB statistics for grey images (preprocess.image.channels): their grey value
         values = [sum(values) / len(values)]
     if len(values) != channels:
-        raise ValueError(f"model.image mean/std have {len(values)} values for {channels}-channel images: "
-                         "give one value or one per channel")
+        raise ValueError(
+            f"model.image mean/std have {len(values)} values for {channels}-channel images: "
+            "give one value or one per channel"
+        )
     return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
 
 
@@ -204,8 +206,10 @@ class PretrainedTextEncoder(TokenEncoder):
                 f"preprocess the text with the model's own tokenizer (preprocess.text.tokenizer={pretrained_path})"
             )
         if max_len > getattr(config, "max_position_embeddings", max_len):
-            raise ValueError(f"max_len={max_len} (model.text.max_len / preprocess.text.max_len) exceeds the "
-                             f"{config.max_position_embeddings} positions of {pretrained_path!r}")
+            raise ValueError(
+                f"max_len={max_len} (model.text.max_len / preprocess.text.max_len) exceeds the "
+                f"{config.max_position_embeddings} positions of {pretrained_path!r}"
+            )
         super().__init__(dim, depth, num_heads, max_len, mlp_ratio=mlp_ratio, dropout=dropout, **trunk_kwargs)
         self.pretrained_path = str(pretrained_path)
         self.backbone = backbone
@@ -362,8 +366,17 @@ class ImageEncoder(TimmEncoder):
         **kwargs,
     ) -> None:
         """``kwargs``: the :class:`TimmEncoder` options (pretrained, checkpoint_path, freeze, lora, ...)."""
-        super().__init__(name, dim, depth, num_heads, out_index, (image_size, image_size), in_chans,
-                         config_key="model.image", **kwargs)
+        super().__init__(
+            name,
+            dim,
+            depth,
+            num_heads,
+            out_index,
+            (image_size, image_size),
+            in_chans,
+            config_key="model.image",
+            **kwargs,
+        )
         self.image_size = image_size
         self.register_buffer("mean", channel_stats(mean, in_chans), persistent=False)
         self.register_buffer("std", channel_stats(std, in_chans), persistent=False)
@@ -410,15 +423,27 @@ class TimmAudioEncoder(TimmEncoder):
         **kwargs,
     ) -> None:
         """``kwargs``: the :class:`TimmEncoder` options (pretrained, checkpoint_path, freeze, lora, ...)."""
-        super().__init__(name, dim, depth, num_heads, out_index, (n_mels, max_frames), 1, config_key="model.audio",
-                         pad_to_patch=True, **kwargs)
+        super().__init__(
+            name,
+            dim,
+            depth,
+            num_heads,
+            out_index,
+            (n_mels, max_frames),
+            1,
+            config_key="model.audio",
+            pad_to_patch=True,
+            **kwargs,
+        )
         self.n_mels, self.max_frames = n_mels, max_frames
 
     def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         mel, present = inputs["mel"], inputs["present"]
         if mel.shape[1] != self.n_mels or mel.shape[2] > self.max_frames:
-            raise ValueError(f"TimmAudioEncoder was built for {self.n_mels} mel bins and at most {self.max_frames} "
-                             f"frames (data_meta.audio), got {tuple(mel.shape[1:])}")
+            raise ValueError(
+                f"TimmAudioEncoder was built for {self.n_mels} mel bins and at most {self.max_frames} "
+                f"frames (data_meta.audio), got {tuple(mel.shape[1:])}"
+            )
         height, width = self.input_size
         mel, valid_frames = _pad_frames(mel, inputs["mask"] & present[:, None], width - mel.shape[2])
         mel = F.pad(mel, (0, 0, 0, height - self.n_mels))  # mel bins rounded up to the patch size: zeros
@@ -426,8 +451,9 @@ class TimmAudioEncoder(TimmEncoder):
         # Time span of each feature column: adaptive pooling windows over the frames.
         valid = F.adaptive_max_pool1d(valid_frames[:, None], w)[:, 0] > 0
         mask = valid[:, None, :].expand(-1, h, w).flatten(1)
-        tokens = self.encode_rows(mask.any(dim=1), lambda idx: self.backbone_tokens(mel.index_select(0, idx)[:, None]),
-                                  mask)
+        tokens = self.encode_rows(
+            mask.any(dim=1), lambda idx: self.backbone_tokens(mel.index_select(0, idx)[:, None]), mask
+        )
         return tokens, mask
 
 
@@ -457,8 +483,9 @@ class AudioEncoder(TokenEncoder):
         self.adapt(freeze, lora, "model.audio")
 
     def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        mel, valid = _pad_frames(inputs["mel"], inputs["mask"] & inputs["present"][:, None],
-                                 -inputs["mel"].shape[-1] % self.patch_frames)
+        mel, valid = _pad_frames(
+            inputs["mel"], inputs["mask"] & inputs["present"][:, None], -inputs["mel"].shape[-1] % self.patch_frames
+        )
         x = self.patch_embed(mel).transpose(1, 2)
         mask = valid.unflatten(1, (-1, self.patch_frames)).amax(dim=-1) > 0
         return self.encode(x, mask), mask

@@ -40,11 +40,18 @@ class FeatureEncoder(TokenEncoder):
         return self.encode(self.proj(inputs["features"]), mask), mask
 
     @classmethod
-    def from_config(cls, modality: str, common: Mapping[str, Any], cfg: Mapping[str, Any],
-                    meta: Mapping[str, Any]) -> "FeatureEncoder":
+    def from_config(
+        cls, modality: str, common: Mapping[str, Any], cfg: Mapping[str, Any], meta: Mapping[str, Any]
+    ) -> "FeatureEncoder":
         """From the shared model kwargs, the modality's section (only `depth`, `freeze`, `lora` apply: the other keys
         configure its raw-input encoder) and the data's meta (feature size, longest sequence)."""
         shared = {**common, **{k: cfg[k] for k in SHARED_KEYS if k in cfg}}  # model.<modality>.dim etc. win
-        return cls(int(meta["feature_dim"]), int(meta["max_steps"]), depth=int(cfg.get("depth", 1)),
-                   freeze=bool(cfg.get("freeze", False)), lora=cfg.get("lora"), config_key=f"model.{modality}",
-                   **shared)
+        return cls(
+            int(meta["feature_dim"]),
+            int(meta["max_steps"]),
+            depth=int(cfg.get("depth", 1)),
+            freeze=bool(cfg.get("freeze", False)),
+            lora=cfg.get("lora"),
+            config_key=f"model.{modality}",
+            **shared,
+        )

@@ -51,8 +51,11 @@ class MultimodalClassifier(nn.Module):
         self.modalities = list(encoders.keys())
         self.encoders = encoders
         self.fusion = fusion
-        self.modality_heads = None if modality_heads is None else nn.ModuleDict(
-            {m: ModalityHead(modality_heads, num_classes, norm_layer) for m in self.modalities})
+        self.modality_heads = (
+            None
+            if modality_heads is None
+            else nn.ModuleDict({m: ModalityHead(modality_heads, num_classes, norm_layer) for m in self.modalities})
+        )
         if getattr(fusion, "outputs_logits", False):
             # The fusion already combines per-modality predictions (e.g. late_avg): no shared head.
             if fusion.out_dim != num_classes:
@@ -77,8 +80,9 @@ class MultimodalClassifier(nn.Module):
         """Fused representation [B, fusion.out_dim] before the head (the logits for a logit-level fusion)."""
         return self.fusion(*self.encode(inputs))
 
-    def forward(self, inputs: dict[str, dict[str, Tensor]], with_modality_logits: bool = False
-                ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+    def forward(
+        self, inputs: dict[str, dict[str, Tensor]], with_modality_logits: bool = False
+    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """Batch dict -> logits [B, num_classes]; with ``with_modality_logits`` also each modality head's
         logits {m: [B, num_classes]} (empty without heads)."""
         tokens, masks = self.encode(inputs)

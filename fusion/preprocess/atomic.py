@@ -38,7 +38,7 @@ def remove_stale(out_dir: Path) -> list[Path]:
     for kind in WORK_KINDS:
         prefix = f".{out_dir.name}.{kind}"
         for path in out_dir.parent.glob(f"{prefix}*"):
-            pid = path.name[len(prefix) + 1:]
+            pid = path.name[len(prefix) + 1 :]
             if not pid.isdigit() or (int(pid) != os.getpid() and not _alive(int(pid))):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)

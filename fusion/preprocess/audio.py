@@ -49,9 +49,14 @@ class AudioProcessor:
     @property
     def mel(self) -> torchaudio.transforms.MelSpectrogram:
         if self._mel is None:  # built lazily, once per worker process
-            self._mel = mel_transform(self.rate, int(self.cfg["n_fft"]), int(self.cfg["hop_length"]),
-                                      int(self.cfg["n_mels"]), float(self.cfg["f_min"]),
-                                      None if self.cfg["f_max"] is None else float(self.cfg["f_max"]))
+            self._mel = mel_transform(
+                self.rate,
+                int(self.cfg["n_fft"]),
+                int(self.cfg["hop_length"]),
+                int(self.cfg["n_mels"]),
+                float(self.cfg["f_min"]),
+                None if self.cfg["f_max"] is None else float(self.cfg["f_max"]),
+            )
         return self._mel
 
     def __getstate__(self) -> dict:
@@ -84,11 +89,15 @@ class AudioProcessor:
             raise RecordError(f"cannot decode audio: {exc}") from None
         missing = wav_missing_bytes(path)
         if missing:
-            raise RecordError(f"audio file is truncated: its header declares {missing} more bytes of samples "
-                              f"than the file holds; re-export or re-copy it")
+            raise RecordError(
+                f"audio file is truncated: its header declares {missing} more bytes of samples "
+                f"than the file holds; re-export or re-copy it"
+            )
         if data.shape[0] < wanted:
-            raise RecordError(f"audio file is truncated: only {data.shape[0]} of the {wanted} frames its header "
-                              f"declares decode; re-export or re-copy it")
+            raise RecordError(
+                f"audio file is truncated: only {data.shape[0]} of the {wanted} frames its header "
+                f"declares decode; re-export or re-copy it"
+            )
         if data.shape[0] == 0:
             raise RecordError("audio has zero samples (a valid header without frames)")
         if not np.isfinite(data).all():
@@ -113,9 +122,11 @@ class AudioProcessor:
             raise RecordError(f"unsupported sample rate: {rate} Hz is above preprocess.audio.max_sample_rate={high}")
         gcd, limit = math.gcd(rate, self.rate), int(self.cfg["max_ratio_terms"])
         if max(rate, self.rate) // gcd > limit:
-            raise RecordError(f"unsupported sample rate: {rate} Hz has no small ratio to {self.rate} Hz "
-                              f"({self.rate // gcd}/{rate // gcd}, a term over preprocess.audio.max_ratio_terms="
-                              f"{limit}); re-encode the file at a standard rate")
+            raise RecordError(
+                f"unsupported sample rate: {rate} Hz has no small ratio to {self.rate} Hz "
+                f"({self.rate // gcd}/{rate // gcd}, a term over preprocess.audio.max_ratio_terms="
+                f"{limit}); re-encode the file at a standard rate"
+            )
 
     def log_mel(self, record: Record) -> torch.Tensor:
         return self.wave_log_mel(self.load_waveform(resolve_file(self.root, record.audio, self.folder)))
@@ -151,16 +162,23 @@ class AudioProcessor:
         self.mean, self.std = float(meta["log_mel_mean"]), float(meta["log_mel_std"])
 
 
-def mel_transform(sample_rate: int, n_fft: int, hop_length: int, n_mels: int, f_min: float,
-                  f_max: float | None) -> torchaudio.transforms.MelSpectrogram:
+def mel_transform(
+    sample_rate: int, n_fft: int, hop_length: int, n_mels: int, f_min: float, f_max: float | None
+) -> torchaudio.transforms.MelSpectrogram:
     """torchaudio's MelSpectrogram (HTK mel scale, no normalisation) with its window and filterbank computed in
     COMPUTE: a float32 filterbank (cast to float64 afterwards) differed in its last bits between CPUs' vector units
     (1e-5 relative after the triangle slopes' cancellation). Built without switching torch's default dtype, which
     is process-wide: a served model preprocesses concurrent requests in threads, and such a switch made another
     request's tensors float64 (HTTP 500 under load)."""
-    mel = torchaudio.transforms.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
-                                               n_mels=n_mels, f_min=f_min, f_max=f_max,
-                                               wkwargs={"dtype": COMPUTE}).to(COMPUTE)
+    mel = torchaudio.transforms.MelSpectrogram(
+        sample_rate=sample_rate,
+        n_fft=n_fft,
+        hop_length=hop_length,
+        n_mels=n_mels,
+        f_min=f_min,
+        f_max=f_max,
+        wkwargs={"dtype": COMPUTE},
+    ).to(COMPUTE)
     top = float(sample_rate // 2) if f_max is None else f_max
     freqs = torch.linspace(0, sample_rate // 2, n_fft // 2 + 1, dtype=COMPUTE)
     mels = torch.linspace(_hz_to_mel(f_min), _hz_to_mel(top), n_mels + 2, dtype=COMPUTE)

@@ -50,8 +50,9 @@ class Processor(Protocol):
     def load(self, out_dir: Path) -> None: ...
 
 
-def restored_processor(modality: str, cfg: Any, state_dir: str | Path, root: str | Path = ".",
-                       folder: str = ".") -> Processor:
+def restored_processor(
+    modality: str, cfg: Any, state_dir: str | Path, root: str | Path = ".", folder: str = "."
+) -> Processor:
     """The modality's processor with the state its preprocessing stage fitted (tokenizer, log-mel statistics,
     feature statistics) read back from ``state_dir`` (a processed modality folder), reading raw files under
     ``root``/``folder``."""
@@ -101,8 +102,12 @@ def _modality_file(record: Record, modality: str) -> str | None:
 
 
 def _collect_rejections(reject_dir: Path) -> list[Rejection]:
-    rows = [json.loads(line) for part in sorted(reject_dir.glob("*.jsonl"))
-            for line in part.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [
+        json.loads(line)
+        for part in sorted(reject_dir.glob("*.jsonl"))
+        for line in part.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     return [Rejection(**row) for row in rows]
 
 
@@ -126,10 +131,12 @@ def run_preprocess(modality: str, cfg: DictConfig) -> dict[str, Any]:
         processor.fit([r for r in with_modality if r.split == "train"])
         worker = functools.partial(process_or_reject, processor=processor, reject_dir=str(reject_dir), stage=stage)
         for split in SPLITS:
-            print(f"[{stage}] {split}: {sum(r.split == split for r in with_modality)} records with {modality}",
-                  flush=True)
-        ids = write_shards(worker, with_modality, work_dir / "shards", int(cfg.preprocess.num_workers),
-                           str(cfg.preprocess.chunk_bytes))
+            print(
+                f"[{stage}] {split}: {sum(r.split == split for r in with_modality)} records with {modality}", flush=True
+            )
+        ids = write_shards(
+            worker, with_modality, work_dir / "shards", int(cfg.preprocess.num_workers), str(cfg.preprocess.chunk_bytes)
+        )
         rejections = sorted(manifest.rejections + _collect_rejections(reject_dir), key=lambda r: (r.line, r.reason))
         summary = _summary(modality, manifest.records, with_modality, ids, rejections)
         if rejections and OmegaConf.select(cfg, "preprocess.strict", default=False):
@@ -137,16 +144,21 @@ def run_preprocess(modality: str, cfg: DictConfig) -> dict[str, Any]:
         shutil.rmtree(reject_dir)
         processor.save(work_dir)
         write_json(work_dir / "ids.json", ids)
-        write_json(work_dir / "meta.json", {"modality": modality, "task": task, **manifest.labels.info,
-                                            **processor.meta(), "summary": summary})
-        write_jsonl(work_dir / "records.jsonl", (json.dumps({"id": r.id, "label": r.label, "split": r.split})
-                                                 for r in manifest.records))
+        write_json(
+            work_dir / "meta.json",
+            {"modality": modality, "task": task, **manifest.labels.info, **processor.meta(), "summary": summary},
+        )
+        write_jsonl(
+            work_dir / "records.jsonl",
+            (json.dumps({"id": r.id, "label": r.label, "split": r.split}) for r in manifest.records),
+        )
         write_jsonl(work_dir / "rejected.jsonl", (r.to_json() for r in rejections))
     return summary
 
 
-def _summary(modality: str, records: list[Record], with_modality: list[Record], ids: list[str],
-             rejections: list[Rejection]) -> dict[str, Any]:
+def _summary(
+    modality: str, records: list[Record], with_modality: list[Record], ids: list[str], rejections: list[Rejection]
+) -> dict[str, Any]:
     """Kept per split, missing, rejected (total and by kind of reason): meta.json's `summary`."""
     split_of = {r.id: r.split for r in with_modality}
     return {
@@ -162,8 +174,10 @@ def _summary(modality: str, records: list[Record], with_modality: list[Record], 
 def format_summary(summary: dict[str, Any]) -> str:
     """Human-readable stage summary: kept per split, missing, rejected by reason."""
     kept = ", ".join(f"{split} {n}" for split, n in summary["kept"].items())
-    lines = [f"{summary['modality']}: {summary['records']} valid manifest records; kept {kept}; "
-             f"modality missing in {summary['missing']}; rejected {summary['rejected']}"]
+    lines = [
+        f"{summary['modality']}: {summary['records']} valid manifest records; kept {kept}; "
+        f"modality missing in {summary['missing']}; rejected {summary['rejected']}"
+    ]
     lines += [f"  rejected {n:5d} × {reason}" for reason, n in sorted(summary["rejected_by_reason"].items())]
     return "\n".join(lines)
 

@@ -47,8 +47,10 @@ def load_array(path: Path) -> np.ndarray:
             with np.load(path, allow_pickle=False) as archive:
                 names = list(archive.files)
                 if len(names) != 1 and NPZ_KEY not in names:
-                    raise RecordError(f"the .npz holds {len(names)} arrays ({', '.join(names[:5])}); keep one, or "
-                                      f"name the features '{NPZ_KEY}'")
+                    raise RecordError(
+                        f"the .npz holds {len(names)} arrays ({', '.join(names[:5])}); keep one, or "
+                        f"name the features '{NPZ_KEY}'"
+                    )
                 return archive[NPZ_KEY if NPZ_KEY in names else names[0]]
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
@@ -83,8 +85,10 @@ class FeatureProcessor:
         relative = getattr(record, FILE_KEYS[self.modality])
         if not is_feature_file(relative):
             given = "inline text" if relative is None else f"'{relative}'"
-            raise RecordError(f"the {self.modality} of this dataset is given as feature arrays ({'/'.join(SUFFIXES)}) "
-                              f"but this record gives {given}; give a feature array (or raw files for every record)")
+            raise RecordError(
+                f"the {self.modality} of this dataset is given as feature arrays ({'/'.join(SUFFIXES)}) "
+                f"but this record gives {given}; give a feature array (or raw files for every record)"
+            )
         return resolve_file(self.root, relative, self.folder)
 
     def read(self, record: Record) -> np.ndarray:
@@ -97,8 +101,9 @@ class FeatureProcessor:
             raise RecordError(f"feature array has shape {list(array.shape)}; expected [T, F] or [F], not empty")
         array = np.asarray(array, dtype=np.float64).reshape(-1, array.shape[-1])
         if self.dim is not None and array.shape[1] != self.dim:
-            raise RecordError(f"feature array has {array.shape[1]} features per step; the training records have "
-                              f"{self.dim}")
+            raise RecordError(
+                f"feature array has {array.shape[1]} features per step; the training records have {self.dim}"
+            )
         if not np.isfinite(array).all():
             raise RecordError("feature array contains NaN or Inf")
         return array[: self.max_steps]

@@ -126,8 +126,9 @@ class ImageProcessor:
                     img.load()  # decode fully now, so truncated files fail here
                     return to_rgb(img, tuple(self.cfg["background"]))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageTooLarge(f"image too large (decompression-bomb guard, {self.pixel_setting}={max_pixels}): "
-                              f"{exc}") from None
+            raise ImageTooLarge(
+                f"image too large (decompression-bomb guard, {self.pixel_setting}={max_pixels}): {exc}"
+            ) from None
         except UnidentifiedImageError:
             raise RecordError("not an image: no image format recognises the file's content") from None
         except Exception as exc:  # noqa: BLE001 - decoders raise many types on a damaged file; all mean "bad file"

@@ -45,18 +45,19 @@ class CharNgramTokenizer:
             marked = f"<{word}>"
             out.append(marked)
             for n in range(self.min_n, self.max_n + 1):
-                out.extend(marked[i:i + n] for i in range(len(marked) - n + 1) if marked[i:i + n] != marked)
+                out.extend(marked[i : i + n] for i in range(len(marked) - n + 1) if marked[i : i + n] != marked)
         return out
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int, min_frequency: int, min_n: int, max_n: int,
-              lowercase: bool = True) -> "CharNgramTokenizer":
+    def train(
+        cls, texts: Iterable[str], vocab_size: int, min_frequency: int, min_n: int, max_n: int, lowercase: bool = True
+    ) -> "CharNgramTokenizer":
         """The ``vocab_size`` - 2 n-grams found in the most texts (at least ``min_frequency``; ties in
         alphabetical order, so the vocabulary is the same on every run), after [PAD] and [UNK]."""
         probe = cls([PAD, UNK], min_n, max_n, lowercase)
         counts = Counter(gram for text in texts for gram in set(probe.grams(text)))
         kept = sorted((g for g, c in counts.items() if c >= min_frequency), key=lambda g: (-counts[g], g))
-        return cls([PAD, UNK, *kept[:max(0, vocab_size - 2)]], min_n, max_n, lowercase)
+        return cls([PAD, UNK, *kept[: max(0, vocab_size - 2)]], min_n, max_n, lowercase)
 
     def encode(self, text: str) -> Encoding:
         """Ids of the known n-grams, each once, in order of first appearance; [UNK] alone when none is known
@@ -75,8 +76,16 @@ class CharNgramTokenizer:
         return len(self.vocab)
 
     def to_str(self) -> str:
-        return json.dumps({"format": FORMAT, "min_n": self.min_n, "max_n": self.max_n, "lowercase": self.lowercase,
-                           "vocab": self.vocab}, ensure_ascii=False)
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "min_n": self.min_n,
+                "max_n": self.max_n,
+                "lowercase": self.lowercase,
+                "vocab": self.vocab,
+            },
+            ensure_ascii=False,
+        )
 
     @classmethod
     def from_str(cls, text: str) -> "CharNgramTokenizer":

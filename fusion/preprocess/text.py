@@ -48,10 +48,13 @@ def load_pretrained_tokenizer(spec: str, key: str = "preprocess.text.tokenizer")
         try:
             from transformers import AutoTokenizer
         except ImportError as exc:
-            raise ImportError(f"{key}={spec!r}: {path} has no tokenizer.json, converting its tokenizer needs "
-                              f"transformers; {HF_EXTRA_HINT}") from exc
-        tokenizer = Tokenizer.from_str(AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-                                       .backend_tokenizer.to_str())
+            raise ImportError(
+                f"{key}={spec!r}: {path} has no tokenizer.json, converting its tokenizer needs "
+                f"transformers; {HF_EXTRA_HINT}"
+            ) from exc
+        tokenizer = Tokenizer.from_str(
+            AutoTokenizer.from_pretrained(str(path), local_files_only=True).backend_tokenizer.to_str()
+        )
     tokenizer.no_padding()
     tokenizer.no_truncation()
     return tokenizer
@@ -122,8 +125,14 @@ class TextProcessor:
                 continue  # rejected with its reason when the record itself is processed
         if self.tokenizer_name == NGRAM:
             grams = self.cfg["ngrams"]
-            tokenizer = CharNgramTokenizer.train(texts, int(grams["vocab_size"]), int(grams["min_frequency"]),
-                                                 int(grams["min_n"]), int(grams["max_n"]), bool(self.cfg["lowercase"]))
+            tokenizer = CharNgramTokenizer.train(
+                texts,
+                int(grams["vocab_size"]),
+                int(grams["min_frequency"]),
+                int(grams["min_n"]),
+                int(grams["max_n"]),
+                bool(self.cfg["lowercase"]),
+            )
             self.pad_id, self.tokenizer_json, self._tokenizer = 0, tokenizer.to_str(), tokenizer
             return
         steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if self.cfg["lowercase"] else [])

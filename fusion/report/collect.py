@@ -83,8 +83,15 @@ class ReportData:
     tasks: list[TaskReport]
 
 
-def collect(tracking_uri: str, experiment_name: str, tasks: Sequence[str], latest_only: bool,
-            curve_keys: Sequence[str], max_curve_runs: int, download_dir: Path) -> ReportData:
+def collect(
+    tracking_uri: str,
+    experiment_name: str,
+    tasks: Sequence[str],
+    latest_only: bool,
+    curve_keys: Sequence[str],
+    max_curve_runs: int,
+    download_dir: Path,
+) -> ReportData:
     """The compare tables (CompareError where there is nothing to report), then each row's details; the curves of
     the best `max_curve_runs` rows per task only. The best run's `explain/` goes to `download_dir`."""
     comparison = compare_runs(tracking_uri, experiment_name, tasks, latest_only)
@@ -118,20 +125,27 @@ def training_curves(client: MlflowClient, run_id: str, keys: Sequence[str]) -> d
     for key in keys:
         values = latest_per_step(client, run_id, key)
         steps = sorted(values)
-        curves[key] = [(epochs[step] + 1 if step in epochs else index + 1, values[step])
-                       for index, step in enumerate(steps)]
+        curves[key] = [
+            (epochs[step] + 1 if step in epochs else index + 1, values[step]) for index, step in enumerate(steps)
+        ]
     return curves
 
 
 def per_class_f1(metrics: dict[str, float]) -> dict[str, float]:
     """test/f1_<class> -> {class: F1}, in class order as logged (sorted by name)."""
-    return {key[len(PER_CLASS_PREFIX):]: value for key, value in sorted(metrics.items())
-            if key.startswith(PER_CLASS_PREFIX) and key not in NOT_A_CLASS and WITHOUT not in key
-            and MODALITY_HEAD not in key}
+    return {
+        key[len(PER_CLASS_PREFIX) :]: value
+        for key, value in sorted(metrics.items())
+        if key.startswith(PER_CLASS_PREFIX)
+        and key not in NOT_A_CLASS
+        and WITHOUT not in key
+        and MODALITY_HEAD not in key
+    }
 
 
-def robustness_curves(client: MlflowClient, run_id: str, metric: str,
-                      metrics: dict[str, float]) -> tuple[list[float], dict[str, list[float]]]:
+def robustness_curves(
+    client: MlflowClient, run_id: str, metric: str, metrics: dict[str, float]
+) -> tuple[list[float], dict[str, list[float]]]:
     """The noise levels and every `robustness/<metric>_<curve>` of the run (empty where the robustness stage never
     ran on it); a curve with fewer points than levels is left out."""
     if LEVEL_KEY not in metrics:
@@ -143,7 +157,7 @@ def robustness_curves(client: MlflowClient, run_id: str, metric: str,
     for key in sorted(k for k in metrics if k.startswith(prefix) and k != LEVEL_KEY):
         values = latest_per_step(client, run_id, key)
         if all(step in values for step in range(len(levels))):
-            curves[key[len(prefix):]] = [values[step] for step in range(len(levels))]
+            curves[key[len(prefix) :]] = [values[step] for step in range(len(levels))]
     if ALL_CURVE in curves:  # the all-at-once curve last, as the robustness stage draws it
         curves[ALL_CURVE] = curves.pop(ALL_CURVE)
     return levels, curves
@@ -153,12 +167,17 @@ def explanation(client: MlflowClient, run_id: str, folder: Path) -> Explanation:
     """Download the run's `explain/` and group its PNGs per sample, as its summary.json lists them (`files`:
     sample id -> paths relative to explain/); PNGs it does not list are grouped by their folder."""
     if not client.list_artifacts(run_id, EXPLAIN_DIR):
-        explain = (f"explain some of its test samples with `python -m fusion.explain run_id={run_id} "
-                   f"sample_id=<record id>`" if client.list_artifacts(run_id, MODEL_DIR)
-                   else "retrain it (it has no logged model to explain either)")
-        return Explanation(run_id, note=f"the best run ({run_id[:8]}) has no {EXPLAIN_DIR}/ artifact folder: it was "
-                                        f"tested before attention figures were logged (or with explain.enabled=false); "
-                                        f"{explain}, then run the report again.")
+        explain = (
+            f"explain some of its test samples with `python -m fusion.explain run_id={run_id} sample_id=<record id>`"
+            if client.list_artifacts(run_id, MODEL_DIR)
+            else "retrain it (it has no logged model to explain either)"
+        )
+        return Explanation(
+            run_id,
+            note=f"the best run ({run_id[:8]}) has no {EXPLAIN_DIR}/ artifact folder: it was "
+            f"tested before attention figures were logged (or with explain.enabled=false); "
+            f"{explain}, then run the report again.",
+        )
     folder.mkdir(parents=True, exist_ok=True)
     root = Path(client.download_artifacts(run_id, EXPLAIN_DIR, str(folder)))
     summary_file = root / EXPLAIN_SUMMARY
@@ -177,8 +196,9 @@ def explanation(client: MlflowClient, run_id: str, folder: Path) -> Explanation:
     for picture in pictures:
         if picture not in listed:
             leftover.setdefault(picture.parent, []).append(picture)
-    samples += [SampleFigures(f"`{parent.relative_to(root.parent).as_posix()}/`", images)
-                for parent, images in leftover.items()]
+    samples += [
+        SampleFigures(f"`{parent.relative_to(root.parent).as_posix()}/`", images) for parent, images in leftover.items()
+    ]
     contribution = root / CONTRIBUTION
     extras = sorted(p.relative_to(root.parent).as_posix() for p in root.rglob("*") if p.suffix == ".html")
     note = "" if samples or contribution.is_file() else f"the {EXPLAIN_DIR}/ folder of {run_id[:8]} holds no PNG."

@@ -23,15 +23,26 @@ def plot_training_curves(runs: Sequence[RunDetails], keys: Sequence[str], path: 
     if not keys:
         return None
     legend_rows = (len(drawn) + 1) // 2
-    fig, axes = plt.subplots(1, len(keys), figsize=(PANEL_WIDTH * len(keys), PANEL_HEIGHT + LEGEND_ROW_HEIGHT *
-                                                    legend_rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(keys),
+        figsize=(PANEL_WIDTH * len(keys), PANEL_HEIGHT + LEGEND_ROW_HEIGHT * legend_rows + 0.6),
+        squeeze=False,
+    )
     for ax, key in zip(axes[0], keys, strict=True):
         for index, run in enumerate(drawn):
             points = run.curves.get(key) or []
             if points:
                 x, y = zip(*points, strict=True)
-                ax.plot(x, y, marker="o", markersize=3, color=f"C{index % 10}", label=run.label,
-                        linestyle="-" if index < 10 else "--")
+                ax.plot(
+                    x,
+                    y,
+                    marker="o",
+                    markersize=3,
+                    color=f"C{index % 10}",
+                    label=run.label,
+                    linestyle="-" if index < 10 else "--",
+                )
         ax.set_title(key)
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
@@ -66,13 +77,21 @@ def plot_per_class(runs: Sequence[RunDetails], path: Path, title: str) -> Path |
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if not np.isnan(values[i, j]):
-                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                        color="black" if values[i, j] > 0.6 else "white")
+                ax.text(
+                    j,
+                    i,
+                    f"{values[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="black" if values[i, j] > 0.6 else "white",
+                )
     return save_figure(fig, path)
 
 
-def plot_robustness_all(runs: Sequence[RunDetails], metric: str, path: Path,
-                        title: str) -> tuple[Path | None, list[RunDetails]]:
+def plot_robustness_all(
+    runs: Sequence[RunDetails], metric: str, path: Path, title: str
+) -> tuple[Path | None, list[RunDetails]]:
     """The `all` curve (every modality perturbed at once) of each run that has one, metric against noise level, for
     the runs measured at the same levels as the first (best) one; returns the PNG and the runs at other levels."""
     runs = [run for run in runs if ALL_CURVE in run.robustness]

@@ -45,8 +45,15 @@ def run_report(cfg: DictConfig) -> tuple[ReportData, ReportFiles]:
     files_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{files_dir.name}.", dir=files_dir.parent))
     try:
-        data = collect(cfg.logger.tracking_uri, cfg.logger.experiment_name, list(options.tasks or []),
-                       bool(options.latest_only), list(options.curves or []), int(options.max_curve_runs), staging)
+        data = collect(
+            cfg.logger.tracking_uri,
+            cfg.logger.experiment_name,
+            list(options.tasks or []),
+            bool(options.latest_only),
+            list(options.curves or []),
+            int(options.max_curve_runs),
+            staging,
+        )
         blocks = build(data, staging, int(options.max_curve_runs))
         blocks += seeds_blocks(cfg)  # over seeds: fusion/report/seeds_section.py
         html = to_html(blocks, f"Report: {data.comparison.experiment_name}")
@@ -61,9 +68,14 @@ def run_report(cfg: DictConfig) -> tuple[ReportData, ReportFiles]:
     run_id = None
     if options.log_to_mlflow:
         logged = [html_path, markdown_path, files_dir]
-        run_id = log_comparison(data.comparison, tables_markdown(data.comparison), logged,
-                                str(options.run_name), kind=REPORT_KIND,
-                                experiment=cfg.logger.get("reports_experiment"))
+        run_id = log_comparison(
+            data.comparison,
+            tables_markdown(data.comparison),
+            logged,
+            str(options.run_name),
+            kind=REPORT_KIND,
+            experiment=cfg.logger.get("reports_experiment"),
+        )
     return data, ReportFiles(html_path, markdown_path, files_dir, run_id)
 
 
@@ -71,12 +83,17 @@ def _check_replaceable(files_dir: Path) -> None:
     """files_dir is replaced by every report: refuse a folder holding anything but figures (a wrong setting)."""
     if not files_dir.exists():
         return
-    foreign = [p for p in files_dir.rglob("*") if p.is_file() and p.suffix not in FIGURE_SUFFIXES
-               and "explain" not in p.relative_to(files_dir).parts]
+    foreign = [
+        p
+        for p in files_dir.rglob("*")
+        if p.is_file() and p.suffix not in FIGURE_SUFFIXES and "explain" not in p.relative_to(files_dir).parts
+    ]
     if not files_dir.is_dir() or foreign:
-        raise ReportError(f"report.files_dir={files_dir} holds other files than the report's figures (e.g. "
-                           f"{(foreign or [files_dir])[0]}); the report replaces that folder. Point report.files_dir "
-                           f"at a folder of its own, e.g. outputs/report/report_files.")
+        raise ReportError(
+            f"report.files_dir={files_dir} holds other files than the report's figures (e.g. "
+            f"{(foreign or [files_dir])[0]}); the report replaces that folder. Point report.files_dir "
+            f"at a folder of its own, e.g. outputs/report/report_files."
+        )
 
 
 def _moved(blocks, old: Path, new: Path):
@@ -108,14 +125,22 @@ report.files_dir, and logs all three to an MLflow run named `report` (tag kind=r
 appear in the compare tables)."""
 
 
-OUTPUTS = {"html": "HTML output", "markdown": "Markdown output",
-           "files_dir": "folder of the figures the Markdown links to"}  # report.<key>
+OUTPUTS = {
+    "html": "HTML output",
+    "markdown": "Markdown output",
+    "files_dir": "folder of the figures the Markdown links to",
+}  # report.<key>
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = selection_parser("Turn the MLflow experiment into a report: runs table, training curves, per-class F1, "
-                              "robustness curves and the best run's attention figures, as HTML and Markdown.", EPILOG,
-                              "report", OUTPUTS, "fusion.report")
+    parser = selection_parser(
+        "Turn the MLflow experiment into a report: runs table, training curves, per-class F1, "
+        "robustness curves and the best run's attention figures, as HTML and Markdown.",
+        EPILOG,
+        "report",
+        OUTPUTS,
+        "fusion.report",
+    )
     return parser
 
 
@@ -127,8 +152,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"error: {exc}") from None
     for task in data.tasks:
         best = task.best.row
-        print(f"{task.table.task}: {len(task.table.rows)} runs; best {best.modality} · {best.fusion} "
-              f"{best.metric} {best.value:.3f} ({best.run_id[:8]})")
+        print(
+            f"{task.table.task}: {len(task.table.rows)} runs; best {best.modality} · {best.fusion} "
+            f"{best.metric} {best.value:.3f} ({best.run_id[:8]})"
+        )
     print(f"wrote {files.html} (self-contained), {files.markdown} (figures in {files.files_dir}/)")
     if files.run_id:
         print(f"logged to MLflow run {files.run_id} (kind={REPORT_KIND}): HTML, Markdown and figures as artifacts")

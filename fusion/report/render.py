@@ -86,8 +86,10 @@ figcaption { color: #57606a; font-size: .9em; margin-top: .3em; }
 def inline(text: str) -> str:
     """Escaped HTML of a block's text, with `code` spans."""
     parts = CODE.split(text)
-    return "".join(f"<code>{html.escape(part)}</code>" if odd else html.escape(part)
-                   for odd, part in ((i % 2 == 1, p) for i, p in enumerate(parts)))
+    return "".join(
+        f"<code>{html.escape(part)}</code>" if odd else html.escape(part)
+        for odd, part in ((i % 2 == 1, p) for i, p in enumerate(parts))
+    )
 
 
 def data_uri(path: Path) -> str:
@@ -103,10 +105,11 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
         body.append(_html_block(block))
         if isinstance(block, Heading) and block.level == 1 and toc:
             body.append(_toc(toc))
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{html.escape(title)}"
-            f"</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n" + "\n".join(body)
-            + "\n</main>\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{html.escape(title)}'
+        f"</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n" + "\n".join(body) + "\n</main>\n</body>\n</html>\n"
+    )
 
 
 def _toc(headings: Sequence[Heading]) -> str:
@@ -119,8 +122,12 @@ def _toc(headings: Sequence[Heading]) -> str:
         else:
             items.append(("</ul>" if open_sub else "") + f"<li>{link}</li>")
             open_sub = False
-    return '<nav class="toc"><strong>Contents</strong><ul>' + "".join(items) + ("</ul>" if open_sub else "") + \
-        "</ul></nav>"
+    return (
+        '<nav class="toc"><strong>Contents</strong><ul>'
+        + "".join(items)
+        + ("</ul>" if open_sub else "")
+        + "</ul></nav>"
+    )
 
 
 def _html_block(block: Block) -> str:
@@ -134,20 +141,27 @@ def _html_block(block: Block) -> str:
         rows = []
         for index, row in enumerate(block.rows):
             best = ' class="best"' if block.best_first and index == 0 else ""
-            cells = "".join(f"<td{NUM if h in block.numeric else ''}>{inline(c)}</td>"
-                            for h, c in zip(block.header, row, strict=False))
+            cells = "".join(
+                f"<td{NUM if h in block.numeric else ''}>{inline(c)}</td>"
+                for h, c in zip(block.header, row, strict=False)
+            )
             rows.append(f"<tr{best}>{cells}</tr>")
         return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
     if isinstance(block, Figure):
         return _html_figure(block)
-    return (f"<h4>{inline(block.caption)}</h4>\n<div class=\"gallery\">"
-            + "".join(_html_figure(f) for f in block.figures) + "</div>")
+    return (
+        f'<h4>{inline(block.caption)}</h4>\n<div class="gallery">'
+        + "".join(_html_figure(f) for f in block.figures)
+        + "</div>"
+    )
 
 
 def _html_figure(figure: Figure) -> str:
     alt = html.escape(CODE.sub(r"\1", figure.caption), quote=True)
-    return (f'<figure><img src="{data_uri(figure.path)}" alt="{alt}">'
-            f"<figcaption>{inline(figure.caption)}</figcaption></figure>")
+    return (
+        f'<figure><img src="{data_uri(figure.path)}" alt="{alt}">'
+        f"<figcaption>{inline(figure.caption)}</figcaption></figure>"
+    )
 
 
 def to_markdown(blocks: Sequence[Block], markdown_dir: Path) -> str:
@@ -159,10 +173,15 @@ def to_markdown(blocks: Sequence[Block], markdown_dir: Path) -> str:
         elif isinstance(block, Paragraph):
             out.append(("> " if block.note else "") + block.text)
         elif isinstance(block, Table):
-            out.append("\n".join([
-                "| " + " | ".join(block.header) + " |",
-                "|" + "|".join(" ---: " if h in block.numeric else " --- " for h in block.header) + "|",
-                *("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows)]))
+            out.append(
+                "\n".join(
+                    [
+                        "| " + " | ".join(block.header) + " |",
+                        "|" + "|".join(" ---: " if h in block.numeric else " --- " for h in block.header) + "|",
+                        *("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows),
+                    ]
+                )
+            )
         elif isinstance(block, Figure):
             out.append(_md_figure(block, markdown_dir))
         else:

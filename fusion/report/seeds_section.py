@@ -22,13 +22,18 @@ def seeds_blocks(cfg: DictConfig) -> list[Block]:
         return []
     blocks: list[Block] = [
         Heading(2, "Over seeds", "over-seeds"),
-        Paragraph("Configurations (every setting but the seed) with mean ± std and the "
-                  f"{float(options.confidence):.0%} "
-                  "t-interval over seeds; `vs best`: paired bootstrap of the per-record test outcome against the best "
-                  "configuration (`*` significant, `n.s.` not); fusion gain over the best single-modality "
-                  "configuration; cost: mean seconds to the best validation value.")]
+        Paragraph(
+            "Configurations (every setting but the seed) with mean ± std and the "
+            f"{float(options.confidence):.0%} "
+            "t-interval over seeds; `vs best`: paired bootstrap of the per-record test outcome against the best "
+            "configuration (`*` significant, `n.s.` not); fusion gain over the best single-modality "
+            "configuration; cost: mean seconds to the best validation value."
+        ),
+    ]
     for table in tables:
         header, rows = seeds_cells(table)
-        blocks += [Heading(3, f"{table[0].task} ({table[0].metric}) over seeds", f"{table[0].task}-seeds"),
-                   Table(header, rows, numeric={header[2], "s to best", "cost rank"}, best_first=True)]
+        blocks += [
+            Heading(3, f"{table[0].task} ({table[0].metric}) over seeds", f"{table[0].task}-seeds"),
+            Table(header, rows, numeric={header[2], "s to best", "cost rank"}, best_first=True),
+        ]
     return blocks

@@ -40,10 +40,16 @@ class Curves:
 def check_levels(levels: Sequence[float]) -> list[float]:
     """robustness.levels as floats: increasing from 0.0 (the clean input, where every curve starts) to <= 1.0."""
     levels = [float(level) for level in levels]
-    if (len(levels) < 2 or levels[0] != 0.0 or levels[-1] > 1.0
-            or any(b <= a for a, b in zip(levels, levels[1:], strict=False))):
-        raise ValueError(f"robustness.levels={levels}: need at least two increasing levels from 0.0 (the clean "
-                         f"input) up to at most 1.0, e.g. [0.0, 0.5, 1.0]")
+    if (
+        len(levels) < 2
+        or levels[0] != 0.0
+        or levels[-1] > 1.0
+        or any(b <= a for a, b in zip(levels, levels[1:], strict=False))
+    ):
+        raise ValueError(
+            f"robustness.levels={levels}: need at least two increasing levels from 0.0 (the clean "
+            f"input) up to at most 1.0, e.g. [0.0, 0.5, 1.0]"
+        )
     return levels
 
 
@@ -111,9 +117,16 @@ def device_for(accelerator: str) -> torch.device:
     return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 
 
-def measure(score: ModelMetric, datamodule: MultimodalDataModule, inputs: dict[str, ModalityInput],
-            plan: dict[str, Steps], levels: Sequence[float], seed: int, batch_size: int,
-            num_workers: int) -> Curves:
+def measure(
+    score: ModelMetric,
+    datamodule: MultimodalDataModule,
+    inputs: dict[str, ModalityInput],
+    plan: dict[str, Steps],
+    levels: Sequence[float],
+    seed: int,
+    batch_size: int,
+    num_workers: int,
+) -> Curves:
     """Every evaluation under one progress bar: the clean test split once (level 0 of every curve), each
     modality removed (multi-modal runs), then each curve at each level above 0."""
     test = datamodule.dataset("test")
@@ -124,8 +137,11 @@ def measure(score: ModelMetric, datamodule: MultimodalDataModule, inputs: dict[s
     removable = datamodule.modalities if len(datamodule.modalities) > 1 else []
     jobs: list[tuple[str, Any, float | None, DataLoader]] = [("clean", None, 0.0, loader(test))]
     jobs += [(f"without {m}", m, None, loader(test, WithoutModalities(datamodule.collate, [m]))) for m in removable]
-    jobs += [(f"{name} @ {level:g}", name, level, loader(PerturbedDataset(test, inputs, steps, level, seed)))
-             for name, steps in plan.items() for level in levels[1:]]
+    jobs += [
+        (f"{name} @ {level:g}", name, level, loader(PerturbedDataset(test, inputs, steps, level, seed)))
+        for name, steps in plan.items()
+        for level in levels[1:]
+    ]
     curves: dict[str, list[float]] = {name: [] for name in plan}
     without: dict[str, float] = {}
     clean = float("nan")

@@ -44,8 +44,10 @@ def evaluate_robustness(cfg: DictConfig) -> dict[str, Any]:
     """Measure the curves, score them against the reference run's, write curves.csv, robustness.json and
     robustness.png to paths.robustness_dir and log all of it to the training run; returns the summary."""
     if cfg.get("robustness") is None or cfg.paths.get("robustness_dir") is None:
-        raise ValueError("the config has no robustness settings (conf/robustness/, paths.robustness_dir); "
-                         "regenerate params.yaml with `make params`")
+        raise ValueError(
+            "the config has no robustness settings (conf/robustness/, paths.robustness_dir); "
+            "regenerate params.yaml with `make params`"
+        )
     settings = cfg.robustness
     levels = check_levels(settings.levels)
     run_file = Path(cfg.paths.output_dir) / RUN_INFO
@@ -60,8 +62,14 @@ def evaluate_robustness(cfg: DictConfig) -> dict[str, Any]:
     reference = find_reference(logger.experiment, run_id, str(settings.reference_fusion), fingerprint)
     reference = read_curves(logger.experiment, reference, task.metric, levels, list(curves.curves))
     relative = {name: relative_robustness(levels, values) for name, values in curves.curves.items()}
-    effective = None if reference.curves is None else {
-        name: effective_robustness(values, reference.curves[name], task.mode) for name, values in curves.curves.items()}
+    effective = (
+        None
+        if reference.curves is None
+        else {
+            name: effective_robustness(values, reference.curves[name], task.mode)
+            for name, values in curves.curves.items()
+        }
+    )
     run = {"modality": str(cfg.modality.name), "fusion": str(cfg.fusion.name), "mlflow_run_id": run_id}
     result = summary(curves, task.metric, task.mode, relative, effective, reference, run)
     log_scores(logger, result["relative"], result.get("effective"))
@@ -72,9 +80,11 @@ def evaluate_robustness(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.robustness_dir)
     dashed = reference.curves if reference.run_id != run_id else None  # a late run's own curves are not redrawn
     title = f"{cfg.modality.name} · {cfg.fusion.name} · test robustness"
-    files = [write_curves_csv(out / CURVES_CSV, curves, curve_names(settings)),
-             write_json(out / SUMMARY_JSON, result),
-             plot_curves(out / FIGURE, levels, curves.curves, dashed, task.metric, title, str(reference.fusion))]
+    files = [
+        write_curves_csv(out / CURVES_CSV, curves, curve_names(settings)),
+        write_json(out / SUMMARY_JSON, result),
+        plot_curves(out / FIGURE, levels, curves.curves, dashed, task.metric, title, str(reference.fusion)),
+    ]
     log_files(logger, files)
     return result
 
@@ -88,6 +98,14 @@ def _measure(cfg: DictConfig, levels: list[float]) -> tuple[Curves, Task]:
     plan = plan_curves(cfg.robustness, raw)
     inputs = build_inputs(cfg, sorted({p.modality for steps in plan.values() for _, p in steps}))
     score = ModelMetric(module, device_for(cfg.trainer.accelerator), str(cfg.trainer.precision))
-    curves = measure(score, datamodule, inputs, plan, levels, int(cfg.robustness.seed),
-                     int(cfg.robustness.batch_size), int(cfg.data.num_workers))
+    curves = measure(
+        score,
+        datamodule,
+        inputs,
+        plan,
+        levels,
+        int(cfg.robustness.seed),
+        int(cfg.robustness.batch_size),
+        int(cfg.data.num_workers),
+    )
     return curves, module.task

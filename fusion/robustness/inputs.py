@@ -44,13 +44,16 @@ class _ManifestInput:
 
     def record(self, record_id: str) -> Record:
         if record_id not in self.records:
-            raise KeyError(f"record {record_id!r} of the processed data is not in the manifest at "
-                           f"{self.processor.root}; the processed data is stale: re-run `dvc repro`.")
+            raise KeyError(
+                f"record {record_id!r} of the processed data is not in the manifest at "
+                f"{self.processor.root}; the processed data is stale: re-run `dvc repro`."
+            )
         return self.records[record_id]
 
     def _read_error(self, record_id: str, exc: RecordError) -> RuntimeError:
-        return RuntimeError(f"record {record_id!r}: {exc}; it was preprocessed, so the raw file changed since: "
-                            f"re-run `dvc repro`.")
+        return RuntimeError(
+            f"record {record_id!r}: {exc}; it was preprocessed, so the raw file changed since: re-run `dvc repro`."
+        )
 
 
 class AudioInput(_ManifestInput):
@@ -95,8 +98,9 @@ def build_inputs(cfg: DictConfig, modalities: Sequence[str]) -> dict[str, Modali
     records = {r.id: r for r in manifest.records if r.split == "test"}
     for modality, kind in (("text", TextInput), ("audio", AudioInput)):
         if modality in modalities:
-            processor = restored_processor(modality, cfg.preprocess[modality], processed / modality, manifest.root,
-                                           data.dirs[modality])
+            processor = restored_processor(
+                modality, cfg.preprocess[modality], processed / modality, manifest.root, data.dirs[modality]
+            )
             inputs[modality] = kind(processor, records)
     return inputs
 
@@ -105,8 +109,14 @@ class PerturbedDataset(Dataset):
     """A split with named perturbations applied at one level, in order, to every present item of their
     modality; each seeded per (record, perturbation name, level, seed). Level 0 yields the split unchanged."""
 
-    def __init__(self, base: MultimodalDataset, inputs: dict[str, ModalityInput],
-                 steps: Sequence[tuple[str, Perturbation]], level: float, seed: int):
+    def __init__(
+        self,
+        base: MultimodalDataset,
+        inputs: dict[str, ModalityInput],
+        steps: Sequence[tuple[str, Perturbation]],
+        level: float,
+        seed: int,
+    ):
         self.base, self.inputs, self.level, self.seed = base, inputs, float(level), int(seed)
         self.steps: dict[str, list[tuple[str, Perturbation]]] = {}
         for name, perturbation in steps:

@@ -86,7 +86,7 @@ class Occlusion(Perturbation):
         box_h, box_w = round(side * height), round(side * width)
         top, left = int(rng.integers(0, height - box_h + 1)), int(rng.integers(0, width - box_w + 1))
         occluded = clean.clone()
-        occluded[..., top:top + box_h, left:left + box_w] = self.fill
+        occluded[..., top : top + box_h, left : left + box_w] = self.fill
         return occluded
 
 
@@ -168,8 +168,9 @@ class WordDropout(Perturbation):
         return " ".join(word for word, kept in zip(words, keep, strict=True) if kept)
 
 
-KINDS: dict[str, type[Perturbation]] = {p.kind: p for p in (GaussianNoise, GaussianBlur, Occlusion, WhiteNoise,
-                                                            Typos, WordDropout)}
+KINDS: dict[str, type[Perturbation]] = {
+    p.kind: p for p in (GaussianNoise, GaussianBlur, Occlusion, WhiteNoise, Typos, WordDropout)
+}
 
 
 def build_perturbation(name: str, settings: Mapping[str, Any]) -> Perturbation:

@@ -24,13 +24,24 @@ def write_curves_csv(path: Path, curves: Curves, columns: Sequence[str]) -> Path
         writer = csv.writer(sink)
         writer.writerow(["level", *columns])
         for step, level in enumerate(curves.levels):
-            writer.writerow([level, *(round(curves.curves[name][step], DECIMALS) if name in curves.curves
-                                      else "" for name in columns)])
+            writer.writerow(
+                [
+                    level,
+                    *(round(curves.curves[name][step], DECIMALS) if name in curves.curves else "" for name in columns),
+                ]
+            )
     return path
 
 
-def summary(curves: Curves, metric: str, mode: str, relative: Mapping[str, float],
-            effective: Mapping[str, float] | None, reference: Reference, run: Mapping[str, str]) -> dict:
+def summary(
+    curves: Curves,
+    metric: str,
+    mode: str,
+    relative: Mapping[str, float],
+    effective: Mapping[str, float] | None,
+    reference: Reference,
+    run: Mapping[str, str],
+) -> dict:
     """robustness.json: the clean metric, the scores per curve, the metric without each modality, the reference."""
     higher = mode == "max"
     return {
@@ -56,17 +67,24 @@ def write_json(path: Path, content: dict) -> Path:
     return path
 
 
-def plot_curves(path: Path, levels: Sequence[float], curves: Mapping[str, Sequence[float]],
-                reference: Mapping[str, Sequence[float]] | None, metric: str, title: str,
-                reference_label: str) -> Path:
+def plot_curves(
+    path: Path,
+    levels: Sequence[float],
+    curves: Mapping[str, Sequence[float]],
+    reference: Mapping[str, Sequence[float]] | None,
+    metric: str,
+    title: str,
+    reference_label: str,
+) -> Path:
     """One solid line per curve; the reference run's curve of the same name dashed in the same colour."""
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for index, (name, values) in enumerate(curves.items()):
         colour = f"C{index % 10}"
         ax.plot(levels, values, marker="o", markersize=3, color=colour, label=name)
         if reference and name in reference:
-            ax.plot(levels, reference[name], linestyle="--", linewidth=1, color=colour,
-                    label=f"{name} ({reference_label})")
+            ax.plot(
+                levels, reference[name], linestyle="--", linewidth=1, color=colour, label=f"{name} ({reference_label})"
+            )
     ax.set_xlabel(LEVEL_AXIS)
     ax.set_ylabel(metric)
     ax.set_title(title)

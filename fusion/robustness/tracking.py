@@ -38,8 +38,9 @@ def curve_key(metric: str, curve: str) -> str:
     return f"{PREFIX}{metric.split('/', 1)[-1]}_{curve}"
 
 
-def log_curves(logger, metric: str, levels: Sequence[float], curves: Mapping[str, Sequence[float]],
-               settings: str) -> None:
+def log_curves(
+    logger, metric: str, levels: Sequence[float], curves: Mapping[str, Sequence[float]], settings: str
+) -> None:
     """One batch per level (step = its index), then the settings tag."""
     for step, level in enumerate(levels):
         points = {curve_key(metric, name): float(curve[step]) for name, curve in curves.items()}
@@ -82,27 +83,44 @@ def find_reference(client: MlflowClient, run_id: str, fusion: str, settings: str
         return Reference(fusion, run_id, f"this run is {fusion} fusion: its own curves (effective robustness 0)")
     missing = [key for key in MATCHED_TAGS if not tags.get(key)]
     if missing:
-        return Reference(fusion, None, f"this run has no {', '.join(missing)} tag",
-                         f"retrain it (runs from before lineage tags cannot be matched with a {fusion} run)")
+        return Reference(
+            fusion,
+            None,
+            f"this run has no {', '.join(missing)} tag",
+            f"retrain it (runs from before lineage tags cannot be matched with a {fusion} run)",
+        )
     match = " and ".join(f"tags.{key} = '{tags[key]}'" for key in MATCHED_TAGS)
     same_data = f"tags.fusion = '{fusion}' and {match} and attributes.status = 'FINISHED'"
-    found = client.search_runs([run.info.experiment_id], f"{same_data} and tags.{SETTINGS_TAG} = '{settings}'",
-                               order_by=["attributes.start_time DESC"], max_results=1)
+    found = client.search_runs(
+        [run.info.experiment_id],
+        f"{same_data} and tags.{SETTINGS_TAG} = '{settings}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     if found:
-        return Reference(fusion, found[0].info.run_id, f"the newest finished {fusion} run with the same task, "
-                                                       f"modality, data_version and robustness settings")
+        return Reference(
+            fusion,
+            found[0].info.run_id,
+            f"the newest finished {fusion} run with the same task, modality, data_version and robustness settings",
+        )
     others = client.search_runs([run.info.experiment_id], same_data, max_results=1)
-    note = (f"no finished {fusion} run on this data has robustness curves with these settings" if others else
-            f"no finished {fusion} run with this task, modality and data_version")
-    hint = (f"train one on the same data (`python train.py fusion={fusion} modality={tags['modality']} "
-            f"task={tags['task']}`, or `dvc exp run -S fusion={fusion}`), run the robustness stage on it with the "
-            f"same robustness settings ({SETTINGS_TAG}={settings}), then run this one again "
-            f"(`dvc repro -f robustness`)")
+    note = (
+        f"no finished {fusion} run on this data has robustness curves with these settings"
+        if others
+        else f"no finished {fusion} run with this task, modality and data_version"
+    )
+    hint = (
+        f"train one on the same data (`python train.py fusion={fusion} modality={tags['modality']} "
+        f"task={tags['task']}`, or `dvc exp run -S fusion={fusion}`), run the robustness stage on it with the "
+        f"same robustness settings ({SETTINGS_TAG}={settings}), then run this one again "
+        f"(`dvc repro -f robustness`)"
+    )
     return Reference(fusion, None, note, hint)
 
 
-def read_curves(client: MlflowClient, reference: Reference, metric: str, levels: Sequence[float],
-                names: Sequence[str]) -> Reference:
+def read_curves(
+    client: MlflowClient, reference: Reference, metric: str, levels: Sequence[float], names: Sequence[str]
+) -> Reference:
     """The reference with its curves of `names` at `levels` (the latest value per step), or with the
     reason why they cannot be read."""
     if reference.run_id is None:

@@ -18,11 +18,14 @@ def _default_storage() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fusion.search", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m fusion.search", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("promote", "write a trial's overrides as conf/experiment/<name>.yaml"),
-                       ("show", "print the study's trials")):
+    for name, text in (
+        ("promote", "write a trial's overrides as conf/experiment/<name>.yaml"),
+        ("show", "print the study's trials"),
+    ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--study", required=True, help="hydra.sweeper.study_name of the search")
         sub.add_argument("--storage", default=None, help="the study's RDB URL (default: hydra.sweeper.storage)")
@@ -35,8 +38,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     from fusion.search.promote import promote
     from fusion.search.storage import open_storage
 
-    storage = open_storage(args.storage or _default_storage(), heartbeat_seconds=None, grace_seconds=None,
-                           retry_failed=0, sqlite_timeout_seconds=60.0)
+    storage = open_storage(
+        args.storage or _default_storage(),
+        heartbeat_seconds=None,
+        grace_seconds=None,
+        retry_failed=0,
+        sqlite_timeout_seconds=60.0,
+    )
     if args.command == "show":
         study = optuna.load_study(study_name=args.study, storage=storage)
         print(study.trials_dataframe().to_string(index=False))
@@ -44,8 +52,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     path = promote(storage, args.study, args.out, args.trial)
     print(f"wrote {path}")
     if path.resolve().parent.name == "experiment" and path.resolve().parent.parent.name == "conf":
-        print(f"train it: python train.py +experiment={path.stem}; for DVC: python -m fusion.config +experiment="
-              f"{path.stem} (make params) then dvc repro, or dvc exp run -S +experiment={path.stem}")
+        print(
+            f"train it: python train.py +experiment={path.stem}; for DVC: python -m fusion.config +experiment="
+            f"{path.stem} (make params) then dvc repro, or dvc exp run -S +experiment={path.stem}"
+        )
 
 
 if __name__ == "__main__":

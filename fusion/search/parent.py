@@ -32,15 +32,19 @@ def tracking_client(log: DictConfig) -> tuple[MlflowClient, str] | None:
     if experiment is not None:
         return client, experiment.experiment_id
     try:
-        return client, client.create_experiment(log.experiment_name,
-                                                artifact_location=artifact_uri(log.artifact_location))
+        return client, client.create_experiment(
+            log.experiment_name, artifact_location=artifact_uri(log.artifact_location)
+        )
     except Exception:  # another process created it first (MLflow raises its own error type per store)
         return client, client.get_experiment_by_name(log.experiment_name).experiment_id
 
 
 def create_parent(client: MlflowClient, experiment_id: str, study: optuna.Study, storage_url: str) -> str:
-    run = client.create_run(experiment_id, run_name=f"search-{study.study_name}",
-                            tags={"kind": KIND, STUDY_TAG: study.study_name, "search/storage": storage_url})
+    run = client.create_run(
+        experiment_id,
+        run_name=f"search-{study.study_name}",
+        tags={"kind": KIND, STUDY_TAG: study.study_name, "search/storage": storage_url},
+    )
     return run.info.run_id
 
 
@@ -74,8 +78,10 @@ def _plots(study: optuna.Study, out: Path) -> None:
     from optuna.visualization import matplotlib as ovm
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    figures = {"optimization_history.png": ovm.plot_optimization_history,
-               "intermediate_values.png": ovm.plot_intermediate_values}
+    figures = {
+        "optimization_history.png": ovm.plot_optimization_history,
+        "intermediate_values.png": ovm.plot_intermediate_values,
+    }
     if len(complete) >= 2 and len({k for t in complete for k in t.distributions}) >= 1:
         figures["param_importances.png"] = ovm.plot_param_importances
     for name, plot in figures.items():

@@ -42,9 +42,11 @@ def experiment_yaml(study: optuna.Study, trial: optuna.trial.FrozenTrial, conf_d
     ]
     parts = ["\n".join(header)]
     if groups:
-        parts.append(OmegaConf.to_yaml({"defaults": [{f"override /{k.replace('.', '/')}": v}
-                                                     for k, v in groups.items()]})
-                     .rstrip())
+        parts.append(
+            OmegaConf.to_yaml(
+                {"defaults": [{f"override /{k.replace('.', '/')}": v} for k, v in groups.items()]}
+            ).rstrip()
+        )
     if body:
         parts.append(OmegaConf.to_yaml(body).rstrip())
     return "\n".join(parts) + "\n"
@@ -55,15 +57,19 @@ def promote(storage, study_name: str, out: Path, trial_number: int | None = None
     study = optuna.load_study(study_name=study_name, storage=storage)
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
-        raise SystemExit(f"error: study {study_name!r} has no complete trial yet; run or resume the search first "
-                         f"(python train.py -m hparams_search=<name>)")
+        raise SystemExit(
+            f"error: study {study_name!r} has no complete trial yet; run or resume the search first "
+            f"(python train.py -m hparams_search=<name>)"
+        )
     if trial_number is None:
         trial = study.best_trial
     else:
         matches = [t for t in complete if t.number == trial_number]
         if not matches:
-            raise SystemExit(f"error: trial {trial_number} of study {study_name!r} is not complete; complete trials: "
-                             f"{sorted(t.number for t in complete)}")
+            raise SystemExit(
+                f"error: trial {trial_number} of study {study_name!r} is not complete; complete trials: "
+                f"{sorted(t.number for t in complete)}"
+            )
         trial = matches[0]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(experiment_yaml(study, trial), encoding="utf-8")

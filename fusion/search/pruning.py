@@ -27,8 +27,13 @@ def sweep_pruner() -> optuna.pruners.BasePruner:
 
 def load_trial(search: DictConfig) -> optuna.trial.Trial:
     """The running trial `search.trial_id` of study `search.study` in `search.storage` (the sweeper's job overrides)."""
-    storage = open_storage(str(search.storage), heartbeat_seconds=None, grace_seconds=None, retry_failed=0,
-                           sqlite_timeout_seconds=float(search.sqlite_timeout_seconds))
+    storage = open_storage(
+        str(search.storage),
+        heartbeat_seconds=None,
+        grace_seconds=None,
+        retry_failed=0,
+        sqlite_timeout_seconds=float(search.sqlite_timeout_seconds),
+    )
     study = optuna.load_study(study_name=str(search.study), storage=storage, pruner=sweep_pruner())
     return optuna.trial.Trial(study, int(search.trial_id))
 
@@ -51,5 +56,6 @@ class OptunaPruning(Callback):
         logger = trainer.logger
         if logger is not None and getattr(logger, "run_id", None):
             logger.experiment.set_tag(logger.run_id, STATE_TAG, "PRUNED")
-        raise optuna.TrialPruned(f"trial {self.trial.number} pruned after epoch {epoch}: "
-                                 f"{self.monitor}={float(value):.4f}")
+        raise optuna.TrialPruned(
+            f"trial {self.trial.number} pruned after epoch {epoch}: {self.monitor}={float(value):.4f}"
+        )

@@ -30,9 +30,11 @@ def distribution(override: Override) -> BaseDistribution:
         if isinstance(value.start, int) and isinstance(value.end, int):
             return IntDistribution(value.start, value.end, log=log)
         return FloatDistribution(float(value.start), float(value.end), log=log)
-    raise SearchSpaceError(f"hydra.sweeper.params.{key}: {override.input_line!r} is not a search range; use "
-                           f"choice(a, b, ...), range(lo, hi[, step]) or interval(lo, hi) (tag(log, interval(...)) "
-                           f"for a log scale)")
+    raise SearchSpaceError(
+        f"hydra.sweeper.params.{key}: {override.input_line!r} is not a search range; use "
+        f"choice(a, b, ...), range(lo, hi[, step]) or interval(lo, hi) (tag(log, interval(...)) "
+        f"for a log scale)"
+    )
 
 
 def parse_space(params: Mapping[str, Any], sweeps: list[Override] = ()) -> dict[str, BaseDistribution]:
@@ -42,9 +44,11 @@ def parse_space(params: Mapping[str, Any], sweeps: list[Override] = ()) -> dict[
     space = {}
     for override in [*overrides, *sweeps]:
         if not override.is_sweep_override():
-            raise SearchSpaceError(f"hydra.sweeper.params.{override.get_key_element()}: {override.input_line!r} is "
-                                   f"a single value; put it on the command line (or in the hparams_search file) "
-                                   f"as a fixed override, or give a range such as choice(...)")
+            raise SearchSpaceError(
+                f"hydra.sweeper.params.{override.get_key_element()}: {override.input_line!r} is "
+                f"a single value; put it on the command line (or in the hparams_search file) "
+                f"as a fixed override, or give a range such as choice(...)"
+            )
         space[override.get_key_element()] = distribution(override)
     return space
 

@@ -11,16 +11,22 @@ from fusion.tracking.retry import sqlite_creation_lock
 from fusion.tracking.store import absolute_tracking_uri
 
 
-def open_storage(url: str, heartbeat_seconds: int | None, grace_seconds: int | None, retry_failed: int,
-                 sqlite_timeout_seconds: float) -> RDBStorage:
+def open_storage(
+    url: str, heartbeat_seconds: int | None, grace_seconds: int | None, retry_failed: int, sqlite_timeout_seconds: float
+) -> RDBStorage:
     """RDBStorage with heartbeats (a trial whose process died is marked FAIL after `grace_seconds` and its
     parameters are queued again up to `retry_failed` times); heartbeat_seconds=None: no heartbeat."""
     url = absolute_tracking_uri(url)
     engine_kwargs = {"connect_args": {"timeout": sqlite_timeout_seconds}} if url.startswith("sqlite") else {}
-    options = {} if heartbeat_seconds is None else {
-        "heartbeat_interval": int(heartbeat_seconds),
-        "grace_period": None if grace_seconds is None else int(grace_seconds),
-        "failed_trial_callback": RetryFailedTrialCallback(max_retry=int(retry_failed)) if retry_failed else None}
+    options = (
+        {}
+        if heartbeat_seconds is None
+        else {
+            "heartbeat_interval": int(heartbeat_seconds),
+            "grace_period": None if grace_seconds is None else int(grace_seconds),
+            "failed_trial_callback": RetryFailedTrialCallback(max_retry=int(retry_failed)) if retry_failed else None,
+        }
+    )
     with sqlite_creation_lock(url, sqlite_timeout_seconds):
         return RDBStorage(url, engine_kwargs=engine_kwargs, **options)
 

@@ -42,8 +42,9 @@ class OptunaSearch:
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context,
-                                                                task_function=task_function, config=config)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def sweep(self, arguments: List[str]) -> None:
         import optuna
@@ -57,18 +58,22 @@ class OptunaSearch:
         parsed = OverridesParser.create().parse_overrides(arguments)
         space = parse_space(OmegaConf.to_container(s.params) or {}, [o for o in parsed if o.is_sweep_override()])
         if not space:
-            raise SearchError("hydra.sweeper.params is empty: give the search space in the hparams_search file, e.g. "
-                              "params: {optim.optimizer.lr: tag(log, interval(1e-4, 1e-2))}")
+            raise SearchError(
+                "hydra.sweeper.params is empty: give the search space in the hparams_search file, e.g. "
+                "params: {optim.optimizer.lr: tag(log, interval(1e-4, 1e-2))}"
+            )
         base = [o.input_line for o in parsed if not o.is_sweep_override()]  # every trial's fixed overrides
         recorded = [o for o in base if not o.startswith("hparams_search=")]  # what promote's comment lists
         direction = s.direction or DIRECTIONS[str(self.config.task.mode)]
-        storage = open_storage(str(s.storage), s.heartbeat_seconds, s.grace_seconds, int(s.retry_failed),
-                               float(s.sqlite_timeout_seconds))
+        storage = open_storage(
+            str(s.storage), s.heartbeat_seconds, s.grace_seconds, int(s.retry_failed), float(s.sqlite_timeout_seconds)
+        )
         sampler, pruner = self.sampler, self.pruner or optuna.pruners.NopPruner()
         tracking = tracking_client(self.config.logger)
         try:
-            study = optuna.create_study(study_name=str(s.study_name), storage=storage, sampler=sampler,
-                                        pruner=pruner, direction=direction)
+            study = optuna.create_study(
+                study_name=str(s.study_name), storage=storage, sampler=sampler, pruner=pruner, direction=direction
+            )
             study.set_user_attr(BASE_ATTR, recorded)
             study.set_user_attr(SEED_ATTR, int(self.config.seed))
             if tracking is not None:
@@ -81,13 +86,20 @@ class OptunaSearch:
             _check_same_study(study, direction, recorded)
         parent = self._wait_for_parent(study, PARENT_ATTR) if tracking is not None else None
         n_trials, done = int(s.n_trials), finished_count(study)
-        print(f"[search] study {study.study_name!r} in {s.storage}: {done}/{n_trials} trials finished, "
-              f"direction {direction}, MLflow parent run {parent}", flush=True)
+        print(
+            f"[search] study {study.study_name!r} in {s.storage}: {done}/{n_trials} trials finished, "
+            f"direction {direction}, MLflow parent run {parent}",
+            flush=True,
+        )
         if done < n_trials:
             states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-            study.optimize(lambda trial: self._objective(trial, space, base, parent), n_trials=n_trials - done,
-                           callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=states)],
-                           catch=(TrialJobError,), gc_after_trial=True)
+            study.optimize(
+                lambda trial: self._objective(trial, space, base, parent),
+                n_trials=n_trials - done,
+                callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=states)],
+                catch=(TrialJobError,),
+                gc_after_trial=True,
+            )
         if tracking is not None:
             update_parent(tracking[0], parent, study, n_trials)
         _print_best(study)
@@ -101,9 +113,11 @@ class OptunaSearch:
                 break
             time.sleep(float(self.settings.parent_poll_seconds))
         if not parent:
-            raise SearchError(f"study {study.study_name!r} has no MLflow parent run ({attr}) after "
-                              f"hydra.sweeper.parent_wait_seconds={self.settings.parent_wait_seconds}: it was created "
-                              f"with logger=none; search it with logger=none too, or use a new study_name")
+            raise SearchError(
+                f"study {study.study_name!r} has no MLflow parent run ({attr}) after "
+                f"hydra.sweeper.parent_wait_seconds={self.settings.parent_wait_seconds}: it was created "
+                f"with logger=none; search it with logger=none too, or use a new study_name"
+            )
         return parent
 
     def _objective(self, trial, space, base: list[str], parent: str | None) -> float:
@@ -116,8 +130,13 @@ class OptunaSearch:
         overrides = [f"{key}={override_value(value)}" for key, value in values.items()]
         trial.set_user_attr("overrides", overrides)
         s = self.settings
-        link = [f"+search.study='{s.study_name}'", f"+search.storage='{s.storage}'", f"+search.trial={trial.number}",
-                f"+search.trial_id={trial._trial_id}", f"+search.sqlite_timeout_seconds={s.sqlite_timeout_seconds}"]
+        link = [
+            f"+search.study='{s.study_name}'",
+            f"+search.storage='{s.storage}'",
+            f"+search.trial={trial.number}",
+            f"+search.trial_id={trial._trial_id}",
+            f"+search.sqlite_timeout_seconds={s.sqlite_timeout_seconds}",
+        ]
         if parent:
             link.append(f"+search.parent_run_id={parent}")
         print(f"[search] trial {trial.number}: {' '.join(overrides)}", flush=True)
@@ -160,14 +179,18 @@ def _check_same_study(study, direction: str, base: list[str]) -> None:
     from fusion.search.promote import BASE_ATTR
 
     if study.direction.name.lower() != direction:
-        raise SearchError(f"study {study.study_name!r} was created to {study.direction.name.lower()}, this search "
-                          f"would {direction}: set hydra.sweeper.direction to match, or use a new "
-                          f"hydra.sweeper.study_name")
+        raise SearchError(
+            f"study {study.study_name!r} was created to {study.direction.name.lower()}, this search "
+            f"would {direction}: set hydra.sweeper.direction to match, or use a new "
+            f"hydra.sweeper.study_name"
+        )
     before = study.user_attrs.get(BASE_ATTR)
     if before is not None and sorted(before) != sorted(base):
-        raise SearchError(f"study {study.study_name!r} was searched with the fixed overrides {before}, this command "
-                          f"gives {base}: trials would not be comparable. Rerun with the same overrides, or use a "
-                          f"new hydra.sweeper.study_name")
+        raise SearchError(
+            f"study {study.study_name!r} was searched with the fixed overrides {before}, this command "
+            f"gives {base}: trials would not be comparable. Rerun with the same overrides, or use a "
+            f"new hydra.sweeper.study_name"
+        )
 
 
 def _run_id(cfg: DictConfig | None) -> str | None:
@@ -184,5 +207,8 @@ def _print_best(study) -> None:
     if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         best = study.best_trial
         print(f"[search] best trial {best.number}: {best.value} with {best.params}", flush=True)
-        print(f"[search] promote it: python -m fusion.search promote --study {study.study_name} "
-              f"--out conf/experiment/<name>.yaml", flush=True)
+        print(
+            f"[search] promote it: python -m fusion.search promote --study {study.study_name} "
+            f"--out conf/experiment/<name>.yaml",
+            flush=True,
+        )

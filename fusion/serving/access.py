@@ -65,6 +65,8 @@ def _folder(root: str) -> Path:
     except (OSError, RuntimeError):
         resolved = None
     if resolved is None or not resolved.is_dir():
-        raise SettingsError(f"{setting_name(ROOTS)}: {root!r} is not a folder on this machine (resolved against "
-                            f"{Path.cwd()}); list existing folders, or [] to refuse every path in a request")
+        raise SettingsError(
+            f"{setting_name(ROOTS)}: {root!r} is not a folder on this machine (resolved against "
+            f"{Path.cwd()}); list existing folders, or [] to refuse every path in a request"
+        )
     return resolved

@@ -38,8 +38,9 @@ class BundleError(RuntimeError):
     """A folder is not a usable model bundle; the message names the file and the fix."""
 
 
-def save_bundle(folder: str | Path, cfg: DictConfig, net: torch.nn.Module | Mapping[str, Tensor],
-                processed_dir: str | Path) -> Path:
+def save_bundle(
+    folder: str | Path, cfg: DictConfig, net: torch.nn.Module | Mapping[str, Tensor], processed_dir: str | Path
+) -> Path:
     """Write the bundle of ``net`` (a network or its state dict, trained with ``cfg`` on ``processed_dir``) into
     ``folder`` (replaced)."""
     state = net if isinstance(net, Mapping) else net.state_dict()
@@ -64,16 +65,19 @@ class ModelBundle:
         self.folder = Path(folder)
         missing = [name for name in (CONFIG, WEIGHTS, PREPROCESS) if not (self.folder / name).exists()]
         if missing:
-            raise BundleError(f"{self.folder} is not a model bundle (missing {', '.join(missing)}); point at the "
-                              f"'bundle' folder of a logged MLflow model (runs:/<run id>/model) or of a run folder.")
+            raise BundleError(
+                f"{self.folder} is not a model bundle (missing {', '.join(missing)}); point at the "
+                f"'bundle' folder of a logged MLflow model (runs:/<run id>/model) or of a run folder."
+            )
         self.cfg: DictConfig = OmegaConf.create((self.folder / CONFIG).read_text(encoding="utf-8"))
         self.modalities: list[str] = list(self.cfg.modality.names)
         self.metas: dict[str, dict] = {m: self._meta(m) for m in self.modalities}
         info = {key: self.metas[self.modalities[0]].get(key) for key in LABEL_META}
         self.labels: LabelSpec = label_spec(info["task"])(info)
         self.task: Task = build_task(self.cfg.task, self.labels)
-        self.net: MultimodalClassifier = build_model(self.cfg.model, self.cfg.fusion, self.modalities, self.metas,
-                                                     self.labels.num_outputs)
+        self.net: MultimodalClassifier = build_model(
+            self.cfg.model, self.cfg.fusion, self.modalities, self.metas, self.labels.num_outputs
+        )
         state = torch.load(self.folder / WEIGHTS, map_location="cpu", weights_only=True)
         self.net.load_state_dict(state)
         self.net.eval()
@@ -82,8 +86,10 @@ class ModelBundle:
     def _meta(self, modality: str) -> dict[str, Any]:
         path = self.folder / PREPROCESS / modality / "meta.json"
         if not path.is_file():
-            raise BundleError(f"{path} is missing: the bundle was written without the {modality} preprocessing "
-                              f"metadata; log the model again from its run (python -m fusion.explain ... or evaluate).")
+            raise BundleError(
+                f"{path} is missing: the bundle was written without the {modality} preprocessing "
+                f"metadata; log the model again from its run (python -m fusion.explain ... or evaluate)."
+            )
         return json.loads(path.read_text(encoding="utf-8"))
 
     @property
@@ -96,8 +102,9 @@ class ModelBundle:
         """One name per model output: the class names, or ``value`` for regression."""
         return self.classes or ["value"]
 
-    def processor(self, modality: str, root: str | Path = ".", folder: str = ".",
-                  overrides: Mapping[str, Any] | None = None) -> Processor:
+    def processor(
+        self, modality: str, root: str | Path = ".", folder: str = ".", overrides: Mapping[str, Any] | None = None
+    ) -> Processor:
         """The modality's preprocessing with its fitted state, reading raw files under ``root``/``folder``;
         ``overrides`` replace settings of its ``preprocess.<modality>`` block (serving's own guards)."""
         cfg = OmegaConf.merge(self.cfg.preprocess[modality], overrides or {})

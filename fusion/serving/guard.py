@@ -26,7 +26,7 @@ from fusion.serving.settings import Limits, setting_name
 
 SERVER_APP = "mlflow.pyfunc.scoring_server.app"  # the module `mlflow models serve` runs; it loads the model on import
 QUOTED_INPUT = "\nInput: \n"  # where MLflow starts quoting a body it could not read as JSON
-QUOTED_INPUT_CHARS = 200      # what is kept of that quote: enough to recognise the request
+QUOTED_INPUT_CHARS = 200  # what is kept of that quote: enough to recognise the request
 LOGGER = logging.getLogger(__name__)
 
 
@@ -50,19 +50,26 @@ def guarded(invocations: Callable[..., Any], limits: Limits) -> Callable[..., An
     @functools.wraps(invocations)
     def guarded_invocations(data: bytes, content_type: str | None, model: Any, input_schema: Any) -> Any:
         if len(data) > limits.max_request_bytes:
-            raise MlflowException(f"the request body ({len(data):,} bytes) is over the server's limit of "
-                                  f"{limits.max_request_bytes:,} bytes ({setting_name('max_request_bytes')}); send "
-                                  f"fewer rows per request", error_code=INVALID_PARAMETER_VALUE)
+            raise MlflowException(
+                f"the request body ({len(data):,} bytes) is over the server's limit of "
+                f"{limits.max_request_bytes:,} bytes ({setting_name('max_request_bytes')}); send "
+                f"fewer rows per request",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
         if content_type is None:
-            raise MlflowException("the request has no Content-Type; send Content-Type: application/json with "
-                                  "{\"dataframe_records\": [...]} or {\"dataframe_split\": {...}}",
-                                  error_code=INVALID_PARAMETER_VALUE)
+            raise MlflowException(
+                "the request has no Content-Type; send Content-Type: application/json with "
+                '{"dataframe_records": [...]} or {"dataframe_split": {...}}',
+                error_code=INVALID_PARAMETER_VALUE,
+            )
         try:
             return invocations(data, content_type, model, input_schema)
         except RecursionError:
-            raise MlflowException("the request's JSON is nested too deeply to read; send {\"dataframe_records\": "
-                                  "[{\"id\": ..., \"text\": ..., \"image\": ..., \"audio\": ...}]}",
-                                  error_code=INVALID_PARAMETER_VALUE) from None
+            raise MlflowException(
+                'the request\'s JSON is nested too deeply to read; send {"dataframe_records": '
+                '[{"id": ..., "text": ..., "image": ..., "audio": ...}]}',
+                error_code=INVALID_PARAMETER_VALUE,
+            ) from None
         except MlflowException as exc:
             trace = exc.json_kwargs.pop("stack_trace", None)
             if trace:

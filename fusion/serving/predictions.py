@@ -32,8 +32,10 @@ def prediction_rows(ids: Sequence[str], scores: Tensor, task: Task) -> list[dict
     scores = scores.detach().float().cpu().reshape(len(ids), -1)
     columns = score_columns(task)
     if scores.shape[1] != len(columns):
-        raise ValueError(f"scores have {scores.shape[1]} outputs per row, the {task.name} task has {len(columns)} "
-                         f"({', '.join(columns)}); the model and its labels do not belong together")
+        raise ValueError(
+            f"scores have {scores.shape[1]} outputs per row, the {task.name} task has {len(columns)} "
+            f"({', '.join(columns)}); the model and its labels do not belong together"
+        )
     rows = []
     for record_id, row in zip(ids, scores.tolist(), strict=True):
         rows.append({ID: str(record_id), PREDICTION: _prediction(row, task), **dict(zip(columns, row, strict=True))})

@@ -41,9 +41,24 @@ BUNDLE = "bundle"  # the artifact key (and folder under artifacts/) of the model
 BATCH_SIZE = "batch_size"  # the request parameter: rows preprocessed and scored at once
 # The distributions inference imports (fusion.serving and what it loads), pinned to the installed versions
 # so MLflow need not infer them (slow) and a served copy gets the versions the model was trained with.
-INFERENCE_DISTRIBUTIONS = ("mlflow", "torch", "torchvision", "torchaudio", "timm", "pytorch-lightning",
-                           "torchmetrics", "tokenizers", "soundfile", "pillow", "numpy", "pandas", "omegaconf",
-                           "hydra-core", "litdata", "matplotlib")
+INFERENCE_DISTRIBUTIONS = (
+    "mlflow",
+    "torch",
+    "torchvision",
+    "torchaudio",
+    "timm",
+    "pytorch-lightning",
+    "torchmetrics",
+    "tokenizers",
+    "soundfile",
+    "pillow",
+    "numpy",
+    "pandas",
+    "omegaconf",
+    "hydra-core",
+    "litdata",
+    "matplotlib",
+)
 LOGGER = logging.getLogger(__name__)
 
 
@@ -84,30 +99,43 @@ class FusionModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame):
-            raise MlflowException(f"expected a table of rows with columns {', '.join(self.decoder.columns)}, got "
-                                  f"{type(model_input).__name__}; send {{\"dataframe_records\": [{{...}}]}} or "
-                                  f"{{\"dataframe_split\": {{...}}}}", error_code=INVALID_PARAMETER_VALUE)
+            raise MlflowException(
+                f"expected a table of rows with columns {', '.join(self.decoder.columns)}, got "
+                f'{type(model_input).__name__}; send {{"dataframe_records": [{{...}}]}} or '
+                f'{{"dataframe_split": {{...}}}}',
+                error_code=INVALID_PARAMETER_VALUE,
+            )
         batch_size = (params or {}).get(BATCH_SIZE)
         batch_size = serving_batch_size(self.bundle.cfg) if batch_size is None else batch_size
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise MlflowException(f"params.{BATCH_SIZE}={batch_size!r}: send a positive integer (rows scored at once)",
-                                  error_code=INVALID_PARAMETER_VALUE)
+            raise MlflowException(
+                f"params.{BATCH_SIZE}={batch_size!r}: send a positive integer (rows scored at once)",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
         try:
             return predict_frame(self.bundle, self.decoder, model_input, int(batch_size))
         except BadRequest as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         except Exception:  # noqa: BLE001 - a bug, not the client's fault: a 500 without the traceback MLflow would send
             LOGGER.exception("scoring a request failed")
-            raise MlflowException("internal error while scoring the request (a bug: the traceback is in the server's "
-                                  "log); report it with the request", error_code=INTERNAL_ERROR) from None
+            raise MlflowException(
+                "internal error while scoring the request (a bug: the traceback is in the server's "
+                "log); report it with the request",
+                error_code=INTERNAL_ERROR,
+            ) from None
 
 
 def model_signature(bundle: ModelBundle) -> ModelSignature:
     """Optional string columns ``id`` and the run's modalities in; the prediction table out; ``batch_size``."""
     inputs = Schema([ColSpec(DataType.string, name, required=False) for name in (ID, *bundle.modalities)])
     prediction = DataType.string if bundle.classes else DataType.double
-    outputs = Schema([ColSpec(DataType.string, ID), ColSpec(prediction, PREDICTION),
-                      *(ColSpec(DataType.double, name) for name in score_columns(bundle.task))])
+    outputs = Schema(
+        [
+            ColSpec(DataType.string, ID),
+            ColSpec(prediction, PREDICTION),
+            *(ColSpec(DataType.double, name) for name in score_columns(bundle.task)),
+        ]
+    )
     params = ParamSchema([ParamSpec(BATCH_SIZE, DataType.long, serving_batch_size(bundle.cfg))])
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
@@ -120,7 +148,7 @@ def pinned_requirements(cfg: DictConfig) -> list[str]:
         names.append("transformers")
         spec = str(OmegaConf.select(cfg, "model.text.pretrained_path", default="") or "")
         if spec.startswith(PACKAGE_PREFIX):
-            module = spec[len(PACKAGE_PREFIX):].partition("/")[0]
+            module = spec[len(PACKAGE_PREFIX) :].partition("/")[0]
             names += importlib.metadata.packages_distributions().get(module, [])
     if any(OmegaConf.select(cfg, f"model.{m}.lora") for m in cfg.modality.names):
         names.append("peft")
@@ -136,9 +164,13 @@ def save_bundle_model(bundle_dir: str | Path, path: str | Path) -> Path:
         # An input example would need a real file of each modality; the signature documents the columns.
         warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
         mlflow.pyfunc.save_model(
-            path=str(path), python_model=FusionModel(), artifacts={BUNDLE: str(Path(bundle_dir).resolve())},
-            signature=model_signature(bundle), code_paths=[str(Path(fusion.__file__).resolve().parent)],
-            pip_requirements=pinned_requirements(bundle.cfg), model_config=settings.model_config(),
+            path=str(path),
+            python_model=FusionModel(),
+            artifacts={BUNDLE: str(Path(bundle_dir).resolve())},
+            signature=model_signature(bundle),
+            code_paths=[str(Path(fusion.__file__).resolve().parent)],
+            pip_requirements=pinned_requirements(bundle.cfg),
+            model_config=settings.model_config(),
         )
     for cache in Path(path).rglob("__pycache__"):  # bytecode of this machine's Python; not part of the model
         shutil.rmtree(cache, ignore_errors=True)

@@ -35,11 +35,11 @@ FIXES = {
     ID: "send a string id, or leave it out (the row index is used)",
     "text": "send the text itself as a non-empty string, or null when the record has no text",
     "image": "send a PNG/JPEG (any format Pillow reads) as base64, plain or as a data:image/png;base64,... URL, "
-             "or the path of an image file in a folder of the server's serving.allowed_roots; null when the record "
-             "has no image",
+    "or the path of an image file in a folder of the server's serving.allowed_roots; null when the record "
+    "has no image",
     "audio": "send a WAV/FLAC (any format libsndfile reads) as base64, plain or as a data:audio/wav;base64,... URL, "
-             "or the path of an audio file in a folder of the server's serving.allowed_roots; null when the record "
-             "has no audio",
+    "or the path of an audio file in a folder of the server's serving.allowed_roots; null when the record "
+    "has no audio",
 }
 # Values quoted in messages are cut short (an id or a wrong-typed value may be huge); so is a list of unknown columns.
 QUOTE = reprlib.Repr()
@@ -47,8 +47,9 @@ QUOTE.maxstring = QUOTE.maxother = 60
 QUOTE.maxlist = QUOTE.maxdict = 4
 QUOTE.maxlevel = 2
 MAX_LISTED = 10
-LONE_SURROGATE = ("not text: it holds a lone UTF-16 surrogate escape (\\ud800 to \\udfff without its pair), "
-                  "which no UTF-8 text has")
+LONE_SURROGATE = (
+    "not text: it holds a lone UTF-16 surrogate escape (\\ud800 to \\udfff without its pair), which no UTF-8 text has"
+)
 NON_STRING_BYTES = 8  # what a non-string value counts towards max_request_bytes (a number's size in a body)
 
 
@@ -76,8 +77,10 @@ class LimitError(RecordError):
 
 def over_limit(limit: str, allowed: float, what: str, unit: str, fix: str = "send at most") -> tuple[str, str]:
     """The reason and the fix of something over ``serving.limits.<limit>``."""
-    return (f"{what} is over the server's limit of {allowed:,} {unit} ({setting_name(limit)})",
-            f"{fix} {allowed:,} {unit}, or ask the server's operator to raise {setting_name(limit)}")
+    return (
+        f"{what} is over the server's limit of {allowed:,} {unit} ({setting_name(limit)})",
+        f"{fix} {allowed:,} {unit}, or ask the server's operator to raise {setting_name(limit)}",
+    )
 
 
 class BadRequest(ValueError):
@@ -100,7 +103,7 @@ def decode_base64(value: str) -> bytes:
     if value.startswith(DATA_URL):
         header, mark, value = value.partition(BASE64_MARK)
         if not mark:
-            raise ValueError(f"the data URL {header[:len(DATA_URL) + 40]!r}... is not base64 (no ';base64,')")
+            raise ValueError(f"the data URL {header[: len(DATA_URL) + 40]!r}... is not base64 (no ';base64,')")
     compact = "".join(value.split()).translate(str.maketrans("-_", "+/"))
     compact += "=" * (-len(compact) % 4)
     try:
@@ -128,8 +131,11 @@ class RequestDecoder:
         self.roots = AllowedRoots(self.settings.allowed_roots)
         self.modalities = list(bundle.modalities)
         self._processors: dict[tuple[str, str], Processor] = {}
-        self._not_a_file = ("it names no readable file in a folder of serving.allowed_roots" if self.roots else
-                            "paths are refused: the server's serving.allowed_roots is empty")
+        self._not_a_file = (
+            "it names no readable file in a folder of serving.allowed_roots"
+            if self.roots
+            else "paths are refused: the server's serving.allowed_roots is empty"
+        )
 
     @property
     def columns(self) -> list[str]:
@@ -138,22 +144,35 @@ class RequestDecoder:
     def check_columns(self, columns: Sequence[Any]) -> None:
         unknown = [str(c) for c in columns if c not in self.columns]
         if unknown:
-            raise BadRequest([f"unknown column(s) {', '.join(QUOTE.repr(c) for c in unknown[:MAX_LISTED])}"
-                              f"{' and more' if len(unknown) > MAX_LISTED else ''}: this model reads "
-                              f"{', '.join(map(repr, self.columns))} (the run's modalities; each optional)"])
+            raise BadRequest(
+                [
+                    f"unknown column(s) {', '.join(QUOTE.repr(c) for c in unknown[:MAX_LISTED])}"
+                    f"{' and more' if len(unknown) > MAX_LISTED else ''}: this model reads "
+                    f"{', '.join(map(repr, self.columns))} (the run's modalities; each optional)"
+                ]
+            )
 
     def check_size(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Refuse a request over ``max_rows`` or ``max_request_bytes`` before any value is decoded."""
         problems = []
         if len(rows) > self.limits.max_rows:
-            reason, fix = over_limit("max_rows", self.limits.max_rows, f"the request's {len(rows):,} rows", "rows",
-                                     "split it into requests of at most")
+            reason, fix = over_limit(
+                "max_rows",
+                self.limits.max_rows,
+                f"the request's {len(rows):,} rows",
+                "rows",
+                "split it into requests of at most",
+            )
             problems.append(f"{reason}; {fix}")
         size = sum(value_bytes(value) for row in rows for value in row.values())
         if size > self.limits.max_request_bytes:
-            reason, fix = over_limit("max_request_bytes", self.limits.max_request_bytes,
-                                     f"the request's values ({size:,} bytes together)", "bytes",
-                                     "send requests of at most")
+            reason, fix = over_limit(
+                "max_request_bytes",
+                self.limits.max_request_bytes,
+                f"the request's values ({size:,} bytes together)",
+                "bytes",
+                "send requests of at most",
+            )
             problems.append(f"{reason}; {fix}")
         if problems:
             raise BadRequest(problems)
@@ -187,9 +206,15 @@ class RequestDecoder:
                 fix = exc.fix if isinstance(exc, LimitError) else FIXES[modality]
                 errors.append(RequestError(index, record_id, modality, str(exc), fix))
         if not errors and all(sample[m] is None for m in self.modalities):
-            errors.append(RequestError(index, record_id, None,
-                                       f"no modality: {', '.join(self.modalities)} are all missing or null",
-                                       f"send at least one of them ({FIXES[self.modalities[0]]})"))
+            errors.append(
+                RequestError(
+                    index,
+                    record_id,
+                    None,
+                    f"no modality: {', '.join(self.modalities)} are all missing or null",
+                    f"send at least one of them ({FIXES[self.modalities[0]]})",
+                )
+            )
         if errors:
             raise BadRequest(errors)
         return sample
@@ -199,8 +224,11 @@ class RequestDecoder:
         if is_missing(value):
             return None, []
         if not isinstance(value, str) or not value.strip():
-            return None, [RequestError(index, None, ID, f"not a non-empty string ({type(value).__name__} "
-                                                        f"{QUOTE.repr(value)})", FIXES[ID])]
+            return None, [
+                RequestError(
+                    index, None, ID, f"not a non-empty string ({type(value).__name__} {QUOTE.repr(value)})", FIXES[ID]
+                )
+            ]
         if not_unicode(value):
             return None, [RequestError(index, None, ID, LONE_SURROGATE, FIXES[ID])]
         return value, []
@@ -228,8 +256,11 @@ class RequestDecoder:
 
     def _check_bytes(self, size: int, what: str) -> None:
         if size > self.limits.max_value_bytes:
-            raise LimitError(*over_limit("max_value_bytes", self.limits.max_value_bytes, f"{what} ({size:,} bytes)",
-                                         "bytes per value"))
+            raise LimitError(
+                *over_limit(
+                    "max_value_bytes", self.limits.max_value_bytes, f"{what} ({size:,} bytes)", "bytes per value"
+                )
+            )
 
     def _process_file(self, modality: str, path: Path) -> dict[str, Any]:
         if modality == "audio":
@@ -238,9 +269,9 @@ class RequestDecoder:
         try:
             return self.processor(modality, path.anchor).process(Record(ID, None, "", 0, **{modality: relative}))
         except ImageTooLarge as exc:
-            raise LimitError(str(exc),
-                             over_limit("max_image_pixels", self.limits.max_image_pixels, "", "pixels")[1]) from exc
-
+            raise LimitError(
+                str(exc), over_limit("max_image_pixels", self.limits.max_image_pixels, "", "pixels")[1]
+            ) from exc
 
     def _check_audio_seconds(self, path: Path) -> None:
         """Refuse audio whose header declares more than ``max_audio_seconds`` (a file that does not decode is left
@@ -251,8 +282,14 @@ class RequestDecoder:
         except Exception:  # noqa: BLE001 - libsndfile raises several types on a damaged header; the processor reports it
             return
         if seconds > self.limits.max_audio_seconds:
-            raise LimitError(*over_limit("max_audio_seconds", self.limits.max_audio_seconds,
-                                         f"the audio ({seconds:,.1f} s by its header)", "seconds"))
+            raise LimitError(
+                *over_limit(
+                    "max_audio_seconds",
+                    self.limits.max_audio_seconds,
+                    f"the audio ({seconds:,.1f} s by its header)",
+                    "seconds",
+                )
+            )
 
     def _write_decoded(self, value: str, target: Path) -> Path:
         try:

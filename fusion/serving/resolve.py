@@ -19,16 +19,19 @@ from fusion.tracking.store import SQLITE_PREFIX, absolute_tracking_uri
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 MLMODEL = "MLmodel"
 URI_SCHEMES = ("runs:/", "models:/")
-HINT = ("give model= the run id of a tested run (run.json's run_id; its model is logged as runs:/<run id>/model), "
-        "a runs:/ or models:/ URI, or a local MLflow model or bundle folder")
+HINT = (
+    "give model= the run id of a tested run (run.json's run_id; its model is logged as runs:/<run id>/model), "
+    "a runs:/ or models:/ URI, or a local MLflow model or bundle folder"
+)
 
 
 class ModelReferenceError(ValueError):
     """The model reference leads to no model bundle; the message says what was tried and what to give."""
 
 
-def bundle_dir(model: str, tracking_uri: str, download_dir: str | Path | None = None,
-               artifact_path: str = "model") -> Path:
+def bundle_dir(
+    model: str, tracking_uri: str, download_dir: str | Path | None = None, artifact_path: str = "model"
+) -> Path:
     """The bundle folder of ``model``; MLflow artifacts are downloaded into ``download_dir`` (default: a new
     temporary folder, left for the caller)."""
     model = str(model).strip()
@@ -40,8 +43,10 @@ def bundle_dir(model: str, tracking_uri: str, download_dir: str | Path | None = 
     elif model.startswith(URI_SCHEMES) or "://" in model:
         uri = model
     else:
-        raise ModelReferenceError(f"model={model!r}: no such file or folder, and not a run id (32 hex digits) or a "
-                                  f"runs:/ or models:/ URI; {HINT}")
+        raise ModelReferenceError(
+            f"model={model!r}: no such file or folder, and not a run id (32 hex digits) or a "
+            f"runs:/ or models:/ URI; {HINT}"
+        )
     store = _existing_store(absolute_tracking_uri(tracking_uri), model)
     target = Path(download_dir) if download_dir else Path(tempfile.mkdtemp(prefix="fusion-model-"))
     from mlflow.artifacts import download_artifacts
@@ -51,19 +56,23 @@ def bundle_dir(model: str, tracking_uri: str, download_dir: str | Path | None = 
         downloaded = download_artifacts(artifact_uri=uri, dst_path=str(target), tracking_uri=store, registry_uri=store)
     except (MlflowException, OSError) as exc:
         reason = getattr(exc, "message", None) or str(exc)
-        raise ModelReferenceError(f"model={model!r}: cannot download {uri} from the MLflow store {store} "
-                                  f"({reason.splitlines()[0]}); {HINT}, and tracking_uri= the store that holds "
-                                  f"the run") from None
+        raise ModelReferenceError(
+            f"model={model!r}: cannot download {uri} from the MLflow store {store} "
+            f"({reason.splitlines()[0]}); {HINT}, and tracking_uri= the store that holds "
+            f"the run"
+        ) from None
     return local_bundle(Path(downloaded), model)
 
 
 def _existing_store(store: str, model: str) -> str:
     """``store``, after checking that a SQLite store exists (MLflow would create an empty one)."""
     if store.startswith(SQLITE_PREFIX):
-        path = Path(store[len(SQLITE_PREFIX):])
+        path = Path(store[len(SQLITE_PREFIX) :])
         if not path.is_file():
-            raise ModelReferenceError(f"model={model!r}: the MLflow store {path} does not exist; run from the project "
-                                      f"folder or give tracking_uri=sqlite:///path/to/mlflow.db")
+            raise ModelReferenceError(
+                f"model={model!r}: the MLflow store {path} does not exist; run from the project "
+                f"folder or give tracking_uri=sqlite:///path/to/mlflow.db"
+            )
     return store
 
 
@@ -80,8 +89,9 @@ def local_bundle(folder: Path, model: str) -> Path:
         if (candidate / CONFIG).is_file() and (candidate / WEIGHTS).is_file():
             return candidate
         tried.append(str(candidate))
-    raise ModelReferenceError(f"model={model!r}: no model bundle ({CONFIG} and {WEIGHTS}) in {', '.join(tried)}; "
-                              f"{HINT}")
+    raise ModelReferenceError(
+        f"model={model!r}: no model bundle ({CONFIG} and {WEIGHTS}) in {', '.join(tried)}; {HINT}"
+    )
 
 
 def _mlmodel_bundle(folder: Path) -> Path | None:

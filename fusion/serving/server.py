@@ -32,8 +32,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def server_env(base: Mapping[str, str] | None = None, model_config: Mapping[str, Any] | None = None,
-               **variables: str) -> dict[str, str]:
+def server_env(
+    base: Mapping[str, str] | None = None, model_config: Mapping[str, Any] | None = None, **variables: str
+) -> dict[str, str]:
     """An environment for the server: this interpreter's bin first on PATH (the CLI starts `uvicorn`), the
     serving settings to override as SERVING_MODEL_CONFIG (fusion/serving/settings.py), and ``variables``."""
     env = dict(base if base is not None else os.environ)
@@ -82,24 +83,52 @@ def answers(url: str, timeout_seconds: float = 5) -> bool:
         return False
 
 
-def start_model_server(model_uri: str, log: Path, env: Mapping[str, str] | None = None, workers: int = 1,
-                       cwd: Path | None = None, start_timeout_seconds: float = 180,
-                       extra_args: Sequence[str] = ()) -> ModelServer:
+def start_model_server(
+    model_uri: str,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    workers: int = 1,
+    cwd: Path | None = None,
+    start_timeout_seconds: float = 180,
+    extra_args: Sequence[str] = (),
+) -> ModelServer:
     """`mlflow models serve -m <model_uri> --env-manager local --workers <workers>` on a free local port, once
     /ping answers; raises ServerError (after stopping it) when it does not within ``start_timeout_seconds``."""
     port = free_port()
     with open(log, "wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-             "--host", HOST, "-p", str(port), "--workers", str(workers), *extra_args],
-            cwd=cwd, env=dict(env) if env is not None else server_env(), stdout=sink, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                model_uri,
+                "--env-manager",
+                "local",
+                "--host",
+                HOST,
+                "-p",
+                str(port),
+                "--workers",
+                str(workers),
+                *extra_args,
+            ],
+            cwd=cwd,
+            env=dict(env) if env is not None else server_env(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     server = ModelServer(process, f"http://{HOST}:{port}", log)
     started = time.monotonic()
     while not answers(f"{server.url}/ping"):
         if process.poll() is not None or time.monotonic() - started > start_timeout_seconds:
             server.stop()
-            raise ServerError(f"`mlflow models serve` did not answer on {server.url} within "
-                              f"{start_timeout_seconds:.0f} s:\n{server.log_tail()}")
+            raise ServerError(
+                f"`mlflow models serve` did not answer on {server.url} within "
+                f"{start_timeout_seconds:.0f} s:\n{server.log_tail()}"
+            )
         time.sleep(POLL_SECONDS)
     return server

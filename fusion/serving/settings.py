@@ -20,8 +20,10 @@ LIMITS_KEY = "limits"
 # The request limits, each a positive number: integers, except the seconds.
 INTEGER_LIMITS = ("max_request_bytes", "max_rows", "max_value_bytes", "max_image_pixels")
 LIMITS = (*INTEGER_LIMITS, "max_audio_seconds")
-OVERRIDE_HINT = ("set it in conf/serving/ before training, or where the model is served: "
-                 "SERVING_MODEL_CONFIG='{\"<key>\": <value>}' mlflow models serve ...")
+OVERRIDE_HINT = (
+    "set it in conf/serving/ before training, or where the model is served: "
+    "SERVING_MODEL_CONFIG='{\"<key>\": <value>}' mlflow models serve ..."
+)
 
 
 class SettingsError(ValueError):
@@ -59,23 +61,36 @@ class ServingSettings:
         """The settings of a run config (``cfg.serving``), with flat ``overrides`` (a model_config) on top."""
         section = OmegaConf.select(cfg, SECTION, default=None)
         section = OmegaConf.to_container(section, resolve=True) if section is not None else {}
-        flat = {ROOTS: section.get(ROOTS), THREADS: section.get(THREADS, None),
-                **{key: (section.get(LIMITS_KEY) or {}).get(key) for key in LIMITS}}
+        flat = {
+            ROOTS: section.get(ROOTS),
+            THREADS: section.get(THREADS, None),
+            **{key: (section.get(LIMITS_KEY) or {}).get(key) for key in LIMITS},
+        }
         flat.update({key: value for key, value in (overrides or {}).items() if key in flat})
         missing = [setting_name(key) for key, value in flat.items() if value is None and key != THREADS]
         if missing:
-            raise SettingsError(f"the model's config has no {', '.join(missing)}: it was logged before these settings "
-                                f"existed (MLflow ignores serve-time overrides of a model_config it lacks); log the "
-                                f"model again with this version's conf/serving/ (the evaluate stage logs it)")
-        return cls(allowed_roots=_roots(flat[ROOTS]), limits=Limits(**{key: _limit(key, flat[key]) for key in LIMITS}),
-                   torch_threads=_threads(flat[THREADS]))
+            raise SettingsError(
+                f"the model's config has no {', '.join(missing)}: it was logged before these settings "
+                f"existed (MLflow ignores serve-time overrides of a model_config it lacks); log the "
+                f"model again with this version's conf/serving/ (the evaluate stage logs it)"
+            )
+        return cls(
+            allowed_roots=_roots(flat[ROOTS]),
+            limits=Limits(**{key: _limit(key, flat[key]) for key in LIMITS}),
+            torch_threads=_threads(flat[THREADS]),
+        )
 
 
 def _roots(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip()
-                                                                                for v in value):
-        raise SettingsError(f"{setting_name(ROOTS)}={value!r}: give a list of folder paths ([] refuses every path "
-                            f"in a request); {OVERRIDE_HINT}")
+    if (
+        isinstance(value, str)
+        or not isinstance(value, (list, tuple))
+        or not all(isinstance(v, str) and v.strip() for v in value)
+    ):
+        raise SettingsError(
+            f"{setting_name(ROOTS)}={value!r}: give a list of folder paths ([] refuses every path "
+            f"in a request); {OVERRIDE_HINT}"
+        )
     return tuple(value)
 
 
@@ -83,8 +98,9 @@ def _limit(key: str, value: Any) -> int | float:
     integer = key in INTEGER_LIMITS
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
-        raise SettingsError(f"{setting_name(key)}={value!r}: give a positive {'integer' if integer else 'number'}; "
-                            f"{OVERRIDE_HINT}")
+        raise SettingsError(
+            f"{setting_name(key)}={value!r}: give a positive {'integer' if integer else 'number'}; {OVERRIDE_HINT}"
+        )
     return int(value) if integer else float(value)
 
 
@@ -92,6 +108,7 @@ def _threads(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise SettingsError(f"{setting_name(THREADS)}={value!r}: give a positive integer, or null for torch's "
-                            f"default; {OVERRIDE_HINT}")
+        raise SettingsError(
+            f"{setting_name(THREADS)}={value!r}: give a positive integer, or null for torch's default; {OVERRIDE_HINT}"
+        )
     return int(value)

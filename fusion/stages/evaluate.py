@@ -40,8 +40,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     load_weights(module, checkpoint)
     logger = build_mlflow_logger(cfg, run_id=run_info["run_id"])
     progress = TQDMProgressBar(refresh_rate=int(cfg.callbacks.progress_bar.refresh_rate))
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, devices=1, num_nodes=1, strategy="auto",
-                                                  logger=logger, callbacks=[progress], enable_checkpointing=False)
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+        logger=logger,
+        callbacks=[progress],
+        enable_checkpointing=False,
+    )
     results = trainer.test(module, datamodule=datamodule)[0]
     task, report = module.task, module.test_report
     log_test_report(logger, task, report, out, report_title(cfg))

@@ -58,8 +58,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     logger = build_logger(cfg, run_id=run_id)
     # an Optuna trial's pruning comes with its callbacks (only in a search: cfg.search)
     callbacks = [*build_callbacks(cfg), *trial_callbacks(cfg), ResumeState(logger.run_id, cfg)]
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
-                                                  plugins=[AtomicCheckpointIO()])
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()]
+    )
     if checkpoint is None:
         _log_setup(logger, cfg, module, datamodule, output_dir)
     _write_run_info(output_dir, logger, trainer, status="running")
@@ -76,11 +77,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("test_missing_modalities", False):
             metrics.update(missing_modality_metrics(trainer, module, datamodule, logger))
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        publish_run(cfg, network_state(best) if best else module.net, datamodule, logger, output_dir / "explain",
-                    bundle_dir=output_dir / "bundle")
+        publish_run(
+            cfg,
+            network_state(best) if best else module.net,
+            datamodule,
+            logger,
+            output_dir / "explain",
+            bundle_dir=output_dir / "bundle",
+        )
     epochs = max(1, trainer.current_epoch)
-    logger.log_metrics({"time/fit_seconds": fit_seconds, "time/epoch_seconds": fit_seconds / epochs,
-                        "time/fit_cpu_seconds": fit_cpu_seconds})
+    logger.log_metrics(
+        {
+            "time/fit_seconds": fit_seconds,
+            "time/epoch_seconds": fit_seconds / epochs,
+            "time/fit_cpu_seconds": fit_cpu_seconds,
+        }
+    )
     _write_run_info(output_dir, logger, trainer, status="finished")
     return metrics
 
@@ -101,13 +113,23 @@ def _announce_resume(checkpoint: Path, run_id: str) -> None:
 def _log_setup(logger, cfg: DictConfig, module, datamodule: MultimodalDataModule, output_dir: Path) -> None:
     """Params (flattened config), parameter counts, the resolved config file and the dataset (one input per split)."""
     logger.log_hyperparams(flat_params(cfg))
-    logger.log_metrics({"params/total": module.net.num_parameters(),
-                        "params/trainable": module.net.num_parameters(trainable_only=True)})
+    logger.log_metrics(
+        {
+            "params/total": module.net.num_parameters(),
+            "params/trainable": module.net.num_parameters(trainable_only=True),
+        }
+    )
     config_path = output_dir / "config.yaml"
     config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     logger.experiment.log_artifact(logger.run_id, str(config_path))
-    log_datasets(logger.experiment, logger.run_id, str(cfg.data.root), data_version(cfg.data.processed_dir),
-                 datamodule.records, datamodule.modalities)
+    log_datasets(
+        logger.experiment,
+        logger.run_id,
+        str(cfg.data.root),
+        data_version(cfg.data.processed_dir),
+        datamodule.records,
+        datamodule.modalities,
+    )
 
 
 def report_title(cfg: DictConfig) -> str:
@@ -126,8 +148,9 @@ def log_test_report(logger, task: Task, report: dict, output_dir: Path, title: s
     return png
 
 
-def missing_modality_metrics(trainer: pl.Trainer, module: FusionModule, datamodule: MultimodalDataModule,
-                             logger) -> dict[str, float]:
+def missing_modality_metrics(
+    trainer: pl.Trainer, module: FusionModule, datamodule: MultimodalDataModule, logger
+) -> dict[str, float]:
     """Test the module's current weights with each modality of a multi-modal run missing for every test
     sample (present and masks False, content zeroed); logs `<task.metric>_without_<modality>` to the
     run. The test/* metrics of these passes are not logged: they would overwrite the real ones."""
@@ -159,7 +182,11 @@ def _write_run_info(output_dir: Path, logger, trainer: pl.Trainer, status: str) 
     """run.json: the MLflow run and checkpoints, for the evaluate stage and for people; written when training
     starts (status running) and when it ends (finished)."""
     ckpt = trainer.checkpoint_callback
-    info = {"run_id": logger.run_id, "experiment_id": logger.experiment_id, "status": status,
-            "best_checkpoint": ckpt.best_model_path if ckpt else None,
-            "last_checkpoint": ckpt.last_model_path if ckpt else None}
+    info = {
+        "run_id": logger.run_id,
+        "experiment_id": logger.experiment_id,
+        "status": status,
+        "best_checkpoint": ckpt.best_model_path if ckpt else None,
+        "last_checkpoint": ckpt.last_model_path if ckpt else None,
+    }
     (output_dir / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

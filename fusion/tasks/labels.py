@@ -155,8 +155,7 @@ class Scalar(LabelSpec):
         n = len(values)
         mean = sum(values) / n if n else 0.0
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / n) if n else 0.0
-        stats = {"count": n, "mean": mean, "std": std,
-                 "min": min(values, default=0.0), "max": max(values, default=0.0)}
+        stats = {"count": n, "mean": mean, "std": std, "min": min(values, default=0.0), "max": max(values, default=0.0)}
         return cls({"classes": [], "target_stats": stats})
 
     def unknown(self, label: float) -> str | None:

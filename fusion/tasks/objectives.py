@@ -90,8 +90,10 @@ class Task:
         for key, split in (("metric", "test"), ("monitor", "val")):
             known = [f"{split}/{name}" for name in ("loss", *self.metrics())]
             if getattr(self, key) not in known:
-                raise ValueError(f"task.{key}={getattr(self, key)!r} is not a metric of the {self.name} task; "
-                                 f"use one of {', '.join(known)}")
+                raise ValueError(
+                    f"task.{key}={getattr(self, key)!r} is not a metric of the {self.name} task; "
+                    f"use one of {', '.join(known)}"
+                )
 
     @property
     def num_outputs(self) -> int:
@@ -145,8 +147,11 @@ class _Classification(Task):
         return {f"test/f1_{name}": float(v) for name, v in zip(self.classes, report["f1_per_class"], strict=True)}
 
     def write_plot_data(self, report: Mapping[str, Tensor], folder: Path) -> None:
-        _write_csv(folder / "per_class.csv", ["class", "f1"],
-                   ([name, round(float(f1), 6)] for name, f1 in zip(self.classes, report["f1_per_class"], strict=True)))
+        _write_csv(
+            folder / "per_class.csv",
+            ["class", "f1"],
+            ([name, round(float(f1), 6)] for name, f1 in zip(self.classes, report["f1_per_class"], strict=True)),
+        )
 
 
 class Multiclass(_Classification):
@@ -171,13 +176,16 @@ class Multiclass(_Classification):
 
     def metrics(self) -> MetricCollection:
         n = len(self.classes)
-        return MetricCollection({"acc": MulticlassAccuracy(n, average="micro"),
-                                 "f1_macro": MulticlassF1Score(n, average="macro")})
+        return MetricCollection(
+            {"acc": MulticlassAccuracy(n, average="micro"), "f1_macro": MulticlassF1Score(n, average="macro")}
+        )
 
     def report_metrics(self) -> MetricCollection:
         n = len(self.classes)
-        return MetricCollection({"confusion": MulticlassConfusionMatrix(n),
-                                 "f1_per_class": MulticlassF1Score(n, average=None)}, compute_groups=False)
+        return MetricCollection(
+            {"confusion": MulticlassConfusionMatrix(n), "f1_per_class": MulticlassF1Score(n, average=None)},
+            compute_groups=False,
+        )
 
     def plot(self, report: Mapping[str, Tensor], path: Path, title: str) -> Path:
         return plot_confusion_matrix(report["confusion"].numpy(), self.classes, path, title)
@@ -185,9 +193,16 @@ class Multiclass(_Classification):
     def write_plot_data(self, report: Mapping[str, Tensor], folder: Path) -> None:
         """confusion.csv (one row per test sample: actual, predicted) and per_class.csv (class, f1)."""
         confusion = report["confusion"].tolist()
-        _write_csv(folder / "confusion.csv", ["actual", "predicted"],
-                   ([self.classes[i], self.classes[j]] for i, row in enumerate(confusion)
-                    for j, count in enumerate(row) for _ in range(int(count))))
+        _write_csv(
+            folder / "confusion.csv",
+            ["actual", "predicted"],
+            (
+                [self.classes[i], self.classes[j]]
+                for i, row in enumerate(confusion)
+                for j, count in enumerate(row)
+                for _ in range(int(count))
+            ),
+        )
         super().write_plot_data(report, folder)
 
 
@@ -214,16 +229,20 @@ class Multilabel(_Classification):
 
     def metrics(self) -> MetricCollection:
         n, t = len(self.classes), self.threshold
-        return MetricCollection({
-            "f1_micro": MultilabelF1Score(n, threshold=t, average="micro"),
-            "f1_macro": MultilabelF1Score(n, threshold=t, average="macro"),
-            "subset_acc": MultilabelExactMatch(n, threshold=t),
-            "hamming": MultilabelHammingDistance(n, threshold=t, average="micro"),
-        })
+        return MetricCollection(
+            {
+                "f1_micro": MultilabelF1Score(n, threshold=t, average="micro"),
+                "f1_macro": MultilabelF1Score(n, threshold=t, average="macro"),
+                "subset_acc": MultilabelExactMatch(n, threshold=t),
+                "hamming": MultilabelHammingDistance(n, threshold=t, average="micro"),
+            }
+        )
 
     def report_metrics(self) -> MetricCollection:
-        return MetricCollection({"f1_per_class": MultilabelF1Score(len(self.classes), threshold=self.threshold,
-                                                                   average=None)}, compute_groups=False)
+        return MetricCollection(
+            {"f1_per_class": MultilabelF1Score(len(self.classes), threshold=self.threshold, average=None)},
+            compute_groups=False,
+        )
 
     def plot(self, report: Mapping[str, Tensor], path: Path, title: str) -> Path:
         return plot_per_class(report["f1_per_class"].tolist(), self.classes, path, title, xlabel="test F1")
@@ -240,8 +259,7 @@ class Regression(Task):
         self.loss_fn = self.LOSSES[loss]
         stats = labels.info.get("target_stats", {})
         std = float(stats.get("std", 1.0))
-        self.mean, self.std = ((float(stats.get("mean", 0.0)), std if std > 0 else 1.0) if standardize
-                               else (0.0, 1.0))
+        self.mean, self.std = (float(stats.get("mean", 0.0)), std if std > 0 else 1.0) if standardize else (0.0, 1.0)
 
     def _values(self, outputs: Tensor) -> Tensor:
         """The model's single output in the target's units."""
@@ -258,11 +276,12 @@ class Regression(Task):
 
     def confidence(self, outputs: Tensor, target: Tensor) -> Tensor:
         """exp(-squared error) in standardised units: 1 when exact, toward 0 as the error grows."""
-        return torch.exp(-(outputs.float().squeeze(-1) - (target - self.mean) / self.std) ** 2)
+        return torch.exp(-((outputs.float().squeeze(-1) - (target - self.mean) / self.std) ** 2))
 
     def metrics(self) -> MetricCollection:
-        return MetricCollection({"mae": MeanAbsoluteError(), "pearson_r": PearsonCorrCoef(),
-                                 "sign_acc": SignAccuracy()})
+        return MetricCollection(
+            {"mae": MeanAbsoluteError(), "pearson_r": PearsonCorrCoef(), "sign_acc": SignAccuracy()}
+        )
 
     def report_metrics(self) -> MetricCollection:
         return MetricCollection({"predicted": Collect(), "actual": Collect(targets=True)}, compute_groups=False)
@@ -272,9 +291,14 @@ class Regression(Task):
 
     def write_plot_data(self, report: Mapping[str, Tensor], folder: Path) -> None:
         """scatter.csv: one row per test sample (actual, predicted)."""
-        _write_csv(folder / "scatter.csv", ["actual", "predicted"],
-                   ([round(float(a), 6), round(float(p), 6)]
-                    for a, p in zip(report["actual"], report["predicted"], strict=True)))
+        _write_csv(
+            folder / "scatter.csv",
+            ["actual", "predicted"],
+            (
+                [round(float(a), 6), round(float(p), 6)]
+                for a, p in zip(report["actual"], report["predicted"], strict=True)
+            ),
+        )
 
 
 TASKS: dict[str, type[Task]] = by_task((Multiclass, Multilabel, Regression))

@@ -39,13 +39,17 @@ def dataset_inputs(root: str, digest: str, records: Iterable[Mapping], modalitie
         if not counts[split]:
             continue
         dataset = MetaDataset(source, name=f"{name}-{split}", digest=digest)._to_mlflow_entity()
-        tags = [InputTag(MLFLOW_DATASET_CONTEXT, split), InputTag("records", str(counts[split])),
-                InputTag("modalities", "+".join(modalities))]
+        tags = [
+            InputTag(MLFLOW_DATASET_CONTEXT, split),
+            InputTag("records", str(counts[split])),
+            InputTag("modalities", "+".join(modalities)),
+        ]
         inputs.append(DatasetInput(dataset, tags))
     return inputs
 
 
-def log_datasets(client, run_id: str, root: str, digest: str, records: Iterable[Mapping],
-                 modalities: Iterable[str]) -> None:
+def log_datasets(
+    client, run_id: str, root: str, digest: str, records: Iterable[Mapping], modalities: Iterable[str]
+) -> None:
     """Log the run's dataset inputs (MLflow's log_input, through the run's client)."""
     client.log_inputs(run_id, datasets=dataset_inputs(root, digest, records, list(modalities)))

@@ -30,13 +30,21 @@ def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], pat
     ax.set_title(title)
     for i in range(confusion.shape[0]):
         for j in range(confusion.shape[1]):
-            ax.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=8,
-                    color="white" if normalised[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                str(int(confusion[i, j])),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if normalised[i, j] > 0.5 else "black",
+            )
     return save_figure(fig, path)
 
 
-def plot_per_class(values: Sequence[float], class_names: Sequence[str], path: str | Path, title: str,
-                   xlabel: str = "F1") -> Path:
+def plot_per_class(
+    values: Sequence[float], class_names: Sequence[str], path: str | Path, title: str, xlabel: str = "F1"
+) -> Path:
     """Horizontal bars, one per class (e.g. the test F1 of each label of a multilabel task)."""
     fig, ax = plt.subplots(figsize=(6, max(2.5, 0.4 * len(class_names) + 1)))
     positions = np.arange(len(class_names))

@@ -13,8 +13,13 @@ def git_commit(cwd: str | Path = ".") -> tuple[str, bool]:
     """(commit sha, whether the work tree has uncommitted changes); ('unknown', False) outside git."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True).stdout
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                                capture_output=True, text=True, check=True).stdout
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False
     return sha.strip(), bool(status.strip())

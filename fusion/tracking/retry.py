@@ -47,8 +47,12 @@ def lost_dataset_race(exc: BaseException) -> bool:
     return DATASET_RACE in str(getattr(exc, "message", exc)).lower()
 
 
-def with_retries(call: Callable[[], Any], attempts: int, first_wait_seconds: float,
-                 transient: Callable[[BaseException], bool] = is_locked) -> Any:
+def with_retries(
+    call: Callable[[], Any],
+    attempts: int,
+    first_wait_seconds: float,
+    transient: Callable[[BaseException], bool] = is_locked,
+) -> Any:
     """``call()``, again after 1×, 2×, 4×, ... ``first_wait_seconds`` (plus up to as much jitter) while it fails
     with a ``transient`` error ("database is locked" by default), at most ``attempts`` times in all."""
     for attempt in range(attempts):
@@ -57,7 +61,7 @@ def with_retries(call: Callable[[], Any], attempts: int, first_wait_seconds: flo
         except Exception as exc:
             if attempt == attempts - 1 or not transient(exc):
                 raise
-            wait = first_wait_seconds * 2 ** attempt
+            wait = first_wait_seconds * 2**attempt
             time.sleep(wait + random.uniform(0, wait))
 
 
@@ -80,13 +84,18 @@ class RetryingClient:
         return retried
 
     def log_inputs(self, run_id: str, *args: Any, **kwargs: Any) -> Any:
-        return with_retries(lambda: self._client.log_inputs(run_id, *args, **kwargs), self._attempts,
-                            self._first_wait, lambda exc: is_locked(exc) or lost_dataset_race(exc))
+        return with_retries(
+            lambda: self._client.log_inputs(run_id, *args, **kwargs),
+            self._attempts,
+            self._first_wait,
+            lambda exc: is_locked(exc) or lost_dataset_race(exc),
+        )
 
     def create_experiment(self, name: str, *args: Any, **kwargs: Any) -> str:
         try:
-            return with_retries(lambda: self._client.create_experiment(name, *args, **kwargs), self._attempts,
-                                self._first_wait)
+            return with_retries(
+                lambda: self._client.create_experiment(name, *args, **kwargs), self._attempts, self._first_wait
+            )
         except MlflowException as exc:
             if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
                 raise
@@ -115,9 +124,11 @@ def exclusive(lock_path: Path, timeout_seconds: float) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{lock_path} was held by another process for over {timeout_seconds:.0f} s "
-                                       f"(logger.retry.init_lock_seconds); if no other run is starting, "
-                                       "delete it") from None
+                    raise TimeoutError(
+                        f"{lock_path} was held by another process for over {timeout_seconds:.0f} s "
+                        f"(logger.retry.init_lock_seconds); if no other run is starting, "
+                        "delete it"
+                    ) from None
                 time.sleep(LOCK_POLL_SECONDS)
         try:
             yield
@@ -143,6 +154,6 @@ def sqlite_creation_lock(uri: str, timeout_seconds: float) -> Iterator[None]:
     if not uri.startswith(SQLITE_PREFIX):
         yield
         return
-    database = Path(uri[len(SQLITE_PREFIX):])
+    database = Path(uri[len(SQLITE_PREFIX) :])
     with exclusive(database.with_name(database.name + LOCK_SUFFIX), timeout_seconds):
         yield

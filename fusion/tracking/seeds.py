@@ -23,14 +23,35 @@ from fusion.tracking.store import absolute_tracking_uri
 
 RECORDS = "test_records.csv"  # fusion/training/test_records.py
 SECONDS_KEY = "time/seconds_to_best"
-CSV_COLUMNS = ("task", "metric", "rank", "configuration", "n_seeds", "mean", "std", "ci_low", "ci_high",
-               "diff_vs_best", "diff_low", "diff_high", "p_vs_best", "significant", "gain", "gain_low", "gain_high",
-               "seconds_to_best", "cost_rank", "seeds", "run_ids")
+CSV_COLUMNS = (
+    "task",
+    "metric",
+    "rank",
+    "configuration",
+    "n_seeds",
+    "mean",
+    "std",
+    "ci_low",
+    "ci_high",
+    "diff_vs_best",
+    "diff_low",
+    "diff_high",
+    "p_vs_best",
+    "significant",
+    "gain",
+    "gain_low",
+    "gain_high",
+    "seconds_to_best",
+    "cost_rank",
+    "seeds",
+    "run_ids",
+)
 
 
 @dataclass
 class Group:
     """The runs of one configuration (they differ only in the seed)."""
+
     task: str
     metric: str
     mode: str
@@ -58,8 +79,11 @@ def _param(run: Run, key: str) -> str | None:
 
 
 def _config_key(run: Run, ignore: list[str]) -> tuple:
-    keep = {k: v for k, v in run.data.params.items()
-            if not any(k == p.rstrip("/") or k.startswith(p.rstrip("/") + "/") for p in ignore)}
+    keep = {
+        k: v
+        for k, v in run.data.params.items()
+        if not any(k == p.rstrip("/") or k.startswith(p.rstrip("/") + "/") for p in ignore)
+    }
     return tuple(sorted(keep.items()))
 
 
@@ -75,14 +99,22 @@ def seed_groups(client: MlflowClient, experiment_id: str, options: DictConfig) -
             continue
         key = (tags.get("task", "multiclass"), metric, _config_key(run, ignore))
         if key not in groups:
-            groups[key] = Group(key[0], metric, (_param(run, "task.mode") or "max").lower(),
-                                tags.get("modality", "?"), tags.get("fusion", "?"), dict(key[2]))
+            groups[key] = Group(
+                key[0],
+                metric,
+                (_param(run, "task.mode") or "max").lower(),
+                tags.get("modality", "?"),
+                tags.get("fusion", "?"),
+                dict(key[2]),
+            )
         groups[key].runs.append(run)
     tables: dict[tuple[str, str], list[Group]] = {}
     for group in groups.values():
         tables.setdefault((group.task, group.metric), []).append(group)
-    return [_fill(client, sorted(t, key=lambda g: -_sign(g) * summarise(g.values).mean), options)
-            for _, t in sorted(tables.items())]
+    return [
+        _fill(client, sorted(t, key=lambda g: -_sign(g) * summarise(g.values).mean), options)
+        for _, t in sorted(tables.items())
+    ]
 
 
 def _sign(group: Group) -> int:
@@ -111,9 +143,13 @@ def _fill(client: MlflowClient, table: list[Group], options: DictConfig) -> list
         records = _records(client, group)
         common = sorted(set(records) & set(best_records))
         if common:  # per-record outcome averaged over seeds; records are the same test split for both groups
-            group.vs_best = paired_bootstrap([records[i] for i in common], [best_records[i] for i in common],
-                                             int(options.bootstrap_resamples), int(options.bootstrap_seed),
-                                             confidence)
+            group.vs_best = paired_bootstrap(
+                [records[i] for i in common],
+                [best_records[i] for i in common],
+                int(options.bootstrap_resamples),
+                int(options.bootstrap_seed),
+                confidence,
+            )
     unimodal = [g for g in table if g.unimodal]
     if unimodal:
         reference = unimodal[0]  # best first: the best single-modality configuration
@@ -162,27 +198,55 @@ def seeds_cells(table: list[Group]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of one task's table; `*` marks a group significantly worse than the best (paired bootstrap
     over the test records: the interval of the difference excludes 0)."""
     metric = table[0].metric
-    header = ["rank", "configuration", "seeds", f"{metric} mean ± std [95% CI]", "vs best (paired)", "sig.",
-              "fusion gain [CI]", "s to best", "cost rank"]
+    header = [
+        "rank",
+        "configuration",
+        "seeds",
+        f"{metric} mean ± std [95% CI]",
+        "vs best (paired)",
+        "sig.",
+        "fusion gain [CI]",
+        "s to best",
+        "cost rank",
+    ]
     costs = _cost_ranks(table)
     rows = []
     for rank, g in enumerate(table, 1):
         sig = "" if g.vs_best is None else ("*" if g.vs_best.significant else "n.s.")
-        rows.append([str(rank), g.label, str(g.summary.n), g.summary.text(), _interval(g.vs_best), sig,
-                     _interval(g.gain), _fmt(g.seconds.mean if g.seconds else None, 1), str(costs.get(id(g), ""))])
+        rows.append(
+            [
+                str(rank),
+                g.label,
+                str(g.summary.n),
+                g.summary.text(),
+                _interval(g.vs_best),
+                sig,
+                _interval(g.gain),
+                _fmt(g.seconds.mean if g.seconds else None, 1),
+                str(costs.get(id(g), "")),
+            ]
+        )
     return header, rows
 
 
 def seeds_markdown(tables: list[list[Group]], confidence: float) -> str:
-    lines = [f"## Over seeds: configurations with mean ± std and {confidence:.0%} t-interval", "",
-             "A configuration is every setting but the seed. `vs best`: the paired bootstrap of the per-record test "
-             "outcome (averaged over seeds) against the best configuration; `*` its interval excludes 0 "
-             "(significant), `n.s.` not. Fusion gain: over the best single-modality configuration (Welch interval "
-             "over seeds). Cost: mean seconds to the best validation value (time/seconds_to_best).", ""]
+    lines = [
+        f"## Over seeds: configurations with mean ± std and {confidence:.0%} t-interval",
+        "",
+        "A configuration is every setting but the seed. `vs best`: the paired bootstrap of the per-record test "
+        "outcome (averaged over seeds) against the best configuration; `*` its interval excludes 0 "
+        "(significant), `n.s.` not. Fusion gain: over the best single-modality configuration (Welch interval "
+        "over seeds). Cost: mean seconds to the best validation value (time/seconds_to_best).",
+        "",
+    ]
     for table in tables:
         header, rows = seeds_cells(table)
-        lines += [f"### {table[0].task} ({table[0].metric})", "", "| " + " | ".join(header) + " |",
-                  "|" + "---|" * len(header)]
+        lines += [
+            f"### {table[0].task} ({table[0].metric})",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
     return "\n".join(lines)
@@ -196,16 +260,31 @@ def seeds_csv(tables: list[list[Group]]) -> str:
         costs = _cost_ranks(table)
         for rank, g in enumerate(table, 1):
             d, gain, s = g.vs_best, g.gain, g.summary
-            writer.writerow({
-                "task": g.task, "metric": g.metric, "rank": rank, "configuration": g.label, "n_seeds": s.n,
-                "mean": s.mean, "std": s.std, "ci_low": s.low, "ci_high": s.high,
-                "diff_vs_best": d.estimate if d else "", "diff_low": d.low if d else "",
-                "diff_high": d.high if d else "", "p_vs_best": d.p_value if d else "",
-                "significant": d.significant if d else "", "gain": gain.estimate if gain else "",
-                "gain_low": gain.low if gain else "", "gain_high": gain.high if gain else "",
-                "seconds_to_best": g.seconds.mean if g.seconds else "", "cost_rank": costs.get(id(g), ""),
-                "seeds": " ".join(sorted(_param(r, "seed") or "" for r in g.runs)),
-                "run_ids": " ".join(r.info.run_id for r in g.runs)})
+            writer.writerow(
+                {
+                    "task": g.task,
+                    "metric": g.metric,
+                    "rank": rank,
+                    "configuration": g.label,
+                    "n_seeds": s.n,
+                    "mean": s.mean,
+                    "std": s.std,
+                    "ci_low": s.low,
+                    "ci_high": s.high,
+                    "diff_vs_best": d.estimate if d else "",
+                    "diff_low": d.low if d else "",
+                    "diff_high": d.high if d else "",
+                    "p_vs_best": d.p_value if d else "",
+                    "significant": d.significant if d else "",
+                    "gain": gain.estimate if gain else "",
+                    "gain_low": gain.low if gain else "",
+                    "gain_high": gain.high if gain else "",
+                    "seconds_to_best": g.seconds.mean if g.seconds else "",
+                    "cost_rank": costs.get(id(g), ""),
+                    "seeds": " ".join(sorted(_param(r, "seed") or "" for r in g.runs)),
+                    "run_ids": " ".join(r.info.run_id for r in g.runs),
+                }
+            )
     return out.getvalue()
 
 

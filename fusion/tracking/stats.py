@@ -16,6 +16,7 @@ import numpy as np
 @dataclass(frozen=True)
 class Summary:
     """Mean, sample standard deviation (n-1) and the two-sided t-interval of the mean over n repeats."""
+
     n: int
     mean: float
     std: float
@@ -26,13 +27,16 @@ class Summary:
         """'0.712 ± 0.015 [0.675, 0.749] (n=3)'; one repeat has no spread: '0.712 (n=1)'."""
         if self.n < 2:
             return f"{self.mean:.{digits}f} (n={self.n})"
-        return (f"{self.mean:.{digits}f} ± {self.std:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}] "
-                f"(n={self.n})")
+        return (
+            f"{self.mean:.{digits}f} ± {self.std:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}] "
+            f"(n={self.n})"
+        )
 
 
 @dataclass(frozen=True)
 class Difference:
     """An estimate of a − b with its interval and p-value (nan where the test does not give one)."""
+
     estimate: float
     low: float
     high: float
@@ -123,14 +127,15 @@ def welch_difference(a: Sequence[float], b: Sequence[float], confidence: float =
     se = math.sqrt(vx + vy)
     if se == 0.0:
         return Difference(estimate, estimate, estimate, 0.0 if estimate else 1.0)
-    df = (vx + vy) ** 2 / (vx ** 2 / (x.size - 1) + vy ** 2 / (y.size - 1))
+    df = (vx + vy) ** 2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1))
     half = t_quantile((1.0 + confidence) / 2.0, df) * se
     p = 2.0 * (1.0 - t_cdf(abs(estimate) / se, df))
     return Difference(estimate, estimate - half, estimate + half, p)
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int, seed: int,
-                     confidence: float = 0.95) -> Difference:
+def paired_bootstrap(
+    a: Sequence[float], b: Sequence[float], resamples: int, seed: int, confidence: float = 0.95
+) -> Difference:
     """mean(a − b) over the same records, with the percentile interval of `resamples` bootstrap resamples of
     the records (seeded: reruns give the same interval) and the two-sided bootstrap p-value
     2·min(P*(d ≤ 0), P*(d ≥ 0)). a, b: per-record scores (e.g. 1 correct / 0 wrong, averaged over seeds)."""
@@ -156,5 +161,5 @@ def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> tuple
     n = only_a + only_b
     if n == 0:
         return only_b, only_a, 1.0
-    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2 ** n
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2**n
     return only_b, only_a, min(1.0, 2.0 * tail)

@@ -12,7 +12,7 @@ SQLITE_PREFIX = "sqlite:///"
 def absolute_tracking_uri(uri: str) -> str:
     """Make a relative sqlite:/// path absolute (other URIs are returned unchanged)."""
     if uri.startswith(SQLITE_PREFIX) and not uri.startswith(SQLITE_PREFIX + "/"):
-        return SQLITE_PREFIX + str(Path(uri[len(SQLITE_PREFIX):]).resolve())
+        return SQLITE_PREFIX + str(Path(uri[len(SQLITE_PREFIX) :]).resolve())
     return uri
 
 

@@ -33,7 +33,8 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         raise CheckpointError(
             f"{path} holds objects that would have to be unpickled to load it (refused: unpickling can run "
             f"arbitrary code). Only load checkpoints written by this project, or re-save the state_dict. "
-            f"Details: {str(exc).splitlines()[0]}") from None
+            f"Details: {str(exc).splitlines()[0]}"
+        ) from None
     except (RuntimeError, EOFError) as exc:
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {exc}") from None
 
@@ -57,8 +58,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             partial.unlink(missing_ok=True)
 
-    def load_checkpoint(self, path: str | Path, map_location: Callable | None = None,
-                        weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: str | Path, map_location: Callable | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         if weights_only is False:
             raise CheckpointError("this project never loads checkpoints with weights_only=False")
         return load_checkpoint(path, map_location=map_location or "cpu")
@@ -68,7 +70,7 @@ def network_state(path: str | Path, prefix: str = "net.") -> dict[str, Any]:
     """The network's weights from a Lightning checkpoint of a FusionModule: its ``net.*`` entries, unprefixed
     (checkpoints hold full state dicts under every strategy, FSDP included)."""
     state = load_checkpoint(path)["state_dict"]
-    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+    return {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
 
 
 def load_weights(module: torch.nn.Module, checkpoint: Path) -> None:

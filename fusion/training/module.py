@@ -19,6 +19,7 @@ from fusion.training.balance import modulate_gradients, ogm_coefficients
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or Inf: training stops before the broken weights are checkpointed."""
 
+
 EVAL_SPLITS = ("val", "test")
 
 
@@ -26,10 +27,17 @@ class FusionModule(pl.LightningModule):
     """Trains any fusion network `net(inputs) -> outputs` on `task`; logs <split>/loss and the task's
     <split>/<metric>s per epoch, and the best monitored value as <task.monitor>_best (e.g. val/acc_best)."""
 
-    def __init__(self, net: nn.Module, task: Task, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None, modality_dropout: float | Mapping[str, float] = 0.0,
-                 augment: Callable[[dict], dict] | None = None, balance: Mapping[str, Any] | None = None,
-                 scheduler_interval: str = "epoch"):
+    def __init__(
+        self,
+        net: nn.Module,
+        task: Task,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        modality_dropout: float | Mapping[str, float] = 0.0,
+        augment: Callable[[dict], dict] | None = None,
+        balance: Mapping[str, Any] | None = None,
+        scheduler_interval: str = "epoch",
+    ):
         """``balance``: ``head_weight`` (weight of the per-modality heads' losses next to the fused loss; the
         net must have modality heads when it is > 0 or OGM-GE is on) and ``ogm_ge`` ({enabled, alpha, noise,
         start_epoch, end_epoch}). ``scheduler_interval``: "step" gives the scheduler ``total_steps``."""
@@ -46,17 +54,22 @@ class FusionModule(pl.LightningModule):
         self.ogm = dict(balance.get("ogm_ge") or {})
         self.has_heads = getattr(net, "modality_heads", None) is not None
         if (self.head_weight > 0 or self.ogm.get("enabled")) and not self.has_heads:
-            raise ValueError("balance.head_weight > 0 and balance.ogm_ge need per-modality heads: set "
-                             "model.modality_heads=true")
+            raise ValueError(
+                "balance.head_weight > 0 and balance.ogm_ge need per-modality heads: set model.modality_heads=true"
+            )
         self._ogm_scores: dict[str, float] = {}
         metrics = task.metrics()
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the "<split>_" keys.
         self.metrics = nn.ModuleDict({f"{split}_": metrics.clone(prefix=f"{split}/") for split in SPLITS})
         self.losses = nn.ModuleDict({f"{split}_": MeanMetric() for split in SPLITS})
         # The per-modality heads' own metrics on the evaluation splits, e.g. val/acc_head_image.
-        self.head_metrics = nn.ModuleDict({
-            f"{split}_{m}": metrics.clone(prefix=f"{split}/", postfix=f"_head_{m}")
-            for split in EVAL_SPLITS for m in (self.modalities if self.has_heads else [])})
+        self.head_metrics = nn.ModuleDict(
+            {
+                f"{split}_{m}": metrics.clone(prefix=f"{split}/", postfix=f"_head_{m}")
+                for split in EVAL_SPLITS
+                for m in (self.modalities if self.has_heads else [])
+            }
+        )
         self.monitor_best = MaxMetric() if task.mode == "max" else MinMetric()
         self.test_report_metrics = task.report_metrics()
         self.test_report: dict[str, torch.Tensor] = {}
@@ -75,7 +88,8 @@ class FusionModule(pl.LightningModule):
                 f"training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step} (first "
                 f"ids of the batch {batch['id'][:3]}); training stopped and the last good checkpoint is kept. "
                 f"Lower optim.optimizer.lr, keep trainer.gradient_clip_val set, or train with trainer.precision="
-                f"32-true; then resume with ckpt_path=last.")
+                f"32-true; then resume with ckpt_path=last."
+            )
         if split == "train" and head_outputs:
             loss = loss + self._head_loss(batch, head_outputs)
         preds, target = self.task.metric_inputs(outputs, batch["label"])
@@ -83,10 +97,17 @@ class FusionModule(pl.LightningModule):
         # short batch, or the per-process batches of distributed training).
         self.losses[f"{split}_"](loss.detach(), weight=len(preds))
         self.metrics[f"{split}_"](preds, target)
-        self.log(f"{split}/loss", self.losses[f"{split}_"], on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(preds))
-        self.log_dict(self.metrics[f"{split}_"], on_step=False, on_epoch=True, prog_bar=split != "train",
-                      batch_size=len(preds))
+        self.log(
+            f"{split}/loss",
+            self.losses[f"{split}_"],
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(preds),
+        )
+        self.log_dict(
+            self.metrics[f"{split}_"], on_step=False, on_epoch=True, prog_bar=split != "train", batch_size=len(preds)
+        )
         if split in EVAL_SPLITS:
             self._log_heads(batch, head_outputs, split)
         return loss, preds, target
@@ -145,7 +166,8 @@ class FusionModule(pl.LightningModule):
             raise NonFiniteLossError(
                 f"validation loss is {loss.item()} after epoch {self.current_epoch}: the weights are broken; "
                 f"training stopped and the last good checkpoint is kept. Lower optim.optimizer.lr or keep "
-                f"trainer.gradient_clip_val set, then resume with ckpt_path=last.")
+                f"trainer.gradient_clip_val set, then resume with ckpt_path=last."
+            )
         self.monitor_best(self._monitored().compute())
         self.log(self.task.best_key, self.monitor_best.compute(), sync_dist=True, prog_bar=True)
 

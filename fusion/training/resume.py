@@ -27,10 +27,27 @@ LAST = "last"
 LAST_FILE = "last.ckpt"
 # Config keys that may differ between the interrupted and the resumed run: where files go, how much is
 # printed or loaded in parallel and whether the network is compiled, none of which changes what is computed.
-RUN_ONLY_KEYS = ("ckpt_path", "paths", "trainer.default_root_dir", "data.num_workers", "data.persistent_workers",
-                 "data.pin_memory", "data.prefetch_factor", "data.shards_url", "data.cache_dir", "model.compile",
-                 "callbacks.progress_bar", "callbacks.throughput", "logger.run_name", "logger.retry", "hydra",
-                 "explain", "serving", "report", "compare")
+RUN_ONLY_KEYS = (
+    "ckpt_path",
+    "paths",
+    "trainer.default_root_dir",
+    "data.num_workers",
+    "data.persistent_workers",
+    "data.pin_memory",
+    "data.prefetch_factor",
+    "data.shards_url",
+    "data.cache_dir",
+    "model.compile",
+    "callbacks.progress_bar",
+    "callbacks.throughput",
+    "logger.run_name",
+    "logger.retry",
+    "hydra",
+    "explain",
+    "serving",
+    "report",
+    "compare",
+)
 
 
 class ResumeError(Exception):
@@ -40,8 +57,11 @@ class ResumeError(Exception):
 def _rng_states() -> dict[str, Any]:
     """Python, NumPy, torch (and CUDA) RNG states as plain types, loadable with weights_only=True."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    states = {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
-              "torch": torch.get_rng_state()}
+    states = {
+        "python": random.getstate(),
+        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -80,16 +100,21 @@ def resolve_checkpoint(ckpt_path: str | None, checkpoint_dir: str | Path) -> Pat
     if path.is_dir():
         path = path / "checkpoints" / LAST_FILE if (path / "checkpoints").is_dir() else path / LAST_FILE
     if not path.is_file():
-        raise ResumeError(f"ckpt_path={ckpt_path}: no checkpoint at {path}. Give a .ckpt file or a run folder "
-                          f"holding checkpoints/{LAST_FILE}, or leave ckpt_path=null to start a new run.")
+        raise ResumeError(
+            f"ckpt_path={ckpt_path}: no checkpoint at {path}. Give a .ckpt file or a run folder "
+            f"holding checkpoints/{LAST_FILE}, or leave ckpt_path=null to start a new run."
+        )
     return path
 
 
 def newest_run_folder(runs_root: Path, suffix: str, exclude: Path | None = None) -> Path | None:
     """The newest folder under runs_root named *<suffix> that holds checkpoints/last.ckpt (Hydra run folders
     start with their time stamp, so the name orders them)."""
-    candidates = [p for p in sorted(runs_root.glob(f"*{suffix}"), reverse=True)
-                  if p != exclude and (p / "checkpoints" / LAST_FILE).is_file()]
+    candidates = [
+        p
+        for p in sorted(runs_root.glob(f"*{suffix}"), reverse=True)
+        if p != exclude and (p / "checkpoints" / LAST_FILE).is_file()
+    ]
     return candidates[0] if candidates else None
 
 
@@ -98,8 +123,10 @@ def read_resume_state(checkpoint: Path) -> dict[str, Any]:
     callbacks = load_checkpoint(checkpoint).get("callbacks", {})
     state = callbacks.get(ResumeState.__qualname__)
     if state is None:
-        raise ResumeError(f"{checkpoint} has no resume state (written by another program?); it cannot be resumed. "
-                          f"Start a new run with ckpt_path=null.")
+        raise ResumeError(
+            f"{checkpoint} has no resume state (written by another program?); it cannot be resumed. "
+            f"Start a new run with ckpt_path=null."
+        )
     return state
 
 
@@ -121,9 +148,11 @@ def check_same_config(state: dict[str, Any], cfg: DictConfig, checkpoint: Path) 
     diff = config_differences(state["config"], cfg)
     if diff:
         listed = "\n  ".join(diff[:20]) + (f"\n  ... and {len(diff) - 20} more" if len(diff) > 20 else "")
-        raise ResumeError(f"{checkpoint} was trained with another config; resuming would not continue the same "
-                          f"run. Use the original overrides, or start a new run (ckpt_path=null). Differences:\n  "
-                          f"{listed}")
+        raise ResumeError(
+            f"{checkpoint} was trained with another config; resuming would not continue the same "
+            f"run. Use the original overrides, or start a new run (ckpt_path=null). Differences:\n  "
+            f"{listed}"
+        )
 
 
 def run_folder(ckpt_path: str | None, new_folder: Path, suffix: str) -> Path:
@@ -135,8 +164,10 @@ def run_folder(ckpt_path: str | None, new_folder: Path, suffix: str) -> Path:
     if str(ckpt_path) == LAST:
         found = newest_run_folder(new_folder.parent, suffix, exclude=new_folder)
         if found is None:
-            raise ResumeError(f"ckpt_path=last: no run folder *{suffix} with checkpoints/{LAST_FILE} under "
-                              f"{new_folder.parent}. Give the run folder or .ckpt file, or start a new run.")
+            raise ResumeError(
+                f"ckpt_path=last: no run folder *{suffix} with checkpoints/{LAST_FILE} under "
+                f"{new_folder.parent}. Give the run folder or .ckpt file, or start a new run."
+            )
         return found
     path = Path(str(ckpt_path))
     if path.is_file():

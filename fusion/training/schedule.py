@@ -17,17 +17,29 @@ class WarmupCosine(LRScheduler):
     ``total_steps`` is the ceiling the trainer would reach (``max_epochs`` x steps per epoch, or
     ``max_steps``): early stopping may end a run before the tail."""
 
-    def __init__(self, optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.05,
-                 min_warmup_steps: int = 0, min_lr_ratio: float = 0.0, last_epoch: int = -1) -> None:
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        total_steps: int,
+        warmup_fraction: float = 0.05,
+        min_warmup_steps: int = 0,
+        min_lr_ratio: float = 0.0,
+        last_epoch: int = -1,
+    ) -> None:
         if not math.isfinite(total_steps) or total_steps < 1:
-            raise ValueError(f"WarmupCosine needs a finite number of training steps, got {total_steps}: set "
-                             "trainer.max_epochs or trainer.max_steps")
+            raise ValueError(
+                f"WarmupCosine needs a finite number of training steps, got {total_steps}: set "
+                "trainer.max_epochs or trainer.max_steps"
+            )
         if not 0.0 <= warmup_fraction < 1.0 or not 0.0 <= min_lr_ratio <= 1.0:
-            raise ValueError(f"optim.scheduler: warmup_fraction must be in [0, 1) and min_lr_ratio in [0, 1], got "
-                             f"{warmup_fraction} and {min_lr_ratio}")
+            raise ValueError(
+                f"optim.scheduler: warmup_fraction must be in [0, 1) and min_lr_ratio in [0, 1], got "
+                f"{warmup_fraction} and {min_lr_ratio}"
+            )
         self.total_steps = int(total_steps)
-        self.warmup_steps = min(max(int(warmup_fraction * self.total_steps), int(min_warmup_steps)),
-                                self.total_steps // 2)
+        self.warmup_steps = min(
+            max(int(warmup_fraction * self.total_steps), int(min_warmup_steps)), self.total_steps // 2
+        )
         self.min_lr_ratio = float(min_lr_ratio)
         super().__init__(optimizer, last_epoch)
 

@@ -17,11 +17,20 @@ from fusion.training.time_to_best import TimeToBest
 
 def build_datamodule(cfg: DictConfig) -> MultimodalDataModule:
     data = cfg.data
-    return MultimodalDataModule(data.processed_dir, list(cfg.modality.names), batch_size=int(data.batch_size),
-                                num_workers=int(data.num_workers), pin_memory=data.pin_memory,
-                                persistent_workers=bool(data.persistent_workers), task=cfg.task.name,
-                                shuffle=bool(data.get("shuffle", True)), prefetch_factor=data.get("prefetch_factor"),
-                                seed=int(cfg.seed), shards_url=data.get("shards_url"), cache_dir=data.get("cache_dir"))
+    return MultimodalDataModule(
+        data.processed_dir,
+        list(cfg.modality.names),
+        batch_size=int(data.batch_size),
+        num_workers=int(data.num_workers),
+        pin_memory=data.pin_memory,
+        persistent_workers=bool(data.persistent_workers),
+        task=cfg.task.name,
+        shuffle=bool(data.get("shuffle", True)),
+        prefetch_factor=data.get("prefetch_factor"),
+        seed=int(cfg.seed),
+        shards_url=data.get("shards_url"),
+        cache_dir=data.get("cache_dir"),
+    )
 
 
 def build_module(cfg: DictConfig, datamodule: MultimodalDataModule) -> FusionModule:
@@ -33,7 +42,8 @@ def build_module(cfg: DictConfig, datamodule: MultimodalDataModule) -> FusionMod
         # In place (nn.Module.compile): parameter names and checkpoints stay those of the eager network.
         net.compile(mode=compile_cfg.mode, dynamic=compile_cfg.dynamic, fullgraph=bool(compile_cfg.fullgraph))
     return FusionModule(
-        net, task,
+        net,
+        task,
         optimizer=hydra.utils.instantiate(cfg.optim.optimizer),
         scheduler=hydra.utils.instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
         modality_dropout=_plain(cfg.model.get("modality_dropout", 0.0)),
@@ -50,8 +60,14 @@ def _plain(value):
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
     ckpt = cfg.callbacks.checkpoint
     callbacks: list[Callback] = [
-        ModelCheckpoint(dirpath=cfg.paths.checkpoint_dir, filename=ckpt.filename, monitor=ckpt.monitor,
-                        mode=ckpt.mode, save_last=bool(ckpt.save_last), enable_version_counter=False),
+        ModelCheckpoint(
+            dirpath=cfg.paths.checkpoint_dir,
+            filename=ckpt.filename,
+            monitor=ckpt.monitor,
+            mode=ckpt.mode,
+            save_last=bool(ckpt.save_last),
+            enable_version_counter=False,
+        ),
         LearningRateMonitor(logging_interval="epoch"),
         TQDMProgressBar(refresh_rate=int(cfg.callbacks.progress_bar.refresh_rate)),
     ]
@@ -61,6 +77,12 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
         callbacks.append(TimeToBest(ckpt.monitor, ckpt.mode))
     stop = cfg.callbacks.early_stopping
     if stop.enabled:
-        callbacks.append(EarlyStopping(monitor=ckpt.monitor, mode=ckpt.mode, patience=int(stop.patience),
-                                       min_delta=float(stop.get("min_delta", 0.0))))
+        callbacks.append(
+            EarlyStopping(
+                monitor=ckpt.monitor,
+                mode=ckpt.mode,
+                patience=int(stop.patience),
+                min_delta=float(stop.get("min_delta", 0.0)),
+            )
+        )
     return callbacks

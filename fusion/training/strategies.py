@@ -18,24 +18,35 @@ def _classes(paths: Iterable[str], key: str) -> set[type]:
         except (ImportError, AttributeError, ValueError):
             cls = None
         if not isinstance(cls, type):
-            raise ValueError(f"trainer.strategy.{key}: {path!r} is not a class; give importable class paths such "
-                             f"as fusion.models.attention.Block")
+            raise ValueError(
+                f"trainer.strategy.{key}: {path!r} is not a class; give importable class paths such "
+                f"as fusion.models.attention.Block"
+            )
         classes.add(cls)
     return classes
 
 
-def fsdp_strategy(wrap: Iterable[str] = (), activation_checkpointing: Iterable[str] = (),
-                  sharding_strategy: str = "FULL_SHARD", state_dict_type: str = "full",
-                  cpu_offload: bool = False, process_group_backend: Optional[str] = None) -> FSDPStrategy:
+def fsdp_strategy(
+    wrap: Iterable[str] = (),
+    activation_checkpointing: Iterable[str] = (),
+    sharding_strategy: str = "FULL_SHARD",
+    state_dict_type: str = "full",
+    cpu_offload: bool = False,
+    process_group_backend: Optional[str] = None,
+) -> FSDPStrategy:
     """Lightning's FSDPStrategy sharding each module of the `wrap` classes (e.g. transformer blocks) as one
     FSDP unit and checkpointing the activations of the `activation_checkpointing` classes. A "full"
     state_dict_type saves ordinary single-file checkpoints, which evaluate, robustness and resume read."""
     wrap_classes = _classes(wrap, "wrap")
     checkpointed = _classes(activation_checkpointing, "activation_checkpointing")
-    return FSDPStrategy(auto_wrap_policy=wrap_classes or None,
-                        activation_checkpointing_policy=checkpointed or None,
-                        sharding_strategy=sharding_strategy, state_dict_type=state_dict_type,
-                        cpu_offload=cpu_offload, process_group_backend=process_group_backend)
+    return FSDPStrategy(
+        auto_wrap_policy=wrap_classes or None,
+        activation_checkpointing_policy=checkpointed or None,
+        sharding_strategy=sharding_strategy,
+        state_dict_type=state_dict_type,
+        cpu_offload=cpu_offload,
+        process_group_backend=process_group_backend,
+    )
 
 
 def relaunches_script(trainer_cfg: Any) -> bool:

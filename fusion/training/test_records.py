@@ -23,8 +23,14 @@ def test_record_rows(ids: list[str], labels: torch.Tensor, scores: torch.Tensor,
             rows.append({"id": record_id, "target": t, "prediction": p, "correct": int(p == t)})
         elif task.name == "multilabel":
             p, t = (scores[i] > task.threshold).int(), labels[i].int()
-            rows.append({"id": record_id, "target": "".join(map(str, t.tolist())),
-                         "prediction": "".join(map(str, p.tolist())), "correct": int(bool((p == t).all()))})
+            rows.append(
+                {
+                    "id": record_id,
+                    "target": "".join(map(str, t.tolist())),
+                    "prediction": "".join(map(str, p.tolist())),
+                    "correct": int(bool((p == t).all())),
+                }
+            )
         else:
             p, t = float(scores[i].reshape(-1)[0]), float(labels[i].reshape(-1)[0])
             rows.append({"id": record_id, "target": t, "prediction": p, "correct": -abs(p - t)})

@@ -29,8 +29,9 @@ class DataWaitMonitor(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._reset()
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         now = time.perf_counter()
         if self.batches == 0:
             self.first_wait = now - self._mark
@@ -38,8 +39,9 @@ class DataWaitMonitor(pl.Callback):
             self.wait += now - self._mark
         self._mark = now
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         now = time.perf_counter()
         self.step += now - self._mark
         self._mark = now
@@ -49,9 +51,11 @@ class DataWaitMonitor(pl.Callback):
     def summary(self) -> dict[str, float]:
         """This process's figures for the epoch so far."""
         busy = self.wait + self.step
-        return {"time/data_wait_fraction": self.wait / busy if busy > 0 else 0.0,
-                "time/first_batch_seconds": self.first_wait,
-                "time/train_samples_per_second": self.samples / (busy + self.first_wait) if self.samples else 0.0}
+        return {
+            "time/data_wait_fraction": self.wait / busy if busy > 0 else 0.0,
+            "time/first_batch_seconds": self.first_wait,
+            "time/train_samples_per_second": self.samples / (busy + self.first_wait) if self.samples else 0.0,
+        }
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.batches == 0:

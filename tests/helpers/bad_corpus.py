@@ -92,8 +92,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def png_header_claiming(width: int, height: int) -> bytes:
     """A PNG with valid CRCs whose header claims width × height RGB pixels, with a tiny IDAT."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(bytes(16)))
-            + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(bytes(16)))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _damaged(data: bytes, start_fraction: float = 0.5, length: int = 64) -> bytes:
@@ -109,7 +113,7 @@ def _bogus_huffman_table(jpeg: bytes) -> bytes:
     """The JPEG with the code counts of its first Huffman table (DHT) overwritten: libjpeg refuses it."""
     out = bytearray(jpeg)
     counts = jpeg.index(b"\xff\xc4") + 5  # marker, segment length, table class/id
-    out[counts:counts + 16] = b"\xff" * 16
+    out[counts : counts + 16] = b"\xff" * 16
     return bytes(out)
 
 
@@ -157,90 +161,234 @@ def cases() -> list[Case]:
     png = _image(_noise(size=(64, 64)), "PNG")
     jpeg = _image(_noise(size=(64, 64)), "JPEG", quality=90)
     image = [
-        Case("png_truncated", "image", "truncated", {"image": "image/truncated.png"},
-             {"image/truncated.png": png[: len(png) // 2]}),
-        Case("png_corrupt", "image", "cannot decode image", {"image": "image/corrupt.png"},
-             {"image/corrupt.png": _damaged(png)}),
-        Case("jpeg_truncated", "image", "truncated", {"image": "image/truncated.jpg"},
-             {"image/truncated.jpg": jpeg[: len(jpeg) // 2]}),
-        Case("jpeg_corrupt", "image", "cannot decode image", {"image": "image/corrupt.jpg"},
-             {"image/corrupt.jpg": _bogus_huffman_table(jpeg)}),
-        Case("text_as_png", "image", "not an image", {"image": "image/text.png"},
-             {"image/text.png": b"hello, I am a text file with a .png name\n"}),
+        Case(
+            "png_truncated",
+            "image",
+            "truncated",
+            {"image": "image/truncated.png"},
+            {"image/truncated.png": png[: len(png) // 2]},
+        ),
+        Case(
+            "png_corrupt",
+            "image",
+            "cannot decode image",
+            {"image": "image/corrupt.png"},
+            {"image/corrupt.png": _damaged(png)},
+        ),
+        Case(
+            "jpeg_truncated",
+            "image",
+            "truncated",
+            {"image": "image/truncated.jpg"},
+            {"image/truncated.jpg": jpeg[: len(jpeg) // 2]},
+        ),
+        Case(
+            "jpeg_corrupt",
+            "image",
+            "cannot decode image",
+            {"image": "image/corrupt.jpg"},
+            {"image/corrupt.jpg": _bogus_huffman_table(jpeg)},
+        ),
+        Case(
+            "text_as_png",
+            "image",
+            "not an image",
+            {"image": "image/text.png"},
+            {"image/text.png": b"hello, I am a text file with a .png name\n"},
+        ),
         Case("image_zero_bytes", "image", "is empty (0 bytes)", {"image": "image/empty.png"}, {"image/empty.png": b""}),
-        Case("cmyk_jpeg", "image", KEPT, {"image": "image/cmyk.jpg"},
-             {"image/cmyk.jpg": _image(_noise("CMYK"), "JPEG")}),
-        Case("png_16bit", "image", KEPT, {"image": "image/deep.png"}, {"image/deep.png": _image(Image.fromarray(
-            (np.arange(24 * 40, dtype=np.uint16).reshape(24, 40) * 60)), "PNG")}),
+        Case(
+            "cmyk_jpeg", "image", KEPT, {"image": "image/cmyk.jpg"}, {"image/cmyk.jpg": _image(_noise("CMYK"), "JPEG")}
+        ),
+        Case(
+            "png_16bit",
+            "image",
+            KEPT,
+            {"image": "image/deep.png"},
+            {
+                "image/deep.png": _image(
+                    Image.fromarray((np.arange(24 * 40, dtype=np.uint16).reshape(24, 40) * 60)), "PNG"
+                )
+            },
+        ),
         Case("grayscale", "image", KEPT, {"image": "image/gray.png"}, {"image/gray.png": _image(_noise("L"), "PNG")}),
         Case("one_bit", "image", KEPT, {"image": "image/bits.png"}, {"image/bits.png": _image(_noise("1"), "PNG")}),
-        Case("palette", "image", KEPT, {"image": "image/palette.png"},
-             {"image/palette.png": _image(_noise("P"), "PNG")}),
-        Case("palette_transparent", "image", KEPT, {"image": "image/palette_t.png"},
-             {"image/palette_t.png": _image(_noise("P"), "PNG", transparency=0)}),
+        Case(
+            "palette", "image", KEPT, {"image": "image/palette.png"}, {"image/palette.png": _image(_noise("P"), "PNG")}
+        ),
+        Case(
+            "palette_transparent",
+            "image",
+            KEPT,
+            {"image": "image/palette_t.png"},
+            {"image/palette_t.png": _image(_noise("P"), "PNG", transparency=0)},
+        ),
         Case("rgba", "image", KEPT, {"image": "image/rgba.png"}, {"image/rgba.png": _image(_noise("RGBA"), "PNG")}),
         Case("gray_alpha", "image", KEPT, {"image": "image/la.png"}, {"image/la.png": _image(_noise("LA"), "PNG")}),
         # default max_pixels 50M: 8000×8000 is in PIL's warning range (1-2×), 100000×100000 in its error range
-        Case("huge_warning_range", "image", "image too large", {"image": "image/huge_8k.png"},
-             {"image/huge_8k.png": png_header_claiming(8000, 8000)}),
-        Case("huge_error_range", "image", "image too large", {"image": "image/huge_100k.png"},
-             {"image/huge_100k.png": png_header_claiming(100_000, 100_000)}),
+        Case(
+            "huge_warning_range",
+            "image",
+            "image too large",
+            {"image": "image/huge_8k.png"},
+            {"image/huge_8k.png": png_header_claiming(8000, 8000)},
+        ),
+        Case(
+            "huge_error_range",
+            "image",
+            "image too large",
+            {"image": "image/huge_100k.png"},
+            {"image/huge_100k.png": png_header_claiming(100_000, 100_000)},
+        ),
         Case("absolute_path", "image", "absolute path", {"image": "/etc/hostname"}),
         Case("dotdot_path", "image", "escapes the dataset", {"image": "image/../../outside.png"}),
-        Case("symlink_out", "image", "escapes the dataset", {"image": "image/link_out.png"},
-             links={"image/link_out.png": "../../outside.png"}),
-        Case("symlink_loop", "image", "cannot be resolved", {"image": "image/loop.png"},
-             links={"image/loop.png": "loop.png"}, dvc_safe=False),
+        Case(
+            "symlink_out",
+            "image",
+            "escapes the dataset",
+            {"image": "image/link_out.png"},
+            links={"image/link_out.png": "../../outside.png"},
+        ),
+        Case(
+            "symlink_loop",
+            "image",
+            "cannot be resolved",
+            {"image": "image/loop.png"},
+            links={"image/loop.png": "loop.png"},
+            dvc_safe=False,
+        ),
         Case("missing_file", "image", "does not exist", {"image": "image/nowhere.png"}),
         Case("directory", "image", "not a regular file", {"image": "image/a_folder"}, {"image/a_folder/x.txt": b"x"}),
         Case("nul_in_path", "image", "cannot be resolved", {"image": "image/bad\u0000name.png"}),
         Case("name_too_long", "image", "cannot be resolved", {"image": "image/" + "n" * 300 + ".png"}),
     ]
     audio = [
-        Case("wav_truncated", "audio", "audio file is truncated", {"audio": "audio/truncated.wav"},
-             {"audio/truncated.wav": wav[: len(wav) // 2 + 1]}),
-        Case("wav_header_only", "audio", "audio file is truncated", {"audio": "audio/header_only.wav"},
-             {"audio/header_only.wav": wav[:44]}),
-        Case("flac_corrupt", "audio", "cannot decode audio", {"audio": "audio/corrupt.flac"},
-             {"audio/corrupt.flac": _damaged(flac, length=200)}),
-        Case("flac_truncated", "audio", "cannot decode audio", {"audio": "audio/truncated.flac"},
-             {"audio/truncated.flac": flac[: len(flac) // 2]}),
-        Case("text_as_wav", "audio", "cannot decode audio", {"audio": "audio/text.wav"},
-             {"audio/text.wav": b"this is not audio\n"}),
+        Case(
+            "wav_truncated",
+            "audio",
+            "audio file is truncated",
+            {"audio": "audio/truncated.wav"},
+            {"audio/truncated.wav": wav[: len(wav) // 2 + 1]},
+        ),
+        Case(
+            "wav_header_only",
+            "audio",
+            "audio file is truncated",
+            {"audio": "audio/header_only.wav"},
+            {"audio/header_only.wav": wav[:44]},
+        ),
+        Case(
+            "flac_corrupt",
+            "audio",
+            "cannot decode audio",
+            {"audio": "audio/corrupt.flac"},
+            {"audio/corrupt.flac": _damaged(flac, length=200)},
+        ),
+        Case(
+            "flac_truncated",
+            "audio",
+            "cannot decode audio",
+            {"audio": "audio/truncated.flac"},
+            {"audio/truncated.flac": flac[: len(flac) // 2]},
+        ),
+        Case(
+            "text_as_wav",
+            "audio",
+            "cannot decode audio",
+            {"audio": "audio/text.wav"},
+            {"audio/text.wav": b"this is not audio\n"},
+        ),
         Case("audio_zero_bytes", "audio", "is empty (0 bytes)", {"audio": "audio/empty.wav"}, {"audio/empty.wav": b""}),
-        Case("zero_frames", "audio", "zero samples", {"audio": "audio/zero_frames.wav"},
-             {"audio/zero_frames.wav": _audio(np.zeros((0, 1)), 8000)}),
-        Case("silent", "audio", KEPT, {"audio": "audio/silent.wav"},
-             {"audio/silent.wav": _audio(np.zeros(4000), 8000)}),
-        Case("nan_samples", "audio", "NaN or Inf", {"audio": "audio/nan.wav"},
-             {"audio/nan.wav": _audio(_with(np.nan), 8000, subtype="FLOAT")}),
-        Case("inf_samples", "audio", "NaN or Inf", {"audio": "audio/inf.wav"},
-             {"audio/inf.wav": _audio(_with(np.inf), 8000, subtype="FLOAT")}),
-        Case("stereo", "audio", KEPT, {"audio": "audio/stereo.wav"},
-             {"audio/stereo.wav": _audio(_tone(channels=2), 8000)}),
-        Case("six_channels", "audio", KEPT, {"audio": "audio/surround.wav"},
-             {"audio/surround.wav": _audio(_tone(seconds=0.2, channels=6), 8000)}),
+        Case(
+            "zero_frames",
+            "audio",
+            "zero samples",
+            {"audio": "audio/zero_frames.wav"},
+            {"audio/zero_frames.wav": _audio(np.zeros((0, 1)), 8000)},
+        ),
+        Case(
+            "silent", "audio", KEPT, {"audio": "audio/silent.wav"}, {"audio/silent.wav": _audio(np.zeros(4000), 8000)}
+        ),
+        Case(
+            "nan_samples",
+            "audio",
+            "NaN or Inf",
+            {"audio": "audio/nan.wav"},
+            {"audio/nan.wav": _audio(_with(np.nan), 8000, subtype="FLOAT")},
+        ),
+        Case(
+            "inf_samples",
+            "audio",
+            "NaN or Inf",
+            {"audio": "audio/inf.wav"},
+            {"audio/inf.wav": _audio(_with(np.inf), 8000, subtype="FLOAT")},
+        ),
+        Case(
+            "stereo",
+            "audio",
+            KEPT,
+            {"audio": "audio/stereo.wav"},
+            {"audio/stereo.wav": _audio(_tone(channels=2), 8000)},
+        ),
+        Case(
+            "six_channels",
+            "audio",
+            KEPT,
+            {"audio": "audio/surround.wav"},
+            {"audio/surround.wav": _audio(_tone(seconds=0.2, channels=6), 8000)},
+        ),
         Case("very_long", "audio", KEPT, {"audio": "audio/long.flac"}, {"audio/long.flac": _long_flac()}),
-        Case("rate_too_low", "audio", "min_sample_rate", {"audio": "audio/rate_2k.wav"},
-             {"audio/rate_2k.wav": _audio(_tone(2000, 0.1), 2000)}),
-        Case("rate_too_high", "audio", "max_sample_rate", {"audio": "audio/rate_384k.wav"},
-             {"audio/rate_384k.wav": _audio(_tone(384000, 0.01), 384000)}),
-        Case("rate_odd", "audio", "max_ratio_terms", {"audio": "audio/rate_44101.wav"},
-             {"audio/rate_44101.wav": _audio(_tone(44101, 0.02), 44101)}),
+        Case(
+            "rate_too_low",
+            "audio",
+            "min_sample_rate",
+            {"audio": "audio/rate_2k.wav"},
+            {"audio/rate_2k.wav": _audio(_tone(2000, 0.1), 2000)},
+        ),
+        Case(
+            "rate_too_high",
+            "audio",
+            "max_sample_rate",
+            {"audio": "audio/rate_384k.wav"},
+            {"audio/rate_384k.wav": _audio(_tone(384000, 0.01), 384000)},
+        ),
+        Case(
+            "rate_odd",
+            "audio",
+            "max_ratio_terms",
+            {"audio": "audio/rate_44101.wav"},
+            {"audio/rate_44101.wav": _audio(_tone(44101, 0.02), 44101)},
+        ),
     ]
     text = [
-        Case("latin1", "text", "not valid UTF-8", {"text_path": "text/latin1.txt"},
-             {"text/latin1.txt": "un café à Paris".encode("latin-1")}),
-        Case("utf16", "text", "not valid UTF-8", {"text_path": "text/utf16.txt"},
-             {"text/utf16.txt": "a river at dawn".encode("utf-16")}),
-        Case("utf8_bom", "text", KEPT, {"text_path": "text/bom.txt"},
-             {"text/bom.txt": "a quiet river".encode("utf-8-sig")}),
+        Case(
+            "latin1",
+            "text",
+            "not valid UTF-8",
+            {"text_path": "text/latin1.txt"},
+            {"text/latin1.txt": "un café à Paris".encode("latin-1")},
+        ),
+        Case(
+            "utf16",
+            "text",
+            "not valid UTF-8",
+            {"text_path": "text/utf16.txt"},
+            {"text/utf16.txt": "a river at dawn".encode("utf-16")},
+        ),
+        Case(
+            "utf8_bom",
+            "text",
+            KEPT,
+            {"text_path": "text/bom.txt"},
+            {"text/bom.txt": "a quiet river".encode("utf-8-sig")},
+        ),
         Case("text_zero_bytes", "text", "is empty (0 bytes)", {"text_path": "text/empty.txt"}, {"text/empty.txt": b""}),
         Case("blank_file", "text", "empty text", {"text_path": "text/blank.txt"}, {"text/blank.txt": b" \n\t \n"}),
         Case("inline_empty", "text", "empty text", {"text": ""}),
         Case("inline_blank", "text", "empty text", {"text": "   \n "}),
-        Case("long_file", "text", KEPT, {"text_path": "text/long.txt"},
-             {"text/long.txt": _long_text().encode("utf-8")}),
+        Case(
+            "long_file", "text", KEPT, {"text_path": "text/long.txt"}, {"text/long.txt": _long_text().encode("utf-8")}
+        ),
         Case("long_inline", "text", KEPT, {"text": _long_text(LONG_TEXT_CHARS // 4)}),
         Case("text_missing_file", "text", "does not exist", {"text_path": "text/nowhere.txt"}),
     ]
@@ -249,8 +397,14 @@ def cases() -> list[Case]:
         Case("not_an_object", None, "expected a JSON object", raw='["bad", "line"]'),
         Case("no_id", None, "'id'", raw=json.dumps({"label": "x", "text": "no id here"})),
         Case("duplicate_id", None, "duplicate id", {"id": "bad_utf8_bom", "text": "a second record, same id"}),
-        Case("unseen_label", None, "does not occur in the training split", {"text": "a label only in test"},
-             label="zz_unseen_label", split="test"),
+        Case(
+            "unseen_label",
+            None,
+            "does not occur in the training split",
+            {"text": "a label only in test"},
+            label="zz_unseen_label",
+            split="test",
+        ),
     ]
     return image + audio + text + manifest
 

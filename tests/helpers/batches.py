@@ -18,8 +18,13 @@ def text_batch(lengths: torch.Tensor, max_len: int, vocab_size: int, present: to
     return {"tokens": tokens, "mask": mask, "present": present}
 
 
-def audio_batch(lengths: torch.Tensor | list[int], n_mels: int, frames: int, present: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> dict:
+def audio_batch(
+    lengths: torch.Tensor | list[int],
+    n_mels: int,
+    frames: int,
+    present: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> dict:
     """Random log-mel frames up to each length, zeros after it; `present` defaults to 'has a frame'."""
     mask = length_mask(lengths, frames)
     mel = torch.randn(len(mask), n_mels, frames, generator=generator)

@@ -22,8 +22,10 @@ def require_chromium(*paths: Path) -> None:
     missing = [str(path) for path in paths if not path.exists()]
     if not missing:
         return
-    message = (f"{', '.join(missing)} not found: install the Debian packages `chromium chromium-driver` "
-               f"(`{INSTALL}`, as .ci/run does)")
+    message = (
+        f"{', '.join(missing)} not found: install the Debian packages `chromium chromium-driver` "
+        f"(`{INSTALL}`, as .ci/run does)"
+    )
     if in_ci():
         pytest.fail(f"{message}; CI=1, so a missing browser is a failure", pytrace=False)
     pytest.skip(f"{message}; skipped because CI is not set (CI=1 makes this a failure)")

@@ -27,14 +27,16 @@ TINY_TRAINING = [
 
 def tiny_config(tmp: Path, processed_dir: Path | None = None, overrides: list[str] = ()) -> DictConfig:
     """The real composed config, shrunk and pointed at `tmp` for every output."""
-    return compose([
-        *TINY_TRAINING,
-        f"sample.num_records={TINY_RECORDS}",
-        "sample.progress=false",
-        f"paths.output_dir={tmp / 'train'}",
-        f"paths.evaluate_dir={tmp / 'evaluate'}",
-        f"logger.tracking_uri=sqlite:///{tmp / 'mlflow.db'}",
-        f"logger.artifact_location={tmp / 'mlartifacts'}",
-        *([f"data.processed_dir={processed_dir}"] if processed_dir else []),
-        *overrides,
-    ])
+    return compose(
+        [
+            *TINY_TRAINING,
+            f"sample.num_records={TINY_RECORDS}",
+            "sample.progress=false",
+            f"paths.output_dir={tmp / 'train'}",
+            f"paths.evaluate_dir={tmp / 'evaluate'}",
+            f"logger.tracking_uri=sqlite:///{tmp / 'mlflow.db'}",
+            f"logger.artifact_location={tmp / 'mlartifacts'}",
+            *([f"data.processed_dir={processed_dir}"] if processed_dir else []),
+            *overrides,
+        ]
+    )

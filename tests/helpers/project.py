@@ -18,8 +18,16 @@ from tests.helpers.config import ROOT, TINY_RECORDS
 
 def generate_and_preprocess(root: Path, processed: Path, overrides: list[str] = ()) -> DictConfig:
     """Generate the tiny sample at `root` and preprocess all three modalities into `processed`."""
-    cfg = compose([f"sample.num_records={TINY_RECORDS}", "sample.progress=false", f"data.root={root}",
-                   f"data.processed_dir={processed}", "preprocess.num_workers=1", *overrides])
+    cfg = compose(
+        [
+            f"sample.num_records={TINY_RECORDS}",
+            "sample.progress=false",
+            f"data.root={root}",
+            f"data.processed_dir={processed}",
+            "preprocess.num_workers=1",
+            *overrides,
+        ]
+    )
     generate_sample(cfg.sample, root)
     for modality in ("text", "image", "audio"):
         run_preprocess(modality, cfg)

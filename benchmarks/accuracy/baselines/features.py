@@ -6,15 +6,21 @@ from __future__ import annotations
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-NGRAMS = (2, 4)          # character n-grams within word boundaries: robust to typos
-MIN_DOCUMENT_COUNT = 2   # an n-gram must occur in this many training texts
+NGRAMS = (2, 4)  # character n-grams within word boundaries: robust to typos
+MIN_DOCUMENT_COUNT = 2  # an n-gram must occur in this many training texts
 STD_FLOOR = 1e-6
 
 
 def text_vectorizer() -> TfidfVectorizer:
     """Lower-cased char n-gram TF-IDF (sublinear term frequency), fitted on the training texts."""
-    return TfidfVectorizer(analyzer="char_wb", ngram_range=NGRAMS, min_df=MIN_DOCUMENT_COUNT, lowercase=True,
-                           sublinear_tf=True, dtype=np.float32)
+    return TfidfVectorizer(
+        analyzer="char_wb",
+        ngram_range=NGRAMS,
+        min_df=MIN_DOCUMENT_COUNT,
+        lowercase=True,
+        sublinear_tf=True,
+        dtype=np.float32,
+    )
 
 
 def audio_statistics(logmel: np.ndarray) -> np.ndarray:

@@ -26,14 +26,14 @@ from benchmarks.accuracy.timing import timed
 
 NAME = "lenet"
 EPOCHS = 30
-BATCH_SIZE = 40           # MultiBench's AV-MNIST loaders
+BATCH_SIZE = 40  # MultiBench's AV-MNIST loaders
 LEARNING_RATE = 0.01
 MOMENTUM = 0.9
-WEIGHT_DECAY = 1e-4       # MultiBench's
-CHANNELS = 6              # LeNet(1, 6, ...) as MultiBench's AV-MNIST encoders
+WEIGHT_DECAY = 1e-4  # MultiBench's
+CHANNELS = 6  # LeNet(1, 6, ...) as MultiBench's AV-MNIST encoders
 EXTRA_LAYERS = {"image": 3, "audio": 5}
 TEXT_FEATURES = 64
-HEAD_HIDDEN = 100         # MultiBench's MLP(channels * 40, 100, 10) head
+HEAD_HIDDEN = 100  # MultiBench's MLP(channels * 40, 100, 10) head
 
 
 class LeNet(nn.Module):
@@ -44,11 +44,15 @@ class LeNet(nn.Module):
         super().__init__()
         layers = [nn.Conv2d(in_channels, channels, 5, padding=2, bias=False), nn.BatchNorm2d(channels), nn.ReLU()]
         for i in range(extra_layers):
-            width = channels * 2 ** i
-            layers += [nn.MaxPool2d(2), nn.Conv2d(width, 2 * width, 3, padding=1, bias=False),
-                       nn.BatchNorm2d(2 * width), nn.ReLU()]
+            width = channels * 2**i
+            layers += [
+                nn.MaxPool2d(2),
+                nn.Conv2d(width, 2 * width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(2 * width),
+                nn.ReLU(),
+            ]
         self.body = nn.Sequential(*layers)
-        self.out_features = channels * 2 ** extra_layers
+        self.out_features = channels * 2**extra_layers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.amax(self.body(x), dim=(2, 3))
@@ -72,8 +76,9 @@ class LateFusionNet(nn.Module):
     def __init__(self, modalities: list[str], vocabulary: int, classes: int):
         super().__init__()
         self.modalities = modalities
-        self.encoders = nn.ModuleDict({m: BagOfNgrams(vocabulary) if m == "text" else
-                                       LeNet(1, CHANNELS, EXTRA_LAYERS[m]) for m in modalities})
+        self.encoders = nn.ModuleDict(
+            {m: BagOfNgrams(vocabulary) if m == "text" else LeNet(1, CHANNELS, EXTRA_LAYERS[m]) for m in modalities}
+        )
         width = sum(e.out_features for e in self.encoders.values()) + len(modalities)
         self.head = nn.Sequential(nn.Linear(width, HEAD_HIDDEN), nn.ReLU(), nn.Linear(HEAD_HIDDEN, classes))
 
@@ -102,8 +107,9 @@ def tensors(data: RawDataset) -> tuple[dict[str, torch.Tensor], int]:
     return inputs, inputs["text"].shape[1]
 
 
-def train_net(data: RawDataset, inputs: dict[str, torch.Tensor], vocabulary: int, modalities: list[str], seed: int,
-              epochs: int) -> tuple[LateFusionNet, float]:
+def train_net(
+    data: RawDataset, inputs: dict[str, torch.Tensor], vocabulary: int, modalities: list[str], seed: int, epochs: int
+) -> tuple[LateFusionNet, float]:
     """SGD on the training split; the weights of the epoch with the best validation accuracy, and that accuracy
     (without validation records: the last epoch's weights, and NaN)."""
     torch.manual_seed(seed)
@@ -119,8 +125,10 @@ def train_net(data: RawDataset, inputs: dict[str, torch.Tensor], vocabulary: int
         for batch in train[torch.randperm(len(train), generator=generator)].split(BATCH_SIZE):
             if len(batch) < 2:  # batch norm needs two samples
                 continue
-            loss = nn.functional.cross_entropy(net({m: inputs[m][batch] for m in modalities},
-                                                   {m: present[m][batch] for m in modalities}), labels[batch])
+            loss = nn.functional.cross_entropy(
+                net({m: inputs[m][batch] for m in modalities}, {m: present[m][batch] for m in modalities}),
+                labels[batch],
+            )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -132,8 +140,13 @@ def train_net(data: RawDataset, inputs: dict[str, torch.Tensor], vocabulary: int
 
 
 @torch.no_grad()
-def predict(net: LateFusionNet, inputs: dict[str, torch.Tensor], present: dict[str, torch.Tensor],
-            rows: np.ndarray, removed: str | None = None) -> np.ndarray:
+def predict(
+    net: LateFusionNet,
+    inputs: dict[str, torch.Tensor],
+    present: dict[str, torch.Tensor],
+    rows: np.ndarray,
+    removed: str | None = None,
+) -> np.ndarray:
     """Class predictions for `rows`, with modality `removed` (if any) marked missing in every one."""
     net.eval()
     index = torch.from_numpy(rows)
@@ -157,7 +170,15 @@ def run(data: RawDataset, seed: int, epochs: int = EPOCHS, unimodal: bool = True
             single, _ = train_net(data, inputs, vocabulary, [modality], seed, epochs)
             alone[modality] = accuracy(predict(single, inputs, present, test), data.labels[test])
         seconds[modality] = one.cpu
-    return BaselineResult(test_acc=test_acc, val_acc=val_acc, alone=alone, without=without,
-                          cpu_seconds=fused_time.cpu, wall_seconds=fused_time.wall, fit_seconds=fitting.wall,
-                          fit_cpu_seconds=fitting.cpu, unimodal_cpu_seconds=seconds,
-                          details={"epochs": epochs, "vocabulary": vocabulary})
+    return BaselineResult(
+        test_acc=test_acc,
+        val_acc=val_acc,
+        alone=alone,
+        without=without,
+        cpu_seconds=fused_time.cpu,
+        wall_seconds=fused_time.wall,
+        fit_seconds=fitting.wall,
+        fit_cpu_seconds=fitting.cpu,
+        unimodal_cpu_seconds=seconds,
+        details={"epochs": epochs, "vocabulary": vocabulary},
+    )

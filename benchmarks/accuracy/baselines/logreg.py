@@ -78,11 +78,22 @@ def run(data: RawDataset, seed: int) -> BaselineResult:
         fallback = majority_class(data)
         test, val = data.split("test"), data.split("val")
         present_test = {m: data.present[m][test] for m in MODALITIES}
-        test_acc, alone, without = fusion_scores({m: p[test] for m, p in probs.items()}, present_test,
-                                                 data.labels[test], fallback)
-        val_acc = accuracy(late_fusion({m: p[val] for m, p in probs.items()},
-                                       {m: data.present[m][val] for m in MODALITIES}, fallback), data.labels[val])
-    return BaselineResult(test_acc=test_acc, val_acc=val_acc, alone=alone, without=without, cpu_seconds=total.cpu,
-                          wall_seconds=total.wall, fit_seconds=fitting.wall, fit_cpu_seconds=fitting.cpu,
-                          unimodal_cpu_seconds=seconds,
-                          details={"C": chosen})
+        test_acc, alone, without = fusion_scores(
+            {m: p[test] for m, p in probs.items()}, present_test, data.labels[test], fallback
+        )
+        val_acc = accuracy(
+            late_fusion({m: p[val] for m, p in probs.items()}, {m: data.present[m][val] for m in MODALITIES}, fallback),
+            data.labels[val],
+        )
+    return BaselineResult(
+        test_acc=test_acc,
+        val_acc=val_acc,
+        alone=alone,
+        without=without,
+        cpu_seconds=total.cpu,
+        wall_seconds=total.wall,
+        fit_seconds=fitting.wall,
+        fit_cpu_seconds=fitting.cpu,
+        unimodal_cpu_seconds=seconds,
+        details={"C": chosen},
+    )

@@ -19,9 +19,9 @@ from tqdm import tqdm
 MODALITIES = ("text", "image", "audio")
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.jsonl"
-IMAGE_SIZE = 28            # pixels per side (as MNIST / AV-MNIST)
+IMAGE_SIZE = 28  # pixels per side (as MNIST / AV-MNIST)
 SAMPLE_RATE = 16000
-AUDIO_SECONDS = 1.5        # clips are cropped or zero-padded to this length
+AUDIO_SECONDS = 1.5  # clips are cropped or zero-padded to this length
 N_FFT, HOP, N_MELS = 512, 250, 64
 LOG_EPS = 1e-6
 
@@ -33,12 +33,12 @@ class RawDataset:
     root: Path
     ids: list[str]
     classes: list[str]
-    labels: np.ndarray                  # [N] int
-    splits: np.ndarray                  # [N] str
-    texts: list[str]                    # "" where missing
-    images: np.ndarray                  # [N, 1, IMAGE_SIZE, IMAGE_SIZE] float32 in [0, 1]
-    audio: np.ndarray                   # [N, 1, N_MELS, frames] float32 log-mel
-    present: dict[str, np.ndarray]      # modality -> [N] bool
+    labels: np.ndarray  # [N] int
+    splits: np.ndarray  # [N] str
+    texts: list[str]  # "" where missing
+    images: np.ndarray  # [N, 1, IMAGE_SIZE, IMAGE_SIZE] float32 in [0, 1]
+    audio: np.ndarray  # [N, 1, N_MELS, frames] float32 log-mel
+    present: dict[str, np.ndarray]  # modality -> [N] bool
     decode_errors: dict[str, int] = field(default_factory=dict)
 
     def split(self, name: str) -> np.ndarray:
@@ -50,13 +50,16 @@ def read_manifest(root: Path) -> list[dict]:
     """The manifest's records; each must carry a split (the benchmark datasets write one)."""
     path = root / MANIFEST
     if not path.is_file():
-        raise SystemExit(f"error: {path} not found; build the dataset first: python -m benchmarks.accuracy build "
-                         f"<name> --out {root}")
+        raise SystemExit(
+            f"error: {path} not found; build the dataset first: python -m benchmarks.accuracy build <name> --out {root}"
+        )
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     unsplit = [r["id"] for r in records if r.get("split") not in SPLITS]
     if unsplit:
-        raise SystemExit(f"error: {path}: {len(unsplit)} records have no split (e.g. {unsplit[0]}); the baselines "
-                         f"need an explicit train/val/test split per record, as the benchmark builders write")
+        raise SystemExit(
+            f"error: {path}: {len(unsplit)} records have no split (e.g. {unsplit[0]}); the baselines "
+            f"need an explicit train/val/test split per record, as the benchmark builders write"
+        )
     return records
 
 
@@ -68,12 +71,18 @@ def load(root: str | Path, progress: bool = True) -> RawDataset:
     known = [r for r in records if r["label"] in classes]
     n = len(known)
     frames = _mel(torch.zeros(int(SAMPLE_RATE * AUDIO_SECONDS))).shape[-1]
-    data = RawDataset(root=root, ids=[r["id"] for r in known], classes=classes,
-                      labels=np.array([classes.index(r["label"]) for r in known]),
-                      splits=np.array([r["split"] for r in known]), texts=[""] * n,
-                      images=np.zeros((n, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32),
-                      audio=np.zeros((n, 1, N_MELS, frames), np.float32),
-                      present={m: np.zeros(n, bool) for m in MODALITIES}, decode_errors={m: 0 for m in MODALITIES})
+    data = RawDataset(
+        root=root,
+        ids=[r["id"] for r in known],
+        classes=classes,
+        labels=np.array([classes.index(r["label"]) for r in known]),
+        splits=np.array([r["split"] for r in known]),
+        texts=[""] * n,
+        images=np.zeros((n, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32),
+        audio=np.zeros((n, 1, N_MELS, frames), np.float32),
+        present={m: np.zeros(n, bool) for m in MODALITIES},
+        decode_errors={m: 0 for m in MODALITIES},
+    )
     arrays = {"image": data.images, "audio": data.audio}
     for i, record in enumerate(tqdm(known, desc=f"decode {root.name}", unit="record", disable=not progress)):
         for modality, decode in DECODERS.items():

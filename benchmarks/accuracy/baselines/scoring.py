@@ -19,12 +19,12 @@ class BaselineResult:
 
     test_acc: float
     val_acc: float
-    alone: dict[str, float]           # modality -> test accuracy using only that modality
-    without: dict[str, float]         # modality -> test accuracy with that modality removed from every record
-    cpu_seconds: float = 0.0          # training + testing of the fused model
+    alone: dict[str, float]  # modality -> test accuracy using only that modality
+    without: dict[str, float]  # modality -> test accuracy with that modality removed from every record
+    cpu_seconds: float = 0.0  # training + testing of the fused model
     wall_seconds: float = 0.0
-    fit_seconds: float = 0.0          # wall clock of fitting alone
-    fit_cpu_seconds: float = 0.0      # CPU time of fitting alone (what the issue's time check compares)
+    fit_seconds: float = 0.0  # wall clock of fitting alone
+    fit_cpu_seconds: float = 0.0  # CPU time of fitting alone (what the issue's time check compares)
     unimodal_cpu_seconds: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -41,8 +41,9 @@ def majority_class(data: RawDataset) -> int:
     return int(np.bincount(data.labels[data.split("train")], minlength=len(data.classes)).argmax())
 
 
-def late_fusion(probabilities: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray],
-                fallback: int) -> np.ndarray:
+def late_fusion(
+    probabilities: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray], fallback: int
+) -> np.ndarray:
     """Argmax of the mean class probabilities over the modalities present in each record (`fallback` where none
     is); probabilities and present flags are per modality, [N, classes] and [N]."""
     modalities = list(probabilities)
@@ -52,9 +53,11 @@ def late_fusion(probabilities: Mapping[str, np.ndarray], present: Mapping[str, n
     return np.where(count > 0, predictions, fallback)
 
 
-def fusion_scores(probabilities: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray], labels: np.ndarray,
-                  fallback: int) -> tuple[float, dict[str, float], dict[str, float]]:
+def fusion_scores(
+    probabilities: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray], labels: np.ndarray, fallback: int
+) -> tuple[float, dict[str, float], dict[str, float]]:
     """Late fusion of per-modality probabilities: accuracy with all modalities, each alone, each removed."""
+
     def score(used: list[str]) -> float:
         return accuracy(late_fusion({m: probabilities[m] for m in used}, present, fallback), labels)
 

@@ -50,14 +50,35 @@ CARRIERS = ("number {}", "{} please", "it is {}", "the digit {}")
 CARRIER_PROBABILITY = 0.20
 INFORMATIVE_CAPTION = 0.65
 NUMBER_FORMS = ("word", "numeral", "synonym")
-CAPTIONS = ("handwritten {}", "card shows a {}", "digit: {}", "looks like a {} to me", "{}?", "probably {}",
-            "label {} (checked)", "a {} written in pen", "it's a {}", "clearly {}", "{} i think")
-BLANK_CAPTIONS = ("scanned card, blurry", "no caption", "hard to read", "photo taken at the office", "see attached",
-                  "batch {}", "scan no. {}", "page {} of the form", "uploaded from phone", "card from the pile")
+CAPTIONS = (
+    "handwritten {}",
+    "card shows a {}",
+    "digit: {}",
+    "looks like a {} to me",
+    "{}?",
+    "probably {}",
+    "label {} (checked)",
+    "a {} written in pen",
+    "it's a {}",
+    "clearly {}",
+    "{} i think",
+)
+BLANK_CAPTIONS = (
+    "scanned card, blurry",
+    "no caption",
+    "hard to read",
+    "photo taken at the office",
+    "see attached",
+    "batch {}",
+    "scan no. {}",
+    "page {} of the form",
+    "uploaded from phone",
+    "card from the pile",
+)
 DISTRACTOR_NUMBERS = (10, 99)  # the unrelated two-digit numbers of blank captions
-SIDE_PX = (16, 48)             # the image's shorter side
-ASPECT = (0.8, 1.25)           # width / height
-DIGIT_FILL = (0.6, 0.9)        # share of the shorter side the digit spans
+SIDE_PX = (16, 48)  # the image's shorter side
+ASPECT = (0.8, 1.25)  # width / height
+DIGIT_FILL = (0.6, 0.9)  # share of the shorter side the digit spans
 ROTATION_DEGREES = 12.0
 
 
@@ -87,13 +108,19 @@ class AVDigits(DatasetBuilder):
             low, high = DISTRACTOR_NUMBERS
             return pick(rng, BLANK_CAPTIONS).format(int(rng.integers(low, high + 1))), False
         form = pick(rng, NUMBER_FORMS)
-        number = {"word": WORDS[plan.label], "numeral": str(plan.label),
-                  "synonym": pick(rng, SYNONYMS[plan.label])}[form]
+        number = {"word": WORDS[plan.label], "numeral": str(plan.label), "synonym": pick(rng, SYNONYMS[plan.label])}[
+            form
+        ]
         return pick(rng, CAPTIONS).format(number), True
 
 
-def place_ink(rng: np.random.Generator, ink: np.ndarray, side_px: tuple[int, int], aspect: tuple[float, float],
-              fill: tuple[float, float]) -> np.ndarray:
+def place_ink(
+    rng: np.random.Generator,
+    ink: np.ndarray,
+    side_px: tuple[int, int],
+    aspect: tuple[float, float],
+    fill: tuple[float, float],
+) -> np.ndarray:
     """Ink coverage (H×W in [0, 1]) scaled smoothly onto a canvas of random size and aspect, slightly rotated,
     at a random offset."""
     width, height = random_size(rng, side_px, aspect)
@@ -105,5 +132,5 @@ def place_ink(rng: np.random.Generator, ink: np.ndarray, side_px: tuple[int, int
     canvas = np.zeros((height, width), np.float32)
     top = int(rng.integers(0, height - glyph_array.shape[0] + 1))
     left = int(rng.integers(0, width - glyph_array.shape[1] + 1))
-    canvas[top:top + glyph_array.shape[0], left:left + glyph_array.shape[1]] = glyph_array
+    canvas[top : top + glyph_array.shape[0], left : left + glyph_array.shape[1]] = glyph_array
     return canvas

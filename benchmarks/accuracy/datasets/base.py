@@ -23,10 +23,10 @@ class DatasetBuilder(ABC):
     method gets the record's plan and the generator of that modality's stream, so records are independent."""
 
     name: str
-    summary: str                                  # one line for tables and dataset.json
+    summary: str  # one line for tables and dataset.json
     classes: Sequence[str]
-    groups: Mapping[str, Sequence[int]]           # modality -> the group each class shows (see bayes.py)
-    informative: Mapping[str, float]              # modality -> P(the content reveals its group | present)
+    groups: Mapping[str, Sequence[int]]  # modality -> the group each class shows (see bayes.py)
+    informative: Mapping[str, float]  # modality -> P(the content reveals its group | present)
     default_records: int = DEFAULT_RECORDS
 
     def load_sources(self, seed: int) -> None:  # noqa: B027 (an optional hook: most datasets load nothing)
@@ -43,4 +43,3 @@ class DatasetBuilder(ABC):
     @abstractmethod
     def text(self, plan: RecordPlan, rng: np.random.Generator) -> tuple[str, bool]:
         """The record's clean text, and whether it reveals the text's group."""
-

@@ -41,8 +41,12 @@ def candidates(groups: Mapping[str, Sequence[int]], revealed: Sequence[str], lab
     return sum(all(groups[m][other] == groups[m][label] for m in revealed) for other in range(classes))
 
 
-def bayes_accuracy(groups: Mapping[str, Sequence[int]], informative: Mapping[str, float],
-                   used: Sequence[str], fraction: float = MISSING_FRACTION) -> float:
+def bayes_accuracy(
+    groups: Mapping[str, Sequence[int]],
+    informative: Mapping[str, float],
+    used: Sequence[str],
+    fraction: float = MISSING_FRACTION,
+) -> float:
     """Bayes-optimal accuracy of a classifier that sees only the modalities `used`."""
     classes = len(next(iter(groups.values())))
     total = 0.0
@@ -58,8 +62,12 @@ def bayes_accuracy(groups: Mapping[str, Sequence[int]], informative: Mapping[str
     return total
 
 
-def expectations(groups: Mapping[str, Sequence[int]], informative: Mapping[str, float],
-                 fraction: float = MISSING_FRACTION) -> dict[str, float]:
+def expectations(
+    groups: Mapping[str, Sequence[int]], informative: Mapping[str, float], fraction: float = MISSING_FRACTION
+) -> dict[str, float]:
     """Bayes-optimal accuracy for every non-empty subset of modalities, keyed like `text+image`."""
-    return {"+".join(subset): round(bayes_accuracy(groups, informative, subset, fraction), 4)
-            for size in range(1, len(MODALITIES) + 1) for subset in combinations(MODALITIES, size)}
+    return {
+        "+".join(subset): round(bayes_accuracy(groups, informative, subset, fraction), 4)
+        for size in range(1, len(MODALITIES) + 1)
+        for subset in combinations(MODALITIES, size)
+    }

@@ -29,8 +29,9 @@ FOLDERS = {"text": "text", "image": "image", "audio": "audio"}
 TEXT_FILE_PROBABILITY = 0.40  # texts stored in text/<id>.txt (text_path) rather than inline
 
 
-def build(builder: DatasetBuilder, out: Path, records: int | None = None, seed: int = 0,
-          progress: bool = True) -> dict[str, Any]:
+def build(
+    builder: DatasetBuilder, out: Path, records: int | None = None, seed: int = 0, progress: bool = True
+) -> dict[str, Any]:
     """Write the dataset to `out` (replacing what is there) and return its dataset.json content."""
     require_espeak()
     records = builder.default_records if records is None else int(records)
@@ -48,15 +49,24 @@ def build(builder: DatasetBuilder, out: Path, records: int | None = None, seed: 
         latents.append(latent)
     _write_lines(work / MANIFEST, entries)
     _write_lines(work / LATENT, latents)
-    info = {"name": builder.name, "summary": builder.summary, "description": _docstring(builder),
-            "records": records, "seed": seed, "classes": list(builder.classes),
-            "missing_fraction": MISSING_FRACTION, "groups": {m: list(g) for m, g in builder.groups.items()},
-            "informative": dict(builder.informative),
-            "bayes_optimal_accuracy": expectations(builder.groups, builder.informative),
-            "bayes_note": ("Bayes-optimal test accuracy per subset of modalities if each present modality revealed "
-                           "exactly its group when informative (informative: the probability of that); real images "
-                           "and speech are never fully legible, so these are upper bounds."),
-            **describe(latents)}
+    info = {
+        "name": builder.name,
+        "summary": builder.summary,
+        "description": _docstring(builder),
+        "records": records,
+        "seed": seed,
+        "classes": list(builder.classes),
+        "missing_fraction": MISSING_FRACTION,
+        "groups": {m: list(g) for m, g in builder.groups.items()},
+        "informative": dict(builder.informative),
+        "bayes_optimal_accuracy": expectations(builder.groups, builder.informative),
+        "bayes_note": (
+            "Bayes-optimal test accuracy per subset of modalities if each present modality revealed "
+            "exactly its group when informative (informative: the probability of that); real images "
+            "and speech are never fully legible, so these are upper bounds."
+        ),
+        **describe(latents),
+    }
     (work / DATASET_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     _replace(work, out)
     return info
@@ -96,8 +106,13 @@ def _write_image(builder, plan, rng, root, entry) -> dict:
     relative = f"{FOLDERS['image']}/{plan.id}.{encoded.extension}"
     (root / relative).write_bytes(encoded.data)
     entry["image"] = relative
-    return {"format": encoded.extension, "mode": encoded.mode, "width": encoded.size[0], "height": encoded.size[1],
-            "damage": list(encoded.damage)}
+    return {
+        "format": encoded.extension,
+        "mode": encoded.mode,
+        "width": encoded.size[0],
+        "height": encoded.size[1],
+        "damage": list(encoded.damage),
+    }
 
 
 def _write_audio(builder, plan, rng, root, entry) -> dict:
@@ -107,10 +122,19 @@ def _write_audio(builder, plan, rng, root, entry) -> dict:
     relative = f"{FOLDERS['audio']}/{plan.id}.{encoded.extension}"
     (root / relative).write_bytes(encoded.data)
     entry["audio"] = relative
-    return {"format": encoded.extension, "sample_rate": encoded.sample_rate, "channels": encoded.channels,
-            "seconds": round(encoded.seconds, 3), "snr_db": round(encoded.snr_db, 2), "noise": encoded.noise,
-            "clipped": encoded.clipped, "words": utterance.text, "voice": utterance.voice,
-            "speed": utterance.speed, "pitch": utterance.pitch}
+    return {
+        "format": encoded.extension,
+        "sample_rate": encoded.sample_rate,
+        "channels": encoded.channels,
+        "seconds": round(encoded.seconds, 3),
+        "snr_db": round(encoded.snr_db, 2),
+        "noise": encoded.noise,
+        "clipped": encoded.clipped,
+        "words": utterance.text,
+        "voice": utterance.voice,
+        "speed": utterance.speed,
+        "pitch": utterance.pitch,
+    }
 
 
 WRITERS = {"text": _write_text, "image": _write_image, "audio": _write_audio}

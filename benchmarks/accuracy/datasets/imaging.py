@@ -16,20 +16,20 @@ from PIL import Image, ImageFilter
 BLUR_PROBABILITY = 0.35
 BLUR_RADIUS_PER_32PX = (0.4, 1.6)  # Gaussian blur radius, scaled with the image's shorter side / 32
 OCCLUSION_PROBABILITY = 0.25
-OCCLUSION_AREA = (0.10, 0.35)     # share of the image an occluding patch covers
-OCCLUSION_ASPECT = (0.5, 2.0)     # its height / width
+OCCLUSION_AREA = (0.10, 0.35)  # share of the image an occluding patch covers
+OCCLUSION_ASPECT = (0.5, 2.0)  # its height / width
 OCCLUSION_FLAT_PROBABILITY = 0.5  # a flat colour (else noise)
 INVERT_PROBABILITY = 0.20
 NOISE_PROBABILITY = 0.50
-NOISE_STD = (4.0, 28.0)           # Gaussian pixel noise, on the 0-255 scale
+NOISE_STD = (4.0, 28.0)  # Gaussian pixel noise, on the 0-255 scale
 LOW_CONTRAST_PROBABILITY = 0.20
-LOW_CONTRAST_KEEP = (0.35, 0.7)   # share of the contrast (distance to the mean) kept
+LOW_CONTRAST_KEEP = (0.35, 0.7)  # share of the contrast (distance to the mean) kept
 GRAYSCALE_PROBABILITY = 0.40
 JPEG_PROBABILITY = 0.50
 JPEG_QUALITY = (35, 90)
 PNG_COMPRESS_LEVEL = 6
-PAPER_LEVEL = (170, 255)          # ink_on_paper: RGB range of the paper
-INK_LEVEL = (0, 90)               # and of the ink
+PAPER_LEVEL = (170, 255)  # ink_on_paper: RGB range of the paper
+INK_LEVEL = (0, 90)  # and of the ink
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,9 @@ def _occlude(rng: np.random.Generator, pixels: np.ndarray) -> np.ndarray:
     top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
     out = pixels.copy()
     if rng.random() < OCCLUSION_FLAT_PROBABILITY:
-        out[top:top + h, left:left + w] = rng.uniform(0, 255, size=3)
+        out[top : top + h, left : left + w] = rng.uniform(0, 255, size=3)
     else:
-        out[top:top + h, left:left + w] = rng.uniform(0, 255, size=(h, w, 3))
+        out[top : top + h, left : left + w] = rng.uniform(0, 255, size=(h, w, 3))
     return out
 
 

@@ -59,8 +59,9 @@ def balanced_labels(dataset: str, seed: int, records: int, classes: int) -> np.n
     return rng_for(dataset, seed, _PURPOSE_LABELS).permutation(np.arange(records) % classes)
 
 
-def deal_by_class(rng: np.random.Generator, labels: Sequence[int],
-                  fractions: Mapping[str, float] = SPLIT_FRACTIONS) -> dict[str, dict[int, np.ndarray]]:
+def deal_by_class(
+    rng: np.random.Generator, labels: Sequence[int], fractions: Mapping[str, float] = SPLIT_FRACTIONS
+) -> dict[str, dict[int, np.ndarray]]:
     """Per class, a seeded shuffle of the indices of `labels` cut by the split fractions: split -> class -> indices.
     Every split gets every class (as far as the class has members)."""
     labels = np.asarray(labels)
@@ -102,16 +103,24 @@ def record_id(index: int, records: int) -> str:
     return f"{ID_PREFIX}{index + 1:0{max(4, len(str(records)))}d}"
 
 
-def plan_records(dataset: str, seed: int, records: int, classes: int,
-                 missing_fraction: float = MISSING_FRACTION) -> list[RecordPlan]:
+def plan_records(
+    dataset: str, seed: int, records: int, classes: int, missing_fraction: float = MISSING_FRACTION
+) -> list[RecordPlan]:
     """Every record's plan: balanced labels, stratified splits, missing modalities."""
     if records < 1:
         raise ValueError(f"records must be >= 1, got {records}")
     labels = balanced_labels(dataset, seed, records, classes)
     splits = stratified_splits(dataset, seed, labels)
-    return [RecordPlan(index=i, id=record_id(i, records), label=int(labels[i]), split=splits[i],
-                       missing=draw_missing(record_rng(dataset, seed, i, "plan"), missing_fraction))
-            for i in range(records)]
+    return [
+        RecordPlan(
+            index=i,
+            id=record_id(i, records),
+            label=int(labels[i]),
+            split=splits[i],
+            missing=draw_missing(record_rng(dataset, seed, i, "plan"), missing_fraction),
+        )
+        for i in range(records)
+    ]
 
 
 def split_pools(dataset: str, seed: int, source_labels: Sequence[int]) -> dict[str, dict[int, np.ndarray]]:

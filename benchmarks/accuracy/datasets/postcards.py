@@ -36,7 +36,7 @@ from benchmarks.accuracy.datasets.speech import Utterance, draw_utterance
 
 PICTURES = ("temple", "flower", "portrait", "scan", "handwriting")
 ANIMALS = ("cat", "dog", "bird", "horse", "fish")
-TOPIC_OF_CLASS = (0, 1, 2, 0, 1, 2, 3, 4, 4, 3)   # pairs {0,3} {1,4} {2,5} {6,9} {7,8}
+TOPIC_OF_CLASS = (0, 1, 2, 0, 1, 2, 3, 4, 4, 3)  # pairs {0,3} {1,4} {2,5} {6,9} {7,8}
 NUM_CLASSES = len(TOPIC_OF_CLASS)
 CLASSES = tuple(f"{PICTURES[c % 5]}-{ANIMALS[c // 2]}" for c in range(NUM_CLASSES))
 # The animal words per language, and the espeak-ng voices that speak each language.
@@ -54,27 +54,47 @@ TOPICS = (
     ("guitar", "piano", "concert", "violin", "choir", "drums"),
     ("train", "airport", "ferry", "luggage", "passport", "hotel"),
 )
-NOTES = ("greetings from the coast, {} all week", "we had {} today!", "{} again, wish you were here",
-         "thinking of you. {}.", "so much {} here", "loved the {}", "more {} tomorrow", "{} {} {}, that's the trip",
-         "dear Sam, {} and more {}", "all good, {} every day")
-BLANK_NOTES = ("greetings!", "see you soon, love", "no news here", "back on monday", "hello from us both",
-               "miss you", "writing in a hurry", "x x x")
+NOTES = (
+    "greetings from the coast, {} all week",
+    "we had {} today!",
+    "{} again, wish you were here",
+    "thinking of you. {}.",
+    "so much {} here",
+    "loved the {}",
+    "more {} tomorrow",
+    "{} {} {}, that's the trip",
+    "dear Sam, {} and more {}",
+    "all good, {} every day",
+)
+BLANK_NOTES = (
+    "greetings!",
+    "see you soon, love",
+    "no news here",
+    "back on monday",
+    "hello from us both",
+    "miss you",
+    "writing in a hurry",
+    "x x x",
+)
 INFORMATIVE_NOTE = 0.75
-CROP_SHARE = (0.25, 0.70)    # of the picture's shorter side
+CROP_SHARE = (0.25, 0.70)  # of the picture's shorter side
 MIRROR_PROBABILITY = 0.5
 ROTATION_DEGREES = 10.0
-SIDE_PX = (28, 80)           # the written image's shorter side
-ASPECT = (0.75, 1.33)        # width / height
-STRIP_DIGITS = (2, 4)        # handwriting: digits per strip
-STRIP_FILL = (0.75, 0.95)    # height share of each digit in its cell
+SIDE_PX = (28, 80)  # the written image's shorter side
+ASPECT = (0.75, 1.33)  # width / height
+STRIP_DIGITS = (2, 4)  # handwriting: digits per strip
+STRIP_FILL = (0.75, 0.95)  # height share of each digit in its cell
 
 
 class Postcards(DatasetBuilder):
     name = "postcards"
     summary = "10 bins = picture × spoken animal × note topic; each cue narrows to 2 (complementary modalities)"
     classes = CLASSES
-    groups = {"image": tuple(c % 5 for c in range(NUM_CLASSES)), "audio": tuple(c // 2 for c in range(NUM_CLASSES)),
-              "text": TOPIC_OF_CLASS}
+    groups = {
+        "image": tuple(c % 5 for c in range(NUM_CLASSES)),
+        "audio": tuple(c // 2 for c in range(NUM_CLASSES)),
+        "text": TOPIC_OF_CLASS,
+    }
     informative = {"text": INFORMATIVE_NOTE, "image": 1.0, "audio": 1.0}
 
     def load_sources(self, seed: int) -> None:
@@ -93,8 +113,12 @@ class Postcards(DatasetBuilder):
         """A row of handwritten digits (any digits: the strip's look, not its number, is the cue)."""
         pool = self.pools[plan.split]
         count = int(rng.integers(STRIP_DIGITS[0], STRIP_DIGITS[1] + 1))
-        cells = [place_ink(rng, self.digits.ink[pick(rng, pool[int(rng.integers(len(pool)))])], SIDE_PX, (1.0, 1.0),
-                           STRIP_FILL) for _ in range(count)]
+        cells = [
+            place_ink(
+                rng, self.digits.ink[pick(rng, pool[int(rng.integers(len(pool)))])], SIDE_PX, (1.0, 1.0), STRIP_FILL
+            )
+            for _ in range(count)
+        ]
         height = min(c.shape[0] for c in cells)
         return ink_on_paper(rng, np.concatenate([c[:height, :height] for c in cells], axis=1))
 
@@ -115,8 +139,11 @@ def crop(rng: np.random.Generator, photo: np.ndarray) -> Image.Image:
     height, width = photo.shape[:2]
     side = int(min(height, width) * rng.uniform(*CROP_SHARE))
     top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
-    image = Image.fromarray(photo[top:top + side, left:left + side])
+    image = Image.fromarray(photo[top : top + side, left : left + side])
     if rng.random() < MIRROR_PROBABILITY:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return image.rotate(rng.uniform(-ROTATION_DEGREES, ROTATION_DEGREES), Image.Resampling.BILINEAR,
-                        fillcolor=tuple(int(v) for v in photo[top, left]))
+    return image.rotate(
+        rng.uniform(-ROTATION_DEGREES, ROTATION_DEGREES),
+        Image.Resampling.BILINEAR,
+        fillcolor=tuple(int(v) for v in photo[top, left]),
+    )

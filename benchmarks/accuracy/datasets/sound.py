@@ -16,18 +16,18 @@ from scipy.signal import resample_poly
 from benchmarks.accuracy.datasets.plan import pick
 
 SAMPLE_RATES = (8000, 11025, 16000, 22050, 44100)
-LEAD_SECONDS = (0.02, 0.30)   # silence before the speech
+LEAD_SECONDS = (0.02, 0.30)  # silence before the speech
 TRAIL_SECONDS = (0.02, 0.25)  # and after it
-PEAK = (0.2, 0.9)             # speech peak level before noise
-SNR_DB = (-5.0, 20.0)         # speech power / noise power
+PEAK = (0.2, 0.9)  # speech peak level before noise
+SNR_DB = (-5.0, 20.0)  # speech power / noise power
 NOISE_KINDS = ("white", "pink", "brown", "hum")
-HUM_HZ = (50.0, 60.0)         # mains frequency of the hum noise
+HUM_HZ = (50.0, 60.0)  # mains frequency of the hum noise
 HUM_HARMONICS = 6
-HUM_HISS = 0.1                # white noise mixed into the hum, relative amplitude
+HUM_HISS = 0.1  # white noise mixed into the hum, relative amplitude
 CLIP_PROBABILITY = 0.20
-CLIP_GAIN = (2.0, 8.0)        # gain before hard clipping at full scale
+CLIP_GAIN = (2.0, 8.0)  # gain before hard clipping at full scale
 STEREO_PROBABILITY = 0.10
-STEREO_GAIN = (0.6, 1.0)      # level of the second channel
+STEREO_GAIN = (0.6, 1.0)  # level of the second channel
 FLAC_PROBABILITY = 0.40
 SUBTYPE = "PCM_16"
 
@@ -61,8 +61,9 @@ def coloured_noise(rng: np.random.Generator, kind: str, length: int, rate: int) 
         base = pick(rng, HUM_HZ)
         phases = rng.uniform(0, 2 * np.pi, size=HUM_HARMONICS)
         weights = 1.0 / np.arange(1, HUM_HARMONICS + 1)
-        noise = sum(w * np.sin(2 * np.pi * base * (k + 1) * t + p)
-                    for k, (w, p) in enumerate(zip(weights, phases, strict=True)))
+        noise = sum(
+            w * np.sin(2 * np.pi * base * (k + 1) * t + p) for k, (w, p) in enumerate(zip(weights, phases, strict=True))
+        )
         noise = noise + HUM_HISS * rng.standard_normal(length)
     else:
         white = rng.standard_normal(length)
@@ -72,12 +73,13 @@ def coloured_noise(rng: np.random.Generator, kind: str, length: int, rate: int) 
         spectrum[1:] /= frequencies[1:] ** exponent
         spectrum[0] = 0.0
         noise = np.fft.irfft(spectrum, n=length)
-    power = float(np.mean(noise ** 2)) or 1.0
+    power = float(np.mean(noise**2)) or 1.0
     return (noise / np.sqrt(power)).astype(np.float32)
 
 
-def add_noise(rng: np.random.Generator, clip: np.ndarray, speech_power: float,
-              rate: int) -> tuple[np.ndarray, float, str]:
+def add_noise(
+    rng: np.random.Generator, clip: np.ndarray, speech_power: float, rate: int
+) -> tuple[np.ndarray, float, str]:
     """The clip with noise of a random kind at a random SNR (relative to the speech's own power)."""
     kind = pick(rng, NOISE_KINDS)
     snr_db = float(rng.uniform(*SNR_DB))
@@ -97,7 +99,7 @@ def render_file(rng: np.random.Generator, speech: np.ndarray, rate: int) -> Audi
     """Place, noise, maybe clip, resample, maybe make stereo, encode: one damaged recording of `speech`."""
     clip = place(rng, speech, rate)
     voiced = clip[np.abs(clip) > 0]
-    clip, snr_db, kind = add_noise(rng, clip, float(np.mean(voiced ** 2)) if voiced.size else 1.0, rate)
+    clip, snr_db, kind = add_noise(rng, clip, float(np.mean(voiced**2)) if voiced.size else 1.0, rate)
     clipped = bool(rng.random() < CLIP_PROBABILITY)
     if clipped:
         clip = clip * rng.uniform(*CLIP_GAIN)
@@ -109,5 +111,13 @@ def render_file(rng: np.random.Generator, speech: np.ndarray, rate: int) -> Audi
     extension = "flac" if rng.random() < FLAC_PROBABILITY else "wav"
     buffer = io.BytesIO()
     sf.write(buffer, clip, target, subtype=SUBTYPE, format=extension.upper())
-    return AudioFile(buffer.getvalue(), extension, target, 1 if clip.ndim == 1 else clip.shape[1],
-                     len(clip) / target, snr_db, kind, clipped)
+    return AudioFile(
+        buffer.getvalue(),
+        extension,
+        target,
+        1 if clip.ndim == 1 else clip.shape[1],
+        len(clip) / target,
+        snr_db,
+        kind,
+        clipped,
+    )

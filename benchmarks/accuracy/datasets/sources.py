@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SKLEARN_HINT = ("scikit-learn is needed for the benchmark's real images and baselines; it is in the project's dev "
-                "dependency group: `uv sync --group dev` (or `make setup`)")
-DIGIT_LEVELS = 16.0          # load_digits pixel values run from 0 to 16
+SKLEARN_HINT = (
+    "scikit-learn is needed for the benchmark's real images and baselines; it is in the project's dev "
+    "dependency group: `uv sync --group dev` (or `make setup`)"
+)
+DIGIT_LEVELS = 16.0  # load_digits pixel values run from 0 to 16
 MRI_SIDE = 256
-MRI_DTYPE = "<u2"            # little-endian 16-bit
+MRI_DTYPE = "<u2"  # little-endian 16-bit
 MRI_WHITE_PERCENTILE = 99.5  # this percentile of the scan maps to white
 
 
@@ -49,8 +51,12 @@ def photographs() -> dict[str, np.ndarray]:
     """Real photographs as RGB uint8 arrays: temple, flower (scikit-learn), portrait, scan (matplotlib)."""
     bunch = _sklearn_datasets().load_sample_images()
     by_name = {Path(f).stem: image for f, image in zip(bunch.filenames, bunch.images, strict=True)}
-    return {"temple": by_name["china"], "flower": by_name["flower"], "portrait": _matplotlib_photo("grace_hopper.jpg"),
-            "scan": _mri_scan()}
+    return {
+        "temple": by_name["china"],
+        "flower": by_name["flower"],
+        "portrait": _matplotlib_photo("grace_hopper.jpg"),
+        "scan": _mri_scan(),
+    }
 
 
 def _matplotlib_photo(name: str) -> np.ndarray:

@@ -21,8 +21,8 @@ INSTALL_HINT = "install it with `apt-get install espeak-ng` (Debian/Ubuntu; CI: 
 TIMEOUT_SECONDS = 30
 # Voice variants (`-v <language>+<variant>`): espeak-ng's seven male and four female formant sets.
 VARIANTS = tuple([f"m{i}" for i in range(1, 8)] + [f"f{i}" for i in range(1, 5)])
-SPEED_WPM = (110, 220)   # words per minute (-s)
-PITCH = (15, 85)         # 0-99 (-p)
+SPEED_WPM = (110, 220)  # words per minute (-s)
+PITCH = (15, 85)  # 0-99 (-p)
 SILENCE_THRESHOLD = 0.01  # fraction of the peak under which leading and trailing samples count as silence
 
 
@@ -44,22 +44,33 @@ def require_espeak() -> str:
     """The espeak-ng executable, or a SpeechError that says how to install it."""
     path = shutil.which(ESPEAK)
     if path is None:
-        raise SpeechError(f"{ESPEAK} is not on PATH; the benchmark datasets speak their audio with it: "
-                          f"{INSTALL_HINT}")
+        raise SpeechError(f"{ESPEAK} is not on PATH; the benchmark datasets speak their audio with it: {INSTALL_HINT}")
     return path
 
 
 def draw_utterance(rng: np.random.Generator, text: str, languages: tuple[str, ...]) -> Utterance:
     """A random voice (one of `languages` with a random variant), speed and pitch for `text`."""
-    return Utterance(text=text, voice=f"{pick(rng, languages)}+{pick(rng, VARIANTS)}",
-                     speed=int(rng.integers(SPEED_WPM[0], SPEED_WPM[1] + 1)),
-                     pitch=int(rng.integers(PITCH[0], PITCH[1] + 1)))
+    return Utterance(
+        text=text,
+        voice=f"{pick(rng, languages)}+{pick(rng, VARIANTS)}",
+        speed=int(rng.integers(SPEED_WPM[0], SPEED_WPM[1] + 1)),
+        pitch=int(rng.integers(PITCH[0], PITCH[1] + 1)),
+    )
 
 
 def speak(utterance: Utterance) -> tuple[np.ndarray, int]:
     """The utterance as float32 mono samples in [-1, 1] with leading and trailing silence trimmed, and its rate."""
-    command = [require_espeak(), "-v", utterance.voice, "-s", str(utterance.speed), "-p", str(utterance.pitch),
-               "--stdout", utterance.text]
+    command = [
+        require_espeak(),
+        "-v",
+        utterance.voice,
+        "-s",
+        str(utterance.speed),
+        "-p",
+        str(utterance.pitch),
+        "--stdout",
+        utterance.text,
+    ]
     try:
         done = subprocess.run(command, capture_output=True, timeout=TIMEOUT_SECONDS, check=False)
     except subprocess.TimeoutExpired:
@@ -75,4 +86,4 @@ def trim_silence(samples: np.ndarray, threshold: float = SILENCE_THRESHOLD) -> n
     """Samples between the first and last one louder than `threshold` × the peak (all of them if none is)."""
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
     loud = np.flatnonzero(np.abs(samples) > threshold * peak) if peak > 0 else np.array([], dtype=int)
-    return samples[loud[0]:loud[-1] + 1] if loud.size else samples
+    return samples[loud[0] : loud[-1] + 1] if loud.size else samples

@@ -7,10 +7,10 @@ import numpy as np
 
 from benchmarks.accuracy.datasets.plan import pick
 
-TYPO_RATE = (0.0, 0.08)       # per letter, drawn per text
-SHOUT_PROBABILITY = 0.10      # the whole text in capitals
-LOWER_PROBABILITY = 0.25      # all lower case
-SPACES_PROBABILITY = 0.15     # doubled spaces and a trailing space
+TYPO_RATE = (0.0, 0.08)  # per letter, drawn per text
+SHOUT_PROBABILITY = 0.10  # the whole text in capitals
+LOWER_PROBABILITY = 0.25  # all lower case
+SPACES_PROBABILITY = 0.15  # doubled spaces and a trailing space
 KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 
 
@@ -19,7 +19,7 @@ def _neighbours() -> dict[str, str]:
     out: dict[str, str] = {}
     for row in KEYBOARD_ROWS:
         for i, key in enumerate(row):
-            out[key] = row[max(0, i - 1):i] + row[i + 1:i + 2]
+            out[key] = row[max(0, i - 1) : i] + row[i + 1 : i + 2]
     return out
 
 

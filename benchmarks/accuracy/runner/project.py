@@ -21,7 +21,7 @@ from benchmarks.ddp import _last_error
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 MODALITIES = ("text", "image", "audio")
-RUN_INFO = "run.json"   # written by fusion.training.train into the run folder
+RUN_INFO = "run.json"  # written by fusion.training.train into the run folder
 ACC, FIT_SECONDS, FIT_CPU_SECONDS = "test/acc", "time/fit_seconds", "time/fit_cpu_seconds"
 WITHOUT = "test/acc_without_{}"
 PREPROCESS_TIMEOUT_SECONDS = 1800
@@ -55,8 +55,9 @@ def run_logged(args: Sequence[str], cwd: Path, log: Path, timeout: float) -> Tim
         out.write(f"\n$ {' '.join(args)}\n")
         out.flush()
         with timed() as timing:
-            process = subprocess.Popen(list(args), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                list(args), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
             try:
                 code = process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -64,31 +65,74 @@ def run_logged(args: Sequence[str], cwd: Path, log: Path, timeout: float) -> Tim
                 process.wait()
                 raise StepFailed(f"{Path(args[1]).name} ran past its {timeout:.0f} s timeout (log: {log})") from None
     if code != 0:
-        raise StepFailed(f"{Path(args[1]).name} exited with {code}: {_last_error(log.read_text(encoding='utf-8'))} "
-                         f"(log: {log})")
+        raise StepFailed(
+            f"{Path(args[1]).name} exited with {code}: {_last_error(log.read_text(encoding='utf-8'))} (log: {log})"
+        )
     return timing
 
 
-def preprocess(dataset: Path, processed: Path, overrides: Sequence[str], log: Path,
-               project: Path = PROJECT_ROOT, timeout: float = PREPROCESS_TIMEOUT_SECONDS) -> dict[str, Timing]:
+def preprocess(
+    dataset: Path,
+    processed: Path,
+    overrides: Sequence[str],
+    log: Path,
+    project: Path = PROJECT_ROOT,
+    timeout: float = PREPROCESS_TIMEOUT_SECONDS,
+) -> dict[str, Timing]:
     """Preprocess every modality of `dataset` into `processed` (the DVC stage scripts, run by hand)."""
-    return {m: run_logged([sys.executable, "pipelines/preprocess.py", m, f"data.root={dataset}",
-                           f"data.processed_dir={processed}", *overrides], project, log, timeout)
-            for m in MODALITIES}
+    return {
+        m: run_logged(
+            [
+                sys.executable,
+                "pipelines/preprocess.py",
+                m,
+                f"data.root={dataset}",
+                f"data.processed_dir={processed}",
+                *overrides,
+            ],
+            project,
+            log,
+            timeout,
+        )
+        for m in MODALITIES
+    }
 
 
-def train(dataset: Path, processed: Path, seed: int, run_dir: Path, store: Path, overrides: Sequence[str], log: Path,
-          project: Path = PROJECT_ROOT, timeout: float = TRAIN_TIMEOUT_SECONDS) -> ProjectRun:
+def train(
+    dataset: Path,
+    processed: Path,
+    seed: int,
+    run_dir: Path,
+    store: Path,
+    overrides: Sequence[str],
+    log: Path,
+    project: Path = PROJECT_ROOT,
+    timeout: float = TRAIN_TIMEOUT_SECONDS,
+) -> ProjectRun:
     """`python train.py` into `run_dir` (hydra.run.dir: train.py makes the Hydra folder the run's output folder),
     tracking into the SQLite store under `store`; the run's metrics from MLflow."""
     tracking_uri = f"sqlite:///{store / 'mlflow.db'}"
-    args = [sys.executable, "train.py", f"data.root={dataset}", f"data.processed_dir={processed}", f"seed={seed}",
-            f"hydra.run.dir={run_dir}", f"paths.output_dir={run_dir}", f"logger.tracking_uri={tracking_uri}",
-            f"logger.artifact_location={store / 'mlartifacts'}", *overrides]
+    args = [
+        sys.executable,
+        "train.py",
+        f"data.root={dataset}",
+        f"data.processed_dir={processed}",
+        f"seed={seed}",
+        f"hydra.run.dir={run_dir}",
+        f"paths.output_dir={run_dir}",
+        f"logger.tracking_uri={tracking_uri}",
+        f"logger.artifact_location={store / 'mlartifacts'}",
+        *overrides,
+    ]
     timing = run_logged(args, project, log, timeout)
     run_id = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))["run_id"]
     metrics = dict(MlflowClient(tracking_uri=tracking_uri).get_run(run_id).data.metrics)
-    return ProjectRun(test_acc=metrics.get(ACC), fit_seconds=metrics.get(FIT_SECONDS),
-                      fit_cpu_seconds=metrics.get(FIT_CPU_SECONDS), run_id=run_id, timing=timing,
-                      without={m: metrics[WITHOUT.format(m)] for m in MODALITIES if WITHOUT.format(m) in metrics},
-                      metrics=metrics)
+    return ProjectRun(
+        test_acc=metrics.get(ACC),
+        fit_seconds=metrics.get(FIT_SECONDS),
+        fit_cpu_seconds=metrics.get(FIT_CPU_SECONDS),
+        run_id=run_id,
+        timing=timing,
+        without={m: metrics[WITHOUT.format(m)] for m in MODALITIES if WITHOUT.format(m) in metrics},
+        metrics=metrics,
+    )

@@ -40,16 +40,16 @@ class Settings:
     systems: list[System]
     out: Path
     data_dir: Path
-    records: int | None = None            # None: each dataset's default
+    records: int | None = None  # None: each dataset's default
     dataset_seed: int = 0
-    checkout: Path = project.PROJECT_ROOT     # the project whose train.py is measured
+    checkout: Path = project.PROJECT_ROOT  # the project whose train.py is measured
     project_overrides: tuple[str, ...] = ()  # added to every train.py run (--quick: fewer epochs)
     baseline_epochs: int = lenet.EPOCHS
     preprocess_timeout: float = project.PREPROCESS_TIMEOUT_SECONDS
     train_timeout: float = project.TRAIN_TIMEOUT_SECONDS
-    markdown: Path | None = None          # RESULTS.md to update (None: only accuracy.md under out)
+    markdown: Path | None = None  # RESULTS.md to update (None: only accuracy.md under out)
     resume: bool = False
-    rebuild: bool = False                 # build the datasets even when a complete folder is there
+    rebuild: bool = False  # build the datasets even when a complete folder is there
     command: str = "python -m benchmarks.accuracy run"
     say: Callable[[str], None] = field(default=print, repr=False)
 
@@ -84,8 +84,14 @@ class DatasetWork:
             digest = hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:8] if overrides else "defaults"
             folder = self.work / f"processed-{digest}"
             self.settings.say(f"[{self.name}] preprocessing into {folder}")
-            timings = project.preprocess(self.root, folder, overrides, self.logs / f"preprocess-{digest}.log",
-                                         self.settings.checkout, self.settings.preprocess_timeout)
+            timings = project.preprocess(
+                self.root,
+                folder,
+                overrides,
+                self.logs / f"preprocess-{digest}.log",
+                self.settings.checkout,
+                self.settings.preprocess_timeout,
+            )
             self.info.setdefault("preprocess", {})[digest] = {m: asdict(t) for m, t in timings.items()}
             self._processed[overrides] = folder
         return self._processed[overrides]
@@ -116,14 +122,28 @@ def _project_row(settings: Settings, work: DatasetWork, system: System, seed: in
     processed = work.processed(system.preprocess_overrides)
     run_dir = work.work / "runs" / f"{system.name}-s{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    result = project.train(work.root, processed, seed, run_dir, settings.out / "work" / "mlflow",
-                           [*system.overrides, *settings.project_overrides], work.logs / f"{system.name}-s{seed}.log",
-                           settings.checkout, settings.train_timeout)
-    return {"test_acc": result.test_acc, "without": result.without, "cpu_seconds": result.timing.cpu,
-            "wall_seconds": result.timing.wall, "fit_seconds": result.fit_seconds,
-            "fit_cpu_seconds": result.fit_cpu_seconds,
-            "run_id": result.run_id,
-            "run_dir": str(run_dir), "overrides": [*system.overrides, *settings.project_overrides]}
+    result = project.train(
+        work.root,
+        processed,
+        seed,
+        run_dir,
+        settings.out / "work" / "mlflow",
+        [*system.overrides, *settings.project_overrides],
+        work.logs / f"{system.name}-s{seed}.log",
+        settings.checkout,
+        settings.train_timeout,
+    )
+    return {
+        "test_acc": result.test_acc,
+        "without": result.without,
+        "cpu_seconds": result.timing.cpu,
+        "wall_seconds": result.timing.wall,
+        "fit_seconds": result.fit_seconds,
+        "fit_cpu_seconds": result.fit_cpu_seconds,
+        "run_id": result.run_id,
+        "run_dir": str(run_dir),
+        "overrides": [*system.overrides, *settings.project_overrides],
+    }
 
 
 def load_results(settings: Settings) -> dict[str, Any]:
@@ -149,12 +169,20 @@ def run(settings: Settings) -> dict[str, Any]:
     """Run everything, save results.json after each run, then write the tables."""
     results = load_results(settings)
     results["load_average"] = {"started": os.getloadavg()[0]}
-    results.update(machine=describe(torch.device("cpu")), command=settings.command,
-                   started=_now(), systems=summary.labels(settings.systems),
-                   settings={"seeds": settings.seeds, "records": settings.records,
-                             "dataset_seed": settings.dataset_seed, "checkout": str(settings.checkout),
-                             "project_overrides": list(settings.project_overrides),
-                             "baseline_epochs": settings.baseline_epochs})
+    results.update(
+        machine=describe(torch.device("cpu")),
+        command=settings.command,
+        started=_now(),
+        systems=summary.labels(settings.systems),
+        settings={
+            "seeds": settings.seeds,
+            "records": settings.records,
+            "dataset_seed": settings.dataset_seed,
+            "checkout": str(settings.checkout),
+            "project_overrides": list(settings.project_overrides),
+            "baseline_epochs": settings.baseline_epochs,
+        },
+    )
     for name in settings.datasets:
         root = ensure_dataset(settings, name)
         info = json.loads((root / DATASET_INFO).read_text(encoding="utf-8"))
@@ -163,8 +191,9 @@ def run(settings: Settings) -> dict[str, Any]:
         work = DatasetWork(settings, name, root, results["datasets"][name])
         for seed in settings.seeds:
             for system in settings.systems:
-                if any(r["dataset"] == name and r["system"] == system.name and r["seed"] == seed
-                       for r in results["runs"]):
+                if any(
+                    r["dataset"] == name and r["system"] == system.name and r["seed"] == seed for r in results["runs"]
+                ):
                     continue
                 row = run_system(settings, work, system, seed)
                 results["runs"].append(row)
@@ -181,8 +210,10 @@ def _brief(row: dict[str, Any]) -> str:
     if row.get("error"):
         return f"FAILED {row['error']}"
     acc = row.get("test_acc")
-    return (f"test acc {'n/a' if acc is None else f'{acc:.3f}'}, CPU {row['cpu_seconds']:.0f} s, "
-            f"wall {row['wall_seconds']:.0f} s")
+    return (
+        f"test acc {'n/a' if acc is None else f'{acc:.3f}'}, CPU {row['cpu_seconds']:.0f} s, "
+        f"wall {row['wall_seconds']:.0f} s"
+    )
 
 
 def _now() -> str:

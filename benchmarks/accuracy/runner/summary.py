@@ -14,13 +14,22 @@ MODALITIES = ("text", "image", "audio")
 START, END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
 ACC_DECIMALS = 3
 SECONDS_DECIMALS = 0
-FULL_SEEDS = 3          # fewer seeds, or fewer records than a dataset's default, mark the tables preliminary
-MARGIN_POINTS = 3.0     # issue 13: the defaults beat the better baseline by at least this many points
-POINTS = 100.0          # accuracy fraction -> points
+FULL_SEEDS = 3  # fewer seeds, or fewer records than a dataset's default, mark the tables preliminary
+MARGIN_POINTS = 3.0  # issue 13: the defaults beat the better baseline by at least this many points
+POINTS = 100.0  # accuracy fraction -> points
 BASELINES = ("logreg", "lenet")
 DEFAULTS, CPU_REFERENCE = "project", "lenet"
-COLUMNS = ["system", "test acc", "fit CPU s", "CPU s", "wall s", "fit s", *(f"{m} alone" for m in MODALITIES),
-           *(f"w/o {m}" for m in MODALITIES), "seeds"]
+COLUMNS = [
+    "system",
+    "test acc",
+    "fit CPU s",
+    "CPU s",
+    "wall s",
+    "fit s",
+    *(f"{m} alone" for m in MODALITIES),
+    *(f"w/o {m}" for m in MODALITIES),
+    "seeds",
+]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -32,7 +41,7 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 
 
 def format_mean_std(values: Sequence[float], decimals: int) -> str:
-    """"0.733 ± 0.012" (one value: "0.733"; none: n/a)."""
+    """ "0.733 ± 0.012" (one value: "0.733"; none: n/a)."""
     mean, std = mean_std(values)
     if mean is None:
         return MISSING
@@ -49,9 +58,10 @@ def figures(results: Mapping[str, Any], dataset: str, system: str) -> dict[str, 
     """Per figure (test_acc, cpu_seconds, wall_seconds, fit_seconds, <m> alone, w/o <m>) the values over seeds.
     The project's defaults take their "alone" values from the modality=<m> runs of the same seeds."""
     rows = runs_of(results, dataset, system)
-    out: dict[str, list[float]] = {key: [r[key] for r in rows if r.get(key) is not None]
-                                   for key in ("test_acc", "fit_cpu_seconds", "cpu_seconds", "wall_seconds",
-                                               "fit_seconds")}
+    out: dict[str, list[float]] = {
+        key: [r[key] for r in rows if r.get(key) is not None]
+        for key in ("test_acc", "fit_cpu_seconds", "cpu_seconds", "wall_seconds", "fit_seconds")
+    }
     for m in MODALITIES:
         if system == DEFAULTS:
             seeds = {r["seed"] for r in rows}
@@ -73,13 +83,15 @@ def dataset_table(results: Mapping[str, Any], dataset: str, systems: Mapping[str
         failures = [r for r in results["runs"] if r["dataset"] == dataset and r["system"] == name and r.get("error")]
         if not values["seeds"] and not failures:
             continue
-        cells = [format_mean_std(values["test_acc"], ACC_DECIMALS),
-                 format_mean_std(values["fit_cpu_seconds"], SECONDS_DECIMALS),
-                 format_mean_std(values["cpu_seconds"], SECONDS_DECIMALS),
-                 format_mean_std(values["wall_seconds"], SECONDS_DECIMALS),
-                 format_mean_std(values["fit_seconds"], SECONDS_DECIMALS),
-                 *(format_mean_std(values[f"{m} alone"], ACC_DECIMALS) for m in MODALITIES),
-                 *(format_mean_std(values[f"w/o {m}"], ACC_DECIMALS) for m in MODALITIES)]
+        cells = [
+            format_mean_std(values["test_acc"], ACC_DECIMALS),
+            format_mean_std(values["fit_cpu_seconds"], SECONDS_DECIMALS),
+            format_mean_std(values["cpu_seconds"], SECONDS_DECIMALS),
+            format_mean_std(values["wall_seconds"], SECONDS_DECIMALS),
+            format_mean_std(values["fit_seconds"], SECONDS_DECIMALS),
+            *(format_mean_std(values[f"{m} alone"], ACC_DECIMALS) for m in MODALITIES),
+            *(format_mean_std(values[f"w/o {m}"], ACC_DECIMALS) for m in MODALITIES),
+        ]
         seeds = ",".join(str(s) for s in values["seeds"]) or "-"
         if failures:
             seeds += f" ({len(failures)} failed: {failures[0]['error'][:120]})"
@@ -118,19 +130,28 @@ def checks_table(results: Mapping[str, Any], dataset: str) -> Table:
     best_name, best = _best(results, dataset, "test_acc")
     if ours is not None and best is not None:
         margin = (ours - best) * POINTS
-        table.add(f"defaults beat the better baseline by ≥ {MARGIN_POINTS:g} points",
-                  f"{ours:.3f} vs {best:.3f} ({best_name}): {margin:+.1f} points", verdict(margin >= MARGIN_POINTS))
+        table.add(
+            f"defaults beat the better baseline by ≥ {MARGIN_POINTS:g} points",
+            f"{ours:.3f} vs {best:.3f} ({best_name}): {margin:+.1f} points",
+            verdict(margin >= MARGIN_POINTS),
+        )
     ours_cpu = _mean(figures(results, dataset, DEFAULTS)["fit_cpu_seconds"])
     reference = _mean(figures(results, dataset, CPU_REFERENCE)["fit_cpu_seconds"])
     if ours_cpu is not None and reference is not None:
-        table.add(f"defaults train (fit CPU s) in no more CPU time than {CPU_REFERENCE}",
-                  f"{ours_cpu:.0f} s vs {reference:.0f} s", verdict(ours_cpu <= reference))
+        table.add(
+            f"defaults train (fit CPU s) in no more CPU time than {CPU_REFERENCE}",
+            f"{ours_cpu:.0f} s vs {reference:.0f} s",
+            verdict(ours_cpu <= reference),
+        )
     for m in MODALITIES:
         alone = _mean(figures(results, dataset, f"project-{m}")["test_acc"])
         name, baseline = _best(results, dataset, f"{m} alone")
         if alone is not None and baseline is not None:
-            table.add(f"modality={m} reaches the better baseline's {m} alone",
-                      f"{alone:.3f} vs {baseline:.3f} ({name})", verdict(alone >= baseline))
+            table.add(
+                f"modality={m} reaches the better baseline's {m} alone",
+                f"{alone:.3f} vs {baseline:.3f} ({name})",
+                verdict(alone >= baseline),
+            )
     return table
 
 
@@ -150,14 +171,25 @@ def _best(results: Mapping[str, Any], dataset: str, key: str) -> tuple[str | Non
 
 def section(results: Mapping[str, Any], systems: Mapping[str, str], command: str, results_path: str) -> str:
     """The Markdown section for RESULTS.md, markers included."""
-    parts = [START, "## Accuracy on real signals (issue 13)", "",
-             f"Written by `{command}` (finished {results.get('finished', '?')}); every raw number is in "
-             f"[`{results_path}`]({results_path}). What the datasets are and how to rerun: "
-             f"[`accuracy/README.md`](accuracy/README.md).", "", *_caveats(results), "```", header(results["machine"]),
-             "```", ""]
+    parts = [
+        START,
+        "## Accuracy on real signals (issue 13)",
+        "",
+        f"Written by `{command}` (finished {results.get('finished', '?')}); every raw number is in "
+        f"[`{results_path}`]({results_path}). What the datasets are and how to rerun: "
+        f"[`accuracy/README.md`](accuracy/README.md).",
+        "",
+        *_caveats(results),
+        "```",
+        header(results["machine"]),
+        "```",
+        "",
+    ]
     for dataset in results["datasets"]:
-        parts += [format_markdown(dataset_table(results, dataset, systems)),
-                  format_markdown(checks_table(results, dataset))]
+        parts += [
+            format_markdown(dataset_table(results, dataset, systems)),
+            format_markdown(checks_table(results, dataset)),
+        ]
     parts.append(END)
     return "\n".join(parts) + "\n"
 
@@ -168,13 +200,19 @@ def _caveats(results: Mapping[str, Any]) -> list[str]:
     settings = results.get("settings", {})
     seeds, records = settings.get("seeds", []), settings.get("records")
     if len(seeds) < FULL_SEEDS or records is not None:
-        out += [f"**Preliminary**: {records or 'default'} records per dataset, {len(seeds)} seed(s) (the benchmark's "
-                f"defaults: each dataset's full size, {FULL_SEEDS} seeds).", ""]
+        out += [
+            f"**Preliminary**: {records or 'default'} records per dataset, {len(seeds)} seed(s) (the benchmark's "
+            f"defaults: each dataset's full size, {FULL_SEEDS} seeds).",
+            "",
+        ]
     load = results.get("load_average")
     if load:
-        out += [f"Load average (1 min) when the run started / finished: {load['started']:.1f} / "
-                f"{load['finished']:.1f} on {results['machine']['cores']} cores; above the core count, other work "
-                f"shared the CPU and wall times are inflated (CPU times much less).", ""]
+        out += [
+            f"Load average (1 min) when the run started / finished: {load['started']:.1f} / "
+            f"{load['finished']:.1f} on {results['machine']['cores']} cores; above the core count, other work "
+            f"shared the CPU and wall times are inflated (CPU times much less).",
+            "",
+        ]
     return out
 
 
@@ -182,7 +220,7 @@ def replace_section(document: str, new_section: str) -> str:
     """`document` with the text between (and including) the accuracy markers replaced; appended if absent."""
     start, end = document.find(START), document.find(END)
     if start >= 0 and end > start:
-        return document[:start] + new_section.rstrip("\n") + document[end + len(END):]
+        return document[:start] + new_section.rstrip("\n") + document[end + len(END) :]
     return (document.rstrip("\n") + "\n\n" if document.strip() else "") + new_section
 
 

@@ -32,13 +32,13 @@ def tuned_overrides(path: Path = TUNED_FILE) -> tuple[str, ...]:
     try:
         value = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise SystemExit(f"error: cannot read {path}: {exc}; it must hold a YAML list of overrides, e.g. "
-                         f"['fusion=late']") from None
+        raise SystemExit(
+            f"error: cannot read {path}: {exc}; it must hold a YAML list of overrides, e.g. ['fusion=late']"
+        ) from None
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) and "=" in v for v in value):
-        raise SystemExit(f"error: {path} must hold a YAML list of key=value strings (Hydra overrides), "
-                         f"got {value!r}")
+        raise SystemExit(f"error: {path} must hold a YAML list of key=value strings (Hydra overrides), got {value!r}")
     return tuple(value)
 
 
@@ -47,12 +47,18 @@ TUNED = "project-tuned"
 
 def catalogue(tuned: tuple[str, ...] = ()) -> dict[str, System]:
     """Every system by name, in table order."""
-    systems = [System("project", "this project, defaults", "project"),
-               System(TUNED, "this project, tuned (tuned.yaml)", "project", tuned)]
-    systems += [System(f"project-{m}", f"this project, modality={m}", "project", (f"modality={m}",), alone=m)
-                for m in ("text", "image", "audio")]
-    systems += [System("logreg", "logistic regression per modality, late fusion", "logreg"),
-                System("lenet", "LeNet late fusion, SGD 30 epochs (MultiBench)", "lenet")]
+    systems = [
+        System("project", "this project, defaults", "project"),
+        System(TUNED, "this project, tuned (tuned.yaml)", "project", tuned),
+    ]
+    systems += [
+        System(f"project-{m}", f"this project, modality={m}", "project", (f"modality={m}",), alone=m)
+        for m in ("text", "image", "audio")
+    ]
+    systems += [
+        System("logreg", "logistic regression per modality, late fusion", "logreg"),
+        System("lenet", "LeNet late fusion, SGD 30 epochs (MultiBench)", "lenet"),
+    ]
     return {s.name: s for s in systems}
 
 
@@ -65,6 +71,8 @@ def select(names: str | None, tuned: tuple[str, ...]) -> list[System]:
     if unknown:
         raise SystemExit(f"error: unknown system(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     if TUNED in wanted and not tuned:
-        raise SystemExit(f"error: --systems names {TUNED} but {TUNED_FILE} holds no overrides; add some "
-                         f"(a YAML list such as ['fusion=late']) or leave {TUNED} out")
+        raise SystemExit(
+            f"error: --systems names {TUNED} but {TUNED_FILE} holds no overrides; add some "
+            f"(a YAML list such as ['fusion=late']) or leave {TUNED} out"
+        )
     return [s for n, s in known.items() if n in wanted]

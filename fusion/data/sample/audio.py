@@ -20,7 +20,7 @@ def _envelope(rng: np.random.Generator, n: int, sr: int, au: Mapping) -> np.ndar
     release = max(1, int(_uniform(rng, au["release_seconds"]) * sr))
     env = np.exp(-_uniform(rng, au["decay_rate"]) * t)
     env[:attack] *= np.linspace(0.0, 1.0, attack, endpoint=False)[: min(attack, n)]
-    env[-release:] *= np.linspace(1.0, 0.0, release)[-min(release, n):]
+    env[-release:] *= np.linspace(1.0, 0.0, release)[-min(release, n) :]
     return env
 
 

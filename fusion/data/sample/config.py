@@ -8,14 +8,14 @@ from typing import Any, Mapping
 
 MODALITIES = ("image", "audio", "text")
 SUBDIRS = {"image": "image", "audio": "audio", "text": "text"}
-CLASS_NAMES = ("alpha", "bravo", "charlie", "delta", "echo",
-               "foxtrot", "golf", "hotel", "india", "juliet")
+CLASS_NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
 
 
 def _as_dict(cfg: Any) -> dict:
     """Return the config as a plain, resolved dict (accepts DictConfig or Mapping)."""
     try:
         from omegaconf import DictConfig, OmegaConf
+
         if isinstance(cfg, DictConfig):
             return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except ImportError:  # pragma: no cover - omegaconf is a dependency

@@ -70,8 +70,9 @@ def _draw_triangle(draw, cx, cy, r, angle, colour, im):
 def _draw_cross(draw, cx, cy, r, angle, colour, im):
     """Plus sign with arms reaching r and thickness cross_arm_frac * 2r, rotated."""
     t = max(1.0, float(im["cross_arm_frac"]) * r)  # half thickness = frac * extent / 2
-    pts = np.array([[t, r], [t, t], [r, t], [r, -t], [t, -t], [t, -r],
-                    [-t, -r], [-t, -t], [-r, -t], [-r, t], [-t, t], [-t, r]])
+    pts = np.array(
+        [[t, r], [t, t], [r, t], [r, -t], [t, -t], [t, -r], [-t, -r], [-t, -t], [-r, -t], [-r, t], [-t, t], [-t, r]]
+    )
     draw.polygon(_rotate(pts, angle, cx, cy), fill=colour)
 
 
@@ -81,8 +82,13 @@ def _draw_ring(draw, cx, cy, r, angle, colour, im):
     draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=colour, width=width)
 
 
-_SHAPE_DRAWERS = {"circle": _draw_circle, "square": _draw_square, "triangle": _draw_triangle,
-                  "cross": _draw_cross, "ring": _draw_ring}
+_SHAPE_DRAWERS = {
+    "circle": _draw_circle,
+    "square": _draw_square,
+    "triangle": _draw_triangle,
+    "cross": _draw_cross,
+    "ring": _draw_ring,
+}
 
 
 def _shape_geometry(rng: np.random.Generator, w: int, h: int, im: Mapping) -> tuple[float, float, float, float]:

@@ -63,9 +63,13 @@ def _plan_image(rng: np.random.Generator, cfg: Mapping, state: str, shown: int) 
         mode, group = "occluded", int(rng.integers(n_shapes))
     else:
         mode, group = "clutter", None
-    return {"state": state, "mode": mode, "group": group,
-            "format": "jpeg" if rng.random() < float(im["jpeg_fraction"]) else "png",
-            "grayscale": bool(rng.random() < float(im["grayscale_fraction"]))}
+    return {
+        "state": state,
+        "mode": mode,
+        "group": group,
+        "format": "jpeg" if rng.random() < float(im["jpeg_fraction"]) else "png",
+        "grayscale": bool(rng.random() < float(im["grayscale_fraction"])),
+    }
 
 
 def _plan_audio(rng: np.random.Generator, cfg: Mapping, state: str, shown: int) -> dict:
@@ -80,8 +84,7 @@ def _plan_audio(rng: np.random.Generator, cfg: Mapping, state: str, shown: int) 
     else:
         mode, group = "noise", None
     rates = list(au["sample_rates"])
-    return {"state": state, "mode": mode, "group": group,
-            "sample_rate": int(rates[int(rng.integers(len(rates)))])}
+    return {"state": state, "mode": mode, "group": group, "sample_rate": int(rates[int(rng.integers(len(rates)))])}
 
 
 def _plan_text(rng: np.random.Generator, cfg: Mapping, state: str, shown: int) -> dict:
@@ -96,8 +99,12 @@ def _plan_text(rng: np.random.Generator, cfg: Mapping, state: str, shown: int) -
         mode, groups = "two_keywords", [int(g) for g in rng.choice(n_groups, size=2, replace=False)]
     else:
         mode, groups = "no_keyword", []
-    return {"state": state, "mode": mode, "groups": groups,
-            "storage": "file" if rng.random() < float(tx["path_fraction"]) else "inline"}
+    return {
+        "state": state,
+        "mode": mode,
+        "groups": groups,
+        "storage": "file" if rng.random() < float(tx["path_fraction"]) else "inline",
+    }
 
 
 def plan_record(cfg: Mapping, index: int, label: int) -> dict:
@@ -109,10 +116,14 @@ def plan_record(cfg: Mapping, index: int, label: int) -> dict:
     rng = _rng(cfg["seed"], _PURPOSE_RECORD, index, _STREAM_PLAN)
     states = _draw_states(rng, cfg)
     shown, fields = _target(cfg).draw(cfg, index, int(label))
-    return {"index": index, "id": record_id(cfg, index), **fields,
-            "image": _plan_image(rng, cfg, states["image"], shown["image"]),
-            "audio": _plan_audio(rng, cfg, states["audio"], shown["audio"]),
-            "text": _plan_text(rng, cfg, states["text"], shown["text"])}
+    return {
+        "index": index,
+        "id": record_id(cfg, index),
+        **fields,
+        "image": _plan_image(rng, cfg, states["image"], shown["image"]),
+        "audio": _plan_audio(rng, cfg, states["audio"], shown["audio"]),
+        "text": _plan_text(rng, cfg, states["text"], shown["text"]),
+    }
 
 
 def _assign_splits(cfg: Mapping, strata: np.ndarray, n_strata: int) -> list[str]:

@@ -19,21 +19,27 @@ def summarize(cfg: Any, plans: list[dict]) -> dict:
     mods = {}
     for mod in MODALITIES:
         states = Counter(p[mod]["state"] for p in plans)
-        mods[mod] = {"present": states["clean"] + states["corrupt"], "missing": states["missing"],
-                     "corrupt": states["corrupt"], "clean": states["clean"],
-                     "modes": dict(sorted(Counter(p[mod]["mode"] for p in plans if "mode" in p[mod]).items()))}
+        mods[mod] = {
+            "present": states["clean"] + states["corrupt"],
+            "missing": states["missing"],
+            "corrupt": states["corrupt"],
+            "clean": states["clean"],
+            "modes": dict(sorted(Counter(p[mod]["mode"] for p in plans if "mode" in p[mod]).items())),
+        }
     present = [p for p in plans if p["image"]["state"] != "missing"]
     summary = {
         "num_records": len(plans),
         "task": target.name,
         **labels,
         "modalities": mods,
-        "sample_rates": dict(sorted(Counter(p["audio"]["sample_rate"] for p in plans
-                                            if p["audio"]["state"] != "missing").items())),
+        "sample_rates": dict(
+            sorted(Counter(p["audio"]["sample_rate"] for p in plans if p["audio"]["state"] != "missing").items())
+        ),
         "image_formats": dict(sorted(Counter(p["image"]["format"] for p in present).items())),
         "image_modes": dict(sorted(Counter("L" if p["image"]["grayscale"] else "RGB" for p in present).items())),
-        "text_storage": dict(sorted(Counter(p["text"]["storage"] for p in plans
-                                            if p["text"]["state"] != "missing").items())),
+        "text_storage": dict(
+            sorted(Counter(p["text"]["storage"] for p in plans if p["text"]["state"] != "missing").items())
+        ),
         **bayes,
     }
     if c["write_splits"]:
@@ -44,14 +50,20 @@ def summarize(cfg: Any, plans: list[dict]) -> dict:
 def format_summary(summary: Mapping) -> str:
     """Human-readable multi-line rendering of a :func:`generate_sample` summary."""
     target = _TARGETS[summary.get("task", "multiclass")]
-    lines = [f"sample: {summary['num_records']} records -> {summary.get('output_dir', '?')}",
-             *target.label_lines(summary)]
+    lines = [
+        f"sample: {summary['num_records']} records -> {summary.get('output_dir', '?')}",
+        *target.label_lines(summary),
+    ]
     for mod, st in summary["modalities"].items():
-        lines.append(f"  {mod + ':':<14} present {st['present']} (clean {st['clean']}, corrupt {st['corrupt']}),"
-                     f" missing {st['missing']}; modes {_kv(st['modes'])}")
-    lines += [f"  sample rates:  {_kv(summary['sample_rates'])}",
-              f"  image formats: {_kv(summary['image_formats'])}; modes {_kv(summary['image_modes'])}",
-              f"  text storage:  {_kv(summary['text_storage'])}"]
+        lines.append(
+            f"  {mod + ':':<14} present {st['present']} (clean {st['clean']}, corrupt {st['corrupt']}),"
+            f" missing {st['missing']}; modes {_kv(st['modes'])}"
+        )
+    lines += [
+        f"  sample rates:  {_kv(summary['sample_rates'])}",
+        f"  image formats: {_kv(summary['image_formats'])}; modes {_kv(summary['image_modes'])}",
+        f"  text storage:  {_kv(summary['text_storage'])}",
+    ]
     if "splits" in summary:
         lines.append(f"  splits:        {_kv(summary['splits'])}")
     lines.append(target.bayes_line(summary))

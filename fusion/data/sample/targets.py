@@ -64,8 +64,10 @@ class _Multiclass(_Target):
 
     @staticmethod
     def summary(c: Mapping, plans: list[dict]) -> tuple[dict, dict]:
-        return ({"classes": {name: sum(p["label"] == name for p in plans) for name in c["class_names"]}},
-                {"bayes_optimal_accuracy": bayes_optimal_accuracy(c)})
+        return (
+            {"classes": {name: sum(p["label"] == name for p in plans) for name in c["class_names"]}},
+            {"bayes_optimal_accuracy": bayes_optimal_accuracy(c)},
+        )
 
     @staticmethod
     def label_lines(summary: Mapping) -> list[str]:
@@ -74,7 +76,8 @@ class _Multiclass(_Target):
     @classmethod
     def bayes_line(cls, summary: Mapping) -> str:
         return "  bayes-optimal accuracy: " + ", ".join(
-            f"{k} {v:.3f}" for k, v in summary["bayes_optimal_accuracy"].items())
+            f"{k} {v:.3f}" for k, v in summary["bayes_optimal_accuracy"].items()
+        )
 
 
 class _Multilabel(_Target):
@@ -101,19 +104,28 @@ class _Multilabel(_Target):
         genres = sorted(int(g) for g in rng.choice(len(ml["genres"]), size=k, replace=False))
         shown = genres + [int(g) for g in rng.choice(genres, size=len(MODALITIES) - k)]
         order = rng.permutation(len(MODALITIES))
-        return ({mod: shown[int(j)] for mod, j in zip(MODALITIES, order, strict=True)},
-                {"genres": genres, "label": [str(ml["genres"][g]) for g in genres]})
+        return (
+            {mod: shown[int(j)] for mod, j in zip(MODALITIES, order, strict=True)},
+            {"genres": genres, "label": [str(ml["genres"][g]) for g in genres]},
+        )
 
     @staticmethod
     def summary(c: Mapping, plans: list[dict]) -> tuple[dict, dict]:
         genres = c["multilabel"]["genres"]
-        return ({"classes": {name: sum(name in p["label"] for p in plans) for name in genres},
-                 "label_sizes": dict(sorted(Counter(len(p["label"]) for p in plans).items()))}, {})
+        return (
+            {
+                "classes": {name: sum(name in p["label"] for p in plans) for name in genres},
+                "label_sizes": dict(sorted(Counter(len(p["label"]) for p in plans).items())),
+            },
+            {},
+        )
 
     @staticmethod
     def label_lines(summary: Mapping) -> list[str]:
-        return [f"  genres:        {_kv(summary['classes'])} (records carrying each)",
-                f"  labels/record: {_kv(summary['label_sizes'])}"]
+        return [
+            f"  genres:        {_kv(summary['classes'])} (records carrying each)",
+            f"  labels/record: {_kv(summary['label_sizes'])}",
+        ]
 
 
 class _Regression(_Target):
@@ -143,8 +155,13 @@ class _Regression(_Target):
     def summary(c: Mapping, plans: list[dict]) -> tuple[dict, dict]:
         scores = np.array([p["label"] for p in plans], dtype=float)
         stats = {"mean": scores.mean(), "std": scores.std(), "min": scores.min(), "max": scores.max()}
-        return ({"score": {k: round(float(v), 3) for k, v in stats.items()},
-                 "sign": {"negative": int((scores < 0).sum()), "non_negative": int((scores >= 0).sum())}}, {})
+        return (
+            {
+                "score": {k: round(float(v), 3) for k, v in stats.items()},
+                "sign": {"negative": int((scores < 0).sum()), "non_negative": int((scores >= 0).sum())},
+            },
+            {},
+        )
 
     @staticmethod
     def label_lines(summary: Mapping) -> list[str]:
@@ -153,8 +170,9 @@ class _Regression(_Target):
 
 def _check_one_per_group(key: str, count: int, n_groups: Mapping[str, int]) -> None:
     if any(n != count for n in n_groups.values()):
-        raise ValueError(f"{key} needs one entry per group of every modality: {count} given, "
-                         f"groups per modality {dict(n_groups)}")
+        raise ValueError(
+            f"{key} needs one entry per group of every modality: {count} given, groups per modality {dict(n_groups)}"
+        )
 
 
 _TARGETS = by_task((_Multiclass, _Multilabel, _Regression))

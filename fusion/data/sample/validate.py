@@ -26,8 +26,11 @@ def validate_config(cfg: Any) -> dict:
         raise ValueError("num_records must be >= 1")
     if int(c["seed"]) < 0:
         raise ValueError("seed must be >= 0")
-    n_groups = {"image": len(c["image"]["shapes"]), "audio": len(c["audio"]["bands"]),
-                "text": len(c["text"]["synonyms"])}
+    n_groups = {
+        "image": len(c["image"]["shapes"]),
+        "audio": len(c["audio"]["bands"]),
+        "text": len(c["text"]["synonyms"]),
+    }
     for mod in MODALITIES:
         groups = c[mod]["groups"]
         if len(groups) != n_classes:

@@ -89,8 +89,10 @@ def generate_sample(cfg: Any, output_dir: Path) -> dict:
         os.chmod(tmp, 0o755)
         for sub in SUBDIRS.values():
             (tmp / sub).mkdir()
-        lines = [_manifest_line(write_record(c, plan, tmp))
-                 for plan in tqdm(plans, desc="sample", unit="rec", disable=not c["progress"])]
+        lines = [
+            _manifest_line(write_record(c, plan, tmp))
+            for plan in tqdm(plans, desc="sample", unit="rec", disable=not c["progress"])
+        ]
         with open(tmp / "manifest.jsonl", "w", encoding="utf-8", newline="\n") as fh:
             fh.writelines(lines)
         _replace_dir(tmp, output_dir)

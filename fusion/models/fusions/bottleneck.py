@@ -117,7 +117,7 @@ class BottleneckFusion(TokenFusion):
             return maps
         nb, reads = self.bottleneck.shape[1], {}
         for m in self.modalities:
-            calls = indexed(records, rf"layers\.(\d+)\.{m}\.attn")[self.fusion_layer:]
+            calls = indexed(records, rf"layers\.(\d+)\.{m}\.attn")[self.fusion_layer :]
             block = select_layer(calls, layer)[:, -nb:, :-nb]  # bottleneck queries x the modality's tokens
             maps.cross[(BOTTLENECKS, m)] = block
             reads[m] = block.sum(-1).mean(-1)

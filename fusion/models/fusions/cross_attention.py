@@ -26,9 +26,7 @@ class CrossAttentionFusion(TokenFusion):
     Its maps add ``cross[(target, source)]`` [B, N_tgt, N_src] (:meth:`attention_maps`).
     """
 
-    def __init__(
-        self, modalities: list[str], dim: int, depth: int = 1, self_depth: int = 1, **layer_options
-    ) -> None:
+    def __init__(self, modalities: list[str], dim: int, depth: int = 1, self_depth: int = 1, **layer_options) -> None:
         super().__init__(modalities, dim, **layer_options)
         self.out_dim = len(self.modalities) * dim
         self.sources = {t: [s for s in self.modalities if s != t] for t in self.modalities}

@@ -51,8 +51,11 @@ class EarlyFusion(TokenFusion):
         the joint self-attention's blocks between different modalities."""
         spans = self.last_spans
         tokens = split_spans(records["pool.attn"][-1].mean(1)[:, 0], spans)
-        maps = AttentionMaps(tokens=tokens, mass={m: w.sum(-1) for m, w in tokens.items()},
-                             source="the fusion's attention pooling over the joint sequence")
+        maps = AttentionMaps(
+            tokens=tokens,
+            mass={m: w.sum(-1) for m, w in tokens.items()},
+            source="the fusion's attention pooling over the joint sequence",
+        )
         if "blocks.0.attn" in records:
             joint = select_layer(indexed(records, r"blocks\.(\d+)\.attn"), layer)
             for query, rows in spans.items():

@@ -88,6 +88,9 @@ class PerceiverFusion(TokenFusion):
         spans = self.last_spans
         cross = select_layer(indexed(records, r"cross\.(\d+)\.attn"), layer)  # [B, L, N]
         tokens = split_spans(cross.mean(1), spans)
-        return AttentionMaps(tokens=tokens, mass={m: w.sum(-1) for m, w in tokens.items()},
-                             cross={(LATENTS, m): block for m, block in split_spans(cross, spans).items()},
-                             source="the latents' cross-attention over the modality's tokens (mean over latents)")
+        return AttentionMaps(
+            tokens=tokens,
+            mass={m: w.sum(-1) for m, w in tokens.items()},
+            cross={(LATENTS, m): block for m, block in split_spans(cross, spans).items()},
+            source="the latents' cross-attention over the modality's tokens (mean over latents)",
+        )

@@ -23,19 +23,32 @@ def reports_experiment(experiment_name: str, configured: str | None = None) -> s
     return configured or f"{experiment_name}{REPORTS_SUFFIX}"
 
 
-def log_comparison(comparison: Comparison, markdown: str, files: Sequence[Path], run_name: str = "compare",
-                   kind: str = COMPARE_KIND, experiment: str | None = None) -> str:
+def log_comparison(
+    comparison: Comparison,
+    markdown: str,
+    files: Sequence[Path],
+    run_name: str = "compare",
+    kind: str = COMPARE_KIND,
+    experiment: str | None = None,
+) -> str:
     """A finished run with tag kind=`kind` in the reports experiment (`reports_experiment`), holding the files (a
     folder keeps its name as the artifact folder) and naming the experiment it read; returns its id."""
     client = MlflowClient(tracking_uri=absolute_tracking_uri(comparison.tracking_uri))
     name = reports_experiment(comparison.experiment_name, experiment)
     found = client.get_experiment_by_name(name)
-    experiment_id = found.experiment_id if found else client.create_experiment(
-        name, artifact_location=_shared_artifacts(client, comparison.experiment_id))
+    experiment_id = (
+        found.experiment_id
+        if found
+        else client.create_experiment(name, artifact_location=_shared_artifacts(client, comparison.experiment_id))
+    )
     commit, dirty = git_commit()
-    tags = {"kind": kind, "git_commit": commit, "git_dirty": str(dirty).lower(),
-            "source_experiment": comparison.experiment_name,
-            "mlflow.note.content": markdown if len(markdown) <= NOTE_LIMIT else f"See the {kind}.md artifact."}
+    tags = {
+        "kind": kind,
+        "git_commit": commit,
+        "git_dirty": str(dirty).lower(),
+        "source_experiment": comparison.experiment_name,
+        "mlflow.note.content": markdown if len(markdown) <= NOTE_LIMIT else f"See the {kind}.md artifact.",
+    }
     run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
     try:
         client.log_param(run_id, "tasks", ",".join(t.task for t in comparison.tables))

@@ -96,8 +96,9 @@ class Comparison:
     skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> run ids
 
 
-def compare_runs(tracking_uri: str, experiment_name: str, tasks: Sequence[str] = (),
-                 latest_only: bool = True) -> Comparison:
+def compare_runs(
+    tracking_uri: str, experiment_name: str, tasks: Sequence[str] = (), latest_only: bool = True
+) -> Comparison:
     """Read the experiment's finished training runs into one table per task (`tasks`: only these)."""
     uri = absolute_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri=uri)
@@ -106,7 +107,8 @@ def compare_runs(tracking_uri: str, experiment_name: str, tasks: Sequence[str] =
         raise CompareError(
             f"no MLflow experiment '{experiment_name}' in {tracking_uri}. Train a model first (`python train.py`, "
             f"`make sweep` or `dvc repro`), or point at the right store with --tracking-uri/--experiment "
-            f"(logger.tracking_uri, logger.experiment_name).")
+            f"(logger.tracking_uri, logger.experiment_name)."
+        )
     rows, skipped = [], {}
     for run in _all_runs(client, experiment.experiment_id):
         if run.data.tags.get("kind"):  # a compare or report run, not a training run
@@ -121,13 +123,16 @@ def compare_runs(tracking_uri: str, experiment_name: str, tasks: Sequence[str] =
         raise CompareError(
             f"experiment '{experiment_name}' in {tracking_uri} holds no finished training run with its test metric "
             f"(e.g. {DEFAULT_METRIC}){_skipped_hint(skipped)}. Train and test a model first: `python train.py` "
-            f"(test_after_fit=true) or `dvc repro evaluate`.")
+            f"(test_after_fit=true) or `dvc repro evaluate`."
+        )
     present = sorted({r.task for r in rows})
     if tasks:
         missing = [t for t in tasks if t not in present]
         if missing:
-            raise CompareError(f"no finished run of task {', '.join(map(repr, missing))} in experiment "
-                               f"'{experiment_name}'; tasks present: {', '.join(present)}. Drop --task or pick one.")
+            raise CompareError(
+                f"no finished run of task {', '.join(map(repr, missing))} in experiment "
+                f"'{experiment_name}'; tasks present: {', '.join(present)}. Drop --task or pick one."
+            )
         rows = [r for r in rows if r.task in tasks]
     groups: dict[tuple[str, str, str], list[Row]] = {}
     for row in rows:
@@ -180,7 +185,7 @@ def _row(run: Run) -> tuple[Row | None, str]:
         params_total=metrics.get("params/total"),
         params_trainable=metrics.get("params/trainable"),
         epoch_seconds=metrics.get("time/epoch_seconds"),
-        without={k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)},
+        without={k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)},
         relative_robustness=metrics.get(RELATIVE_KEY),
         effective_robustness=metrics.get(EFFECTIVE_KEY),
     ), ""
@@ -195,8 +200,9 @@ def _table(task: str, metric: str, mode: str, rows: list[Row], latest_only: bool
     candidates = list(_newest(rows, lambda r: (r.modality, r.fusion, r.data_version)).values()) if latest_only else rows
     if latest_only:
         newest = _newest(rows, lambda r: (r.modality, r.fusion))
-        superseded = [(row, newest[(row.modality, row.fusion)]) for row in rows
-                      if newest[(row.modality, row.fusion)] is not row]
+        superseded = [
+            (row, newest[(row.modality, row.fusion)]) for row in rows if newest[(row.modality, row.fusion)] is not row
+        ]
         rows = list(newest.values())
     rows.sort(key=lambda r: (-r.sign * r.value, -r.start_time))
     baselines: dict[str, Row] = {}
