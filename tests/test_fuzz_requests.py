@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from fusion.serving.guard import guarded
 from fusion.serving.pyfunc import save_bundle_model
 from tests.helpers.request_strategies import FILES, TEN_THOUSAND_ROWS, fill, requests
-from tests.serving_fixtures import SERVER_LIMITS, access_folders, http, http_raw, model_server, untrained_bundle
+from tests.helpers.serving import SERVER_LIMITS, access_folders, http, http_raw, model_server, untrained_bundle
 
 FUZZ = settings(
     derandomize=True,

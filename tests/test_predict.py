@@ -21,7 +21,7 @@ from fusion.predict import options
 from fusion.serving.predictions import prediction_rows, write_predictions
 from fusion.tasks.labels import label_spec
 from fusion.tasks.objectives import build_task
-from tests.serving_fixtures import trained_run
+from tests.helpers.serving import trained_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5

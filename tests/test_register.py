@@ -14,7 +14,7 @@ from fusion.predict import main as predict_main
 from fusion.register import main as register_main
 from fusion.serving.predictions import PREDICTION
 from fusion.serving.server import ServerError, server_env, start_model_server
-from tests.serving_fixtures import b64, full_records, http, trained_run
+from tests.helpers.serving import b64, full_records, http, trained_run
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from fusion.serving.predictions import PREDICTION, score_columns
 from fusion.serving.pyfunc import model_signature, save_bundle_model
 from fusion.serving.requests import BadRequest, RequestDecoder, decode_base64
 from fusion.serving.settings import ServingSettings
-from tests.serving_fixtures import (  # noqa: F401 - fixtures, used by name
+from tests.helpers.serving import (  # noqa: F401 - fixtures, used by name
     b64,
     full_records,
     http,
@@ -200,7 +200,7 @@ def test_loaded_model_raises_invalid_parameter_value_for_bad_requests(saved_mode
 @pytest.fixture(scope="module")
 def served(request, tmp_path_factory, processed_dir, sample_root):
     """`mlflow models serve -m runs:/<id>/model` of the tiny run on a free local port, reading files under the
-    sample's folder (tests/serving_fixtures.py: shared by the serving tests, stopped when pytest ends)."""
+    sample's folder (tests/helpers/serving.py: shared by the serving tests, stopped when pytest ends)."""
     return model_server(request, tmp_path_factory, processed_dir, sample_root)
 
 

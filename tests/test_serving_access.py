@@ -24,7 +24,7 @@ from fusion.serving.bundle import ModelBundle
 from fusion.serving.pyfunc import save_bundle_model
 from fusion.serving.requests import BadRequest, RequestDecoder
 from fusion.serving.settings import LIMITS, ServingSettings, SettingsError
-from tests.serving_fixtures import SERVER_LIMITS, http, http_raw, model_server, untrained_bundle
+from tests.helpers.serving import SERVER_LIMITS, http, http_raw, model_server, untrained_bundle
 
 SMALL = {
     "max_rows": 3,
