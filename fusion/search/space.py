@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 
@@ -73,3 +74,31 @@ def suggest(trial, space: Mapping[str, BaseDistribution]) -> dict[str, Any]:
         else:
             values[key] = trial.suggest_float(key, dist.low, dist.high, step=dist.step, log=dist.log)
     return values
+
+
+def contains(dist: BaseDistribution, value: Any) -> bool:
+    """Whether `value` is one the distribution can suggest (a choice, or within the bounds and on the step)."""
+    if isinstance(dist, CategoricalDistribution):
+        return any(value == choice and type(value) is type(choice) for choice in dist.choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(dist, IntDistribution) and not float(value).is_integer():
+        return False
+    if not dist.low <= value <= dist.high:
+        return False
+    return dist.step is None or abs((value - dist.low) / dist.step - round((value - dist.low) / dist.step)) < 1e-9
+
+
+def config_point(config: DictConfig, space: Mapping[str, BaseDistribution]) -> tuple[dict[str, Any], list[str]]:
+    """The composed configuration's own value of every searched key (for a config group such as `fusion`, the
+    option it selects), and the keys whose value the space cannot suggest."""
+    choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
+    point, outside = {}, []
+    for key, dist in space.items():
+        group = key.replace(".", "/")
+        value = choices[group] if group in choices else OmegaConf.select(config, key)
+        if contains(dist, value):
+            point[key] = value
+        else:
+            outside.append(f"{key}={value!r}")
+    return point, outside

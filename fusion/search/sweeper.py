@@ -78,6 +78,8 @@ class OptunaSearch:
             study.set_user_attr(SEED_ATTR, int(self.config.seed))
             if tracking is not None:
                 study.set_user_attr(PARENT_ATTR, create_parent(*tracking, study, str(s.storage)))
+            if s.get("start_from_defaults", True):
+                _enqueue_defaults(study, space, self.config)
         except optuna.exceptions.DuplicatedStudyError:
             # A resumed or joining worker: a seeded sampler would replay the creator's draws (repeat trials).
             if sampler is not None:
@@ -173,6 +175,24 @@ class OptunaSearch:
         client.set_tag(run_id, STATE_TAG, state)
         if state == "PRUNED":
             client.set_terminated(run_id, "KILLED")
+
+
+def _enqueue_defaults(study, space, config: DictConfig) -> None:
+    """The new study's first trial is the configuration the search starts from (conf/ plus the fixed overrides),
+    so its best trial is at least as good as that configuration on the objective; skipped, with a note, when the
+    space cannot suggest one of its values (the space should then be widened to contain it)."""
+    from fusion.search.space import config_point
+
+    point, outside = config_point(config, space)
+    if outside:
+        print(
+            f"[search] the starting configuration is outside the search space ({', '.join(outside)}): "
+            f"not tried first; widen hydra.sweeper.params to contain it",
+            flush=True,
+        )
+        return
+    study.enqueue_trial(point)
+    print(f"[search] trial 0 is the starting configuration: {point}", flush=True)
 
 
 def _check_same_study(study, direction: str, base: list[str]) -> None:
