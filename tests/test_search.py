@@ -16,6 +16,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from fusion.search.storage import open_storage
 from tests.helpers.config import TINY_TRAINING
 
 pytestmark = pytest.mark.slow
@@ -26,6 +27,7 @@ COMPLETE, PRUNED, FAIL, RUNNING = (
     optuna.trial.TrialState.FAIL,
     optuna.trial.TrialState.RUNNING,
 )
+SQLITE_TIMEOUT = 60  # seconds to wait for a worker's schema creation or write lock
 RUN_TIMEOUT = 300  # seconds for one search process (6 tiny trials take about a minute on 2 cores)
 # trainer.max_epochs=2 trials are pruned at their epoch-1 report (no val/acc reaches 1.01), 1-epoch trials never
 # reach a pruned step: pruning is deterministic. RandomSampler(seed=2) draws max_epochs 1, 1, 2, ... first.
@@ -92,10 +94,13 @@ def _data(tmp: Path, processed: Path) -> list[str]:
 
 
 def _trials(db: Path, study: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials, read while the search runs: through open_storage, which waits for the schema
+    creation lock (opening the file while a worker creates it raced in Optuna's alembic_version insert)."""
     if not db.exists():
         return []
     try:
-        return optuna.load_study(study_name=study, storage=f"sqlite:///{db}").trials
+        storage = open_storage(f"sqlite:///{db}", None, None, 0, SQLITE_TIMEOUT)
+        return optuna.load_study(study_name=study, storage=storage).trials
     except KeyError:  # the study is not created yet
         return []
 
