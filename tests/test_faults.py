@@ -24,6 +24,7 @@ from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError, loa
 from fusion.training.module import NonFiniteLossError, dropout_rates
 from fusion.training.resume import ResumeError, check_same_config, config_differences, resolve_checkpoint, run_folder
 from tests.helpers.config import ROOT, TINY_TRAINING, tiny_config
+from tests.helpers.tracking import assert_learned
 
 
 # ---------------------------------------------------------------- modality dropout
@@ -107,10 +108,13 @@ def test_dropout_rates_validation():
 @pytest.mark.slow
 def test_training_with_modality_dropout_learns(processed_dir, tmp_path):
     cfg = tiny_config(
-        tmp_path, processed_dir, ["fusion=late", "model.modality_dropout=0.3", "test_missing_modalities=true"]
+        tmp_path,
+        processed_dir,
+        ["fusion=late", "model.modality_dropout=0.3", "test_missing_modalities=true", "trainer.max_epochs=4"],
     )
     metrics = train(cfg)
-    assert metrics["test/acc"] > 0.1 and all(v == v for v in metrics.values())
+    assert all(v == v for v in metrics.values())
+    assert_learned(cfg)  # training loss fell and accuracy rose (a test accuracy bar would sit at chance here)
     assert {"test/acc_without_text", "test/acc_without_image", "test/acc_without_audio"} <= set(metrics)
 
 
