@@ -9,7 +9,7 @@ from pathlib import Path
 from fusion.report import figures
 from fusion.report.collect import ALL_CURVE, ReportData, TaskReport
 from fusion.report.render import Block, Figure, Gallery, Heading, Paragraph, Table
-from fusion.tracking.compare import F1_KEY, ROBUSTNESS_HEADERS, gain_note, table_cells
+from fusion.tracking.compare.render import gain_note, numeric_columns, table_cells
 
 NONE_LOGGED = "none logged"
 
@@ -67,16 +67,7 @@ def _task(task: TaskReport, files_dir: Path, max_curve_runs: int) -> list[Block]
     table, name = task.table, task.table.task
     better = "higher" if table.mode == "max" else "lower"
     header, cells = table_cells(table)
-    numeric = {
-        "#",
-        "params total",
-        "params trainable",
-        table.metric,
-        F1_KEY,
-        "fusion gain",
-        "s/epoch",
-        *ROBUSTNESS_HEADERS,
-    }
+    numeric = numeric_columns(table)
     blocks: list[Block] = [
         Heading(2, f"Task `{name}`: {table.metric} ({better} is better)", f"task-{name}"),
         Heading(3, "Runs", f"{name}-runs"),

@@ -93,21 +93,26 @@ def table_cells(table: TaskTable) -> tuple[list[str], list[list[str]]]:
     return header, cells
 
 
+def numeric_columns(table) -> set[str]:
+    """The columns of table_cells that hold numbers (right-aligned in Markdown and HTML)."""
+    return {
+        "#",
+        "params total",
+        "params trainable",
+        table.metric,
+        F1_KEY,
+        "fusion gain",
+        "s/epoch",
+        *ROBUSTNESS_HEADERS,
+    }
+
+
 def to_markdown(comparison: Comparison) -> str:
     lines = [f"# Runs of experiment `{comparison.experiment_name}`"]
     for table in comparison.tables:
         better = "higher" if table.mode == "max" else "lower"
         header, cells = table_cells(table)
-        numeric = {
-            "#",
-            "params total",
-            "params trainable",
-            table.metric,
-            F1_KEY,
-            "fusion gain",
-            "s/epoch",
-            *ROBUSTNESS_HEADERS,
-        }
+        numeric = numeric_columns(table)
         lines += [
             "",
             f"## Task `{table.task}`: {table.metric} ({better} is better)",
