@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fusion.training.setup import build_datamodule, build_module
+from fusion.training.setup import build_datamodule, build_module, set_torch_flags
 from fusion.training.throughput import DataWaitMonitor
 from tests.helpers.config import tiny_config
 
@@ -79,3 +79,37 @@ def test_channels_last_image_encoder_gives_the_same_outputs(processed_dir, tmp_p
     batch = next(iter(datamodule.val_dataloader()))
     with torch.no_grad():
         torch.testing.assert_close(fast(batch), reference(batch), atol=1e-5, rtol=1e-5)
+
+
+def _gradients(module, batch) -> list[torch.Tensor]:
+    module.zero_grad()
+    module.training_step(batch, 0).backward()
+    return [p.grad.clone() for p in module.parameters() if p.grad is not None]
+
+
+def test_uninitialised_memory_fill_is_off_by_default_and_changes_no_gradient(processed_dir, tmp_path, monkeypatch):
+    """fill_uninitialized_memory (default false) sets torch's NaN fill of new tensors; a deterministic training
+    step computes the same loss gradients with it on or off (the fill only exposes reads of garbage)."""
+    monkeypatch.setattr(torch.utils.deterministic, "fill_uninitialized_memory", True)
+    cfg = tiny_config(tmp_path, processed_dir, ["modality=text+image+audio", "model.dropout=0.0"])
+    assert cfg.fill_uninitialized_memory is False
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule).train()
+    module.log = module.log_dict = lambda *args, **kwargs: None
+    module.augment, module.dropout_rates = None, {m: 0.0 for m in module.modalities}
+    batch = next(iter(datamodule.val_dataloader()))
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        set_torch_flags(cfg)
+        assert torch.utils.deterministic.fill_uninitialized_memory is False
+        without_fill = _gradients(module, batch)
+        cfg.fill_uninitialized_memory = True
+        set_torch_flags(cfg)
+        assert torch.utils.deterministic.fill_uninitialized_memory is True
+        with_fill = _gradients(module, batch)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert len(with_fill) == len(without_fill) > 0
+    for a, b in zip(with_fill, without_fill, strict=True):
+        assert torch.equal(a, b)

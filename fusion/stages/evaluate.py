@@ -22,7 +22,7 @@ from fusion.stages.publish import publish_run
 from fusion.stages.train import RUN_INFO, log_test_report, missing_modality_metrics, report_title
 from fusion.tracking.mlflow_logger import build_mlflow_logger
 from fusion.training.checkpoints import load_weights, network_state
-from fusion.training.setup import build_datamodule, build_module
+from fusion.training.setup import build_datamodule, build_module, set_torch_flags
 
 PREDICTIONS = "predictions.csv"
 
@@ -34,6 +34,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.evaluate_dir)
     out.mkdir(parents=True, exist_ok=True)
     run_info = json.loads((Path(cfg.paths.output_dir) / RUN_INFO).read_text(encoding="utf-8"))
+    set_torch_flags(cfg)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     checkpoint = Path(cfg.paths.checkpoint_dir) / f"{cfg.callbacks.checkpoint.filename}.ckpt"

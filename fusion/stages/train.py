@@ -32,7 +32,7 @@ from fusion.training.resume import (
     read_resume_state,
     resolve_checkpoint,
 )
-from fusion.training.setup import build_callbacks, build_datamodule, build_module
+from fusion.training.setup import build_callbacks, build_datamodule, build_module, set_torch_flags
 from fusion.training.test_records import log_test_records
 
 # Errors that end a run with a message naming the fix (the CLIs print them without a traceback).
@@ -44,6 +44,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     best checkpoint (then again without each modality). Returns the last epoch's metrics (incl.
     <task.monitor>_best) and the test metrics."""
     pl.seed_everything(int(cfg.seed), workers=True)
+    set_torch_flags(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = resolve_checkpoint(cfg.get("ckpt_path"), cfg.paths.checkpoint_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hydra
+import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
@@ -13,6 +14,11 @@ from fusion.tasks.objectives import build_task
 from fusion.training.module import FusionModule
 from fusion.training.throughput import DataWaitMonitor
 from fusion.training.time_to_best import TimeToBest
+
+
+def set_torch_flags(cfg: DictConfig) -> None:
+    """The process-wide torch switches the config holds (trainer.deterministic itself is Lightning's)."""
+    torch.utils.deterministic.fill_uninitialized_memory = bool(cfg.get("fill_uninitialized_memory", False))
 
 
 def build_datamodule(cfg: DictConfig) -> MultimodalDataModule:
