@@ -139,7 +139,7 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     r"(fusion\.search promote|\+experiment=)": (
         "tests/test_search.py::test_the_promoted_config_reproduces_the_best_trial",
     ),
-    r"train\.py -m seed=": (
+    r"train\.py -m (fusion=\S+ )?seed=": (
         "tests/test_compare.py::test_multirun_puts_every_run_into_one_experiment_with_its_fusion_tag",
         "tests/test_stats.py::test_summary_of_three_seeds_by_hand",
     ),
