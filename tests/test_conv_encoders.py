@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fusion.models.conv_encoders import ConvAudioEncoder, ConvImageEncoder, ConvTextEncoder, conv_output_size
+from fusion.models.conv_encoders import (
+    ConvAudioEncoder,
+    ConvImageEncoder,
+    ConvStage,
+    ConvTextEncoder,
+    conv_output_size,
+)
 from tests.helpers.batches import audio_batch
 
 DIM, HEADS = 16, 2
@@ -19,20 +25,24 @@ def _image_batch(n: int = 4, chans: int = 1, size: int = 20) -> dict[str, torch.
     }
 
 
+@pytest.mark.parametrize("downsample", ["stride", "maxpool"])
 @pytest.mark.parametrize("size,chans,grid,expected_side", [(20, 1, 8, 5), (32, 3, 8, 8), (64, 3, 8, 8), (8, 1, 8, 2)])
-def test_image_tokens_follow_the_input_size(size, chans, grid, expected_side):
-    enc = ConvImageEncoder(DIM, 1, HEADS, image_size=size, in_chans=chans, channels=(4, 8, 8), grid=grid).eval()
+def test_image_tokens_follow_the_input_size(size, chans, grid, expected_side, downsample):
+    enc = ConvImageEncoder(
+        DIM, 1, HEADS, image_size=size, in_chans=chans, channels=(4, 8, 8), grid=grid, downsample=downsample
+    ).eval()
     tokens, mask = enc(_image_batch(chans=chans, size=size))
     assert tokens.shape == (4, expected_side**2, DIM) and enc.grid == (expected_side, expected_side)
     assert mask.tolist() == [[p] * expected_side**2 for p in (True, False, True, True)]
     assert torch.count_nonzero(tokens[1]) == 0  # an absent image gives zero tokens
 
 
+@pytest.mark.parametrize("downsample", ["stride", "maxpool"])
 @pytest.mark.parametrize("size,expected_side", [(32, 4), (20, 3), (8, 1)])
-def test_first_stride_two_halves_the_grid_once_more(size, expected_side):
+def test_first_stride_two_halves_the_grid_once_more(size, expected_side, downsample):
     """first_stride=2: the feature map, and the token grid it is pooled to, has half the side of stride 1's."""
     enc = ConvImageEncoder(
-        DIM, 1, HEADS, image_size=size, in_chans=1, channels=(4, 8, 8), grid=8, first_stride=2
+        DIM, 1, HEADS, image_size=size, in_chans=1, channels=(4, 8, 8), grid=8, first_stride=2, downsample=downsample
     ).eval()
     assert enc.backbone(torch.zeros(1, 1, size, size)).shape[-1] == expected_side == enc.grid[0]
     tokens, _ = enc(_image_batch(size=size))
@@ -45,6 +55,33 @@ def test_conv_output_size_matches_the_convolutions():
     stages = torch.nn.Sequential(*(torch.nn.Conv2d(1, 1, 3, stride=2, padding=1) for _ in range(3)))
     for size in (7, 8, 9, 33, 101):
         assert stages(torch.zeros(1, 1, size, size)).shape[-1] == conv_output_size(size, 3)
+
+
+def test_maxpool_stage_equals_a_max_pool_then_a_stride_one_convolution():
+    """downsample=maxpool: the 2x2 max (ceil mode: an odd side keeps its last row) comes before the stage's
+    convolution, which then has stride 1; checked against torch's functional ops with the stage's weights."""
+    torch.manual_seed(0)
+    stage = ConvStage(3, 5, stride=2, downsample="maxpool").eval()
+    x = torch.randn(2, 3, 9, 9)
+    conv, bn = stage[1], stage[2]
+    pooled = torch.nn.functional.max_pool2d(x, 2, ceil_mode=True)
+    expected = torch.relu(bn(torch.nn.functional.conv2d(pooled, conv.weight, padding=1)))
+    torch.testing.assert_close(stage(x), expected)
+    assert stage(x).shape == ConvStage(3, 5, stride=2).eval()(x).shape == (2, 5, 5, 5)  # same size as a strided conv
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in ConvStage(3, 5, stride=1, downsample="maxpool"))
+    with pytest.raises(ValueError, match="downsample must be one of"):
+        ConvStage(3, 5, stride=2, downsample="avg")
+
+
+def test_grid_pool_max_keeps_each_cells_strongest_response():
+    enc = ConvImageEncoder(DIM, 0, HEADS, image_size=16, in_chans=1, channels=(4, 8), grid=2, grid_pool="max").eval()
+    image = _image_batch(n=2, size=16)["image"]
+    feat = enc.backbone(enc.normalise(image))  # [2, 8, 8, 8]
+    expected = torch.nn.functional.adaptive_max_pool2d(feat, 2).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(enc.pool(feat).flatten(2).transpose(1, 2), expected)
+    assert not torch.allclose(expected, torch.nn.functional.adaptive_avg_pool2d(feat, 2).flatten(2).transpose(1, 2))
+    with pytest.raises(ValueError, match="grid_pool must be one of"):
+        ConvImageEncoder(DIM, 0, HEADS, image_size=16, in_chans=1, channels=(4, 8), grid_pool="median")
 
 
 def test_image_standardisation_makes_brightness_and_contrast_irrelevant():
@@ -72,8 +109,11 @@ def _audio_batch(lengths: list[int], n_mels: int = 12, frames: int = 30) -> dict
     return audio_batch(lengths, n_mels, frames, generator=torch.Generator().manual_seed(1))
 
 
-def test_audio_tokens_follow_time_and_padding_does_not_leak():
-    enc = ConvAudioEncoder(n_mels=12, max_frames=40, dim=DIM, depth=1, num_heads=HEADS, channels=(4, 8)).eval()
+@pytest.mark.parametrize("downsample", ["stride", "maxpool"])
+def test_audio_tokens_follow_time_and_padding_does_not_leak(downsample):
+    enc = ConvAudioEncoder(
+        n_mels=12, max_frames=40, dim=DIM, depth=1, num_heads=HEADS, channels=(4, 8), downsample=downsample
+    ).eval()
     batch = _audio_batch([30, 9, 0])
     tokens, mask = enc(batch)
     assert enc.stride == 4 and tokens.shape == (3, 8, DIM)  # 30 frames rounded up to 32, one token per 4

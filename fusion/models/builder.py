@@ -42,7 +42,7 @@ IMAGE_KINDS = ("cnn", "timm")
 AUDIO_KINDS = ("cnn", "patch", "timm")
 # The keys of model.<modality> that belong to one encoder kind only: the others' builders drop them.
 TIMM_KEYS = ("name", "out_index", "pretrained", "checkpoint_path")
-CNN_KEYS = ("channels", "extra_convs", "first_stride", "grid", "standardise")
+CNN_KEYS = ("channels", "extra_convs", "first_stride", "downsample", "grid", "grid_pool", "standardise")
 TEXT_CNN_KEYS = ("convs", "kernel_size")
 
 
@@ -129,9 +129,8 @@ def _audio(common: dict, cfg: dict, meta: Mapping) -> nn.Module:
         return TimmAudioEncoder(**sizes, **common, **_without(cfg, ("patch_frames", *CNN_KEYS)))
     if kind == "patch":
         return AudioEncoder(**sizes, **common, **_without(cfg, (*TIMM_KEYS, *CNN_KEYS, "channels_last")))
-    return ConvAudioEncoder(
-        **sizes, **common, **_without(cfg, ("patch_frames", *TIMM_KEYS, "first_stride", "grid", "standardise"))
-    )
+    image_only = ("first_stride", "grid", "grid_pool", "standardise")
+    return ConvAudioEncoder(**sizes, **common, **_without(cfg, ("patch_frames", *TIMM_KEYS, *image_only)))
 
 
 # modality -> fn(common kwargs, model.<modality> kwargs, data_meta[modality]) -> encoder

@@ -2,14 +2,16 @@
 
 A randomly initialised timm backbone or a patch transformer learns little from a thousand records; a few
 convolutions with batch normalisation do (LeCun et al., 1998, "Gradient-based learning applied to document
-recognition"). Each encoder here turns its modality into a short sequence of tokens with a conv stack, then
-hands them to the shared :class:`~fusion.models.encoders.TokenEncoder` trunk (positional embedding, masked
-self-attention blocks), so every fusion sees the same ``(tokens [B, N, D], mask [B, N])`` as before:
+recognition"), and they learn fastest when they halve the resolution with a max-pool rather than a strided
+convolution (``downsample``; docs/results.md). Each encoder here turns its modality into a short sequence of
+tokens with a conv stack, then hands them to the shared :class:`~fusion.models.encoders.TokenEncoder` trunk
+(positional embedding, masked self-attention blocks), so every fusion sees the same
+``(tokens [B, N, D], mask [B, N])`` as before:
 
-- :class:`ConvImageEncoder`: per-image standardised pixels -> stride-2 conv stages -> an at most
-  ``grid`` x ``grid`` feature map, one token per cell;
-- :class:`ConvAudioEncoder`: the log-mel as a 1-channel image -> stride-2 conv stages -> one token per
-  time step (frequency and channels flattened), so tokens follow time (cf. the CNN front ends of
+- :class:`ConvImageEncoder`: per-image standardised pixels -> conv stages that halve the resolution -> an
+  at most ``grid`` x ``grid`` max-pooled feature map, one token per cell;
+- :class:`ConvAudioEncoder`: the log-mel as a 1-channel image -> conv stages that halve time and frequency ->
+  one token per time step (frequency and channels flattened), so tokens follow time (cf. the CNN front ends of
   Gulati et al., 2020, "Conformer", and Kong et al., 2020, "PANNs");
 - :class:`ConvTextEncoder`: token embeddings -> residual 1-D convolutions (n-grams of subwords, robust to
   typos that split a word into other pieces; cf. Kim, 2014, "Convolutional Neural Networks for Sentence
@@ -38,20 +40,36 @@ def conv_output_size(size: int, stages: int) -> int:
     return size
 
 
+DOWNSAMPLE = ("stride", "maxpool")
+GRID_POOLS = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
+
+
 class ConvStage(nn.Sequential):
-    """conv3x3 (stride 1 or 2) -> BatchNorm -> activation, then ``extra`` stride-1 conv3x3 -> BN -> activation."""
+    """conv3x3 -> BatchNorm -> activation, then ``extra`` stride-1 conv3x3 -> BN -> activation. With ``stride`` 2 the
+    stage halves the resolution: ``downsample="stride"`` by a stride-2 first convolution, ``"maxpool"`` by a 2x2
+    max-pool before it (LeNet's way: the strongest response of each window survives, which keeps thin strokes and
+    short events that a strided convolution can step over)."""
 
     def __init__(
-        self, in_chans: int, out_chans: int, stride: int, extra: int = 0, act_layer: type[nn.Module] = nn.ReLU
+        self,
+        in_chans: int,
+        out_chans: int,
+        stride: int,
+        extra: int = 0,
+        act_layer: type[nn.Module] = nn.ReLU,
+        downsample: str = "stride",
     ) -> None:
-        layers: list[nn.Module] = []
+        if downsample not in DOWNSAMPLE:
+            raise ValueError(f"downsample must be one of {DOWNSAMPLE}, got {downsample!r}")
+        pooled = downsample == "maxpool" and stride > 1
+        layers: list[nn.Module] = [nn.MaxPool2d(stride, ceil_mode=True)] if pooled else []
         for i in range(1 + extra):
             layers += [
                 nn.Conv2d(
                     in_chans if i == 0 else out_chans,
                     out_chans,
                     3,
-                    stride=stride if i == 0 else 1,
+                    stride=stride if i == 0 and not pooled else 1,
                     padding=1,
                     bias=False,
                 ),
@@ -61,11 +79,16 @@ class ConvStage(nn.Sequential):
         super().__init__(*layers)
 
 
-def _stages(in_chans: int, channels: Sequence[int], extra: int, first_stride: int) -> nn.Sequential:
-    """The first stage has stride ``first_stride``, every later one halves the resolution."""
+def _stages(
+    in_chans: int, channels: Sequence[int], extra: int, first_stride: int, downsample: str = "stride"
+) -> nn.Sequential:
+    """The first stage has stride ``first_stride``, every later one halves the resolution (``downsample``)."""
     chans = [in_chans, *channels]
     return nn.Sequential(
-        *(ConvStage(chans[i], chans[i + 1], first_stride if i == 0 else 2, extra) for i in range(len(channels)))
+        *(
+            ConvStage(chans[i], chans[i + 1], first_stride if i == 0 else 2, extra, downsample=downsample)
+            for i in range(len(channels))
+        )
     )
 
 
@@ -74,9 +97,10 @@ class ConvImageEncoder(TokenEncoder):
 
     ``standardise="image"`` subtracts each image's own mean and divides by its own std (per channel), so
     brightness and contrast (scans, photos of screens) do not need to be learned; ``"dataset"`` uses the
-    fixed ``mean``/``std``. The stride-2 stages (the first one too with ``first_stride=2``: a quarter of the
-    compute, for inputs larger than the details they hold) and a final adaptive average pool give at most
-    ``grid`` x ``grid`` tokens whatever the image size; absent images never reach the BatchNorm statistics."""
+    fixed ``mean``/``std``. The stages after the first halve the resolution (``downsample``; the first one too
+    with ``first_stride=2``: a quarter of the compute, for inputs larger than the details they hold) and a final
+    adaptive pool (``grid_pool``: max or avg) gives at most ``grid`` x ``grid`` tokens whatever the image size;
+    absent images never reach the BatchNorm statistics."""
 
     def __init__(
         self,
@@ -88,7 +112,9 @@ class ConvImageEncoder(TokenEncoder):
         channels: Sequence[int] = (16, 32, 64),
         extra_convs: int = 0,
         first_stride: int = 1,
+        downsample: str = "maxpool",
         grid: int = 8,
+        grid_pool: str = "max",
         standardise: str = "image",
         mean: Sequence[float] = (0.5,),
         std: Sequence[float] = (0.25,),
@@ -103,13 +129,17 @@ class ConvImageEncoder(TokenEncoder):
             raise ValueError(f"model.image.standardise must be 'image' or 'dataset', got {standardise!r}")
         if first_stride not in (1, 2):
             raise ValueError(f"model.image.first_stride must be 1 or 2, got {first_stride}")
+        if grid_pool not in GRID_POOLS:
+            raise ValueError(f"model.image.grid_pool must be one of {sorted(GRID_POOLS)}, got {grid_pool!r}")
         side = min(grid, conv_output_size(image_size, len(channels) - 2 + first_stride))
         super().__init__(dim, depth, num_heads, side * side, mlp_ratio=mlp_ratio, dropout=dropout, **trunk_kwargs)
         self.image_size, self.in_chans, self.standardise = image_size, in_chans, standardise
         self.grid = (side, side)  # token layout (rows, cols), read by the attention figures
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.backbone = _stages(in_chans, channels, extra_convs, first_stride).to(memory_format=self.memory_format)
-        self.pool = nn.AdaptiveAvgPool2d(side)
+        self.backbone = _stages(in_chans, channels, extra_convs, first_stride, downsample).to(
+            memory_format=self.memory_format
+        )
+        self.pool = GRID_POOLS[grid_pool](side)
         self.proj = nn.Linear(channels[-1], dim)
         self.register_buffer("mean", channel_stats(mean, in_chans), persistent=False)
         self.register_buffer("std", channel_stats(std, in_chans), persistent=False)
@@ -143,10 +173,10 @@ class ConvImageEncoder(TokenEncoder):
 class ConvAudioEncoder(TokenEncoder):
     """Small CNN over the log-mel spectrogram; inputs ``{"mel": [B, n_mels, T], "mask": [B, T], "present"}``.
 
-    The spectrogram is a 1-channel image [n_mels, T]; stride-2 stages (the first one too: spectrograms are
-    large) shrink both axes, then channels and the remaining frequency rows are flattened and projected: one
-    token per ``2**stages`` frames. Padded
-    frames are zeroed first, and a token is valid if any frame of its span is."""
+    The spectrogram is a 1-channel image [n_mels, T]; stages that halve both axes (the first one too:
+    spectrograms are large; ``downsample``: max-pool or strided convolution) shrink it, then channels and the
+    remaining frequency rows are flattened and projected: one token per ``2**stages`` frames. Padded frames are
+    zeroed first, and a token is valid if any frame of its span is."""
 
     def __init__(
         self,
@@ -157,6 +187,7 @@ class ConvAudioEncoder(TokenEncoder):
         num_heads: int,
         channels: Sequence[int] = (16, 32, 64),
         extra_convs: int = 0,
+        downsample: str = "maxpool",
         channels_last: bool = True,
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
@@ -171,7 +202,7 @@ class ConvAudioEncoder(TokenEncoder):
         self.n_mels, self.max_frames, self.stride = n_mels, max_frames, stride
         self.patch_frames = stride  # frames per token, read by the attention figures
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.backbone = _stages(1, channels, extra_convs, first_stride=2).to(memory_format=self.memory_format)
+        self.backbone = _stages(1, channels, extra_convs, 2, downsample).to(memory_format=self.memory_format)
         self.proj = nn.Linear(channels[-1] * conv_output_size(n_mels, len(channels)), dim)
         self.adapt(freeze, lora, "model.audio")
 
