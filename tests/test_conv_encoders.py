@@ -109,22 +109,47 @@ def _audio_batch(lengths: list[int], n_mels: int = 12, frames: int = 30) -> dict
     return audio_batch(lengths, n_mels, frames, generator=torch.Generator().manual_seed(1))
 
 
+def _trained_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Non-zero BatchNorm statistics and shifts, as after training: BN(0) + ReLU is then not 0, so a padded
+    frame's activation differs from a convolution's zero padding unless the encoder masks it."""
+    g = torch.Generator().manual_seed(2)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 2 - 1)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) * 2 - 1)
+    return module.eval()
+
+
+@pytest.mark.parametrize("extra_convs", [0, 1])
 @pytest.mark.parametrize("downsample", ["stride", "maxpool"])
-def test_audio_tokens_follow_time_and_padding_does_not_leak(downsample):
+def test_audio_tokens_follow_time_and_padding_does_not_leak(downsample, extra_convs):
     enc = ConvAudioEncoder(
-        n_mels=12, max_frames=40, dim=DIM, depth=1, num_heads=HEADS, channels=(4, 8), downsample=downsample
-    ).eval()
+        n_mels=12,
+        max_frames=40,
+        dim=DIM,
+        depth=1,
+        num_heads=HEADS,
+        channels=(4, 8),
+        extra_convs=extra_convs,
+        downsample=downsample,
+    )
+    _trained_batchnorm(enc)
     batch = _audio_batch([30, 9, 0])
     tokens, mask = enc(batch)
     assert enc.stride == 4 and tokens.shape == (3, 8, DIM)  # 30 frames rounded up to 32, one token per 4
     assert mask.sum(dim=1).tolist() == [8, 3, 0]  # 9 frames touch 3 tokens
     assert torch.count_nonzero(tokens[2]) == 0
-    # The same clip in a batch padded to 40 frames: its valid tokens are unchanged.
+    # The 9-frame clip alone (its own 12 frames) and in batches padded to 30 and 40 frames: same tokens.
+    alone, alone_mask = enc(
+        {"mel": batch["mel"][1:2, :, :9], "mask": batch["mask"][1:2, :9], "present": batch["present"][1:2]}
+    )
     padded = {k: v for k, v in batch.items()}
     padded["mel"] = torch.nn.functional.pad(batch["mel"], (0, 10))
     padded["mask"] = torch.nn.functional.pad(batch["mask"], (0, 10))
     tokens2, mask2 = enc(padded)
-    torch.testing.assert_close(tokens2[1][mask2[1]], tokens[1][mask[1]], atol=1e-5, rtol=1e-5)
+    assert alone_mask.sum().item() == 3
+    torch.testing.assert_close(tokens[1][mask[1]], alone[0][alone_mask[0]], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tokens2[1][mask2[1]], alone[0][alone_mask[0]], atol=1e-5, rtol=1e-5)
 
 
 def test_audio_encoder_rejects_too_many_frames():

@@ -176,7 +176,7 @@ class ConvAudioEncoder(TokenEncoder):
     The spectrogram is a 1-channel image [n_mels, T]; stages that halve both axes (the first one too:
     spectrograms are large; ``downsample``: max-pool or strided convolution) shrink it, then channels and the
     remaining frequency rows are flattened and projected: one token per ``2**stages`` frames. Padded frames are
-    zeroed first, and a token is valid if any frame of its span is."""
+    zeroed before every convolution, and a token is valid if any frame of its span is."""
 
     def __init__(
         self,
@@ -206,10 +206,19 @@ class ConvAudioEncoder(TokenEncoder):
         self.proj = nn.Linear(channels[-1] * conv_output_size(n_mels, len(channels)), dim)
         self.adapt(freeze, lora, "model.audio")
 
-    def embed(self, mel: Tensor) -> Tensor:
-        """[b, n_mels, T] (T a multiple of the stride) -> tokens [b, T / stride, D]."""
-        feat = self.backbone(mel[:, None].contiguous(memory_format=self.memory_format))  # [b, C, F', T']
-        return self.proj(feat.flatten(1, 2).transpose(1, 2))
+    def embed(self, mel: Tensor, mask: Tensor) -> Tensor:
+        """[b, n_mels, T] (T a multiple of the stride), token mask [b, T / stride] -> tokens [b, T / stride, D].
+
+        The time steps of invalid tokens are zeroed before every convolution, as the convolution's own zero
+        padding would be at the end of an unpadded clip: a clip's tokens do not depend on how long its batch
+        is padded (with max-pool downsampling a stride-1 convolution would otherwise read the activations of
+        padded frames)."""
+        x = mel[:, None].contiguous(memory_format=self.memory_format)
+        for layer in (layer for stage in self.backbone for layer in stage):
+            if isinstance(layer, nn.Conv2d):
+                x = x * mask.repeat_interleave(x.shape[-1] // mask.shape[1], dim=1)[:, None, None].to(x.dtype)
+            x = layer(x)
+        return self.proj(x.flatten(1, 2).transpose(1, 2))  # [b, C, F', T'] -> [b, T', D]
 
     def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         mel, present = inputs["mel"], inputs["present"]
@@ -220,7 +229,9 @@ class ConvAudioEncoder(TokenEncoder):
             )
         mel, valid = _pad_frames(mel, inputs["mask"] & present[:, None], -mel.shape[-1] % self.stride)
         mask = valid.unflatten(1, (-1, self.stride)).amax(dim=-1) > 0
-        tokens = self.encode_rows(mask.any(dim=1), lambda idx: self.embed(mel.index_select(0, idx)), mask)
+        tokens = self.encode_rows(
+            mask.any(dim=1), lambda idx: self.embed(mel.index_select(0, idx), mask.index_select(0, idx)), mask
+        )
         return tokens, mask
 
 
