@@ -139,6 +139,9 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     r"(fusion\.search promote|\+experiment=)": (
         "tests/test_search.py::test_the_promoted_config_reproduces_the_best_trial",
     ),
+    r"fusion\.search confirm": (
+        "tests/test_search.py::test_confirm_retrains_the_leaders_over_seeds_and_promotes_the_best_mean",
+    ),
     r"train\.py -m (fusion=\S+ )?seed=": (
         "tests/test_compare.py::test_multirun_puts_every_run_into_one_experiment_with_its_fusion_tag",
         "tests/test_stats.py::test_summary_of_three_seeds_by_hand",

@@ -1,6 +1,6 @@
 """The hyperparameter search for real (fusion/search/, conf/hparams_search/): a tiny 6-trial study is killed
 after two complete trials and resumed, prunes deterministically, is tracked in MLflow, promotes a config that
-reproduces its best trial, and accepts two worker processes on one study."""
+reproduces its best trial, confirms its leaders over seeds, and accepts two worker processes on one study."""
 
 from __future__ import annotations
 
@@ -235,6 +235,50 @@ def test_the_promoted_config_reproduces_the_best_trial(killed_and_resumed, proce
     trial_run = client.get_run(best.user_attrs["mlflow_run_id"]).data.metrics
     assert again["val/acc_best"] == pytest.approx(best.value, abs=1e-6)
     assert again["val/loss"] == pytest.approx(trial_run["val/loss"], abs=1e-6)  # the same training, not a tie
+
+
+def test_confirm_retrains_the_leaders_over_seeds_and_promotes_the_best_mean(killed_and_resumed):
+    tmp, db, _, after = killed_and_resumed
+    runs, out = tmp / "confirm", tmp / "cd" / "experiment" / "confirmed.yaml"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fusion.search",
+            "confirm",
+            "--study",
+            "tiny",
+            "--storage",
+            f"sqlite:///{db}",
+            "--top",
+            "2",
+            "--seeds",
+            "42,0",
+            "--runs-dir",
+            str(runs),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    _check(result)
+    complete = sorted((t for t in after if t.state == COMPLETE), key=lambda t: (-t.value, t.number))
+    confirmed = json.loads((runs / "confirm.json").read_text())["trials"]
+    assert sorted(row["trial"] for row in confirmed) == sorted(t.number for t in complete[:2])
+    by_number = {t.number: t for t in complete}
+    for row in confirmed:
+        values = row["values"]
+        # seed 42 is the study's own: the retraining reproduces the trial's objective
+        assert values["42"] == pytest.approx(by_number[row["trial"]].value, abs=1e-6)
+        mean = (values["42"] + values["0"]) / 2
+        std = abs(values["42"] - values["0"]) / 2**0.5  # sample std of two values
+        assert row["mean"] == pytest.approx(mean) and row["std"] == pytest.approx(std)
+    assert confirmed[0]["mean"] >= confirmed[1]["mean"]
+    assert f"trial {confirmed[0]['trial']} " in out.read_text()
+    assert "mean ± std" in result.stdout and f"wrote {out}" in result.stdout
 
 
 def test_two_workers_share_one_study(processed_dir, tmp_path):
