@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import optuna
 
+from fusion.config import compose
 from fusion.search.promote import BASE_ATTR
+from fusion.training.resume import RUN_INFO
 
+TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "train.py"  # the project's training entry point
 RESULTS = "confirm.json"  # written into the runs folder: every trial's per-seed objective
 # Trials confirm on validation alone: the post-training work of a finished model is skipped.
 VALIDATION_ONLY = (
@@ -110,10 +115,13 @@ def table(results: Sequence[Confirmed], seeds: Sequence[int]) -> str:
 
 
 def train_objective(overrides: list[str], run_dir: Path) -> float:
-    """Train in this process (the conf/ of the project, composed like `dvc exp run` does) into `run_dir`;
-    the objective is <task.monitor>_best, as a search trial's."""
-    from fusion.config import compose
-    from fusion.stages.train import train
-
-    cfg = compose([*overrides, f"paths.output_dir={run_dir}"])
-    return float(train(cfg).get(f"{cfg.task.monitor}_best", float("nan")))
+    """Train with `train.py` (the entry point a search trial runs, in a process of its own) into `run_dir`;
+    the objective is <task.monitor>_best, read from the run's run.json, as a search trial's."""
+    if not TRAIN_SCRIPT.is_file():
+        raise SystemExit(f"error: confirm retrains with {TRAIN_SCRIPT}, which is missing; run it in a project checkout")
+    command = [sys.executable, str(TRAIN_SCRIPT), *overrides, f"hydra.run.dir={run_dir}"]
+    if subprocess.run(command, check=False).returncode != 0:
+        raise SystemExit(f"error: retraining failed ({' '.join(command)}); its run folder: {run_dir}")
+    key = f"{compose(overrides).task.monitor}_best"
+    info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
+    return float(info.get("metrics", {}).get(key, float("nan")))

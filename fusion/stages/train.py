@@ -94,7 +94,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "time/fit_cpu_seconds": fit_cpu_seconds,
         }
     )
-    _write_run_info(output_dir, logger, trainer, status="finished")
+    _write_run_info(output_dir, logger, trainer, status="finished", metrics=metrics)
     return metrics
 
 
@@ -179,9 +179,11 @@ def _loggers_paused(trainer: pl.Trainer) -> Iterator[None]:
 
 
 @rank_zero_only
-def _write_run_info(output_dir: Path, logger, trainer: pl.Trainer, status: str) -> None:
-    """run.json: the MLflow run and checkpoints, for the evaluate stage and for people; written when training
-    starts (status running) and when it ends (finished)."""
+def _write_run_info(
+    output_dir: Path, logger, trainer: pl.Trainer, status: str, metrics: dict[str, float] | None = None
+) -> None:
+    """run.json: the MLflow run and checkpoints, for the evaluate stage, search confirmation and people; written
+    when training starts (status running) and when it ends (finished, with the metrics train() returns)."""
     ckpt = trainer.checkpoint_callback
     info = {
         "run_id": logger.run_id,
@@ -190,4 +192,6 @@ def _write_run_info(output_dir: Path, logger, trainer: pl.Trainer, status: str) 
         "best_checkpoint": ckpt.best_model_path if ckpt else None,
         "last_checkpoint": ckpt.last_model_path if ckpt else None,
     }
+    if metrics is not None:
+        info["metrics"] = metrics
     (output_dir / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
