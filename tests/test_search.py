@@ -277,7 +277,9 @@ def test_confirm_retrains_the_leaders_over_seeds_and_promotes_the_best_mean(kill
         std = abs(values["42"] - values["0"]) / 2**0.5  # sample std of two values
         assert row["mean"] == pytest.approx(mean) and row["std"] == pytest.approx(std)
     assert confirmed[0]["mean"] >= confirmed[1]["mean"]
-    assert f"trial {confirmed[0]['trial']} " in out.read_text()
+    header = out.read_text().splitlines()[1]
+    assert f"trial {confirmed[0]['trial']} " in header and "fusion.search confirm" in header
+    assert f"{confirmed[0]['mean']:.4f} ± {confirmed[0]['std']:.4f}" in out.read_text()
     assert "mean ± std" in result.stdout and f"wrote {out}" in result.stdout
 
 

@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import optuna
 
-    from fusion.search.promote import promote
+    from fusion.search.promote import PROMOTED_BY, promote
     from fusion.search.storage import open_storage
 
     storage = open_storage(
@@ -80,10 +80,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         results = confirm(study, leaders(study, args.top, args.trials), args.seeds, runs_dir, train_objective)
         print(table(results, args.seeds))
         print(f"per-seed values: {runs_dir / 'confirm.json'}")
-        trial = results[0].trial
+        best = results[0]
+        trial = best.trial
+        by = (
+            f"`python -m fusion.search confirm`, the best mean on the validation split over seeds "
+            f"{','.join(map(str, args.seeds))}: {best.mean:.4f} ± {best.std:.4f}"
+        )
     else:
-        trial = args.trial
-    path = promote(storage, args.study, args.out, trial)
+        trial, by = args.trial, PROMOTED_BY
+    path = promote(storage, args.study, args.out, trial, by=by)
     print(f"wrote {path}")
     if path.resolve().parent.name == "experiment" and path.resolve().parent.parent.name == "conf":
         print(

@@ -21,8 +21,13 @@ def is_group(key: str, conf_dir: Path = CONF_DIR) -> bool:
     return (conf_dir / key.replace(".", "/")).is_dir()
 
 
-def experiment_yaml(study: optuna.Study, trial: optuna.trial.FrozenTrial, conf_dir: Path = CONF_DIR) -> str:
-    """The YAML text of the trial's experiment config (a @package _global_ file)."""
+PROMOTED_BY = "`python -m fusion.search promote`"
+
+
+def experiment_yaml(
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, conf_dir: Path = CONF_DIR, by: str = PROMOTED_BY
+) -> str:
+    """The YAML text of the trial's experiment config (a @package _global_ file); `by` says what chose it."""
     groups = {k: v for k, v in trial.params.items() if is_group(k, conf_dir)}
     values = OmegaConf.create({})
     for key, value in trial.params.items():
@@ -35,8 +40,7 @@ def experiment_yaml(study: optuna.Study, trial: optuna.trial.FrozenTrial, conf_d
     base = study.user_attrs.get(BASE_ATTR, [])
     header = [
         "# @package _global_",
-        f"# Promoted from Optuna study {study.study_name!r}, trial {trial.number} "
-        f"(objective {trial.value!r}) by `python -m fusion.search promote`.",
+        f"# Promoted from Optuna study {study.study_name!r}, trial {trial.number} (objective {trial.value!r}) by {by}.",
         "# The search ran with these fixed overrides (not part of this file; add them to reproduce it exactly):",
         f"#   {' '.join(base) if base else '(none)'}",
     ]
@@ -52,7 +56,7 @@ def experiment_yaml(study: optuna.Study, trial: optuna.trial.FrozenTrial, conf_d
     return "\n".join(parts) + "\n"
 
 
-def promote(storage, study_name: str, out: Path, trial_number: int | None = None) -> Path:
+def promote(storage, study_name: str, out: Path, trial_number: int | None = None, by: str = PROMOTED_BY) -> Path:
     """Write the best complete trial (or trial `trial_number`) of the study to `out`."""
     study = optuna.load_study(study_name=study_name, storage=storage)
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -72,5 +76,5 @@ def promote(storage, study_name: str, out: Path, trial_number: int | None = None
             )
         trial = matches[0]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(experiment_yaml(study, trial), encoding="utf-8")
+    out.write_text(experiment_yaml(study, trial, by=by), encoding="utf-8")
     return out
