@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(study.trials_dataframe().to_string(index=False))
         return
     if args.command == "confirm":
-        from fusion.search.confirm import confirm, leaders, table, train_objective
+        from fusion.search.confirm import RESULTS, confirm, leaders, table, train_objective
 
         if args.top < 1 or not args.seeds:
             parser.error("confirm needs --top >= 1 and at least one seed")
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         runs_dir = args.runs_dir or Path("outputs") / "confirm" / args.study
         results = confirm(study, leaders(study, args.top, args.trials), args.seeds, runs_dir, train_objective)
         print(table(results, args.seeds))
-        print(f"per-seed values: {runs_dir / 'confirm.json'}")
+        print(f"per-seed values: {runs_dir / RESULTS}")
         best = results[0]
         trial = best.trial
         by = (

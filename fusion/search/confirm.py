@@ -15,20 +15,16 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import optuna
+from omegaconf import OmegaConf
 
-from fusion.config import compose
-from fusion.search.promote import BASE_ATTR
-from fusion.training.resume import RUN_INFO
+from fusion.search.promote import BASE_ATTR, complete_trials
+from fusion.training.resume import RUN_CONFIG, RUN_INFO
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "train.py"  # the project's training entry point
 RESULTS = "confirm.json"  # written into the runs folder: every trial's per-seed objective
-# Trials confirm on validation alone: the post-training work of a finished model is skipped.
-VALIDATION_ONLY = (
-    "test_after_fit=false",
-    "test_missing_modalities=false",
-    "explain.enabled=false",
-    "serving.log_model=false",
-)
+# Trials confirm on validation alone: without the test, none of the post-training work of a finished model runs
+# (missing-modality tests, figures, logged model).
+VALIDATION_ONLY = ("test_after_fit=false",)
 
 
 @dataclass
@@ -52,9 +48,7 @@ class Confirmed:
 
 def leaders(study: optuna.Study, top: int, also: Sequence[int] = ()) -> list[optuna.trial.FrozenTrial]:
     """The `top` best complete trials by the study's direction, then the complete trials numbered in `also`."""
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not complete:
-        raise SystemExit(f"error: study {study.study_name!r} has no complete trial yet; run or resume the search first")
+    complete = complete_trials(study)
     numbers = {t.number for t in complete}
     missing = sorted(set(also) - numbers)
     if missing:
@@ -122,6 +116,6 @@ def train_objective(overrides: list[str], run_dir: Path) -> float:
     command = [sys.executable, str(TRAIN_SCRIPT), *overrides, f"hydra.run.dir={run_dir}"]
     if subprocess.run(command, check=False).returncode != 0:
         raise SystemExit(f"error: retraining failed ({' '.join(command)}); its run folder: {run_dir}")
-    key = f"{compose(overrides).task.monitor}_best"
+    key = f"{OmegaConf.load(run_dir / RUN_CONFIG).task.monitor}_best"  # the run's own resolved config
     info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
     return float(info.get("metrics", {}).get(key, float("nan")))

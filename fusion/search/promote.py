@@ -56,15 +56,21 @@ def experiment_yaml(
     return "\n".join(parts) + "\n"
 
 
-def promote(storage, study_name: str, out: Path, trial_number: int | None = None, by: str = PROMOTED_BY) -> Path:
-    """Write the best complete trial (or trial `trial_number`) of the study to `out`."""
-    study = optuna.load_study(study_name=study_name, storage=storage)
+def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's complete trials; an error that says what to do when there is none yet."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise SystemExit(
-            f"error: study {study_name!r} has no complete trial yet; run or resume the search first "
+            f"error: study {study.study_name!r} has no complete trial yet; run or resume the search first "
             f"(python train.py -m hparams_search=<name>)"
         )
+    return complete
+
+
+def promote(storage, study_name: str, out: Path, trial_number: int | None = None, by: str = PROMOTED_BY) -> Path:
+    """Write the best complete trial (or trial `trial_number`) of the study to `out`."""
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    complete = complete_trials(study)
     if trial_number is None:
         trial = study.best_trial
     else:

@@ -25,6 +25,7 @@ from fusion.tracking.mlflow_logger import build_logger, flat_params
 from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError, network_state
 from fusion.training.module import FusionModule, NonFiniteLossError
 from fusion.training.resume import (
+    RUN_CONFIG,
     RUN_INFO,
     ResumeError,
     ResumeState,
@@ -120,7 +121,7 @@ def _log_setup(logger, cfg: DictConfig, module, datamodule: MultimodalDataModule
             "params/trainable": module.net.num_parameters(trainable_only=True),
         }
     )
-    config_path = output_dir / "config.yaml"
+    config_path = output_dir / RUN_CONFIG
     config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     logger.experiment.log_artifact(logger.run_id, str(config_path))
     log_datasets(

@@ -22,6 +22,7 @@ from fusion.config import flatten
 from fusion.training.checkpoints import load_checkpoint
 
 RUN_INFO = "run.json"  # the run folder's record of its MLflow run and checkpoints (written by fusion.stages.train)
+RUN_CONFIG = "config.yaml"  # the resolved config of a new run, in its folder (written by fusion.stages.train)
 
 LAST = "last"
 LAST_FILE = "last.ckpt"
