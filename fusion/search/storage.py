@@ -5,7 +5,7 @@ SQLite gets a lock timeout so that several worker processes can share one file, 
 from __future__ import annotations
 
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from fusion.tracking.retry import sqlite_creation_lock
 from fusion.tracking.store import absolute_tracking_uri
@@ -15,7 +15,8 @@ def open_storage(
     url: str, heartbeat_seconds: int | None, grace_seconds: int | None, retry_failed: int, sqlite_timeout_seconds: float
 ) -> RDBStorage:
     """RDBStorage with heartbeats (a trial whose process died is marked FAIL after `grace_seconds` and its
-    parameters are queued again up to `retry_failed` times); heartbeat_seconds=None: no heartbeat."""
+    parameters are queued again up to `retry_failed` times: Optuna 5's stale-trial callback, which replaced the
+    deprecated RetryFailedTrialCallback); heartbeat_seconds=None: no heartbeat."""
     url = absolute_tracking_uri(url)
     engine_kwargs = {"connect_args": {"timeout": sqlite_timeout_seconds}} if url.startswith("sqlite") else {}
     options = (
@@ -24,7 +25,9 @@ def open_storage(
         else {
             "heartbeat_interval": int(heartbeat_seconds),
             "grace_period": None if grace_seconds is None else int(grace_seconds),
-            "failed_trial_callback": RetryFailedTrialCallback(max_retry=int(retry_failed)) if retry_failed else None,
+            "heartbeat_stale_trial_callback": (
+                RetryHeartbeatStaleTrialCallback(max_retry=int(retry_failed)) if retry_failed else None
+            ),
         }
     )
     with sqlite_creation_lock(url, sqlite_timeout_seconds):
