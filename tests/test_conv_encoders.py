@@ -8,6 +8,7 @@ import torch
 from fusion.models.conv_encoders import (
     ConvAudioEncoder,
     ConvImageEncoder,
+    ConvStack,
     ConvStage,
     ConvTextEncoder,
     conv_output_size,
@@ -71,6 +72,52 @@ def test_maxpool_stage_equals_a_max_pool_then_a_stride_one_convolution():
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in ConvStage(3, 5, stride=1, downsample="maxpool"))
     with pytest.raises(ValueError, match="downsample must be one of"):
         ConvStage(3, 5, stride=2, downsample="avg")
+
+
+def _plain_order(stack: ConvStack) -> list[torch.nn.Module]:
+    return [layer for stage in stack for layer in stage]
+
+
+def test_conv_stack_runs_each_relu_after_the_next_max_pool():
+    """A stage's ReLU moves behind the max-pool that opens the next stage; the last one, and every ReLU of a
+    stack without pools, stay where they are; the modules (and state-dict keys) are the plain sequence's."""
+    pooled = ConvImageEncoder(DIM, 0, HEADS, image_size=16, in_chans=1, channels=(4, 8, 8), downsample="maxpool")
+    kinds = [type(m).__name__ for m in pooled.backbone.execution_order()]
+    conv_bn = ["Conv2d", "BatchNorm2d"]
+    assert kinds == [*conv_bn, "MaxPool2d", "ReLU", *conv_bn, "MaxPool2d", "ReLU", *conv_bn, "ReLU"]
+    assert sorted(map(id, pooled.backbone.execution_order())) == sorted(map(id, _plain_order(pooled.backbone)))
+    strided = ConvImageEncoder(DIM, 0, HEADS, image_size=16, in_chans=1, channels=(4, 8), downsample="stride")
+    assert strided.backbone.execution_order() == _plain_order(strided.backbone)
+
+
+@pytest.mark.parametrize("encoder", ["image", "audio"])
+def test_relu_after_the_pool_gives_the_same_values_and_gradients_bit_for_bit(encoder, monkeypatch):
+    """max(relu(x)) == relu(max(x)) and so are their gradients: in training mode (batch statistics, dropout off)
+    the encoder's tokens, the input's gradient and every parameter's gradient equal the plain order's exactly."""
+
+    def run() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        torch.manual_seed(0)
+        if encoder == "image":
+            enc = ConvImageEncoder(DIM, 1, HEADS, image_size=20, in_chans=1, channels=(4, 8, 8), grid=4).train()
+            batch = _image_batch()
+            tokens, _ = enc(batch)
+        else:
+            enc = ConvAudioEncoder(12, 32, DIM, 1, HEADS, channels=(4, 8, 8)).train()
+            batch = _audio_batch([30, 17, 9, 24])
+            batch["mel"].requires_grad_(True)
+            tokens, _ = enc(batch)
+        (tokens * torch.linspace(-1, 1, tokens.numel()).view_as(tokens)).sum().backward()
+        grads = [p.grad.clone() for p in enc.parameters() if p.grad is not None]
+        if encoder == "audio":
+            grads.append(batch["mel"].grad.clone())
+        return tokens.detach(), grads
+
+    reordered, reordered_grads = run()
+    monkeypatch.setattr(ConvStack, "execution_order", _plain_order)
+    plain, plain_grads = run()
+    assert torch.equal(reordered, plain)
+    assert len(reordered_grads) == len(plain_grads) > 4
+    assert all(torch.equal(a, b) for a, b in zip(reordered_grads, plain_grads, strict=True))
 
 
 def test_grid_pool_max_keeps_each_cells_strongest_response():
