@@ -52,6 +52,31 @@ def test_invert_flips_present_images_only_at_its_rate():
     assert 0.15 < changed.float().mean() < 0.35 and not changed[~present].any()
 
 
+@pytest.mark.parametrize("kind", ["image", "audio"])
+def test_a_sample_is_augmented_the_same_whichever_others_are_chosen(kind):
+    """Every sample draws its parameters whether chosen or not, and only the chosen ones are transformed: with
+    p=0.5 the chosen samples equal their p=1 versions, the others are the input, and so is the next random
+    draw (the stream does not depend on p)."""
+    if kind == "image":
+        batch, key, make = _image(64), "image", lambda p: ImageAugment(p=p)
+    else:
+        batch = audio_batch([20, 12, 0, 5, 17, 9, 20, 3] * 8, n_mels=10, frames=20)
+        key, make = "mel", lambda p: AudioAugment(p=p)
+    torch.manual_seed(5)
+    chosen = (torch.rand(len(batch["present"])) < 0.5) & batch["present"]
+    outputs = {}
+    for p in (0.5, 1.0):
+        torch.manual_seed(5)
+        outputs[p] = (make(p)(batch), torch.rand(4))
+    (some, after_some), (every, after_every) = outputs[0.5], outputs[1.0]
+    assert 8 < int(chosen.sum()) < 56
+    for name in some:
+        assert torch.equal(some[name][chosen], every[name][chosen]), name
+        assert torch.equal(some[name][~chosen], batch[name][~chosen]), name
+    assert not torch.equal(some[key][chosen], batch[key][chosen])
+    assert torch.equal(after_some, after_every)
+
+
 def _audio() -> dict[str, torch.Tensor]:
     return audio_batch([20, 12, 0, 5], n_mels=10, frames=20)
 

@@ -58,19 +58,22 @@ class ImageAugment:
             inputs = {**inputs, "image": image}
         if not chosen.any():
             return inputs
-        x = image.float()
-        angle = _uniform(n, -self.degrees, self.degrees, x) * (math.pi / 180.0)
-        zoom = _uniform(n, self.scale[0], self.scale[1], x)
-        shift = _uniform(2 * n, -self.translate, self.translate, x).view(n, 2) * 2.0  # grid units: [-1, 1]
+        # Every sample draws its parameters (the random stream does not depend on which are chosen); only the
+        # chosen ones are transformed: each image's result depends on its own pixels and draws alone.
+        angle = _uniform(n, -self.degrees, self.degrees, image) * (math.pi / 180.0)
+        zoom = _uniform(n, self.scale[0], self.scale[1], image)
+        shift = _uniform(2 * n, -self.translate, self.translate, image).view(n, 2) * 2.0  # grid units: [-1, 1]
+        factor = _uniform(n, 1.0 - self.contrast, 1.0 + self.contrast, image).view(n, 1, 1, 1)
+        rows = chosen.nonzero().squeeze(1)
+        angle, zoom, shift, factor = angle[rows], zoom[rows], shift[rows], factor[rows]
+        x = image.index_select(0, rows).float()
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         moved = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        factor = _uniform(n, 1.0 - self.contrast, 1.0 + self.contrast, x).view(n, 1, 1, 1)
         mean = moved.mean(dim=(1, 2, 3), keepdim=True)
         moved = ((moved - mean) * factor + mean).round().clamp(0.0, UINT8_MAX).to(image.dtype)
-        out = torch.where(chosen.view(n, 1, 1, 1), moved, image)
-        return {**inputs, "image": out}
+        return {**inputs, "image": image.index_copy(0, rows, moved)}
 
 
 @dataclass
@@ -94,22 +97,29 @@ class AudioAugment:
         chosen = (torch.rand(n, device=mel.device) < self.p) & present
         if not chosen.any():
             return inputs
-        # Shift: frame t of the output is frame t - k of the input (zeros = the mean where nothing comes).
+        # Every sample draws its parameters (the random stream does not depend on which are chosen); only the
+        # chosen ones are transformed.
         k = torch.round(_uniform(n, -self.shift, self.shift, mel) * frames).long()
+        gain = _uniform(n, -self.gain_db, self.gain_db, mel) * (DB_TO_LOG / self.log_mel_std)
+        freq_keep = self._stripes(n, bins, self.freq_masks, self.freq_width, mel)
+        time_keep = self._stripes(n, frames, self.time_masks, self.time_width, mel)
+        rows = chosen.nonzero().squeeze(1)
+        k, gain, freq_keep, time_keep = k[rows], gain[rows], freq_keep[rows], time_keep[rows]
+        m = rows.numel()
+        # Shift: frame t of the output is frame t - k of the input (zeros = the mean where nothing comes).
         source = torch.arange(frames, device=mel.device)[None, :] - k[:, None]
         inside = (source >= 0) & (source < frames)
         source = source.clamp(0, frames - 1)
-        moved_mask = mask.gather(1, source) & inside
-        moved = mel.gather(2, source[:, None, :].expand(n, bins, frames)) * moved_mask[:, None, :]
-        gain = _uniform(n, -self.gain_db, self.gain_db, mel) * (DB_TO_LOG / self.log_mel_std)
-        moved = (moved + gain.view(n, 1, 1)) * moved_mask[:, None, :]
-        moved = moved * self._stripes(n, bins, self.freq_masks, self.freq_width, mel)[:, :, None]
-        moved = moved * self._stripes(n, frames, self.time_masks, self.time_width, mel)[:, None, :]
-        pick = chosen.view(n, 1, 1)
+        moved_mask = mask.index_select(0, rows).gather(1, source) & inside
+        moved = mel.index_select(0, rows).gather(2, source[:, None, :].expand(m, bins, frames))
+        moved = moved * moved_mask[:, None, :]
+        moved = (moved + gain.view(m, 1, 1)) * moved_mask[:, None, :]
+        moved = moved * freq_keep[:, :, None]
+        moved = moved * time_keep[:, None, :]
         return {
             **inputs,
-            "mel": torch.where(pick, moved.to(mel.dtype), mel),
-            "mask": torch.where(chosen[:, None], moved_mask, mask),
+            "mel": mel.index_copy(0, rows, moved.to(mel.dtype)),
+            "mask": mask.index_copy(0, rows, moved_mask),
         }
 
     @staticmethod
