@@ -95,8 +95,9 @@ class FusionModule(pl.LightningModule):
         preds, target = self.task.metric_inputs(outputs, batch["label"])
         # Weighted by batch size: the epoch loss is the mean over samples, whatever the batch split (a last
         # short batch, or the per-process batches of distributed training).
-        self.losses[f"{split}_"](loss.detach(), weight=len(preds))
-        self.metrics[f"{split}_"](preds, target)
+        # update(), not forward(): they are logged per epoch only, so no per-batch value is computed.
+        self.losses[f"{split}_"].update(loss.detach(), weight=len(preds))
+        self.metrics[f"{split}_"].update(preds, target)
         self.log(
             f"{split}/loss",
             self.losses[f"{split}_"],
@@ -135,7 +136,7 @@ class FusionModule(pl.LightningModule):
             if not present.any():
                 continue
             metric = self.head_metrics[f"{split}_{m}"]
-            metric(*self.task.metric_inputs(logits[present], batch["label"][present]))
+            metric.update(*self.task.metric_inputs(logits[present], batch["label"][present]))
             self.log_dict(metric, on_step=False, on_epoch=True, batch_size=int(present.sum()))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
