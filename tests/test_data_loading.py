@@ -1,5 +1,7 @@
 """Collation with missing modalities and the DataModule joining shards by record id."""
 
+import json
+import pickle
 import shutil
 
 import pytest
@@ -7,7 +9,7 @@ import torch
 
 from fusion.data.collate import MultimodalCollate
 from fusion.data.datamodule import MultimodalDataModule
-from fusion.data.shards import ModalityShards, read_jsonl
+from fusion.data.shards import ModalityShards, item_nbytes, read_jsonl
 
 METAS = {"text": {}, "image": {"size": 4, "channels": 3}, "audio": {"n_mels": 2}}
 
@@ -59,6 +61,28 @@ def test_datamodule_with_workers_and_one_modality(processed_dir):
     batches = list(dm.train_dataloader())
     assert sum(len(b["id"]) for b in batches) == len(dm.dataset("train"))
     assert set(batches[0]) == {"id", "label", "audio"}
+
+
+def test_decoded_items_stay_in_memory_up_to_the_budget(processed_dir):
+    """With memory_cache_mb the first items read are kept (the same objects come back, equal to a fresh decode);
+    an item that would pass the budget is decoded on every read; a pickled copy (a loader worker) starts empty."""
+    folder = processed_dir / "audio"
+    ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
+    plain = ModalityShards(folder)
+    assert plain.get(ids[0]) is not plain.get(ids[0])  # no cache: every read decodes
+    cached = ModalityShards(folder, memory_cache_mb=64)
+    first = cached.get(ids[0])
+    assert cached.get(ids[0]) is first
+    assert torch.equal(first["mel"], plain.get(ids[0])["mel"])
+    size = item_nbytes(first)
+    assert size >= first["mel"].numel() * first["mel"].element_size() > 0
+    tight = ModalityShards(folder, memory_cache_mb=1.5 * size / 2**20)  # room for one item of this size
+    kept = tight.get(ids[0])
+    second = tight.get(ids[1])
+    assert tight.get(ids[0]) is kept and tight.get(ids[1]) is not second
+    assert pickle.loads(pickle.dumps(cached))._items == {}
+    dm = MultimodalDataModule(processed_dir, ["text", "audio"], batch_size=8, memory_cache_mb=2)
+    assert {m: s.memory_cache_bytes for m, s in dm.shards.items()} == {"text": 2**20, "audio": 2**20}
 
 
 def test_missing_processed_folder_names_the_stage(tmp_path):

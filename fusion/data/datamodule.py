@@ -57,6 +57,7 @@ class MultimodalDataModule(pl.LightningDataModule):
         seed: int = 0,
         shards_url: str | None = None,
         cache_dir: str | None = None,
+        memory_cache_mb: float = 0.0,
     ):
         super().__init__()
         self.processed_dir = Path(processed_dir)
@@ -64,7 +65,10 @@ class MultimodalDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers, self.shuffle, self.seed = batch_size, num_workers, shuffle, seed
         self.pin_memory = torch.cuda.is_available() if pin_memory == "auto" else bool(pin_memory)
         self.persistent_workers, self.prefetch_factor = persistent_workers, prefetch_factor
-        self.shards = {m: ModalityShards(self.processed_dir / m, shards_url, cache_dir) for m in self.modalities}
+        self.shards = {
+            m: ModalityShards(self.processed_dir / m, shards_url, cache_dir, memory_cache_mb / len(self.modalities))
+            for m in self.modalities
+        }
         first = self.shards[self.modalities[0]]
         label_info = _label_meta(first.meta)
         for shards in self.shards.values():

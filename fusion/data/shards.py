@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
+import torch
 from litdata import StreamingDataset, optimize
 from litdata.processing.data_processor import DataProcessor
 
@@ -169,15 +170,34 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def item_nbytes(item: Any) -> int:
+    """Bytes held by the tensors and arrays of a decoded item (a dict of them, maybe nested)."""
+    if isinstance(item, dict):
+        return sum(item_nbytes(v) for v in item.values())
+    if isinstance(item, (list, tuple)):
+        return sum(item_nbytes(v) for v in item)
+    if isinstance(item, torch.Tensor):
+        return item.numel() * item.element_size()
+    return item.nbytes if isinstance(item, np.ndarray) else 0
+
+
 class ModalityShards:
     """Random access by record id to one modality's processed items.
 
     The small files (meta.json, ids.json, records.jsonl) are read from `folder`; the chunks from
     `folder/shards`, or, with `shards_url` (e.g. s3://bucket/processed), streamed by litdata from
     `<shards_url>/<modality>/shards` into `cache_dir` as they are needed (local chunks are memory-mapped).
+    Decoded items are kept in memory up to `memory_cache_mb` (per process; the first items read stay), so
+    the epochs after the first of a small dataset read no chunk again; nothing reads them mutably.
     """
 
-    def __init__(self, folder: Path, shards_url: str | None = None, cache_dir: str | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        shards_url: str | None = None,
+        cache_dir: str | None = None,
+        memory_cache_mb: float = 0.0,
+    ):
         self.folder = Path(folder)
         if not (self.folder / "meta.json").is_file():
             raise FileNotFoundError(
@@ -192,6 +212,9 @@ class ModalityShards:
         )
         self.cache_dir = cache_dir
         self._dataset: StreamingDataset | None = None
+        self.memory_cache_bytes = int(memory_cache_mb * 2**20)
+        self._items: dict[int, Any] = {}
+        self._cached_bytes = 0
 
     @property
     def modality(self) -> str:
@@ -205,10 +228,18 @@ class ModalityShards:
         index = self.position.get(record_id)
         if index is None:
             return None
+        item = self._items.get(index)
+        if item is not None:
+            return item
         if self._dataset is None:  # opened lazily, so each DataLoader worker opens its own
             self._dataset = StreamingDataset(self.source, cache_dir=self.cache_dir, batch_decode=DECODE_ONE_ITEM)
             self._check_same_run(self._dataset)
-        return self._dataset[index]
+        item = self._dataset[index]
+        size = item_nbytes(item)
+        if self._cached_bytes + size <= self.memory_cache_bytes:
+            self._items[index] = item
+            self._cached_bytes += size
+        return item
 
     def _check_same_run(self, dataset: StreamingDataset) -> None:
         """The chunks (their index.json, local or fetched into the cache) hold as many items as ids.json lists.
@@ -223,4 +254,4 @@ class ModalityShards:
             )
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_dataset": None}
+        return {**self.__dict__, "_dataset": None, "_items": {}, "_cached_bytes": 0}

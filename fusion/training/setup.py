@@ -36,6 +36,7 @@ def build_datamodule(cfg: DictConfig) -> MultimodalDataModule:
         seed=int(cfg.seed),
         shards_url=data.get("shards_url"),
         cache_dir=data.get("cache_dir"),
+        memory_cache_mb=float(data.get("memory_cache_mb", 0.0)),
     )
 
 
