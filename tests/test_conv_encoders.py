@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fusion.config import compose
+from fusion.models.builder import build_encoder
 from fusion.models.conv_encoders import (
     ConvAudioEncoder,
     ConvImageEncoder,
@@ -88,6 +90,45 @@ def test_conv_stack_runs_each_relu_after_the_next_max_pool():
     assert sorted(map(id, pooled.backbone.execution_order())) == sorted(map(id, _plain_order(pooled.backbone)))
     strided = ConvImageEncoder(DIM, 0, HEADS, image_size=16, in_chans=1, channels=(4, 8), downsample="stride")
     assert strided.backbone.execution_order() == _plain_order(strided.backbone)
+
+
+def test_norm_after_pool_normalises_the_pooled_map():
+    """norm_after_pool: conv -> max-pool -> BatchNorm -> ReLU wherever a pool follows a stage (same modules and
+    state-dict keys); the output is that composition, and the BatchNorm's statistics are the pooled map's."""
+    kw = dict(image_size=16, in_chans=1, channels=(4, 8, 8), downsample="maxpool")
+    enc = ConvImageEncoder(DIM, 0, HEADS, norm_after_pool=True, **kw).train()
+    conv_pool_bn_relu = ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    order = enc.backbone.execution_order()
+    assert [type(m).__name__ for m in order] == [*conv_pool_bn_relu * 2, "Conv2d", "BatchNorm2d", "ReLU"]
+    assert sorted(map(id, order)) == sorted(map(id, _plain_order(enc.backbone)))
+    assert enc.state_dict().keys() == ConvImageEncoder(DIM, 0, HEADS, **kw).state_dict().keys()
+    twin = ConvImageEncoder(DIM, 0, HEADS, norm_after_pool=True, **kw).train()
+    twin.load_state_dict(enc.state_dict())
+    (conv0, bn0, relu0), (pool1, conv1, bn1, relu1), (pool2, conv2, bn2, relu2) = (list(s) for s in enc.backbone)
+    x = enc.normalise(_image_batch(n=4, size=16)["image"])
+    pooled = pool1(conv0(x))
+    expected = relu2(bn2(conv2(relu1(bn1(pool2(conv1(relu0(bn0(pooled)))))))))
+    torch.testing.assert_close(twin.backbone(x), expected)
+    first_norm = twin.backbone[0][1]  # its running mean after one training forward: momentum 0.1 from 0
+    torch.testing.assert_close(first_norm.running_mean, 0.1 * pooled.mean(dim=(0, 2, 3)).detach())
+    audio = ConvAudioEncoder(12, 32, DIM, 0, HEADS, channels=(4, 8, 8), norm_after_pool=True)
+    kinds = [type(m).__name__ for m in audio.backbone.execution_order()]
+    assert kinds == ["MaxPool2d", *conv_pool_bn_relu * 2, "Conv2d", "BatchNorm2d", "ReLU"]
+    strided = ConvImageEncoder(DIM, 0, HEADS, **{**kw, "downsample": "stride"}, norm_after_pool=True)
+    assert strided.backbone.execution_order() == _plain_order(strided.backbone)
+
+
+@pytest.mark.parametrize("norm_after_pool", [True, False])
+def test_norm_after_pool_reaches_the_encoders_from_the_config(norm_after_pool):
+    """model.<image|audio>.norm_after_pool (true in conf/) reaches the CNN encoders; a timm encoder ignores it."""
+    overrides = [f"model.{m}.norm_after_pool={norm_after_pool}" for m in ("image", "audio")]
+    model = compose(overrides).model
+    metas = {"image": {"size": 16, "channels": 1}, "audio": {"n_mels": 12, "max_frames": 32}}
+    for modality in ("image", "audio"):
+        assert build_encoder(modality, dict(model), metas[modality]).backbone.norm_after_pool is norm_after_pool
+    assert compose().model.image.norm_after_pool and compose().model.audio.norm_after_pool
+    timm = build_encoder("image", {**dict(model), "image": {**dict(model.image), "kind": "timm"}}, metas["image"])
+    assert not hasattr(timm.backbone, "norm_after_pool")
 
 
 @pytest.mark.parametrize("encoder", ["image", "audio"])

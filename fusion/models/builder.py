@@ -42,7 +42,16 @@ IMAGE_KINDS = ("cnn", "timm")
 AUDIO_KINDS = ("cnn", "patch", "timm")
 # The keys of model.<modality> that belong to one encoder kind only: the others' builders drop them.
 TIMM_KEYS = ("name", "out_index", "pretrained", "checkpoint_path")
-CNN_KEYS = ("channels", "extra_convs", "first_stride", "downsample", "grid", "grid_pool", "standardise")
+CNN_KEYS = (
+    "channels",
+    "extra_convs",
+    "first_stride",
+    "downsample",
+    "norm_after_pool",
+    "grid",
+    "grid_pool",
+    "standardise",
+)
 TEXT_CNN_KEYS = ("convs", "kernel_size")
 
 

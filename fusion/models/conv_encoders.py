@@ -85,8 +85,15 @@ class ConvStack(nn.Sequential):
     """Conv stages (:class:`ConvStage`) run in sequence, except that a stage's closing activation, when the next
     stage opens with a max-pool and the activation is non-decreasing (ReLU), runs after that pool: relu(max(x)) is
     max(relu(x)) value for value and gradient for gradient, and the activation then touches a quarter of the
-    values (its forward and backward were about 8% of a training step). The modules and their state-dict keys
-    are those of the plain sequence."""
+    values (its forward and backward were about 8% of a training step). With ``norm_after_pool`` the stage's
+    BatchNorm moves behind that pool too (conv -> max-pool -> BatchNorm -> ReLU): a different model, whose
+    BatchNorm statistics are the pooled map's, with a quarter of the normalisation work (10% of a training step
+    on the real-signal benchmark, at the same accuracy). The modules and their state-dict keys are those of the
+    plain sequence either way."""
+
+    def __init__(self, *stages: nn.Module, norm_after_pool: bool = False) -> None:
+        super().__init__(*stages)
+        self.norm_after_pool = norm_after_pool
 
     def execution_order(self) -> list[nn.Module]:
         """The stages' layers in the order they run."""
@@ -94,6 +101,10 @@ class ConvStack(nn.Sequential):
         for i in range(len(layers) - 1):
             if isinstance(layers[i], MONOTONIC_ACTIVATIONS) and isinstance(layers[i + 1], nn.MaxPool2d):
                 layers[i], layers[i + 1] = layers[i + 1], layers[i]
+        if self.norm_after_pool:
+            for i in range(len(layers) - 2):
+                if isinstance(layers[i], nn.BatchNorm2d) and isinstance(layers[i + 1], nn.MaxPool2d):
+                    layers[i], layers[i + 1] = layers[i + 1], layers[i]
         return layers
 
     def forward(self, x: Tensor) -> Tensor:
@@ -103,7 +114,12 @@ class ConvStack(nn.Sequential):
 
 
 def _stages(
-    in_chans: int, channels: Sequence[int], extra: int, first_stride: int, downsample: str = "stride"
+    in_chans: int,
+    channels: Sequence[int],
+    extra: int,
+    first_stride: int,
+    downsample: str = "stride",
+    norm_after_pool: bool = False,
 ) -> ConvStack:
     """The first stage has stride ``first_stride``, every later one halves the resolution (``downsample``)."""
     chans = [in_chans, *channels]
@@ -111,7 +127,8 @@ def _stages(
         *(
             ConvStage(chans[i], chans[i + 1], first_stride if i == 0 else 2, extra, downsample=downsample)
             for i in range(len(channels))
-        )
+        ),
+        norm_after_pool=norm_after_pool,
     )
 
 
@@ -139,6 +156,7 @@ class ConvImageEncoder(TokenEncoder):
         grid: int = 8,
         grid_pool: str = "max",
         standardise: str = "image",
+        norm_after_pool: bool = False,
         mean: Sequence[float] = (0.5,),
         std: Sequence[float] = (0.25,),
         channels_last: bool = True,
@@ -159,7 +177,7 @@ class ConvImageEncoder(TokenEncoder):
         self.image_size, self.in_chans, self.standardise = image_size, in_chans, standardise
         self.grid = (side, side)  # token layout (rows, cols), read by the attention figures
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.backbone = _stages(in_chans, channels, extra_convs, first_stride, downsample).to(
+        self.backbone = _stages(in_chans, channels, extra_convs, first_stride, downsample, norm_after_pool).to(
             memory_format=self.memory_format
         )
         self.pool = GRID_POOLS[grid_pool](side)
@@ -211,6 +229,7 @@ class ConvAudioEncoder(TokenEncoder):
         channels: Sequence[int] = (16, 32, 64),
         extra_convs: int = 0,
         downsample: str = "maxpool",
+        norm_after_pool: bool = False,
         channels_last: bool = True,
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
@@ -225,7 +244,9 @@ class ConvAudioEncoder(TokenEncoder):
         self.n_mels, self.max_frames, self.stride = n_mels, max_frames, stride
         self.patch_frames = stride  # frames per token, read by the attention figures
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.backbone = _stages(1, channels, extra_convs, 2, downsample).to(memory_format=self.memory_format)
+        self.backbone = _stages(1, channels, extra_convs, 2, downsample, norm_after_pool).to(
+            memory_format=self.memory_format
+        )
         self.proj = nn.Linear(channels[-1] * conv_output_size(n_mels, len(channels)), dim)
         self.adapt(freeze, lora, "model.audio")
 
