@@ -83,6 +83,8 @@ def test_decoded_items_stay_in_memory_up_to_the_budget(processed_dir):
     assert pickle.loads(pickle.dumps(cached))._items == {}
     dm = MultimodalDataModule(processed_dir, ["text", "audio"], batch_size=8, memory_cache_mb=2)
     assert {m: s.memory_cache_bytes for m, s in dm.shards.items()} == {"text": 2**20, "audio": 2**20}
+    workers = MultimodalDataModule(processed_dir, ["text", "audio"], batch_size=8, num_workers=2, memory_cache_mb=2)
+    assert {s.memory_cache_bytes for s in workers.shards.values()} == {2**19}  # each worker holds its share
 
 
 def test_missing_processed_folder_names_the_stage(tmp_path):

@@ -65,9 +65,10 @@ class MultimodalDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers, self.shuffle, self.seed = batch_size, num_workers, shuffle, seed
         self.pin_memory = torch.cuda.is_available() if pin_memory == "auto" else bool(pin_memory)
         self.persistent_workers, self.prefetch_factor = persistent_workers, prefetch_factor
+        # The in-memory budget is per training process: each loader worker and modality holds its share.
+        share_mb = memory_cache_mb / len(self.modalities) / max(1, num_workers)
         self.shards = {
-            m: ModalityShards(self.processed_dir / m, shards_url, cache_dir, memory_cache_mb / len(self.modalities))
-            for m in self.modalities
+            m: ModalityShards(self.processed_dir / m, shards_url, cache_dir, share_mb) for m in self.modalities
         }
         first = self.shards[self.modalities[0]]
         label_info = _label_meta(first.meta)
