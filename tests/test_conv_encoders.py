@@ -127,6 +127,9 @@ def test_norm_after_pool_reaches_the_encoders_from_the_config(norm_after_pool):
     for modality in ("image", "audio"):
         assert build_encoder(modality, dict(model), metas[modality]).backbone.norm_after_pool is norm_after_pool
     assert compose().model.image.norm_after_pool and compose().model.audio.norm_after_pool
+    # The config of a run from before the option (a model bundle's config.yaml) rebuilds that run's model.
+    older = {k: v for k, v in dict(model.image).items() if k != "norm_after_pool"}
+    assert not build_encoder("image", {**dict(model), "image": older}, metas["image"]).backbone.norm_after_pool
     timm = build_encoder("image", {**dict(model), "image": {**dict(model.image), "kind": "timm"}}, metas["image"])
     assert not hasattr(timm.backbone, "norm_after_pool")
 
@@ -208,9 +211,10 @@ def _trained_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
     return module.eval()
 
 
+@pytest.mark.parametrize("norm_after_pool", [False, True])
 @pytest.mark.parametrize("extra_convs", [0, 1])
 @pytest.mark.parametrize("downsample", ["stride", "maxpool"])
-def test_audio_tokens_follow_time_and_padding_does_not_leak(downsample, extra_convs):
+def test_audio_tokens_follow_time_and_padding_does_not_leak(downsample, extra_convs, norm_after_pool):
     enc = ConvAudioEncoder(
         n_mels=12,
         max_frames=40,
@@ -220,6 +224,7 @@ def test_audio_tokens_follow_time_and_padding_does_not_leak(downsample, extra_co
         channels=(4, 8),
         extra_convs=extra_convs,
         downsample=downsample,
+        norm_after_pool=norm_after_pool,
     )
     _trained_batchnorm(enc)
     batch = _audio_batch([30, 9, 0])

@@ -102,7 +102,7 @@ class ConvStack(nn.Sequential):
             if isinstance(layers[i], MONOTONIC_ACTIVATIONS) and isinstance(layers[i + 1], nn.MaxPool2d):
                 layers[i], layers[i + 1] = layers[i + 1], layers[i]
         if self.norm_after_pool:
-            for i in range(len(layers) - 2):
+            for i in range(len(layers) - 1):
                 if isinstance(layers[i], nn.BatchNorm2d) and isinstance(layers[i + 1], nn.MaxPool2d):
                     layers[i], layers[i + 1] = layers[i + 1], layers[i]
         return layers
