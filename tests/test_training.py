@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -145,3 +146,28 @@ def test_every_fusion_trains_and_tests_with_each_modality_removed(processed_dir,
         value = run.data.metrics[f"test/acc_without_{modality}"]
         assert 0.0 <= value <= 1.0
     assert run.data.metrics["params/trainable"] > 0
+
+
+@pytest.mark.parametrize("precision,fused", [("32-true", True), ("bf16-mixed", False)])
+def test_fused_adamw_where_lightning_can_clip_its_gradients(processed_dir, tmp_path, precision, fused):
+    """optim.optimizer.fused (on in conf/) holds in full precision; under mixed precision Lightning cannot clip a
+    fused optimizer's gradients, so the same AdamW runs unfused there and training goes on."""
+    from fusion.training.setup import build_datamodule, build_module
+
+    cfg = tiny_config(tmp_path, processed_dir, [f"trainer.precision={precision}"])
+    assert cfg.optim.optimizer.fused and cfg.trainer.gradient_clip_val
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        precision=precision,
+        max_steps=2,
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, datamodule)
+    assert trainer.global_step == 2
+    assert bool(trainer.optimizers[0].defaults["fused"]) is fused

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Mapping
 
 import pytorch_lightning as pl
@@ -14,6 +15,8 @@ from fusion.data.manifest import MODALITIES
 from fusion.tasks import SPLITS
 from fusion.tasks.objectives import Task
 from fusion.training.balance import modulate_gradients, ogm_coefficients
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -184,7 +187,13 @@ class FusionModule(pl.LightningModule):
         return {"id": batch["id"], "label": batch["label"], "scores": self.task.scores(self(batch))}
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params=params)
+        if optimizer.defaults.get("fused") and self._mixed_precision_clipping():
+            # Lightning refuses to clip the gradients of a fused optimizer under mixed precision (it unscales them
+            # inside its step), so there the same optimizer runs unfused.
+            log.info("optim.optimizer.fused: off under %s precision with gradient clipping", self.trainer.precision)
+            optimizer = self.optimizer_factory(params=params, fused=False)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         if self.scheduler_interval == "step":
@@ -192,6 +201,11 @@ class FusionModule(pl.LightningModule):
         else:
             scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def _mixed_precision_clipping(self) -> bool:
+        """Whether the attached trainer clips gradients under mixed precision (16-mixed, bf16-mixed)."""
+        trainer = self._trainer
+        return trainer is not None and "mixed" in str(trainer.precision) and bool(trainer.gradient_clip_val)
 
 
 def dropout_rates(rate: float | Mapping[str, float], modalities: list[str]) -> dict[str, float]:
