@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
 import sys
 import wave
@@ -17,12 +18,12 @@ import pytest
 from PIL import Image
 
 from benchmarks.accuracy.baselines import lenet, logreg, rawdata
-from benchmarks.accuracy.baselines.scoring import late_fusion
+from benchmarks.accuracy.baselines.scoring import late_fusion, majority_class
 from benchmarks.accuracy.datasets.bayes import bayes_accuracy, expectations
 from benchmarks.accuracy.datasets.build import DATASET_INFO, MANIFEST, build
 from benchmarks.accuracy.datasets.plan import MISSING_FRACTION, MODALITIES, plan_records, presence_probability
 from benchmarks.accuracy.datasets.registry import DATASETS, builder
-from benchmarks.accuracy.runner import project, summary
+from benchmarks.accuracy.runner import paired, project, summary
 from benchmarks.accuracy.runner import run as run_module
 from benchmarks.accuracy.runner.run import Settings, run
 from benchmarks.accuracy.runner.systems import TUNED, select, tuned_overrides
@@ -358,3 +359,66 @@ def test_runner_writes_results_and_the_markdown_section(built, tmp_path, monkeyp
     text = markdown.read_text(encoding="utf-8")
     assert text.startswith("# Benchmark results\n\nspeed tables\n") and text.rstrip().endswith(summary.END)
     assert "logistic regression per modality" in text and "(out/results.json)" in text
+
+
+def _relative_links(text: str) -> list[str]:
+    return [link for link in re.findall(r"\]\(([^)#]+)\)", text) if "://" not in link]
+
+
+@pytest.mark.parametrize("where", ["RESULTS.md", "deeper/twice/RESULTS.md"])
+def test_published_links_resolve_from_the_markdown_file(tmp_path, where):
+    results_path = tmp_path / "out" / "results.json"
+    results_path.parent.mkdir()
+    results_path.write_text("{}", encoding="utf-8")
+    markdown = tmp_path / where
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    text = summary.publish(_fake_results(), results_path, tmp_path / "tables.md", markdown)
+    links = _relative_links(text)
+    assert len(links) == 2 and any(link.endswith("accuracy/README.md") for link in links), links
+    assert all((markdown.parent / link).resolve().is_file() for link in links), links
+
+
+@pytest.mark.parametrize("markdown", ["RESULTS.md", "results/accuracy-dataset-seed-1/RESULTS.md"])
+def test_committed_benchmark_results_link_to_files_that_exist(markdown):
+    path = summary.README.parents[1] / markdown
+    links = _relative_links(path.read_text(encoding="utf-8"))
+    assert links and all((path.parent / link).resolve().is_file() for link in links), links
+
+
+def test_mcnemar_exact_as_by_hand():
+    assert paired.mcnemar_exact(0, 0) == 1.0 and paired.mcnemar_exact(3, 3) == 1.0  # capped at 1
+    assert paired.mcnemar_exact(1, 4) == pytest.approx(2 * (1 + 5) / 2**5)  # 0.375
+    assert paired.mcnemar_exact(0, 5) == pytest.approx(2 / 2**5) == paired.mcnemar_exact(5, 0)
+
+
+def _fake_project_run(run_dir: Path, modality: str, classes: list[str], predicted: dict[str, str]) -> None:
+    """The two files of a train.py run folder that the paired test reads."""
+    (run_dir / "bundle" / "preprocess" / modality).mkdir(parents=True)
+    (run_dir / "bundle" / "preprocess" / modality / "meta.json").write_text(json.dumps({"classes": classes}))
+    rows = ["id,target,prediction,correct"] + [f"{rid},0,{classes.index(c)},0" for rid, c in predicted.items()]
+    (run_dir / "test_records.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_paired_counts_the_records_only_one_model_gets_right(easy, tmp_path):
+    test = easy.split("test")
+    probabilities, _, _ = logreg.fit_modality(easy, "image", 0)
+    baseline = np.where(easy.present["image"][test], probabilities[test].argmax(1), majority_class(easy))
+    baseline_errors = int(np.sum(baseline != easy.labels[test]))
+    assert baseline_errors > 0  # the records without an image get the majority class: half of them wrong
+    runs = []
+    for seed, answer in ((0, easy.labels[test]), (1, baseline)):  # seed 0 always right, seed 1 answers as LR
+        run_dir = tmp_path / f"run{seed}"
+        # the model's class order differs from the raw data's: the bundle's meta.json must be used
+        predicted = {easy.ids[i]: easy.classes[int(a)] for i, a in zip(test, answer, strict=True)}
+        _fake_project_run(run_dir, "image", easy.classes[::-1], predicted)
+        runs.append({"dataset": "easy", "system": "project-image", "seed": seed, "run_dir": str(run_dir)})
+    runs.append({"dataset": "easy", "system": "project-image", "seed": 2, "error": "RuntimeError: failed"})
+    # a recorded folder that is gone: looked for where `run` puts it under the results folder, and named
+    runs.append({"dataset": "easy", "system": "project-text", "seed": 0, "run_dir": str(tmp_path / "gone")})
+    right, same = paired.compare({"runs": runs}, tmp_path / "results.json", easy, "easy", "image")
+    assert (right.ours, right.baseline_only, right.ours_only) == (1.0, 0, baseline_errors)
+    assert right.p_value == paired.mcnemar_exact(0, baseline_errors)
+    assert paired.verdict(right) == ("ours ahead" if right.p_value < paired.SIGNIFICANCE else "no")
+    assert (same.ours_only, same.baseline_only, same.p_value, same.ours == same.baseline) == (0, 0, 1.0, True)
+    with pytest.raises(FileNotFoundError, match="work/easy/runs/project-text-s0/test_records.csv is missing"):
+        paired.compare({"runs": runs}, tmp_path / "results.json", easy, "easy", "text")

@@ -1,5 +1,6 @@
-"""`python -m benchmarks.accuracy build|run|table`: build a real-signal dataset, run the accuracy benchmark, or
-rewrite its tables from a results.json. `--help` on each command lists its options."""
+"""`python -m benchmarks.accuracy build|run|table|paired`: build a real-signal dataset, run the accuracy benchmark,
+rewrite its tables from a results.json, or test a modality-alone gap record by record. `--help` on each command
+lists its options."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Sequence
 
 from benchmarks.accuracy.datasets.registry import DATASETS
+
+MODALITIES = ("text", "image", "audio")
 
 BENCHMARKS_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = BENCHMARKS_DIR / "results" / "accuracy"
@@ -67,13 +70,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     table = commands.add_parser("table", help="rewrite accuracy.md (and a Markdown section) from a results.json")
     table.add_argument("results", type=Path, help="a results.json written by `run`")
     table.add_argument("--markdown", type=Path, help="also replace the accuracy section of this Markdown file")
+
+    paired = commands.add_parser(
+        "paired",
+        help="a modality alone against logistic regression, record by record (McNemar's exact test per seed)",
+    )
+    paired.add_argument("results", type=Path, help="a results.json written by `run` (its run folders still there)")
+    paired.add_argument(
+        "dataset", type=Path, help="the dataset folder those runs used (e.g. <data-dir>/avdigits-n1500-s0)"
+    )
+    paired.add_argument("--modalities", default=",".join(MODALITIES), help="comma-separated (default: all three)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     command = "python -m benchmarks.accuracy " + shlex.join(sys.argv[1:] if argv is None else list(argv))
-    {"build": _build, "run": _run, "table": _table}[args.command](args, command)
+    {"build": _build, "run": _run, "table": _table, "paired": _paired}[args.command](args, command)
 
 
 def _build(args: argparse.Namespace, command: str) -> None:
@@ -137,6 +150,30 @@ def _table(args: argparse.Namespace, command: str) -> None:
 
     results = json.loads(args.results.read_text(encoding="utf-8"))
     print(summary.publish(results, args.results, args.results.parent / "accuracy.md", args.markdown))
+
+
+def _paired(args: argparse.Namespace, command: str) -> None:
+    from benchmarks.accuracy.baselines import rawdata
+    from benchmarks.accuracy.runner import paired
+    from benchmarks.tables import format_text
+
+    modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown:
+        raise SystemExit(f"error: unknown modality(ies) {', '.join(unknown)}; choose from {', '.join(MODALITIES)}")
+    info = args.dataset / "dataset.json"
+    if not info.is_file():
+        raise SystemExit(f"error: {info} is missing: give the dataset folder that `build` or `run` wrote")
+    name = json.loads(info.read_text(encoding="utf-8"))["name"]
+    results = json.loads(args.results.read_text(encoding="utf-8"))
+    data = rawdata.load(args.dataset, progress=False)
+    try:
+        rows = [r for m in modalities for r in paired.compare(results, args.results, data, name, m)]
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if not rows:
+        raise SystemExit(f"error: {args.results} has no successful project-<modality> run of {name}")
+    print(format_text(paired.table(rows)))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ checks, and the section of benchmarks/RESULTS.md between the accuracy markers (t
 
 from __future__ import annotations
 
+import os
 import statistics
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -19,6 +20,7 @@ MARGIN_POINTS = 3.0  # issue 13: the defaults beat the better baseline by at lea
 POINTS = 100.0  # accuracy fraction -> points
 BASELINES = ("logreg", "lenet")
 DEFAULTS, CPU_REFERENCE = "project", "lenet"
+README = Path(__file__).resolve().parents[1] / "README.md"  # what the datasets are and how to rerun
 COLUMNS = [
     "system",
     "test acc",
@@ -169,15 +171,21 @@ def _best(results: Mapping[str, Any], dataset: str, key: str) -> tuple[str | Non
     return name, means[name]
 
 
-def section(results: Mapping[str, Any], systems: Mapping[str, str], command: str, results_path: str) -> str:
-    """The Markdown section for RESULTS.md, markers included."""
+def section(
+    results: Mapping[str, Any],
+    systems: Mapping[str, str],
+    command: str,
+    results_path: str,
+    readme_path: str = "accuracy/README.md",
+) -> str:
+    """The Markdown section for RESULTS.md, markers included (links as seen from the file it goes into)."""
     parts = [
         START,
         "## Accuracy on real signals (issue 13)",
         "",
         f"Written by `{command}` (finished {results.get('finished', '?')}); every raw number is in "
         f"[`{results_path}`]({results_path}). What the datasets are and how to rerun: "
-        f"[`accuracy/README.md`](accuracy/README.md).",
+        f"[`benchmarks/accuracy/README.md`]({readme_path}).",
         "",
         *_caveats(results),
         "```",
@@ -234,7 +242,9 @@ def publish(results: Mapping[str, Any], results_path: Path, tables_path: Path, m
     """Write the section to `tables_path` and, when given, into the `markdown` file (linking results.json
     relative to it); the section's text."""
     link = _relative(results_path, markdown.parent) if markdown else str(results_path)
-    text = section(results, results["systems"], results.get("command", "python -m benchmarks.accuracy run"), link)
+    readme = os.path.relpath(README, markdown.resolve().parent) if markdown else str(README)
+    command = results.get("command", "python -m benchmarks.accuracy run")
+    text = section(results, results["systems"], command, link, Path(readme).as_posix())
     tables_path.write_text(text, encoding="utf-8")
     if markdown:
         write_section(markdown, text)
