@@ -422,3 +422,14 @@ def test_paired_counts_the_records_only_one_model_gets_right(easy, tmp_path):
     assert (same.ours_only, same.baseline_only, same.p_value, same.ours == same.baseline) == (0, 0, 1.0, True)
     with pytest.raises(FileNotFoundError, match="work/easy/runs/project-text-s0/test_records.csv is missing"):
         paired.compare({"runs": runs}, tmp_path / "results.json", easy, "easy", "text")
+
+
+def test_paired_command_names_what_is_wrong(tmp_path):
+    from benchmarks.accuracy.__main__ import main
+
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"runs": []}), encoding="utf-8")
+    with pytest.raises(SystemExit, match="unknown modality.*sound; choose from text, image, audio"):
+        main(["paired", str(results), str(tmp_path), "--modalities", "text,sound"])
+    with pytest.raises(SystemExit, match=r"nowhere/dataset.json is missing: give the dataset folder"):
+        main(["paired", str(results), str(tmp_path / "nowhere")])

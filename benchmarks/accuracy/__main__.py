@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from benchmarks.accuracy.datasets.plan import MODALITIES
 from benchmarks.accuracy.datasets.registry import DATASETS
-
-MODALITIES = ("text", "image", "audio")
 
 BENCHMARKS_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = BENCHMARKS_DIR / "results" / "accuracy"
