@@ -12,6 +12,7 @@ from fusion.data.datamodule import MultimodalDataModule
 from fusion.models.builder import build_model
 from fusion.tasks.objectives import build_task
 from fusion.training.module import FusionModule
+from fusion.training.step_floor import StepFloor
 from fusion.training.throughput import DataWaitMonitor
 from fusion.training.time_to_best import TimeToBest
 
@@ -82,6 +83,9 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
         callbacks.append(DataWaitMonitor())
     if cfg.callbacks.get("time_to_best", {}).get("enabled", False):
         callbacks.append(TimeToBest(ckpt.monitor, ckpt.mode))
+    floor = cfg.callbacks.get("step_floor", {})
+    if floor.get("enabled", False):
+        callbacks.append(StepFloor(int(floor.min_steps), int(floor.min_patience_steps)))
     stop = cfg.callbacks.early_stopping
     if stop.enabled:
         callbacks.append(

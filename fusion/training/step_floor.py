@@ -1,0 +1,75 @@
+"""Enough optimiser steps on small data: a run whose epochs are a few steps each gets a higher epoch ceiling
+(``trainer.max_epochs``) and more early-stopping patience, so the floors hold in steps whatever the dataset size.
+A dataset whose ceiling and patience already cover the floors trains exactly as configured."""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback, EarlyStopping
+from pytorch_lightning.utilities import rank_zero_info
+
+__all__ = ["StepFloor", "epochs_for", "optimizer_steps_per_epoch"]
+
+
+def epochs_for(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
+    """``epochs``, raised until they hold at least ``min_steps`` optimiser steps of ``steps_per_epoch`` each."""
+    return max(int(epochs), math.ceil(int(min_steps) / max(1, int(steps_per_epoch))))
+
+
+def optimizer_steps_per_epoch(trainer: pl.Trainer) -> int:
+    """Optimiser steps in one training epoch of this process (its share of a distributed run, the batch limit and
+    gradient accumulation included)."""
+    batches = len(trainer.datamodule.train_dataloader())
+    limit = trainer.limit_train_batches
+    if isinstance(limit, int):
+        batches = min(batches, limit)
+    elif limit is not None:
+        batches = int(batches * float(limit))
+    return max(1, math.ceil(batches / max(1, int(trainer.accumulate_grad_batches))))
+
+
+class StepFloor(Callback):
+    """At the start of fitting: the epoch ceiling holds at least ``min_steps`` optimiser steps (unless
+    ``trainer.max_steps`` sets the length) and early stopping waits at least ``min_patience_steps`` of them.
+    Runs before the optimiser is configured, so the learning-rate schedule spans the raised ceiling."""
+
+    def __init__(self, min_steps: int = 0, min_patience_steps: int = 0) -> None:
+        if min_steps < 0 or min_patience_steps < 0:
+            raise ValueError(
+                f"callbacks.step_floor: min_steps and min_patience_steps must be >= 0, got {min_steps} and "
+                f"{min_patience_steps}"
+            )
+        self.min_steps, self.min_patience_steps = int(min_steps), int(min_patience_steps)
+        self.max_epochs: int | None = None  # what the run got, for logging
+        self.patience: int | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        steps = optimizer_steps_per_epoch(trainer)
+        if trainer.max_steps == -1 and trainer.max_epochs is not None and trainer.max_epochs >= 0:
+            raised = epochs_for(trainer.max_epochs, self.min_steps, steps)
+            if raised != trainer.max_epochs:
+                rank_zero_info(
+                    f"step floor: {steps} optimiser steps an epoch, so the epoch ceiling goes from "
+                    f"{trainer.max_epochs} to {raised} (at least {self.min_steps} steps)"
+                )
+            trainer.fit_loop.max_epochs = self.max_epochs = raised
+        for callback in trainer.callbacks:
+            if isinstance(callback, EarlyStopping):
+                raised = epochs_for(callback.patience, self.min_patience_steps, steps)
+                if raised != callback.patience:
+                    rank_zero_info(
+                        f"step floor: early-stopping patience goes from {callback.patience} to {raised} epochs "
+                        f"(at least {self.min_patience_steps} steps)"
+                    )
+                callback.patience = self.patience = raised
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """The ceiling and patience the run got, next to the configured ones in the params."""
+        values = {"budget/max_epochs": self.max_epochs, "budget/patience": self.patience}
+        values = {k: float(v) for k, v in values.items() if v is not None}
+        if trainer.logger is not None and values:
+            trainer.logger.log_metrics(values, step=0)
