@@ -18,10 +18,11 @@ def epochs_for(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
     return max(int(epochs), math.ceil(int(min_steps) / max(1, int(steps_per_epoch))))
 
 
-def optimizer_steps_per_epoch(trainer: pl.Trainer) -> int:
+def optimizer_steps_per_epoch(trainer: pl.Trainer, pl_module: pl.LightningModule) -> int:
     """Optimiser steps in one training epoch of this process (its share of a distributed run, the batch limit and
-    gradient accumulation included)."""
-    batches = len(trainer.datamodule.train_dataloader())
+    gradient accumulation included), from the datamodule's training loader (else the module's)."""
+    source = trainer.datamodule if trainer.datamodule is not None else pl_module
+    batches = len(source.train_dataloader())
     limit = trainer.limit_train_batches
     if isinstance(limit, int):
         batches = min(batches, limit)
@@ -48,7 +49,7 @@ class StepFloor(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        steps = optimizer_steps_per_epoch(trainer)
+        steps = optimizer_steps_per_epoch(trainer, pl_module)
         if trainer.max_steps == -1 and trainer.max_epochs is not None and trainer.max_epochs >= 0:
             raised = epochs_for(trainer.max_epochs, self.min_steps, steps)
             if raised != trainer.max_epochs:
