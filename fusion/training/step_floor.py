@@ -43,34 +43,40 @@ class StepFloor(Callback):
                 f"{min_patience_steps}"
             )
         self.min_steps, self.min_patience_steps = int(min_steps), int(min_patience_steps)
-        self.max_epochs: int | None = None  # what the run got, for logging
-        self.patience: int | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         steps = optimizer_steps_per_epoch(trainer, pl_module)
-        if trainer.max_steps == -1 and trainer.max_epochs is not None and trainer.max_epochs >= 0:
-            raised = epochs_for(trainer.max_epochs, self.min_steps, steps)
-            if raised != trainer.max_epochs:
-                rank_zero_info(
-                    f"step floor: {steps} optimiser steps an epoch, so the epoch ceiling goes from "
-                    f"{trainer.max_epochs} to {raised} (at least {self.min_steps} steps)"
-                )
-            trainer.fit_loop.max_epochs = self.max_epochs = raised
-        for callback in trainer.callbacks:
-            if isinstance(callback, EarlyStopping):
-                raised = epochs_for(callback.patience, self.min_patience_steps, steps)
-                if raised != callback.patience:
-                    rank_zero_info(
-                        f"step floor: early-stopping patience goes from {callback.patience} to {raised} epochs "
-                        f"(at least {self.min_patience_steps} steps)"
-                    )
-                callback.patience = self.patience = raised
+        if _epoch_bound(trainer):
+            trainer.fit_loop.max_epochs = _raised("epoch ceiling", trainer.max_epochs, self.min_steps, steps)
+        for stopper in _early_stopping(trainer):
+            stopper.patience = _raised("early-stopping patience", stopper.patience, self.min_patience_steps, steps)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """The ceiling and patience the run got, next to the configured ones in the params."""
-        values = {"budget/max_epochs": self.max_epochs, "budget/patience": self.patience}
-        values = {k: float(v) for k, v in values.items() if v is not None}
+        values = {"budget/max_epochs": float(trainer.max_epochs)} if _epoch_bound(trainer) else {}
+        for stopper in _early_stopping(trainer):
+            values["budget/patience"] = float(stopper.patience)
         if trainer.logger is not None and values:
             trainer.logger.log_metrics(values, step=0)
+
+
+def _epoch_bound(trainer: pl.Trainer) -> bool:
+    """Whether the run's length is its epoch ceiling (not trainer.max_steps, not unbounded)."""
+    return trainer.max_steps == -1 and trainer.max_epochs is not None and trainer.max_epochs >= 0
+
+
+def _early_stopping(trainer: pl.Trainer) -> list[EarlyStopping]:
+    return [callback for callback in trainer.callbacks if isinstance(callback, EarlyStopping)]
+
+
+def _raised(what: str, epochs: int, min_steps: int, steps_per_epoch: int) -> int:
+    """:func:`epochs_for`, saying so when it raises ``epochs``."""
+    raised = epochs_for(epochs, min_steps, steps_per_epoch)
+    if raised != epochs:
+        rank_zero_info(
+            f"step floor: {steps_per_epoch} optimiser steps an epoch, so the {what} goes from {epochs} to {raised} "
+            f"epochs (at least {min_steps} steps)"
+        )
+    return raised
