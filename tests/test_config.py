@@ -7,6 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from fusion.config import compose
+from fusion.training.step_floor import automatic_ceiling
 
 ROOT = Path(__file__).resolve().parents[1]
 MODALITY_OPTIONS = sorted(p.stem for p in (ROOT / "conf" / "modality").glob("*.yaml"))
@@ -36,9 +37,10 @@ def test_trainer_options_compose(trainer):
     assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
 
 
-def test_cpu_trainer_instantiates(tmp_path):
-    trainer = instantiate(compose(["trainer=cpu", f"paths.output_dir={tmp_path}"]).trainer, logger=False)
-    assert trainer.max_epochs > 0
+def test_cpu_trainer_instantiates_with_the_automatic_ceiling(tmp_path):
+    cfg = compose(["trainer=cpu", f"paths.output_dir={tmp_path}"])
+    trainer = instantiate(cfg.trainer, logger=False, **automatic_ceiling(cfg))
+    assert cfg.trainer.max_epochs is None and trainer.max_epochs == cfg.callbacks.step_floor.epochs
 
 
 def test_optimizer_is_partial():

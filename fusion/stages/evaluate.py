@@ -23,6 +23,7 @@ from fusion.stages.train import RUN_INFO, log_test_report, missing_modality_metr
 from fusion.tracking.mlflow_logger import build_mlflow_logger
 from fusion.training.checkpoints import load_weights, network_state
 from fusion.training.setup import build_datamodule, build_module, set_torch_flags
+from fusion.training.step_floor import automatic_ceiling
 
 PREDICTIONS = "predictions.csv"
 
@@ -49,6 +50,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         logger=logger,
         callbacks=[progress],
         enable_checkpointing=False,
+        **automatic_ceiling(cfg),
     )
     results = trainer.test(module, datamodule=datamodule)[0]
     task, report = module.task, module.test_report

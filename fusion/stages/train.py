@@ -34,6 +34,7 @@ from fusion.training.resume import (
     resolve_checkpoint,
 )
 from fusion.training.setup import build_callbacks, build_datamodule, build_module, set_torch_flags
+from fusion.training.step_floor import automatic_ceiling
 from fusion.training.test_records import log_test_records
 
 # Errors that end a run with a message naming the fix (the CLIs print them without a traceback).
@@ -61,7 +62,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # an Optuna trial's pruning comes with its callbacks (only in a search: cfg.search)
     callbacks = [*build_callbacks(cfg), *trial_callbacks(cfg), ResumeState(logger.run_id, cfg)]
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()]
+        cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()], **automatic_ceiling(cfg)
     )
     if checkpoint is None:
         _log_setup(logger, cfg, module, datamodule, output_dir)

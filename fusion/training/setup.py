@@ -83,16 +83,21 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
         callbacks.append(DataWaitMonitor())
     if cfg.callbacks.get("time_to_best", {}).get("enabled", False):
         callbacks.append(TimeToBest(ckpt.monitor, ckpt.mode))
-    floor = cfg.callbacks.get("step_floor", {})
-    if floor.get("enabled", False):
-        callbacks.append(StepFloor(int(floor.min_steps), int(floor.min_patience_steps)))
-    stop = cfg.callbacks.early_stopping
+    floor, stop = cfg.callbacks.step_floor, cfg.callbacks.early_stopping
+    automatic_patience = stop.get("patience") is None
+    # floors only where the value is automatic (null); it always logs the ceiling and patience the run got
+    callbacks.append(
+        StepFloor(
+            int(floor.min_steps) if cfg.trainer.get("max_epochs") is None else 0,
+            int(floor.min_patience_steps) if automatic_patience else 0,
+        )
+    )
     if stop.enabled:
         callbacks.append(
             EarlyStopping(
                 monitor=ckpt.monitor,
                 mode=ckpt.mode,
-                patience=int(stop.patience),
+                patience=int(floor.patience if automatic_patience else stop.patience),
                 min_delta=float(stop.get("min_delta", 0.0)),
             )
         )

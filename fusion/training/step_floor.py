@@ -1,21 +1,32 @@
-"""Enough optimiser steps on small data: a run whose epochs are a few steps each gets a higher epoch ceiling
-(``trainer.max_epochs``) and more early-stopping patience, so the floors hold in steps whatever the dataset size.
-A dataset whose ceiling and patience already cover the floors trains exactly as configured."""
+"""Enough optimiser steps on small data: where the epoch ceiling (``trainer.max_epochs``) and early stopping's
+patience are automatic (null, the default), a run whose epochs are a few steps each gets a higher ceiling and more
+patience, so the floors hold in steps whatever the dataset size. A dataset whose epochs already hold the floors
+trains ``callbacks.step_floor.epochs`` / ``patience`` as they stand; a number set by the user is used as given."""
 
 from __future__ import annotations
 
 import math
 
 import pytorch_lightning as pl
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, EarlyStopping
 from pytorch_lightning.utilities import rank_zero_info
 
-__all__ = ["StepFloor", "epochs_for", "optimizer_steps_per_epoch"]
+__all__ = ["StepFloor", "automatic_ceiling", "epochs_for", "optimizer_steps_per_epoch"]
 
 
 def epochs_for(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
     """``epochs``, raised until they hold at least ``min_steps`` optimiser steps of ``steps_per_epoch`` each."""
     return max(int(epochs), math.ceil(int(min_steps) / max(1, int(steps_per_epoch))))
+
+
+def automatic_ceiling(cfg: DictConfig) -> dict[str, int]:
+    """Trainer keyword arguments for an automatic ceiling (``trainer.max_epochs`` null, no ``trainer.max_steps``):
+    ``callbacks.step_floor.epochs``, which :class:`StepFloor` raises at fit on small data; {} otherwise."""
+    trainer = cfg.trainer
+    if trainer.get("max_epochs") is not None or trainer.get("max_steps", -1) not in (None, -1):
+        return {}
+    return {"max_epochs": int(cfg.callbacks.step_floor.epochs)}
 
 
 def optimizer_steps_per_epoch(trainer: pl.Trainer, pl_module: pl.LightningModule) -> int:
@@ -45,7 +56,7 @@ class StepFloor(Callback):
         self.min_steps, self.min_patience_steps = int(min_steps), int(min_patience_steps)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage != "fit":
+        if stage != "fit" or not (self.min_steps or self.min_patience_steps):
             return
         steps = optimizer_steps_per_epoch(trainer, pl_module)
         if _epoch_bound(trainer):
