@@ -12,7 +12,7 @@ from fusion.data.datamodule import MultimodalDataModule
 from fusion.models.builder import build_model
 from fusion.tasks.objectives import build_task
 from fusion.training.module import FusionModule
-from fusion.training.step_floor import StepFloor
+from fusion.training.step_floor import StepFloor, automatic_ceiling
 from fusion.training.throughput import DataWaitMonitor
 from fusion.training.time_to_best import TimeToBest
 
@@ -88,7 +88,7 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
     # floors only where the value is automatic (null); it always logs the ceiling and patience the run got
     callbacks.append(
         StepFloor(
-            int(floor.min_steps) if cfg.trainer.get("max_epochs") is None else 0,
+            int(floor.min_steps) if automatic_ceiling(cfg) else 0,
             int(floor.min_patience_steps) if automatic_patience else 0,
         )
     )
