@@ -15,6 +15,7 @@ from fusion.training.module import FusionModule
 from fusion.training.step_floor import StepFloor, automatic_ceiling
 from fusion.training.throughput import DataWaitMonitor
 from fusion.training.time_to_best import TimeToBest
+from fusion.training.weight_averaging import WeightEMA
 
 
 def set_torch_flags(cfg: DictConfig) -> None:
@@ -83,6 +84,9 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
         callbacks.append(DataWaitMonitor())
     if cfg.callbacks.get("time_to_best", {}).get("enabled", False):
         callbacks.append(TimeToBest(ckpt.monitor, ckpt.mode))
+    ema = cfg.callbacks.get("weight_averaging", {})
+    if ema.get("enabled", False):
+        callbacks.append(WeightEMA(float(ema.decay), float(ema.warmup)))
     floor, stop = cfg.callbacks.step_floor, cfg.callbacks.early_stopping
     automatic_patience = stop.get("patience") is None
     # floors only where the value is automatic (null); it always logs the ceiling and patience the run got
