@@ -87,6 +87,12 @@ def test_text_stage_with_ngrams_writes_tokens_a_model_reads(sample_root, tmp_pat
     record = next(r for r in manifest.records if r.has("text") and r.split == "test")
     restored = TextProcessor(cfg.preprocess.text, sample_root, cfg.data.dirs.text)
     restored.load(tmp_path / "text")  # as serving and the robustness stage restore it
+    lengths = meta["lengths"]  # token counts of the first length_probe training texts, before the cut
+    assert lengths["probed"] == min(meta["summary"]["kept"]["train"], cfg.preprocess.text.length_probe)
+    train = [r for r in manifest.records if r.has("text") and r.split == "train"][: lengths["probed"]]
+    counts = [len(restored.tokenizer.encode(restored.read(r)).ids) for r in train]
+    assert lengths["longer_than_max_len"] == sum(c > meta["max_len"] for c in counts)
+    assert lengths["longest"] == max(counts)
     stored = ModalityShards(tmp_path / "text").get(record.id)["tokens"]
     assert torch.equal(stored, restored.process(record)["tokens"]) and len(set(stored.tolist())) == len(stored)
 
@@ -103,3 +109,35 @@ def test_text_stage_with_ngrams_writes_tokens_a_model_reads(sample_root, tmp_pat
 
     with pytest.raises(ValueError, match="tokenized with 'ngram'"):
         build_encoder("text", {**dict(cfg.model), "text": {**dict(cfg.model.text), "tokenizer": "bpe"}}, meta)
+
+
+def test_train_counts_the_grams_the_vocabulary_could_hold():
+    texts = ["ab", "ab", "cd"]  # <ab> <a ab b> <ab ab> appear in 2 texts; cd's grams in 1
+    tokenizer = CharNgramTokenizer.train(texts, vocab_size=4, min_frequency=2, min_n=2, max_n=3)
+    assert tokenizer.eligible == 6 and tokenizer.get_vocab_size() == 4  # [PAD], [UNK] and 2 of the 6
+
+
+def test_a_full_vocabulary_is_reported_with_its_knob(capsys):
+    texts = ["ab", "ab", "cd"]
+    _text_processor(max_len=128, probe=10)._report_vocabulary(CharNgramTokenizer.train(texts, 4, 2, 2, 3), 2)
+    assert "keeps the 2 most frequent of the 6" in capsys.readouterr().out
+    _text_processor(max_len=128, probe=10)._report_vocabulary(CharNgramTokenizer.train(texts, 8, 2, 2, 3), 2)
+    assert capsys.readouterr().out == ""  # all 6 kept
+
+
+def _text_processor(max_len: int, probe: int) -> TextProcessor:
+    cfg = compose([f"preprocess.text.ngrams.max_len={max_len}", f"preprocess.text.length_probe={probe}"])
+    return TextProcessor(cfg.preprocess.text, ".", "text")
+
+
+def test_lengths_are_counted_before_the_cut_and_a_long_text_is_warned_of(capsys):
+    tokenizer = CharNgramTokenizer.train(["ab", "ab cd", "ab cd ef"], vocab_size=100, min_frequency=1, min_n=2, max_n=2)
+    processor = _text_processor(max_len=5, probe=10)
+    processor.measure_lengths(tokenizer, ["ab", "ab cd", "ab cd ef"])  # 4, 8 and 12 grams (<ab> <a ab b> ...)
+    assert processor.lengths == {"probed": 3, "longer_than_max_len": 2, "p95": 12, "longest": 12}
+    warning = capsys.readouterr().out
+    assert "2 of 3 training texts" in warning and "preprocess.text.ngrams.max_len" in warning
+
+    processor = _text_processor(max_len=12, probe=10)
+    processor.measure_lengths(tokenizer, ["ab", "ab cd", "ab cd ef"])
+    assert processor.lengths["longer_than_max_len"] == 0 and capsys.readouterr().out == ""

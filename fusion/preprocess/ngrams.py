@@ -35,6 +35,7 @@ class CharNgramTokenizer:
             raise ValueError(f"preprocess.text.ngrams: need 1 <= min_n <= max_n, got min_n={min_n}, max_n={max_n}")
         self.vocab, self.min_n, self.max_n, self.lowercase = list(vocab), min_n, max_n, lowercase
         self.ids = {token: i for i, token in enumerate(self.vocab)}
+        self.eligible: int | None = None  # set by train: n-grams in at least min_frequency texts (kept or not)
 
     def grams(self, text: str) -> list[str]:
         """The text's n-grams (with repeats), word by word."""
@@ -57,7 +58,9 @@ class CharNgramTokenizer:
         probe = cls([PAD, UNK], min_n, max_n, lowercase)
         counts = Counter(gram for text in texts for gram in set(probe.grams(text)))
         kept = sorted((g for g, c in counts.items() if c >= min_frequency), key=lambda g: (-counts[g], g))
-        return cls([PAD, UNK, *kept[: max(0, vocab_size - 2)]], min_n, max_n, lowercase)
+        tokenizer = cls([PAD, UNK, *kept[: max(0, vocab_size - 2)]], min_n, max_n, lowercase)
+        tokenizer.eligible = len(kept)
+        return tokenizer
 
     def encode(self, text: str) -> Encoding:
         """Ids of the known n-grams, each once, in order of first appearance; [UNK] alone when none is known

@@ -4,6 +4,7 @@ split, or a pretrained model's own tokenizer), encode ids."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,6 +18,7 @@ from fusion.pretrained import BPE, HF_EXTRA_HINT, resolve_pretrained_path
 PAD, UNK = "[PAD]", "[UNK]"
 UTF8_MAX_BYTES = 4  # the most bytes one character takes in UTF-8
 BOM = "\ufeff"
+LENGTH_QUANTILE = 0.95  # the quantile of the probed texts' token counts that meta.json and the warning quote
 
 
 def read_utf8_prefix(path: Path, max_chars: int) -> str:
@@ -85,6 +87,7 @@ class TextProcessor:
         self.tokenizer_json: str | None = None
         self._tokenizer: Tokenizer | None = None
         self.pad_id: int | None = None
+        self.lengths: dict[str, int] | None = None  # set by fit: the probed training texts' token counts
 
     def read(self, record: Record) -> str:
         """The record's text (inline or from its file, decoded as UTF-8), cut to ``max_chars`` characters
@@ -108,21 +111,22 @@ class TextProcessor:
         """Tokens kept per text: n-gram tokens have their own limit (a word gives several)."""
         return int(self.cfg["ngrams"]["max_len"] if self.tokenizer_name == NGRAM else self.cfg["max_len"])
 
+    @property
+    def max_len_key(self) -> str:
+        return "preprocess.text.ngrams.max_len" if self.tokenizer_name == NGRAM else "preprocess.text.max_len"
+
     def fit(self, records: list[Record]) -> None:
-        """Train the BPE tokenizer on the training split's readable texts (or load the pretrained one)."""
+        """Train the BPE tokenizer on the training split's readable texts (or load the pretrained one), then
+        count the tokens of the first ``length_probe`` of them (:meth:`measure_lengths`)."""
         if self.tokenizer_name not in (BPE, NGRAM):
             tokenizer = load_pretrained_tokenizer(self.tokenizer_name)
+            self.measure_lengths(tokenizer, self._readable(records, int(self.cfg["length_probe"])))
             tokenizer.enable_truncation(self.max_len)
             self.pad_id = _pad_id(tokenizer, resolve_pretrained_path(self.tokenizer_name, "preprocess.text.tokenizer"))
             self.tokenizer_json = tokenizer.to_str()
             self._tokenizer = tokenizer
             return
-        texts = []
-        for record in records:
-            try:
-                texts.append(self.read(record))
-            except RecordError:
-                continue  # rejected with its reason when the record itself is processed
+        texts = self._readable(records)
         if self.tokenizer_name == NGRAM:
             grams = self.cfg["ngrams"]
             tokenizer = CharNgramTokenizer.train(
@@ -134,6 +138,8 @@ class TextProcessor:
                 bool(self.cfg["lowercase"]),
             )
             self.pad_id, self.tokenizer_json, self._tokenizer = 0, tokenizer.to_str(), tokenizer
+            self.measure_lengths(tokenizer, texts[: int(self.cfg["length_probe"])])
+            self._report_vocabulary(tokenizer, int(grams["min_frequency"]))
             return
         steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if self.cfg["lowercase"] else [])
         tokenizer = Tokenizer(models.BPE(unk_token=UNK))
@@ -151,6 +157,48 @@ class TextProcessor:
         self.pad_id = tokenizer.token_to_id(PAD)
         self.tokenizer_json = tokenizer.to_str()
         self._tokenizer = tokenizer
+        self.measure_lengths(tokenizer, texts[: int(self.cfg["length_probe"])])
+
+    def _readable(self, records: list[Record], limit: int | None = None) -> list[str]:
+        """The texts of ``records`` (at most ``limit``) that can be read; the others are rejected with their
+        reason when the record itself is processed."""
+        texts: list[str] = []
+        for record in records:
+            if limit is not None and len(texts) >= limit:
+                break
+            try:
+                texts.append(self.read(record))
+            except RecordError:
+                continue
+        return texts
+
+    def measure_lengths(self, tokenizer: Any, texts: list[str]) -> None:
+        """Token counts of ``texts`` before the cut to ``max_len`` (meta.json's ``lengths``), and a warning naming
+        the knob when some are longer: a long text loses its later tokens, which may be the ones that matter."""
+        counts = sorted(len(tokenizer.encode(text).ids) for text in texts)
+        if not counts:
+            return
+        longer = sum(count > self.max_len for count in counts)
+        p95 = counts[math.ceil(LENGTH_QUANTILE * len(counts)) - 1]
+        self.lengths = {"probed": len(counts), "longer_than_max_len": longer, "p95": p95, "longest": counts[-1]}
+        if longer:
+            print(
+                f"[preprocess_text] warning: {longer} of {len(counts)} training texts checked have more than "
+                f"max_len={self.max_len} tokens (95th percentile {p95}, longest {counts[-1]}); only their first "
+                f"{self.max_len} are kept. Raise {self.max_len_key} to keep more.",
+                flush=True,
+            )
+
+    def _report_vocabulary(self, tokenizer: CharNgramTokenizer, min_frequency: int) -> None:
+        """Say so when the n-gram vocabulary is full: n-grams found in fewer training texts are then unknown."""
+        kept = tokenizer.get_vocab_size() - 2  # without [PAD] and [UNK]
+        if tokenizer.eligible is not None and tokenizer.eligible > kept:
+            print(
+                f"[preprocess_text] the n-gram vocabulary keeps the {kept} most frequent of the {tokenizer.eligible} "
+                f"n-grams found in at least {min_frequency} training texts; raise preprocess.text.ngrams.vocab_size "
+                "to keep more.",
+                flush=True,
+            )
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -180,6 +228,7 @@ class TextProcessor:
             "vocab_size": self.tokenizer.get_vocab_size(),
             "pad_id": self.pad_id,
             "max_len": self.max_len,
+            **({"lengths": self.lengths} if self.lengths is not None else {}),
         }
 
     def save(self, out_dir: Path) -> None:
