@@ -19,6 +19,8 @@ from PIL import Image
 
 from benchmarks.accuracy.baselines import lenet, logreg, rawdata
 from benchmarks.accuracy.baselines.scoring import late_fusion, majority_class
+from benchmarks.accuracy.datasets.avdigits import AVDigits
+from benchmarks.accuracy.datasets.avnotes import NOTE_SENTENCES, number_words
 from benchmarks.accuracy.datasets.bayes import bayes_accuracy, expectations
 from benchmarks.accuracy.datasets.build import DATASET_INFO, MANIFEST, build
 from benchmarks.accuracy.datasets.plan import MISSING_FRACTION, MODALITIES, plan_records, presence_probability
@@ -129,6 +131,21 @@ def test_same_seed_same_bytes_other_seed_other_data(built, tmp_path):
     assert _folder_digest(again) == _folder_digest(built["avdigits"])
     other = _build("avdigits", tmp_path / "other", seed=1)
     assert (other / MANIFEST).read_bytes() != (built["avdigits"] / MANIFEST).read_bytes()
+
+
+def test_avnotes_puts_avdigits_caption_inside_prose_that_names_no_number():
+    notes = builder("avnotes")
+    notes.load_sources(0)
+    words = number_words()
+    assert len(notes.prose) > 100
+    assert not any(words & set(re.findall(r"\w+", sentence.lower())) for sentence in notes.prose)
+    for plan in plan_records("avnotes", 0, 20, len(notes.classes)):
+        caption, informative = AVDigits.text(notes, plan, np.random.default_rng(7))
+        note, note_informative = notes.text(plan, np.random.default_rng(7))  # the same draws first: the same caption
+        assert caption in note and note_informative == informative
+        rest = [s for s in note.replace(caption, "").split(". ") if s.strip()]
+        assert NOTE_SENTENCES[0] <= len(rest) <= NOTE_SENTENCES[1]
+        assert all(s.strip().rstrip(".") + "." in notes.prose for s in rest)
 
 
 def test_bayes_bounds_match_hand_computations():

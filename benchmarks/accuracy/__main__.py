@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from benchmarks.accuracy.datasets.plan import MODALITIES
-from benchmarks.accuracy.datasets.registry import DATASETS
+from benchmarks.accuracy.datasets.registry import DATASETS, DEFAULT_DATASETS
 
 BENCHMARKS_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = BENCHMARKS_DIR / "results" / "accuracy"
@@ -35,7 +35,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     build.add_argument("--quiet", action="store_true", help="no progress bar")
 
     run = commands.add_parser("run", help="train every system on every dataset and seed; tables to RESULTS.md")
-    run.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated (default: all)")
+    run.add_argument(
+        "--datasets",
+        default=",".join(DEFAULT_DATASETS),
+        help=f"comma-separated, of {', '.join(DATASETS)} (default: {','.join(DEFAULT_DATASETS)})",
+    )
     run.add_argument("--seeds", help=f"comma-separated training seeds (default {DEFAULT_SEEDS}; --quick {QUICK_SEEDS})")
     run.add_argument(
         "--systems",

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from benchmarks.accuracy.datasets.avdigits import AVDigits
+from benchmarks.accuracy.datasets.avnotes import AVNotes
 from benchmarks.accuracy.datasets.base import DatasetBuilder
 from benchmarks.accuracy.datasets.postcards import Postcards
 
-DATASETS: dict[str, type[DatasetBuilder]] = {"avdigits": AVDigits, "postcards": Postcards}
+DATASETS: dict[str, type[DatasetBuilder]] = {"avdigits": AVDigits, "postcards": Postcards, "avnotes": AVNotes}
+# What `run` builds and trains unless --datasets says otherwise: the two datasets issue 13's acceptance is read on
+# (avnotes is avdigits with long texts, a check of its own: docs/results.md).
+DEFAULT_DATASETS = ("avdigits", "postcards")
 
 
 def builder(name: str) -> DatasetBuilder:
