@@ -1,6 +1,7 @@
 """avnotes: avdigits with long texts. Does the text model read a whole note, not only its first words?
 
-Images, audio, classes and the caption are avdigits'; the text is a note of 2 to 10 sentences of real English prose
+Images, audio, classes and captions are made as avdigits makes them (its own records: the scans are dealt into
+split pools by the dataset's name); the text is a note of 2 to 10 sentences of real English prose
 (CPython's documentation, none naming a number) with the caption put at a random sentence boundary, about 20 to 200
 words (median 85). Typos then touch the whole note. The text's bound is avdigits' (the prose reveals nothing). The
 prose comes with Python, so a seed's texts differ between Python versions.
