@@ -119,9 +119,12 @@ def test_train_counts_the_grams_the_vocabulary_could_hold():
 
 def test_a_full_vocabulary_is_reported_with_its_knob(capsys):
     texts = ["ab", "ab", "cd"]
-    _text_processor(max_len=128, probe=10)._report_vocabulary(CharNgramTokenizer.train(texts, 4, 2, 2, 3), 2)
-    assert "keeps the 2 most frequent of the 6" in capsys.readouterr().out
-    _text_processor(max_len=128, probe=10)._report_vocabulary(CharNgramTokenizer.train(texts, 8, 2, 2, 3), 2)
+    grams = {"min_frequency": 2, "alpha": 0.01}
+    processor = _text_processor(max_len=128, probe=10)
+    processor._report_vocabulary(CharNgramTokenizer.train(texts, 4, 2, 2, 3), grams, "frequency", "frequency")
+    assert "keeps the 2 most frequent of 6 candidate" in capsys.readouterr().out
+    assert processor.vocabulary == {"select": "frequency", "method": "frequency", "eligible": 6, "kept": 2}
+    processor._report_vocabulary(CharNgramTokenizer.train(texts, 8, 2, 2, 3), grams, "frequency", "frequency")
     assert capsys.readouterr().out == ""  # all 6 kept
 
 

@@ -1,6 +1,7 @@
 """Character n-gram tokens (fastText's subwords, Bojanowski et al., 2017): each word ``w`` becomes ``<w>`` and its
 character n-grams, so a typo changes a few tokens of the word instead of making it unknown. The vocabulary is
-the n-grams found in the most training texts; unknown n-grams are left out."""
+the n-grams whose presence depends on the training texts' labels (or those found in the most training texts);
+unknown n-grams are left out."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import re
 import unicodedata
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
+from fusion.preprocess.selection import ClassCounts, dependence_p_values, label_groups
 from fusion.pretrained import NGRAM
 
 __all__ = ["NGRAM", "CharNgramTokenizer", "is_saved_ngram_tokenizer"]
@@ -36,6 +38,7 @@ class CharNgramTokenizer:
         self.vocab, self.min_n, self.max_n, self.lowercase = list(vocab), min_n, max_n, lowercase
         self.ids = {token: i for i, token in enumerate(self.vocab)}
         self.eligible: int | None = None  # set by train: n-grams in at least min_frequency texts (kept or not)
+        self.dependent: int | None = None  # set by train with labels: of those, the ones that depend on the label
 
     def grams(self, text: str) -> list[str]:
         """The text's n-grams (with repeats), word by word."""
@@ -51,15 +54,38 @@ class CharNgramTokenizer:
 
     @classmethod
     def train(
-        cls, texts: Iterable[str], vocab_size: int, min_frequency: int, min_n: int, max_n: int, lowercase: bool = True
+        cls,
+        texts: Sequence[str],
+        vocab_size: int,
+        min_frequency: int,
+        min_n: int,
+        max_n: int,
+        lowercase: bool = True,
+        labels: Sequence[Any] | None = None,
+        alpha: float | None = None,
     ) -> "CharNgramTokenizer":
-        """The ``vocab_size`` - 2 n-grams found in the most texts (at least ``min_frequency``; ties in
-        alphabetical order, so the vocabulary is the same on every run), after [PAD] and [UNK]."""
+        """After [PAD] and [UNK], at most ``vocab_size`` - 2 of the n-grams found in at least ``min_frequency``
+        texts: with ``labels`` (one per text) and ``alpha``, those whose presence depends on the label at
+        p < ``alpha`` (:mod:`fusion.preprocess.selection`), the most dependent first; else those found in the
+        most texts. Ties in alphabetical order, so the vocabulary is the same on every run."""
         probe = cls([PAD, UNK], min_n, max_n, lowercase)
-        counts = Counter(gram for text in texts for gram in set(probe.grams(text)))
+        grouped = label_groups(labels) if labels is not None and alpha is not None else None
+        by_class = ClassCounts(grouped[0]) if grouped is not None else None
+        counts: Counter = Counter()
+        for i, text in enumerate(texts):
+            grams = set(probe.grams(text))
+            counts.update(grams)
+            if by_class is not None:
+                by_class.add(grams, grouped[1][i])
         kept = sorted((g for g, c in counts.items() if c >= min_frequency), key=lambda g: (-counts[g], g))
+        eligible = len(kept)
+        if by_class is not None:
+            exclusive = all(len(group) == 1 for group in grouped[1])  # one class a text: one test over the classes
+            p = dict(zip(kept, dependence_p_values(by_class, kept, exclusive), strict=True))
+            kept = sorted((g for g in kept if p[g] < alpha), key=lambda g: (p[g], -counts[g], g))
         tokenizer = cls([PAD, UNK, *kept[: max(0, vocab_size - 2)]], min_n, max_n, lowercase)
-        tokenizer.eligible = len(kept)
+        tokenizer.eligible = eligible
+        tokenizer.dependent = len(kept) if by_class is not None else None
         return tokenizer
 
     def encode(self, text: str) -> Encoding:

@@ -19,6 +19,8 @@ PAD, UNK = "[PAD]", "[UNK]"
 UTF8_MAX_BYTES = 4  # the most bytes one character takes in UTF-8
 BOM = "\ufeff"
 LENGTH_QUANTILE = 0.95  # the quantile of the probed texts' token counts that meta.json and the warning quote
+AUTO, CHI2, FREQUENCY = "auto", "chi2", "frequency"
+SELECTIONS = (AUTO, CHI2, FREQUENCY)  # preprocess.text.ngrams.select: how the n-gram vocabulary is chosen
 
 
 def read_utf8_prefix(path: Path, max_chars: int) -> str:
@@ -88,6 +90,7 @@ class TextProcessor:
         self._tokenizer: Tokenizer | None = None
         self.pad_id: int | None = None
         self.lengths: dict[str, int] | None = None  # set by fit: the probed training texts' token counts
+        self.vocabulary: dict[str, Any] | None = None  # set by fit (n-grams): how the vocabulary was chosen
 
     def read(self, record: Record) -> str:
         """The record's text (inline or from its file, decoded as UTF-8), cut to ``max_chars`` characters
@@ -120,26 +123,15 @@ class TextProcessor:
         count the tokens of the first ``length_probe`` of them (:meth:`measure_lengths`)."""
         if self.tokenizer_name not in (BPE, NGRAM):
             tokenizer = load_pretrained_tokenizer(self.tokenizer_name)
-            self.measure_lengths(tokenizer, self._readable(records, int(self.cfg["length_probe"])))
+            self.measure_lengths(tokenizer, self._readable(records, int(self.cfg["length_probe"]))[0])
             tokenizer.enable_truncation(self.max_len)
             self.pad_id = _pad_id(tokenizer, resolve_pretrained_path(self.tokenizer_name, "preprocess.text.tokenizer"))
             self.tokenizer_json = tokenizer.to_str()
             self._tokenizer = tokenizer
             return
-        texts = self._readable(records)
+        texts, labels = self._readable(records)
         if self.tokenizer_name == NGRAM:
-            grams = self.cfg["ngrams"]
-            tokenizer = CharNgramTokenizer.train(
-                texts,
-                int(grams["vocab_size"]),
-                int(grams["min_frequency"]),
-                int(grams["min_n"]),
-                int(grams["max_n"]),
-                bool(self.cfg["lowercase"]),
-            )
-            self.pad_id, self.tokenizer_json, self._tokenizer = 0, tokenizer.to_str(), tokenizer
-            self.measure_lengths(tokenizer, texts[: int(self.cfg["length_probe"])])
-            self._report_vocabulary(tokenizer, int(grams["min_frequency"]))
+            self._fit_ngrams(texts, labels)
             return
         steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if self.cfg["lowercase"] else [])
         tokenizer = Tokenizer(models.BPE(unk_token=UNK))
@@ -159,10 +151,49 @@ class TextProcessor:
         self._tokenizer = tokenizer
         self.measure_lengths(tokenizer, texts[: int(self.cfg["length_probe"])])
 
-    def _readable(self, records: list[Record], limit: int | None = None) -> list[str]:
-        """The texts of ``records`` (at most ``limit``) that can be read; the others are rejected with their
-        reason when the record itself is processed."""
+    def _fit_ngrams(self, texts: list[str], labels: list[Any]) -> None:
+        """Fit the n-gram vocabulary as ``ngrams.select`` says: ``chi2`` keeps the n-grams that depend on the label,
+        ``frequency`` the most frequent. ``auto`` fits the second, and refits with the first when more than 5% of
+        the probed texts have more n-grams than ``max_len``: a text cut to its first n-grams loses words that
+        matter, while a short text keeps all of its own (docs/results.md, "Long texts")."""
+        grams = self.cfg["ngrams"]
+        select = str(grams["select"])
+        if select not in SELECTIONS:
+            raise ValueError(f"preprocess.text.ngrams.select={select!r}: choose one of {', '.join(SELECTIONS)}")
+        shape = [int(grams[key]) for key in ("vocab_size", "min_frequency", "min_n", "max_n")]
+
+        def fitted(method: str) -> CharNgramTokenizer:
+            by_label = method == CHI2
+            return CharNgramTokenizer.train(
+                texts,
+                *shape,
+                bool(self.cfg["lowercase"]),
+                labels=labels if by_label else None,
+                alpha=float(grams["alpha"]) if by_label else None,
+            )
+
+        probe = texts[: int(self.cfg["length_probe"])]
+        method = FREQUENCY if select == AUTO else select
+        tokenizer = fitted(method)
+        lengths = self.count_lengths(tokenizer, probe) if select == AUTO else None
+        if lengths is not None and lengths["p95"] > self.max_len:
+            print(
+                f"[preprocess_text] {lengths['longer_than_max_len']} of {lengths['probed']} training texts checked "
+                f"have more than max_len={self.max_len} n-grams (95th percentile {lengths['p95']}): the vocabulary "
+                "keeps the n-grams that depend on the label (preprocess.text.ngrams.select=auto).",
+                flush=True,
+            )
+            method = CHI2
+            tokenizer = fitted(method)
+        self.pad_id, self.tokenizer_json, self._tokenizer = 0, tokenizer.to_str(), tokenizer
+        self.measure_lengths(tokenizer, probe)
+        self._report_vocabulary(tokenizer, grams, select, method)
+
+    def _readable(self, records: list[Record], limit: int | None = None) -> tuple[list[str], list[Any]]:
+        """The texts of ``records`` (at most ``limit``) that can be read, and their labels; the others are
+        rejected with their reason when the record itself is processed."""
         texts: list[str] = []
+        labels: list[Any] = []
         for record in records:
             if limit is not None and len(texts) >= limit:
                 break
@@ -170,33 +201,70 @@ class TextProcessor:
                 texts.append(self.read(record))
             except RecordError:
                 continue
-        return texts
+            labels.append(record.label)
+        return texts, labels
 
-    def measure_lengths(self, tokenizer: Any, texts: list[str]) -> None:
-        """Token counts of ``texts`` before the cut to ``max_len`` (meta.json's ``lengths``), and a warning naming
-        the knob when some are longer: a long text loses its later tokens, which may be the ones that matter."""
+    def count_lengths(self, tokenizer: Any, texts: list[str]) -> dict[str, int] | None:
+        """Token counts of ``texts`` before the cut to ``max_len``: how many, how many are longer, the 95th
+        percentile and the longest (None for no text)."""
         counts = sorted(len(tokenizer.encode(text).ids) for text in texts)
         if not counts:
-            return
+            return None
         longer = sum(count > self.max_len for count in counts)
         p95 = counts[math.ceil(LENGTH_QUANTILE * len(counts)) - 1]
-        self.lengths = {"probed": len(counts), "longer_than_max_len": longer, "p95": p95, "longest": counts[-1]}
-        if longer:
+        return {"probed": len(counts), "longer_than_max_len": longer, "p95": p95, "longest": counts[-1]}
+
+    def measure_lengths(self, tokenizer: Any, texts: list[str]) -> None:
+        """:meth:`count_lengths` into meta.json's ``lengths``, and a warning naming the knob when some texts are
+        longer than ``max_len``: a long text loses its later tokens, which may be the ones that matter."""
+        self.lengths = self.count_lengths(tokenizer, texts)
+        if self.lengths and self.lengths["longer_than_max_len"]:
+            longer, probed, p95, longest = (
+                self.lengths[k] for k in ("longer_than_max_len", "probed", "p95", "longest")
+            )
             print(
-                f"[preprocess_text] warning: {longer} of {len(counts)} training texts checked have more than "
-                f"max_len={self.max_len} tokens (95th percentile {p95}, longest {counts[-1]}); only their first "
+                f"[preprocess_text] warning: {longer} of {probed} training texts checked have more than "
+                f"max_len={self.max_len} tokens (95th percentile {p95}, longest {longest}); only their first "
                 f"{self.max_len} are kept. Raise {self.max_len_key} to keep more.",
                 flush=True,
             )
 
-    def _report_vocabulary(self, tokenizer: CharNgramTokenizer, min_frequency: int) -> None:
-        """Say so when the n-gram vocabulary is full: n-grams found in fewer training texts are then unknown."""
-        kept = tokenizer.get_vocab_size() - 2  # without [PAD] and [UNK]
-        if tokenizer.eligible is not None and tokenizer.eligible > kept:
+    def _report_vocabulary(
+        self, tokenizer: CharNgramTokenizer, grams: Mapping[str, Any], select: str, method: str
+    ) -> None:
+        """How the n-gram vocabulary was chosen (meta.json's ``vocabulary``), said aloud when it leaves n-grams
+        out: n-grams that do not depend on the label, or a full vocabulary."""
+        kept, eligible, dependent = tokenizer.get_vocab_size() - 2, tokenizer.eligible, tokenizer.dependent
+        found = f"n-grams found in at least {grams['min_frequency']} training texts"
+        self.vocabulary = {"select": select, "method": FREQUENCY if dependent is None else CHI2}
+        self.vocabulary.update(eligible=eligible, kept=kept)
+        if dependent is not None:
+            self.vocabulary.update(alpha=float(grams["alpha"]), dependent=dependent)
             print(
-                f"[preprocess_text] the n-gram vocabulary keeps the {kept} most frequent of the {tokenizer.eligible} "
-                f"n-grams found in at least {min_frequency} training texts; raise preprocess.text.ngrams.vocab_size "
-                "to keep more.",
+                f"[preprocess_text] n-gram vocabulary: {dependent} of the {eligible} {found} depend on the label "
+                f"(chi-squared test, p < {grams['alpha']}); the others are left out of every text "
+                f"(preprocess.text.ngrams.select={FREQUENCY} keeps the most frequent instead).",
+                flush=True,
+            )
+            if dependent == 0:
+                print(
+                    f"[preprocess_text] warning: no n-gram depends on the label at p < {grams['alpha']}, so every "
+                    "text reads as [UNK]; raise preprocess.text.ngrams.alpha or set "
+                    f"preprocess.text.ngrams.select={FREQUENCY}.",
+                    flush=True,
+                )
+        elif method == CHI2:
+            print(
+                "[preprocess_text] numeric labels (regression) have no classes to test the n-grams against: the "
+                f"vocabulary keeps the most frequent, as preprocess.text.ngrams.select={FREQUENCY} does.",
+                flush=True,
+            )
+        candidates = eligible if dependent is None else dependent
+        if candidates is not None and candidates > kept:
+            which = "most frequent" if dependent is None else "most label-dependent"
+            print(
+                f"[preprocess_text] the n-gram vocabulary keeps the {kept} {which} of {candidates} candidate {found}; "
+                "raise preprocess.text.ngrams.vocab_size to keep more.",
                 flush=True,
             )
 
@@ -229,6 +297,7 @@ class TextProcessor:
             "pad_id": self.pad_id,
             "max_len": self.max_len,
             **({"lengths": self.lengths} if self.lengths is not None else {}),
+            **({"vocabulary": self.vocabulary} if self.vocabulary is not None else {}),
         }
 
     def save(self, out_dir: Path) -> None:
