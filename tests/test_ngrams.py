@@ -93,6 +93,8 @@ def test_text_stage_with_ngrams_writes_tokens_a_model_reads(sample_root, tmp_pat
     counts = [len(restored.tokenizer.encode(restored.read(r)).ids) for r in train]
     assert lengths["longer_than_max_len"] == sum(c > meta["max_len"] for c in counts)
     assert lengths["longest"] == max(counts)
+    past = sum(max(0, c - meta["max_len"]) for c in counts) / sum(counts)
+    assert lengths["share_past_max_len"] == pytest.approx(past, abs=1e-4)
     stored = ModalityShards(tmp_path / "text").get(record.id)["tokens"]
     assert torch.equal(stored, restored.process(record)["tokens"]) and len(set(stored.tolist())) == len(stored)
 
@@ -137,7 +139,14 @@ def test_lengths_are_counted_before_the_cut_and_a_long_text_is_warned_of(capsys)
     tokenizer = CharNgramTokenizer.train(["ab", "ab cd", "ab cd ef"], vocab_size=100, min_frequency=1, min_n=2, max_n=2)
     processor = _text_processor(max_len=5, probe=10)
     processor.measure_lengths(tokenizer, ["ab", "ab cd", "ab cd ef"])  # 4, 8 and 12 grams (<ab> <a ab b> ...)
-    assert processor.lengths == {"probed": 3, "longer_than_max_len": 2, "p95": 12, "longest": 12}
+    past = round((3 + 7) / (4 + 8 + 12), 4)  # 3 and 7 of the 24 n-grams fall past max_len
+    assert processor.lengths == {
+        "probed": 3,
+        "longer_than_max_len": 2,
+        "p95": 12,
+        "longest": 12,
+        "share_past_max_len": past,
+    }
     warning = capsys.readouterr().out
     assert "2 of 3 training texts" in warning and "preprocess.text.ngrams.max_len" in warning
 

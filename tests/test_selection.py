@@ -120,10 +120,16 @@ def _long_texts_manifest(root, records=80):
 
 @pytest.mark.parametrize(
     "select, max_len, method",
-    [("chi2", 500, "chi2"), ("frequency", 20, "frequency"), ("auto", 20, "chi2"), ("auto", 500, "frequency")],
+    [
+        ("chi2", 500, "chi2"),
+        ("frequency", 20, "frequency"),
+        ("auto", 20, "chi2"),
+        ("auto", 60, "frequency"),  # some texts are cut, but by less than half of their n-grams
+        ("auto", 500, "frequency"),
+    ],
 )
 def test_text_stage_reports_how_it_chose_the_vocabulary(tmp_path, capsys, select, max_len, method):
-    _long_texts_manifest(tmp_path)  # texts of 40-70 n-grams: auto selects by label when max_len is shorter
+    _long_texts_manifest(tmp_path)  # texts of 40-70 n-grams: max_len 20 drops most of them, auto selects by label
     cfg = compose(
         [
             f"data.root={tmp_path}",
@@ -145,10 +151,11 @@ def test_text_stage_reports_how_it_chose_the_vocabulary(tmp_path, capsys, select
         assert 0 < vocabulary["dependent"] == vocabulary["kept"] < vocabulary["eligible"]
         assert f"{vocabulary['dependent']} of the {vocabulary['eligible']} n-grams" in out and "p < 0.01" in out
         assert "<table>" not in tokens and meta["lengths"]["longer_than_max_len"] < meta["lengths"]["probed"]
-        assert ("select=auto" in out) == (select == "auto")
+        assert ("select=auto" in out) == (select == "auto") and ("would drop" in out) == (select == "auto")
     else:
         assert vocabulary["kept"] == vocabulary["eligible"] and "dependent" not in vocabulary and "<table>" in tokens
-        assert (meta["lengths"]["longer_than_max_len"] > 0) == (max_len == 20)
+        assert (meta["lengths"]["longer_than_max_len"] > 0) == (max_len < 500)
+        assert (meta["lengths"]["share_past_max_len"] > 0.5) == (max_len == 20)
 
 
 def test_unknown_selection_is_named_with_the_choices(tmp_path):

@@ -19,6 +19,7 @@ PAD, UNK = "[PAD]", "[UNK]"
 UTF8_MAX_BYTES = 4  # the most bytes one character takes in UTF-8
 BOM = "\ufeff"
 LENGTH_QUANTILE = 0.95  # the quantile of the probed texts' token counts that meta.json and the warning quote
+SHARE_DIGITS = 4  # digits of meta.json's share_past_max_len
 AUTO, CHI2, FREQUENCY = "auto", "chi2", "frequency"
 SELECTIONS = (AUTO, CHI2, FREQUENCY)  # preprocess.text.ngrams.select: how the n-gram vocabulary is chosen
 
@@ -153,9 +154,10 @@ class TextProcessor:
 
     def _fit_ngrams(self, texts: list[str], labels: list[Any]) -> None:
         """Fit the n-gram vocabulary as ``ngrams.select`` says: ``chi2`` keeps the n-grams that depend on the label,
-        ``frequency`` the most frequent. ``auto`` fits the second, and refits with the first when more than 5% of
-        the probed texts have more n-grams than ``max_len``: a text cut to its first n-grams loses words that
-        matter, while a short text keeps all of its own (docs/results.md, "Long texts")."""
+        ``frequency`` the most frequent. ``auto`` fits the second, and refits with the first when the cut to
+        ``max_len`` would drop more than ``auto_past`` of the probed texts' n-grams: a text cut to its first
+        n-grams loses words that matter, while one that (nearly) fits keeps its own, and there the frequency
+        vocabulary measured better (docs/results.md, "Long texts")."""
         grams = self.cfg["ngrams"]
         select = str(grams["select"])
         if select not in SELECTIONS:
@@ -176,11 +178,12 @@ class TextProcessor:
         method = FREQUENCY if select == AUTO else select
         tokenizer = fitted(method)
         lengths = self.count_lengths(tokenizer, probe) if select == AUTO else None
-        if lengths is not None and lengths["p95"] > self.max_len:
+        if lengths is not None and lengths["share_past_max_len"] > float(grams["auto_past"]):
             print(
-                f"[preprocess_text] {lengths['longer_than_max_len']} of {lengths['probed']} training texts checked "
-                f"have more than max_len={self.max_len} n-grams (95th percentile {lengths['p95']}): the vocabulary "
-                "keeps the n-grams that depend on the label (preprocess.text.ngrams.select=auto).",
+                f"[preprocess_text] the cut to max_len={self.max_len} would drop {lengths['share_past_max_len']:.0%} "
+                f"of the n-grams of the {lengths['probed']} training texts checked (95th percentile "
+                f"{lengths['p95']} n-grams): the vocabulary keeps the n-grams that depend on the label "
+                "(preprocess.text.ngrams.select=auto).",
                 flush=True,
             )
             method = CHI2
@@ -206,13 +209,20 @@ class TextProcessor:
 
     def count_lengths(self, tokenizer: Any, texts: list[str]) -> dict[str, int] | None:
         """Token counts of ``texts`` before the cut to ``max_len``: how many, how many are longer, the 95th
-        percentile and the longest (None for no text)."""
+        percentile, the longest, and the share of all their tokens that the cut drops (None for no text)."""
         counts = sorted(len(tokenizer.encode(text).ids) for text in texts)
         if not counts:
             return None
         longer = sum(count > self.max_len for count in counts)
         p95 = counts[math.ceil(LENGTH_QUANTILE * len(counts)) - 1]
-        return {"probed": len(counts), "longer_than_max_len": longer, "p95": p95, "longest": counts[-1]}
+        past = sum(max(0, count - self.max_len) for count in counts) / max(1, sum(counts))
+        return {
+            "probed": len(counts),
+            "longer_than_max_len": longer,
+            "p95": p95,
+            "longest": counts[-1],
+            "share_past_max_len": round(past, SHARE_DIGITS),
+        }
 
     def measure_lengths(self, tokenizer: Any, texts: list[str]) -> None:
         """:meth:`count_lengths` into meta.json's ``lengths``, and a warning naming the knob when some texts are
