@@ -105,7 +105,14 @@ def test_chi2_vocabulary_keeps_the_words_that_tell_the_classes_apart():
     assert numeric.vocab == frequent.vocab and numeric.dependent is None
 
 
-def _long_texts_manifest(root, records=80):
+TASK_LABELS = {  # the manifest label of an "up" / "down" record, per task
+    "multiclass": {"up": "up", "down": "down"},
+    "multilabel": {"up": ["up", "moved"], "down": ["down", "moved"]},
+    "regression": {"up": 1.0, "down": -1.0},
+}
+
+
+def _long_texts_manifest(root, records=80, task="multiclass"):
     """Ten-word texts of shared filler with one class word among them (a long-text dataset in small)."""
     rng = random.Random(0)
     filler = "the value of each object in this table is kept as it was given".split()
@@ -114,7 +121,7 @@ def _long_texts_manifest(root, records=80):
         label = ["up", "down"][i % 2]
         words = rng.sample(filler, 9)
         words.insert(rng.randrange(10), {"up": "rising", "down": "falling"}[label])
-        lines.append({"id": f"r{i}", "label": label, "text": " ".join(words)})
+        lines.append({"id": f"r{i}", "label": TASK_LABELS[task][label], "text": " ".join(words)})
     (root / "manifest.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
 
 
@@ -156,6 +163,30 @@ def test_text_stage_reports_how_it_chose_the_vocabulary(tmp_path, capsys, select
         assert vocabulary["kept"] == vocabulary["eligible"] and "dependent" not in vocabulary and "<table>" in tokens
         assert (meta["lengths"]["longer_than_max_len"] > 0) == (max_len < 500)
         assert (meta["lengths"]["share_past_max_len"] > 0.5) == (max_len == 20)
+
+
+@pytest.mark.parametrize("task", ["multilabel", "regression"])
+def test_chi2_with_other_tasks(tmp_path, capsys, task):
+    _long_texts_manifest(tmp_path, task=task)
+    cfg = compose(
+        [
+            f"task={task}",
+            f"data.root={tmp_path}",
+            f"data.processed_dir={tmp_path / 'processed'}",
+            "preprocess.num_workers=1",
+            "preprocess.text.ngrams.select=chi2",
+        ]
+    )
+    run_preprocess("text", cfg)
+    out = capsys.readouterr().out
+    vocabulary = json.loads((tmp_path / "processed" / "text" / "meta.json").read_text(encoding="utf-8"))["vocabulary"]
+    tokens = json.loads((tmp_path / "processed" / "text" / "tokenizer.json").read_text(encoding="utf-8"))["vocab"]
+    if task == "multilabel":  # "moved" is every record's: only up / down tell texts apart
+        assert vocabulary["method"] == "chi2" and 0 < vocabulary["dependent"] < vocabulary["eligible"]
+        assert "<rising>" in tokens and "<table>" not in tokens
+    else:
+        assert vocabulary["method"] == "frequency" and "<table>" in tokens
+        assert "numeric labels (regression) have no classes" in out
 
 
 def test_unknown_selection_is_named_with_the_choices(tmp_path):
