@@ -83,6 +83,8 @@ def test_label_groups_by_task():
     assert label_groups(["b", "a", "b"]) == (["a", "b"], [["b"], ["a"], ["b"]])
     assert label_groups([["x", "y"], [], ["y", "y"]]) == (["x", "y"], [["x", "y"], [], ["y"]])
     assert label_groups([0.5, 2.0]) is None  # regression: no classes
+    nothing = label_groups([[], []])  # multilabel records that all hold no class
+    assert dependence_p_values(_counted([{"x"}, {"y"}], nothing[1], nothing[0]), ["x", "y"], exclusive=False) == [1, 1]
 
 
 def test_chi2_vocabulary_keeps_the_words_that_tell_the_classes_apart():

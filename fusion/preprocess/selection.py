@@ -47,7 +47,9 @@ def dependence_p_values(counts: ClassCounts, tokens: list[str], exclusive: bool)
     """P-value of each of ``tokens`` under independence of its presence and the label. ``exclusive`` (one class
     a text): one test on the classes × present/absent table, with classes - 1 degrees of freedom. Otherwise one
     2 × 2 test per class (with it or not), and the smallest p-value times the number of classes (Bonferroni),
-    at most 1."""
+    at most 1. With no class at all (multilabel records that all hold none) nothing depends on it: 1."""
+    if not counts.classes:
+        return [1.0] * len(tokens)
     present = torch.tensor([[c[t] for c in counts.per_class] for t in tokens], dtype=torch.float64).reshape(
         len(tokens), len(counts.classes)
     )  # texts of each class holding the token
