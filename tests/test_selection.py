@@ -11,6 +11,7 @@ from fusion.config import compose
 from fusion.preprocess.common import run_preprocess
 from fusion.preprocess.ngrams import PAD, UNK, CharNgramTokenizer
 from fusion.preprocess.selection import ClassCounts, dependence_p_values, label_groups
+from fusion.preprocess.text import TextProcessor
 
 
 def _table(token_sets, groups, token, classes):
@@ -198,3 +199,15 @@ def test_unknown_selection_is_named_with_the_choices(tmp_path):
     )
     with pytest.raises(ValueError, match="preprocess.text.ngrams.select='tfidf': choose one of auto, chi2, frequency"):
         run_preprocess("text", cfg)
+
+
+def test_no_label_dependent_ngram_is_warned_of_with_both_fixes(capsys):
+    texts, labels = ["same words"] * 20, ["a", "b"] * 10  # every text alike: nothing tells a from b
+    tokenizer = CharNgramTokenizer.train(texts, 100, 2, 2, 3, labels=labels, alpha=0.01)
+    assert tokenizer.vocab == [PAD, UNK] and tokenizer.dependent == 0 < tokenizer.eligible
+    assert tokenizer.encode("same words").ids == [tokenizer.token_to_id(UNK)]
+    processor = TextProcessor(compose([]).preprocess.text, ".", "text")
+    processor._report_vocabulary(tokenizer, {"min_frequency": 2, "alpha": 0.01}, "chi2", "chi2")
+    out = capsys.readouterr().out
+    assert "no n-gram depends on the label" in out and "preprocess.text.ngrams.alpha" in out
+    assert "select=frequency" in out and processor.vocabulary["dependent"] == 0
