@@ -50,7 +50,7 @@ def test_one_class_a_text_matches_scipy_chi2_contingency(seed):
     token_sets, labels = _random_texts(seed)
     classes, groups = label_groups(labels)
     tokens = ["x", "y", "z"]
-    ours = dependence_p_values(_counted(token_sets, groups, classes), tokens, exclusive=True)
+    ours = dependence_p_values(_counted(token_sets, groups, classes), tokens)
     for token, p in zip(tokens, ours, strict=True):
         reference = chi2_contingency(_table(token_sets, groups, token, classes), correction=False).pvalue
         assert p == pytest.approx(reference, rel=1e-9, abs=1e-12), token
@@ -61,7 +61,7 @@ def test_several_classes_a_text_take_the_smallest_two_by_two_p_value_times_the_c
     token_sets, labels = _random_texts(3)
     groups = [[y] + (["extra"] if i % 3 == 0 else []) for i, y in enumerate(labels)]  # a class that overlaps
     classes = sorted({name for g in groups for name in g})
-    ours = dependence_p_values(_counted(token_sets, groups, classes), ["x", "y"], exclusive=False)
+    ours = dependence_p_values(_counted(token_sets, groups, classes), ["x", "y"])
     for token, p in zip(["x", "y"], ours, strict=True):
         tables = [
             [
@@ -85,7 +85,7 @@ def test_label_groups_by_task():
     assert label_groups([["x", "y"], [], ["y", "y"]]) == (["x", "y"], [["x", "y"], [], ["y"]])
     assert label_groups([0.5, 2.0]) is None  # regression: no classes
     nothing = label_groups([[], []])  # multilabel records that all hold no class
-    assert dependence_p_values(_counted([{"x"}, {"y"}], nothing[1], nothing[0]), ["x", "y"], exclusive=False) == [1, 1]
+    assert dependence_p_values(_counted([{"x"}, {"y"}], nothing[1], nothing[0]), ["x", "y"]) == [1, 1]
 
 
 def test_chi2_vocabulary_keeps_the_words_that_tell_the_classes_apart():

@@ -71,17 +71,17 @@ class CharNgramTokenizer:
         probe = cls([PAD, UNK], min_n, max_n, lowercase)
         grouped = label_groups(labels) if labels is not None and alpha is not None else None
         by_class = ClassCounts(grouped[0]) if grouped is not None else None
-        counts: Counter = Counter()
+        counts: Counter = by_class.holding if by_class is not None else Counter()  # texts holding each n-gram
         for i, text in enumerate(texts):
             grams = set(probe.grams(text))
-            counts.update(grams)
             if by_class is not None:
                 by_class.add(grams, grouped[1][i])
+            else:
+                counts.update(grams)
         kept = sorted((g for g, c in counts.items() if c >= min_frequency), key=lambda g: (-counts[g], g))
         eligible = len(kept)
         if by_class is not None:
-            exclusive = all(len(group) == 1 for group in grouped[1])  # one class a text: one test over the classes
-            p = dict(zip(kept, dependence_p_values(by_class, kept, exclusive), strict=True))
+            p = dict(zip(kept, dependence_p_values(by_class, kept), strict=True))
             kept = sorted((g for g in kept if p[g] < alpha), key=lambda g: (p[g], -counts[g], g))
         tokenizer = cls([PAD, UNK, *kept[: max(0, vocab_size - 2)]], min_n, max_n, lowercase)
         tokenizer.eligible = eligible

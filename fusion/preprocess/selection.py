@@ -25,29 +25,33 @@ def label_groups(labels: Sequence[Any]) -> tuple[list[str], list[list[str]]] | N
 
 
 class ClassCounts:
-    """Texts seen, texts holding each token, and the same per class, counted one text at a time (no text kept)."""
+    """Texts seen, texts holding each token, and the same per class, counted one text at a time (no text kept);
+    ``exclusive`` while every text has exactly one class."""
 
     def __init__(self, classes: list[str]):
         self.classes = classes
         self.column = {name: k for k, name in enumerate(classes)}
         self.texts = 0
+        self.exclusive = True
         self.holding: Counter = Counter()
         self.sizes = [0] * len(classes)
         self.per_class: list[Counter] = [Counter() for _ in classes]
 
     def add(self, tokens: set[str], group: list[str]) -> None:
         self.texts += 1
+        self.exclusive = self.exclusive and len(group) == 1
         self.holding.update(tokens)
         for name in group:
             self.sizes[self.column[name]] += 1
             self.per_class[self.column[name]].update(tokens)
 
 
-def dependence_p_values(counts: ClassCounts, tokens: list[str], exclusive: bool) -> list[float]:
-    """P-value of each of ``tokens`` under independence of its presence and the label. ``exclusive`` (one class
-    a text): one test on the classes × present/absent table, with classes - 1 degrees of freedom. Otherwise one
-    2 × 2 test per class (with it or not), and the smallest p-value times the number of classes (Bonferroni),
-    at most 1. With no class at all (multilabel records that all hold none) nothing depends on it: 1."""
+def dependence_p_values(counts: ClassCounts, tokens: list[str]) -> list[float]:
+    """P-value of each of ``tokens`` under independence of its presence and the label. One class a text
+    (``counts.exclusive``): one test on the classes × present/absent table, with classes - 1 degrees of freedom.
+    Otherwise one 2 × 2 test per class (with it or not), and the smallest p-value times the number of classes
+    (Bonferroni), at most 1. With no class at all (multilabel records that all hold none) nothing depends on
+    it: 1."""
     if not counts.classes:
         return [1.0] * len(tokens)
     present = torch.tensor([[c[t] for c in counts.per_class] for t in tokens], dtype=torch.float64).reshape(
@@ -56,7 +60,7 @@ def dependence_p_values(counts: ClassCounts, tokens: list[str], exclusive: bool)
     sizes = torch.tensor(counts.sizes, dtype=torch.float64)
     texts = float(counts.texts)
     with_token = torch.tensor([counts.holding[t] for t in tokens], dtype=torch.float64)[:, None]
-    if exclusive:
+    if counts.exclusive:
         terms = _pearson(present, with_token * sizes / texts) + _pearson(
             sizes - present, (texts - with_token) * sizes / texts
         )

@@ -246,8 +246,12 @@ class TextProcessor:
         out: n-grams that do not depend on the label, or a full vocabulary."""
         kept, eligible, dependent = tokenizer.get_vocab_size() - 2, tokenizer.eligible, tokenizer.dependent
         found = f"n-grams found in at least {grams['min_frequency']} training texts"
-        self.vocabulary = {"select": select, "method": FREQUENCY if dependent is None else CHI2}
-        self.vocabulary.update(eligible=eligible, kept=kept)
+        self.vocabulary = {
+            "select": select,
+            "method": FREQUENCY if dependent is None else CHI2,
+            "eligible": eligible,
+            "kept": kept,
+        }
         if dependent is not None:
             self.vocabulary.update(alpha=float(grams["alpha"]), dependent=dependent)
             print(
