@@ -1,5 +1,6 @@
-"""Each preprocessing stage in dvc.yaml lists every module of the package it runs, so `dvc repro` re-runs the stage
-when its code changes; the other modalities' processors are left out, so a change to one does not re-run another."""
+"""Each stage in dvc.yaml lists every module of the package its command runs, so `dvc repro` re-runs the stage when
+its code changes. The walk follows imports from the stage's entry point (at the top or inside a function) and stops
+only where the stage's command cannot go, each stop named below with its reason."""
 
 import ast
 from pathlib import Path
@@ -10,7 +11,14 @@ import yaml
 from tests.helpers.config import ROOT
 
 MODALITIES = ("text", "image", "audio")
-ENTRY = Path("pipelines/preprocess.py")
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+
+# Only an Optuna sweep (`python train.py -m search=...`) builds the pruning callback; no stage runs one.
+SWEEP_ONLY = {Path("fusion/search/pruning.py")}
+# train's cmd sets test_after_fit=false, so it never publishes (explain figures, serving bundle, registry):
+# the evaluate stage does, and lists that code. A change there should not retrain.
+PUBLISH_ONLY = {Path("fusion/explain"), Path("fusion/serving"), Path("fusion/register.py")}
+NOT_RUN = {"train": PUBLISH_ONLY}
 
 
 def _module_file(name: str) -> Path | None:
@@ -33,28 +41,60 @@ def _imported(path: Path) -> set[Path]:
     return {file for file in map(_module_file, parents) if file is not None}
 
 
-def _code_of(modality: str) -> set[Path]:
-    """The closure of imports from the stage's entry point and processor, not entering the other processors."""
-    others = {Path(f"fusion/preprocess/{m}.py") for m in MODALITIES if m != modality}
+def _covered(path: Path, listed: set[Path]) -> bool:
+    return path in listed or any(entry in path.parents for entry in listed)
+
+
+def _code_of(entries: list[Path], stops: set[Path]) -> set[Path]:
+    """The closure of imports from ``entries``, not entering the modules (or packages) in ``stops``."""
     seen: set[Path] = set()
-    todo = [ENTRY, Path(f"fusion/preprocess/{modality}.py")]
+    todo = list(entries)
     while todo:
         path = todo.pop()
-        if path not in seen and path not in others:
+        if path not in seen and not _covered(path, stops):
             seen.add(path)
             todo += sorted(_imported(path) - seen)
     return seen
 
 
+def _missing(stage: str, code: set[Path]) -> list[str]:
+    listed = {Path(d) for d in STAGES[stage]["deps"] if not d.startswith("$")}
+    # a package's __init__.py holds only its docstring (and fusion's, a thread-wait setting): no stage output
+    return sorted(str(f) for f in code if f.name != "__init__.py" and not _covered(f, listed))
+
+
+def _entry(stage: str) -> Path:
+    return Path(STAGES[stage]["cmd"].split()[1])
+
+
 @pytest.mark.parametrize("modality", MODALITIES)
 def test_a_preprocessing_stage_depends_on_all_of_its_code(modality):
-    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"][f"preprocess_{modality}"]["deps"]
-    listed = [Path(d) for d in deps if not d.startswith("$")]
-    code = _code_of(modality)
-    # a package's __init__.py holds only its docstring (and fusion's, a thread-wait setting): no stage output
-    missing = sorted(
-        str(f) for f in code if f.name != "__init__.py" and not any(f == d or d in f.parents for d in listed)
-    )
-    assert not missing, f"add to preprocess_{modality}'s deps in dvc.yaml: {missing}"
+    """The other modalities' processors are left out, so a change to one does not re-run another."""
+    stage = f"preprocess_{modality}"
+    others = {Path(f"fusion/preprocess/{m}.py") for m in MODALITIES if m != modality}
+    code = _code_of([_entry(stage), Path(f"fusion/preprocess/{modality}.py")], others | SWEEP_ONLY)
+    missing = _missing(stage, code)
+    assert not missing, f"add to {stage}'s deps in dvc.yaml: {missing}"
     assert Path(f"fusion/preprocess/{modality}.py") in code and len(code) > 10  # the walk found the imports
-    assert not any(Path(f"fusion/preprocess/{m}.py") in listed for m in MODALITIES if m != modality)
+    assert not others & set(map(Path, STAGES[stage]["deps"]))
+
+
+@pytest.mark.parametrize("stage", [s for s in STAGES if not s.startswith("preprocess_")])
+def test_a_stage_depends_on_all_of_the_code_it_runs(stage):
+    code = _code_of([_entry(stage)], SWEEP_ONLY | NOT_RUN.get(stage, set()))
+    missing = _missing(stage, code)
+    assert not missing, f"add to {stage}'s deps in dvc.yaml: {missing}"
+    assert len(code) > 5  # the walk found the imports
+
+
+def test_the_train_stage_does_not_publish():
+    """What lets train leave out the publishing code; evaluate, which publishes, depends on all of it."""
+    assert "test_after_fit=false" in STAGES["train"]["cmd"].split()
+    evaluate_deps = set(map(Path, STAGES["evaluate"]["deps"]))
+    assert PUBLISH_ONLY <= evaluate_deps
+
+
+def test_the_walk_stops_where_a_stage_cannot_go():
+    """Without the stops, train reaches the publishing code and evaluate the sweep's pruning callback."""
+    assert _missing("train", _code_of([_entry("train")], SWEEP_ONLY)) != []
+    assert "fusion/search/pruning.py" in _missing("evaluate", _code_of([_entry("evaluate")], set()))
