@@ -19,10 +19,12 @@ from PIL import Image
 
 from benchmarks.accuracy.baselines import lenet, logreg, rawdata
 from benchmarks.accuracy.baselines.scoring import late_fusion, majority_class
+from benchmarks.accuracy.datasets import sound
 from benchmarks.accuracy.datasets.avdigits import AVDigits
+from benchmarks.accuracy.datasets.avnoisy import NOISY
 from benchmarks.accuracy.datasets.avnotes import NOTE_SENTENCES, number_words
 from benchmarks.accuracy.datasets.bayes import bayes_accuracy, expectations
-from benchmarks.accuracy.datasets.build import DATASET_INFO, MANIFEST, build
+from benchmarks.accuracy.datasets.build import DATASET_INFO, LATENT, MANIFEST, build
 from benchmarks.accuracy.datasets.plan import MISSING_FRACTION, MODALITIES, plan_records, presence_probability
 from benchmarks.accuracy.datasets.registry import DATASETS, builder
 from benchmarks.accuracy.runner import paired, project, summary
@@ -146,6 +148,29 @@ def test_avnotes_puts_avdigits_caption_inside_prose_that_names_no_number():
         rest = [s for s in note.replace(caption, "").split(". ") if s.strip()]
         assert NOTE_SENTENCES[0] <= len(rest) <= NOTE_SENTENCES[1]
         assert all(s.strip().rstrip(".") + "." in notes.prose for s in rest)
+
+
+@pytest.mark.parametrize(
+    "damage", [sound.AudioDamage(snr_db=(3.0, 4.0), clip_probability=1.0), sound.AudioDamage(clip_probability=0.0)]
+)
+def test_recordings_take_snr_and_clipping_from_the_damage(damage):
+    rate = 16000
+    speech = (0.5 * np.sin(2 * np.pi * 220 * np.arange(rate // 4) / rate)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    files = [sound.render_file(rng, speech, rate, damage) for _ in range(20)]
+    assert all(damage.snr_db[0] <= f.snr_db <= damage.snr_db[1] for f in files)
+    assert {f.clipped for f in files} == {damage.clip_probability == 1.0}
+
+
+def test_avnoisy_is_avdigits_with_harsher_audio(built):
+    assert builder("avnoisy").audio_damage == NOISY and builder("avdigits").audio_damage == sound.DEFAULT_DAMAGE
+    assert NOISY.snr_db[1] < sound.SNR_DB[1] and NOISY.clip_probability > sound.CLIP_PROBABILITY
+    for name, damage in (("avnoisy", NOISY), ("avdigits", sound.DEFAULT_DAMAGE)):
+        latents = [json.loads(line) for line in (built[name] / LATENT).read_text().splitlines()]
+        snrs = [latent["audio"]["snr_db"] for latent in latents if latent.get("audio")]
+        assert len(snrs) > TINY / 2 and all(damage.snr_db[0] <= snr <= damage.snr_db[1] for snr in snrs)
+    info = json.loads((built["avnoisy"] / DATASET_INFO).read_text())
+    assert info["classes"] == list(AVDigits.classes) and info["name"] == "avnoisy"
 
 
 def test_bayes_bounds_match_hand_computations():

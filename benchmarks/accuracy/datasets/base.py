@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.accuracy.datasets.plan import RecordPlan
+from benchmarks.accuracy.datasets.sound import DEFAULT_DAMAGE, AudioDamage
 from benchmarks.accuracy.datasets.speech import Utterance
 
 DEFAULT_RECORDS = 1500
@@ -28,6 +29,7 @@ class DatasetBuilder(ABC):
     groups: Mapping[str, Sequence[int]]  # modality -> the group each class shows (see bayes.py)
     informative: Mapping[str, float]  # modality -> P(the content reveals its group | present)
     default_records: int = DEFAULT_RECORDS
+    audio_damage: AudioDamage = DEFAULT_DAMAGE  # SNR range and clipping share of the recordings (sound.py)
 
     def load_sources(self, seed: int) -> None:  # noqa: B027 (an optional hook: most datasets load nothing)
         """Load the real signals once per build (photos, digit scans); `seed` may deal them into split pools."""

@@ -118,7 +118,7 @@ def _write_image(builder, plan, rng, root, entry) -> dict:
 def _write_audio(builder, plan, rng, root, entry) -> dict:
     utterance = builder.utterance(plan, rng)
     speech, rate = speak(utterance)
-    encoded = sound.render_file(rng, speech, rate)
+    encoded = sound.render_file(rng, speech, rate, builder.audio_damage)
     relative = f"{FOLDERS['audio']}/{plan.id}.{encoded.extension}"
     (root / relative).write_bytes(encoded.data)
     entry["audio"] = relative

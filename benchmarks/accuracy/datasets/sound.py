@@ -33,6 +33,17 @@ SUBTYPE = "PCM_16"
 
 
 @dataclass(frozen=True)
+class AudioDamage:
+    """How hard a dataset's recordings are hit: the range the SNR is drawn from and the share clipped."""
+
+    snr_db: tuple[float, float] = SNR_DB
+    clip_probability: float = CLIP_PROBABILITY
+
+
+DEFAULT_DAMAGE = AudioDamage()
+
+
+@dataclass(frozen=True)
 class AudioFile:
     """An encoded clip: its bytes and extension, rate, channels, length and what was done to it."""
 
@@ -78,11 +89,11 @@ def coloured_noise(rng: np.random.Generator, kind: str, length: int, rate: int) 
 
 
 def add_noise(
-    rng: np.random.Generator, clip: np.ndarray, speech_power: float, rate: int
+    rng: np.random.Generator, clip: np.ndarray, speech_power: float, rate: int, snr_range: tuple[float, float] = SNR_DB
 ) -> tuple[np.ndarray, float, str]:
-    """The clip with noise of a random kind at a random SNR (relative to the speech's own power)."""
+    """The clip with noise of a random kind at an SNR drawn from `snr_range` (relative to the speech's power)."""
     kind = pick(rng, NOISE_KINDS)
-    snr_db = float(rng.uniform(*SNR_DB))
+    snr_db = float(rng.uniform(*snr_range))
     noise = coloured_noise(rng, kind, len(clip), rate) * np.sqrt(speech_power / 10 ** (snr_db / 10))
     return (clip + noise).astype(np.float32), snr_db, kind
 
@@ -95,12 +106,15 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     return resample_poly(samples, target // divisor, rate // divisor).astype(np.float32)
 
 
-def render_file(rng: np.random.Generator, speech: np.ndarray, rate: int) -> AudioFile:
+def render_file(
+    rng: np.random.Generator, speech: np.ndarray, rate: int, damage: AudioDamage = DEFAULT_DAMAGE
+) -> AudioFile:
     """Place, noise, maybe clip, resample, maybe make stereo, encode: one damaged recording of `speech`."""
     clip = place(rng, speech, rate)
     voiced = clip[np.abs(clip) > 0]
-    clip, snr_db, kind = add_noise(rng, clip, float(np.mean(voiced**2)) if voiced.size else 1.0, rate)
-    clipped = bool(rng.random() < CLIP_PROBABILITY)
+    power = float(np.mean(voiced**2)) if voiced.size else 1.0
+    clip, snr_db, kind = add_noise(rng, clip, power, rate, damage.snr_db)
+    clipped = bool(rng.random() < damage.clip_probability)
     if clipped:
         clip = clip * rng.uniform(*CLIP_GAIN)
     clip = np.clip(clip, -1.0, 1.0)
