@@ -408,23 +408,42 @@ def _relative_links(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("where", ["RESULTS.md", "deeper/twice/RESULTS.md"])
-def test_published_links_resolve_from_the_markdown_file(tmp_path, where):
+@pytest.mark.parametrize("tables", ["out/accuracy.md", "elsewhere/deep/accuracy.md"])
+def test_published_links_resolve_from_each_file_written(tmp_path, where, tables):
     results_path = tmp_path / "out" / "results.json"
     results_path.parent.mkdir()
     results_path.write_text("{}", encoding="utf-8")
-    markdown = tmp_path / where
-    markdown.parent.mkdir(parents=True, exist_ok=True)
-    text = summary.publish(_fake_results(), results_path, tmp_path / "tables.md", markdown)
-    links = _relative_links(text)
-    assert len(links) == 2 and any(link.endswith("accuracy/README.md") for link in links), links
-    assert all((markdown.parent / link).resolve().is_file() for link in links), links
+    markdown, tables_path = tmp_path / where, tmp_path / tables
+    for folder in (markdown.parent, tables_path.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+    summary.publish(_fake_results(), results_path, tables_path, markdown)
+    for written in (markdown, tables_path):
+        links = _relative_links(written.read_text(encoding="utf-8"))
+        assert len(links) == 2 and any(link.endswith("accuracy/README.md") for link in links), links
+        assert not any(Path(link).is_absolute() for link in links), links
+        assert all((written.parent / link).resolve().is_file() for link in links), (written, links)
 
 
-@pytest.mark.parametrize("markdown", ["RESULTS.md", "results/accuracy-dataset-seed-1/RESULTS.md"])
+BENCHMARKS = summary.README.parents[1]
+COMMITTED_TABLES = sorted(
+    str(p.relative_to(BENCHMARKS))
+    for p in [BENCHMARKS / "RESULTS.md", *(BENCHMARKS / "results").rglob("*.md")]
+    if "accuracy:start" in p.read_text(encoding="utf-8")
+)
+
+
+@pytest.mark.parametrize("markdown", COMMITTED_TABLES)
 def test_committed_benchmark_results_link_to_files_that_exist(markdown):
-    path = summary.README.parents[1] / markdown
+    path = BENCHMARKS / markdown
     links = _relative_links(path.read_text(encoding="utf-8"))
-    assert links and all((path.parent / link).resolve().is_file() for link in links), links
+    assert links and not any(Path(link).is_absolute() for link in links), links
+    assert all((path.parent / link).resolve().is_file() for link in links), links
+
+
+def test_every_committed_accuracy_table_is_checked():
+    assert {"RESULTS.md", "results/accuracy/accuracy.md", "results/accuracy-avnoisy/dataset-seed-1/accuracy.md"} <= set(
+        COMMITTED_TABLES
+    )
 
 
 def test_mcnemar_exact_as_by_hand():

@@ -239,23 +239,23 @@ def write_section(path: Path, new_section: str) -> None:
 
 
 def publish(results: Mapping[str, Any], results_path: Path, tables_path: Path, markdown: Path | None) -> str:
-    """Write the section to `tables_path` and, when given, into the `markdown` file (linking results.json
-    relative to it); the section's text."""
-    link = _relative(results_path, markdown.parent) if markdown else str(results_path)
-    readme = os.path.relpath(README, markdown.resolve().parent) if markdown else str(README)
+    """Write the section to `tables_path` and, when given, into the `markdown` file, each linking results.json and
+    the benchmark's README relative to itself; the text written to `tables_path`."""
     command = results.get("command", "python -m benchmarks.accuracy run")
-    text = section(results, results["systems"], command, link, Path(readme).as_posix())
+
+    def render(where: Path) -> str:
+        link, readme = (_relative(target, where.parent) for target in (results_path, README))
+        return section(results, results["systems"], command, link, readme)
+
+    text = render(tables_path)
     tables_path.write_text(text, encoding="utf-8")
     if markdown:
-        write_section(markdown, text)
+        write_section(markdown, render(markdown))
     return text
 
 
 def _relative(path: Path, start: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(start.resolve()))
-    except ValueError:
-        return str(path)
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
 def labels(systems: Iterable) -> dict[str, str]:
