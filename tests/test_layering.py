@@ -32,6 +32,9 @@ FORBIDDEN = {
     "fusion.serving": ("fusion.training", "fusion.stages"),
     "fusion.explain": ("fusion.training", "fusion.stages"),
     "fusion.robustness": ("fusion.stages",),
+    # writing and reporting results never loads the model or measures: the report stage stays cached on training code
+    "fusion.robustness.report": ("fusion.robustness.curves", "fusion.training", "fusion.models", "fusion.data"),
+    "fusion.report": ("fusion.robustness.curves", "fusion.robustness.evaluate", "fusion.training", "fusion.models"),
     "fusion.predict": ("fusion.training", "fusion.stages"),
 }
 

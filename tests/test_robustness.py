@@ -14,7 +14,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from fusion.config import compose
-from fusion.robustness.curves import ALL, Curves, check_levels, curve_names, plan_curves
+from fusion.robustness.curves import ALL, check_levels, curve_names, plan_curves
 from fusion.robustness.perturbations import (
     GaussianBlur,
     GaussianNoise,
@@ -26,6 +26,7 @@ from fusion.robustness.perturbations import (
     noise_rng,
 )
 from fusion.robustness.report import write_curves_csv
+from fusion.robustness.results import Curves
 from fusion.robustness.scores import effective_robustness, relative_robustness
 from fusion.robustness.tracking import SETTINGS_TAG, curve_key, find_reference, read_curves, settings_hash
 from fusion.tracking.store import absolute_tracking_uri

@@ -4,7 +4,6 @@ run's modalities (and `all` of them at once), and the metric with each modality 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
@@ -17,24 +16,13 @@ from fusion.data.ablation import WithoutModalities
 from fusion.data.datamodule import MultimodalDataModule
 from fusion.robustness.inputs import ModalityInput, PerturbedDataset
 from fusion.robustness.perturbations import Perturbation, build_perturbation
+from fusion.robustness.results import Curves
 from fusion.training.module import FusionModule
 
 ALL = "all"  # the curve with every perturbation of robustness.all_at_once applied together
 MIXED_PRECISION = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 Steps = list[tuple[str, Perturbation]]
-
-
-@dataclass
-class Curves:
-    """The clean metric, the metric per level of each curve (levels[0] = 0: the clean value) and with each
-    modality removed, over `samples` test records."""
-
-    clean: float
-    levels: list[float]
-    curves: dict[str, list[float]]
-    without: dict[str, float]
-    samples: int
 
 
 def check_levels(levels: Sequence[float]) -> list[float]:

@@ -12,7 +12,6 @@ from omegaconf import DictConfig
 
 from fusion.meta import FEATURES
 from fusion.robustness.curves import (
-    Curves,
     ModelMetric,
     check_levels,
     curve_names,
@@ -22,6 +21,7 @@ from fusion.robustness.curves import (
 )
 from fusion.robustness.inputs import build_inputs
 from fusion.robustness.report import plot_curves, summary, write_curves_csv, write_json
+from fusion.robustness.results import Curves
 from fusion.robustness.scores import effective_robustness, relative_robustness
 from fusion.robustness.tracking import (
     find_reference,

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from fusion.robustness.curves import Curves
+from fusion.robustness.results import Curves
 from fusion.robustness.tracking import Reference
 from fusion.tracking.figures import plt, save_figure  # pyplot on the Agg backend
 
