@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing
 import re
 import shutil
 import sys
@@ -374,6 +375,29 @@ def test_subprocess_errors_and_timeouts_name_the_log(tmp_path):
         )
     with pytest.raises(project.StepFailed, match="timeout"):
         project.run_logged([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path, log, timeout=1)
+
+
+def _ensure_in_a_process(data_dir: str, queue) -> None:
+    said: list[str] = []
+    settings = Settings(["avdigits"], [0], [], Path(data_dir) / "out", Path(data_dir), records=TINY, say=said.append)
+    try:
+        queue.put((said, _folder_digest(run_module.ensure_dataset(settings, "avdigits"))))
+    except Exception as error:  # reported, so the test fails at once instead of waiting on the queue
+        queue.put((said, repr(error)))
+
+
+def test_runs_started_together_build_a_dataset_once(espeak, tmp_path):
+    """Two runs sharing a data dir (the systems split over two processes): one builds, the other waits for it."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    workers = [context.Process(target=_ensure_in_a_process, args=(str(tmp_path), queue)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    reports = [queue.get(timeout=300) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert sorted(len(said) for said, _ in reports) == [0, 1]  # one said "building", the other found it built
+    assert reports[0][1] == reports[1][1] == _folder_digest(tmp_path / f"avdigits-n{TINY}-s0")
 
 
 @pytest.mark.slow

@@ -7,7 +7,9 @@ work/ (shards, run folders, the MLflow store) and data/ (the built datasets, unl
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import hashlib
 import json
 import os
@@ -62,10 +64,21 @@ def dataset_root(settings: Settings, name: str) -> Path:
 def ensure_dataset(settings: Settings, name: str) -> Path:
     """The dataset folder, built unless a complete one (manifest and dataset.json) is there (or --rebuild)."""
     root = dataset_root(settings, name)
-    if settings.rebuild or not ((root / MANIFEST).is_file() and (root / DATASET_INFO).is_file()):
-        settings.say(f"[{name}] building {root}")
-        build(builder(name), root, settings.records, settings.dataset_seed)
+    with _dataset_lock(root):
+        if settings.rebuild or not ((root / MANIFEST).is_file() and (root / DATASET_INFO).is_file()):
+            settings.say(f"[{name}] building {root}")
+            build(builder(name), root, settings.records, settings.dataset_seed)
     return root
+
+
+@contextlib.contextmanager
+def _dataset_lock(root: Path):
+    """Held while a dataset folder is checked and built: runs started together on the same data dir (e.g. the
+    systems split over two processes) build it once, and none swaps the folder under another's preprocessing."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "w", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 class DatasetWork:
