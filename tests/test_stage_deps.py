@@ -2,13 +2,13 @@
 its code changes. The walk follows imports from the stage's entry point (at the top or inside a function) and stops
 only where the stage's command cannot go, each stop named below with its reason."""
 
-import ast
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.helpers.config import ROOT
+from tests.test_layering import imports
 
 MODALITIES = ("text", "image", "audio")
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
@@ -31,12 +31,7 @@ def _module_file(name: str) -> Path | None:
 
 def _imported(path: Path) -> set[Path]:
     """Files of the package that ``path`` imports (at the top or inside a function), package __init__s included."""
-    names: list[str] = []
-    for node in ast.walk(ast.parse((ROOT / path).read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "fusion":
-            names += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-        elif isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names if alias.name.split(".")[0] == "fusion"]
+    names = [name for name in imports(ROOT / path, ROOT) if name.split(".")[0] == "fusion"]
     parents = {".".join(name.split(".")[:i]) for name in names for i in range(1, name.count(".") + 2)}
     return {file for file in map(_module_file, parents) if file is not None}
 

@@ -188,8 +188,9 @@ class TextProcessor:
             )
             method = CHI2
             tokenizer = fitted(method)
+            lengths = None  # counted with the frequency vocabulary
         self.pad_id, self.tokenizer_json, self._tokenizer = 0, tokenizer.to_str(), tokenizer
-        self.measure_lengths(tokenizer, probe)
+        self.measure_lengths(tokenizer, probe, lengths)
         self._report_vocabulary(tokenizer, grams, select, method)
 
     def _readable(self, records: list[Record], limit: int | None = None) -> tuple[list[str], list[Any]]:
@@ -224,10 +225,11 @@ class TextProcessor:
             "share_past_max_len": round(past, SHARE_DIGITS),
         }
 
-    def measure_lengths(self, tokenizer: Any, texts: list[str]) -> None:
-        """:meth:`count_lengths` into meta.json's ``lengths``, and a warning naming the knob when some texts are
-        longer than ``max_len``: a long text loses its later tokens, which may be the ones that matter."""
-        self.lengths = self.count_lengths(tokenizer, texts)
+    def measure_lengths(self, tokenizer: Any, texts: list[str], counted: dict[str, int] | None = None) -> None:
+        """:meth:`count_lengths` (or ``counted``, its result for this tokenizer) into meta.json's ``lengths``, and a
+        warning naming the knob when some texts are longer than ``max_len``: a long text loses its later tokens,
+        which may be the ones that matter."""
+        self.lengths = counted if counted is not None else self.count_lengths(tokenizer, texts)
         if self.lengths and self.lengths["longer_than_max_len"]:
             longer, probed, p95, longest = (
                 self.lengths[k] for k in ("longer_than_max_len", "probed", "p95", "longest")
