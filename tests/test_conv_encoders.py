@@ -14,6 +14,7 @@ from fusion.models.conv_encoders import (
     ConvStage,
     ConvTextEncoder,
     conv_output_size,
+    standardise_clips,
 )
 from tests.helpers.batches import audio_batch
 
@@ -211,10 +212,11 @@ def _trained_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
     return module.eval()
 
 
+@pytest.mark.parametrize("standardise", ["dataset", "clip"])
 @pytest.mark.parametrize("norm_after_pool", [False, True])
 @pytest.mark.parametrize("extra_convs", [0, 1])
 @pytest.mark.parametrize("downsample", ["stride", "maxpool"])
-def test_audio_tokens_follow_time_and_padding_does_not_leak(downsample, extra_convs, norm_after_pool):
+def test_audio_tokens_follow_time_and_padding_does_not_leak(downsample, extra_convs, norm_after_pool, standardise):
     enc = ConvAudioEncoder(
         n_mels=12,
         max_frames=40,
@@ -225,6 +227,7 @@ def test_audio_tokens_follow_time_and_padding_does_not_leak(downsample, extra_co
         extra_convs=extra_convs,
         downsample=downsample,
         norm_after_pool=norm_after_pool,
+        standardise=standardise,
     )
     _trained_batchnorm(enc)
     batch = _audio_batch([30, 9, 0])
@@ -243,6 +246,47 @@ def test_audio_tokens_follow_time_and_padding_does_not_leak(downsample, extra_co
     assert alone_mask.sum().item() == 3
     torch.testing.assert_close(tokens[1][mask[1]], alone[0][alone_mask[0]], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(tokens2[1][mask2[1]], alone[0][alone_mask[0]], atol=1e-5, rtol=1e-5)
+
+
+def test_clip_standardisation_uses_each_clips_valid_frames_only():
+    batch = _audio_batch([30, 9, 0])
+    valid = batch["mask"].float()
+    out = standardise_clips(batch["mel"] * 3 + 2 * valid[:, None], valid)
+    for i, length in enumerate([30, 9]):
+        clip = batch["mel"][i, :, :length] * 3 + 2
+        expected = (clip - clip.mean()) / clip.std(unbiased=False)
+        torch.testing.assert_close(out[i, :, :length], expected)
+        assert torch.count_nonzero(out[i, :, length:]) == 0
+    assert torch.count_nonzero(out[2]) == 0  # a clip without frames stays zero (and finite)
+    flat = standardise_clips(torch.full((1, 12, 5), 4.0), torch.ones(1, 5))
+    assert torch.count_nonzero(flat) == 0
+
+
+def test_clip_standardisation_makes_gain_and_level_irrelevant():
+    """A gain adds a constant to a clip's log-mel and its loudness range scales it: with standardise=clip the
+    tokens stay the same; with the dataset's fixed statistics they change."""
+    batch = _audio_batch([30, 17])
+    louder = {**batch, "mel": (batch["mel"] * 1.7 + 3.0) * batch["mask"][:, None].float()}
+    kw = {"n_mels": 12, "max_frames": 32, "dim": DIM, "depth": 1, "num_heads": HEADS, "channels": (4, 8)}
+    clip = _trained_batchnorm(ConvAudioEncoder(**kw, standardise="clip"))
+    torch.testing.assert_close(clip(louder)[0], clip(batch)[0], atol=1e-5, rtol=1e-5)
+    dataset = _trained_batchnorm(ConvAudioEncoder(**kw, standardise="dataset"))
+    dataset.load_state_dict(clip.state_dict())
+    assert not torch.allclose(dataset(louder)[0], dataset(batch)[0], atol=1e-3)
+    with pytest.raises(ValueError, match="model.audio.standardise"):
+        ConvAudioEncoder(**kw, standardise="image")
+
+
+def test_audio_standardisation_reaches_the_encoder_from_the_config():
+    """model.audio.standardise (dataset in conf/) reaches the CNN audio encoder, and the config of a run from before
+    the option (a model bundle's config.yaml, without the key) rebuilds that run's model; the image keeps its own."""
+    meta = {"n_mels": 12, "max_frames": 32}
+    assert build_encoder("audio", dict(compose().model), meta).standardise == "dataset"
+    model = compose(["model.audio.standardise=clip"]).model
+    assert build_encoder("audio", dict(model), meta).standardise == "clip"
+    older = {k: v for k, v in dict(model.audio).items() if k != "standardise"}
+    assert build_encoder("audio", {**dict(model), "audio": older}, meta).standardise == "dataset"
+    assert build_encoder("image", dict(model), {"size": 16, "channels": 1}).standardise == "image"
 
 
 def test_audio_encoder_rejects_too_many_frames():

@@ -138,7 +138,7 @@ def _audio(common: dict, cfg: dict, meta: Mapping) -> nn.Module:
         return TimmAudioEncoder(**sizes, **common, **_without(cfg, ("patch_frames", *CNN_KEYS)))
     if kind == "patch":
         return AudioEncoder(**sizes, **common, **_without(cfg, (*TIMM_KEYS, *CNN_KEYS, "channels_last")))
-    image_only = ("first_stride", "grid", "grid_pool", "standardise")
+    image_only = ("first_stride", "grid", "grid_pool")
     return ConvAudioEncoder(**sizes, **common, **_without(cfg, ("patch_frames", *TIMM_KEYS, *image_only)))
 
 

@@ -10,9 +10,9 @@ tokens with a conv stack, then hands them to the shared :class:`~fusion.models.e
 
 - :class:`ConvImageEncoder`: per-image standardised pixels -> conv stages that halve the resolution -> an
   at most ``grid`` x ``grid`` max-pooled feature map, one token per cell;
-- :class:`ConvAudioEncoder`: the log-mel as a 1-channel image -> conv stages that halve time and frequency ->
-  one token per time step (frequency and channels flattened), so tokens follow time (cf. the CNN front ends of
-  Gulati et al., 2020, "Conformer", and Kong et al., 2020, "PANNs");
+- :class:`ConvAudioEncoder`: the log-mel (optionally standardised per clip) as a 1-channel image -> conv stages
+  that halve time and frequency -> one token per time step (frequency and channels flattened), so tokens follow
+  time (cf. the CNN front ends of Gulati et al., 2020, "Conformer", and Kong et al., 2020, "PANNs");
 - :class:`ConvTextEncoder`: token embeddings -> residual 1-D convolutions (n-grams of subwords, robust to
   typos that split a word into other pieces; cf. Kim, 2014, "Convolutional Neural Networks for Sentence
   Classification").
@@ -28,9 +28,19 @@ from torch import Tensor, nn
 
 from fusion.models.encoders import TokenEncoder, _pad_frames, channel_stats
 
-__all__ = ["ConvStage", "ConvStack", "ConvImageEncoder", "ConvAudioEncoder", "ConvTextEncoder", "conv_output_size"]
+__all__ = [
+    "ConvStage",
+    "ConvStack",
+    "ConvImageEncoder",
+    "ConvAudioEncoder",
+    "ConvTextEncoder",
+    "conv_output_size",
+    "standardise_clips",
+]
 
-STANDARDISE_EPS = 1e-5  # floor of a per-image standard deviation (a flat image stays finite)
+STANDARDISE_EPS = 1e-5  # floor of a per-image or per-clip standard deviation (a flat input stays finite)
+IMAGE_STANDARDISE = ("image", "dataset")
+AUDIO_STANDARDISE = ("clip", "dataset")
 
 
 def conv_output_size(size: int, stages: int) -> int:
@@ -166,8 +176,8 @@ class ConvImageEncoder(TokenEncoder):
         lora: Optional[Mapping[str, Any]] = None,
         **trunk_kwargs,
     ) -> None:
-        if standardise not in ("image", "dataset"):
-            raise ValueError(f"model.image.standardise must be 'image' or 'dataset', got {standardise!r}")
+        if standardise not in IMAGE_STANDARDISE:
+            raise ValueError(f"model.image.standardise must be one of {IMAGE_STANDARDISE}, got {standardise!r}")
         if first_stride not in (1, 2):
             raise ValueError(f"model.image.first_stride must be 1 or 2, got {first_stride}")
         if grid_pool not in GRID_POOLS:
@@ -211,10 +221,26 @@ class ConvImageEncoder(TokenEncoder):
         return tokens, present[:, None].expand(image.shape[0], self.num_positions)
 
 
+def standardise_clips(mel: Tensor, valid: Tensor) -> Tensor:
+    """Each clip's log-mel [b, n_mels, T] less its own mean, over its own standard deviation, both taken over its
+    valid frames (``valid`` [b, T], 0/1) and every mel bin; invalid frames stay zero. A recording's gain adds a
+    constant to its log-mel and its loudness range scales it, so neither reaches the network; the statistics never
+    see another clip or the batch's padding."""
+    weight = valid[:, None, :]
+    count = (valid.sum(dim=1) * mel.shape[1]).clamp_min(1.0)[:, None, None]
+    mean = (mel * weight).sum(dim=(1, 2), keepdim=True) / count
+    centred = (mel - mean) * weight
+    std = (centred.square().sum(dim=(1, 2), keepdim=True) / count).sqrt().clamp_min(STANDARDISE_EPS)
+    return centred / std
+
+
 class ConvAudioEncoder(TokenEncoder):
     """Small CNN over the log-mel spectrogram; inputs ``{"mel": [B, n_mels, T], "mask": [B, T], "present"}``.
 
-    The spectrogram is a 1-channel image [n_mels, T]; stages that halve both axes (the first one too:
+    ``standardise="clip"`` standardises each clip by its own mean and std (:func:`standardise_clips`: gain and
+    level do not need to be learned, as the image encoder's per-image standardisation does for brightness and
+    contrast); ``"dataset"`` keeps the preprocessing stage's per-bin standardisation only. The spectrogram is a
+    1-channel image [n_mels, T]; stages that halve both axes (the first one too:
     spectrograms are large; ``downsample``: max-pool or strided convolution) shrink it, then channels and the
     remaining frequency rows are flattened and projected: one token per ``2**stages`` frames. Padded frames are
     zeroed before every convolution, and a token is valid if any frame of its span is."""
@@ -235,13 +261,16 @@ class ConvAudioEncoder(TokenEncoder):
         dropout: float = 0.0,
         freeze: bool = False,
         lora: Optional[Mapping[str, Any]] = None,
+        standardise: str = "dataset",
         **trunk_kwargs,
     ) -> None:
+        if standardise not in AUDIO_STANDARDISE:
+            raise ValueError(f"model.audio.standardise must be one of {AUDIO_STANDARDISE}, got {standardise!r}")
         stride = 2 ** len(channels)
         super().__init__(
             dim, depth, num_heads, -(-max_frames // stride), mlp_ratio=mlp_ratio, dropout=dropout, **trunk_kwargs
         )
-        self.n_mels, self.max_frames, self.stride = n_mels, max_frames, stride
+        self.n_mels, self.max_frames, self.stride, self.standardise = n_mels, max_frames, stride, standardise
         self.patch_frames = stride  # frames per token, read by the attention figures
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.backbone = _stages(1, channels, extra_convs, 2, downsample, norm_after_pool).to(
@@ -272,6 +301,8 @@ class ConvAudioEncoder(TokenEncoder):
                 f"frames (data_meta.audio), got {tuple(mel.shape[1:])}"
             )
         mel, valid = _pad_frames(mel, inputs["mask"] & present[:, None], -mel.shape[-1] % self.stride)
+        if self.standardise == "clip":
+            mel = standardise_clips(mel, valid)
         mask = valid.unflatten(1, (-1, self.stride)).amax(dim=-1) > 0
         tokens = self.encode_rows(
             mask.any(dim=1), lambda idx: self.embed(mel.index_select(0, idx), mask.index_select(0, idx)), mask
