@@ -89,7 +89,7 @@ def coloured_noise(rng: np.random.Generator, kind: str, length: int, rate: int) 
 
 
 def add_noise(
-    rng: np.random.Generator, clip: np.ndarray, speech_power: float, rate: int, snr_range: tuple[float, float] = SNR_DB
+    rng: np.random.Generator, clip: np.ndarray, speech_power: float, rate: int, snr_range: tuple[float, float]
 ) -> tuple[np.ndarray, float, str]:
     """The clip with noise of a random kind at an SNR drawn from `snr_range` (relative to the speech's power)."""
     kind = pick(rng, NOISE_KINDS)
