@@ -259,6 +259,42 @@ def test_tokenizer_training_is_deterministic(sample_root):
     assert len(vocabularies) == 1
 
 
+def test_audio_durations_are_read_from_headers_and_a_cut_is_warned_of(tmp_path, capsys):
+    """meta.json's audio lengths come from the files' headers (any rate, a broken file skipped), measured against
+    max_seconds, and the stage says how much the cut drops and which knob keeps more; clips that fit raise nothing."""
+    from fusion.data.manifest import Record
+    from fusion.preprocess.audio import AudioProcessor
+
+    clips = {"short.wav": _wav(8000, 1, 0.5), "long.wav": _wav(44100, 2, 1.5), "longer.wav": _wav(22050, 1, 3.0)}
+    for name, data in {**clips, "garbage.wav": b"RIFF0000WAVEjunk"}.items():
+        (tmp_path / name).write_bytes(data)
+    records = [Record(name, "a", "train", i, audio=name) for i, name in enumerate([*clips, "garbage.wav"])]
+
+    processor = AudioProcessor(compose(["preprocess.audio.max_seconds=1.0"]).preprocess.audio, tmp_path, ".")
+    processor.measure_lengths(records)
+    assert processor.lengths == {
+        "probed": 3,
+        "longer_than_max_seconds": 2,
+        "p95": 3.0,
+        "longest": 3.0,
+        "share_past_max_seconds": round((0.5 + 2.0) / 5.0, 4),
+    }
+    assert processor.meta()["lengths"] == processor.lengths
+    warning = capsys.readouterr().out
+    assert "2 of 3 training clips" in warning and "preprocess.audio.max_seconds" in warning
+
+    processor = AudioProcessor(compose(["preprocess.audio.max_seconds=3.0"]).preprocess.audio, tmp_path, ".")
+    processor.measure_lengths(records)
+    assert processor.lengths["longer_than_max_seconds"] == 0 and capsys.readouterr().out == ""
+
+
+def test_the_audio_stage_probes_length_probe_training_clips(processed_dir):
+    """The stage's meta.json holds the probed durations of the training clips (the sample's fit max_seconds)."""
+    meta = json.loads((processed_dir / "audio" / "meta.json").read_text(encoding="utf-8"))
+    kept = meta["summary"]["kept"]["train"]
+    assert 0 < meta["lengths"]["probed"] <= kept and meta["lengths"]["longer_than_max_seconds"] == 0
+
+
 @pytest.mark.parametrize("modality", ["text", "image", "audio"])
 def test_same_inputs_give_byte_identical_output(sample_root, processed_dir, tmp_path, modality):
     """A second run over the same data writes the same bytes (index.json included), so DVC hashes and the

@@ -20,9 +20,11 @@ import torch
 import torchaudio
 
 from fusion.data.manifest import Record, RecordError, resolve_file
+from fusion.preprocess.lengths import length_summary
 from fusion.preprocess.stats import exact_mean_std
 
 WAV_UNKNOWN_SIZE = 0xFFFFFFFF  # the data chunk size a WAV writer that could not seek back leaves
+SECONDS_DIGITS = 3  # decimals of the clip durations in meta.json's lengths (milliseconds)
 
 
 COMPUTE = torch.float64  # the dtype of every step before the float16 that is stored
@@ -37,6 +39,7 @@ class AudioProcessor:
         self.cfg, self.root, self.folder = cfg, Path(root), folder
         self._mel: torchaudio.transforms.MelSpectrogram | None = None
         self.mean, self.std = 0.0, 1.0
+        self.lengths: dict[str, float | int] | None = None  # set by fit: the probed training clips' durations
 
     @property
     def rate(self) -> int:
@@ -63,7 +66,13 @@ class AudioProcessor:
         return {**self.__dict__, "_mel": None}
 
     def fit(self, records: list[Record]) -> None:
-        """Log-mel mean and std over (a seeded subset of) the training split, for standardisation."""
+        """Log-mel mean and std over (a seeded subset of) the training split, for standardisation; then the
+        durations of the first ``length_probe`` training clips (:meth:`measure_lengths`)."""
+        self.fit_standardisation(records)
+        self.measure_lengths(records[: int(self.cfg["length_probe"])])
+
+    def fit_standardisation(self, records: list[Record]) -> None:
+        """Log-mel mean and std over (a seeded subset of) the training split."""
         rng = np.random.default_rng(int(self.cfg["norm_seed"]))
         count = min(len(records), int(self.cfg["norm_records"]))
         values = []
@@ -74,6 +83,30 @@ class AudioProcessor:
                 continue  # rejected with its reason when the record itself is processed
         if values:
             self.mean, self.std = exact_mean_std(np.concatenate(values), int(self.cfg["stats_digits"]))
+
+    def measure_lengths(self, records: list[Record]) -> None:
+        """The clips' durations in seconds, read from their headers (nothing is decoded), against ``max_seconds``
+        into meta.json's ``lengths``, and a warning naming the knob when some are longer: only the first
+        ``max_seconds`` of a clip are kept, and what is said after them is lost."""
+        seconds = []
+        for record in records:
+            try:
+                info = sf.info(str(resolve_file(self.root, record.audio, self.folder)))
+            except (RecordError, sf.LibsndfileError, RuntimeError, ValueError, TypeError):
+                continue  # rejected with its reason when the record itself is processed
+            if info.samplerate > 0:
+                seconds.append(round(info.frames / info.samplerate, SECONDS_DIGITS))
+        limit = float(self.cfg["max_seconds"])
+        self.lengths = length_summary(seconds, limit, "max_seconds")
+        if self.lengths and self.lengths["longer_than_max_seconds"]:
+            print(
+                f"[preprocess_audio] warning: {self.lengths['longer_than_max_seconds']} of {self.lengths['probed']} "
+                f"training clips checked are longer than max_seconds={limit:g} (95th percentile "
+                f"{self.lengths['p95']:g} s, longest {self.lengths['longest']:g} s); only their first {limit:g} s "
+                f"are kept ({self.lengths['share_past_max_seconds']:.0%} of the checked audio is cut). Raise "
+                "preprocess.audio.max_seconds to keep more (the audio model's cost grows with it).",
+                flush=True,
+            )
 
     def load_waveform(self, path: Path) -> torch.Tensor:
         """Mono float64 waveform at the target rate, cropped to max_seconds: only that prefix of the file is
@@ -151,6 +184,7 @@ class AudioProcessor:
             "hop_length": int(self.cfg["hop_length"]),
             "log_mel_mean": self.mean,
             "log_mel_std": self.std,
+            **({"lengths": self.lengths} if self.lengths is not None else {}),
         }
 
     def save(self, out_dir: Path) -> None:

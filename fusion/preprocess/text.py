@@ -4,7 +4,6 @@ split, or a pretrained model's own tokenizer), encode ids."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -12,14 +11,13 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from fusion.data.manifest import Record, RecordError, resolve_file
+from fusion.preprocess.lengths import length_summary
 from fusion.preprocess.ngrams import NGRAM, CharNgramTokenizer, is_saved_ngram_tokenizer
 from fusion.pretrained import BPE, HF_EXTRA_HINT, resolve_pretrained_path
 
 PAD, UNK = "[PAD]", "[UNK]"
 UTF8_MAX_BYTES = 4  # the most bytes one character takes in UTF-8
 BOM = "\ufeff"
-LENGTH_QUANTILE = 0.95  # the quantile of the probed texts' token counts that meta.json and the warning quote
-SHARE_DIGITS = 4  # digits of meta.json's share_past_max_len
 AUTO, CHI2, FREQUENCY = "auto", "chi2", "frequency"
 SELECTIONS = (AUTO, CHI2, FREQUENCY)  # preprocess.text.ngrams.select: how the n-gram vocabulary is chosen
 
@@ -211,19 +209,7 @@ class TextProcessor:
     def count_lengths(self, tokenizer: Any, texts: list[str]) -> dict[str, int] | None:
         """Token counts of ``texts`` before the cut to ``max_len``: how many, how many are longer, the 95th
         percentile, the longest, and the share of all their tokens that the cut drops (None for no text)."""
-        counts = sorted(len(tokenizer.encode(text).ids) for text in texts)
-        if not counts:
-            return None
-        longer = sum(count > self.max_len for count in counts)
-        p95 = counts[math.ceil(LENGTH_QUANTILE * len(counts)) - 1]
-        past = sum(max(0, count - self.max_len) for count in counts) / max(1, sum(counts))
-        return {
-            "probed": len(counts),
-            "longer_than_max_len": longer,
-            "p95": p95,
-            "longest": counts[-1],
-            "share_past_max_len": round(past, SHARE_DIGITS),
-        }
+        return length_summary([len(tokenizer.encode(text).ids) for text in texts], self.max_len, "max_len")
 
     def measure_lengths(self, tokenizer: Any, texts: list[str], counted: dict[str, int] | None = None) -> None:
         """:meth:`count_lengths` (or ``counted``, its result for this tokenizer) into meta.json's ``lengths``, and a

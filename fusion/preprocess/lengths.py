@@ -1,0 +1,27 @@
+"""How long the training inputs are against the stage's cut (text tokens, audio seconds): meta.json's ``lengths``
+and the warning that names the knob, so that a cut that drops much of the data is never silent."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+LENGTH_QUANTILE = 0.95  # the quantile of the probed lengths that meta.json and the warning quote
+SHARE_DIGITS = 4  # digits of meta.json's share_past_<limit>
+
+
+def length_summary(lengths: Sequence[float], limit: float, limit_name: str) -> dict[str, float | int] | None:
+    """Of ``lengths`` (before the cut to ``limit``): how many were probed, how many are longer than the limit, the
+    95th percentile, the longest, and the share of their summed length that the cut drops. Keys name the limit
+    (``longer_than_<limit_name>``, ``share_past_<limit_name>``); None for no lengths."""
+    values = sorted(lengths)
+    if not values:
+        return None
+    past = sum(max(0.0, value - limit) for value in values) / (sum(values) or 1)
+    return {
+        "probed": len(values),
+        f"longer_than_{limit_name}": sum(value > limit for value in values),
+        "p95": values[math.ceil(LENGTH_QUANTILE * len(values)) - 1],
+        "longest": values[-1],
+        f"share_past_{limit_name}": round(past, SHARE_DIGITS),
+    }
