@@ -91,6 +91,29 @@ def test_feature_arrays_are_validated_standardised_and_sharded(tmp_path):
     assert torch.equal(restored.process(next(r for r in _records(root) if r.id == "ok3"))["features"], item)
 
 
+def test_sequences_cut_to_max_steps_are_counted_and_warned_of(tmp_path, capsys):
+    """meta.json's lengths count the training sequences of the common feature size against
+    preprocess.features.max_steps, and the stage names that knob when it cuts some; sequences that fit raise
+    nothing."""
+    root = _dataset(tmp_path / "data")
+    overrides = [f"data.root={root}", "preprocess.num_workers=1", "data.dirs.text=.", "data.dirs.image=."]
+    steps = [4 + i for i in range(8)] + [1, 2, 3, 1]  # ok0-ok7, vector, ints, nan, inf (readable shape, 6 features)
+    for max_steps, longer in ((8, 3), (512, 0)):
+        out = tmp_path / f"processed-{max_steps}"
+        run_preprocess(
+            "text", compose([*overrides, f"data.processed_dir={out}", f"preprocess.features.max_steps={max_steps}"])
+        )
+        lengths = json.loads((out / "text" / "meta.json").read_text())["lengths"]
+        assert lengths["probed"] == len(steps) and lengths["longest"] == max(steps)
+        assert lengths["longer_than_max_steps"] == longer
+        assert lengths["share_past_max_steps"] == round(sum(max(0, t - max_steps) for t in steps) / sum(steps), 4)
+        warning = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+        assert len(warning) == (1 if longer else 0)
+        assert not longer or (
+            "3 of 12 training sequences" in warning[0] and "preprocess.features.max_steps" in warning[0]
+        )
+
+
 def _records(root: Path):
     from fusion.data.manifest import load_manifest
 

@@ -20,7 +20,7 @@ import torch
 import torchaudio
 
 from fusion.data.manifest import Record, RecordError, resolve_file
-from fusion.preprocess.lengths import length_summary
+from fusion.preprocess.lengths import length_summary, warn_of_cut
 from fusion.preprocess.stats import exact_mean_std
 
 WAV_UNKNOWN_SIZE = 0xFFFFFFFF  # the data chunk size a WAV writer that could not seek back leaves
@@ -98,15 +98,8 @@ class AudioProcessor:
                 seconds.append(round(info.frames / info.samplerate, SECONDS_DIGITS))
         limit = float(self.cfg["max_seconds"])
         self.lengths = length_summary(seconds, limit, "max_seconds")
-        if self.lengths and self.lengths["longer_than_max_seconds"]:
-            print(
-                f"[preprocess_audio] warning: {self.lengths['longer_than_max_seconds']} of {self.lengths['probed']} "
-                f"training clips checked are longer than max_seconds={limit:g} (95th percentile "
-                f"{self.lengths['p95']:g} s, longest {self.lengths['longest']:g} s); only their first {limit:g} s "
-                f"are kept ({self.lengths['share_past_max_seconds']:.0%} of the checked audio is cut). Raise "
-                "preprocess.audio.max_seconds to keep more (the audio model's cost grows with it).",
-                flush=True,
-            )
+        note = " (the audio model's cost grows with it)"
+        warn_of_cut("preprocess_audio", self.lengths, limit, "preprocess.audio.max_seconds", "clips", "seconds", note)
 
     def load_waveform(self, path: Path) -> torch.Tensor:
         """Mono float64 waveform at the target rate, cropped to max_seconds: only that prefix of the file is

@@ -23,6 +23,7 @@ import torch
 
 from fusion.data.manifest import FILE_KEYS, Record, RecordError, resolve_file
 from fusion.meta import FEATURES
+from fusion.preprocess.lengths import length_summary, warn_of_cut
 from fusion.preprocess.stats import MIN_STD, significant
 
 KIND = FEATURES  # meta.json `kind` of a modality that holds feature arrays
@@ -78,6 +79,7 @@ class FeatureProcessor:
         self.modality, self.cfg, self.root, self.folder = modality, cfg, Path(root), folder
         self.dim: int | None = None
         self.max_steps = int(cfg["max_steps"]) if cfg else 1
+        self.lengths: dict[str, float | int] | None = None  # set by fit: the training sequences' steps
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
 
@@ -109,8 +111,9 @@ class FeatureProcessor:
         return array[: self.max_steps]
 
     def fit(self, records: list[Record]) -> None:
-        """Feature size (the most common among training records), longest sequence (at most max_steps) and
-        per-feature mean/std of a seeded subset of the training records."""
+        """Feature size (the most common among training records), longest sequence (at most max_steps, with
+        meta.json's ``lengths`` and a warning when some are cut) and per-feature mean/std of a seeded subset of the
+        training records."""
         shapes = []
         for record in records:
             try:
@@ -122,7 +125,12 @@ class FeatureProcessor:
         if not shapes:
             return  # every record is rejected with its reason when processed
         self.dim = Counter(f for _, f in shapes).most_common(1)[0][0]
-        self.max_steps = min(int(self.cfg["max_steps"]), max(t for t, f in shapes if f == self.dim))
+        steps, limit = [t for t, f in shapes if f == self.dim], int(self.cfg["max_steps"])
+        self.max_steps = min(limit, max(steps))
+        self.lengths = length_summary(steps, limit, "max_steps")
+        warn_of_cut(
+            f"preprocess_{self.modality}", self.lengths, limit, "preprocess.features.max_steps", "sequences", "steps"
+        )
         if self.cfg.get("standardize", True):
             self._fit_stats(records)
 
@@ -155,6 +163,7 @@ class FeatureProcessor:
             "max_steps": self.max_steps,
             "feature_mean": None if self.mean is None else self.mean.tolist(),
             "feature_std": None if self.std is None else self.std.tolist(),
+            **({"lengths": self.lengths} if self.lengths is not None else {}),
         }
 
     def save(self, out_dir: Path) -> None:

@@ -25,3 +25,20 @@ def length_summary(lengths: Sequence[float], limit: float, limit_name: str) -> d
         "longest": values[-1],
         f"share_past_{limit_name}": round(past, SHARE_DIGITS),
     }
+
+
+def warn_of_cut(
+    stage: str, lengths: dict[str, float | int] | None, limit: float, knob: str, items: str, unit: str, note: str = ""
+) -> None:
+    """Print the stage's warning when some of the probed ``items`` are longer than ``limit``, the value of the
+    parameter ``knob`` (``lengths`` from :func:`length_summary`): how many, how long, how much the cut drops, and
+    the knob that keeps more (``note`` says what raising it costs)."""
+    name = knob.rsplit(".", 1)[-1]
+    if not lengths or not lengths[f"longer_than_{name}"]:
+        return
+    print(
+        f"[{stage}] warning: {lengths[f'longer_than_{name}']} of {lengths['probed']} training {items} checked are "
+        f"longer than {knob}={limit:g} (95th percentile {lengths['p95']:g} {unit}, longest {lengths['longest']:g}); "
+        f"the cut drops {lengths[f'share_past_{name}']:.0%} of their {unit}. Raise {knob} to keep more{note}.",
+        flush=True,
+    )

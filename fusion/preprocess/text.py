@@ -11,7 +11,7 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from fusion.data.manifest import Record, RecordError, resolve_file
-from fusion.preprocess.lengths import length_summary
+from fusion.preprocess.lengths import length_summary, warn_of_cut
 from fusion.preprocess.ngrams import NGRAM, CharNgramTokenizer, is_saved_ngram_tokenizer
 from fusion.pretrained import BPE, HF_EXTRA_HINT, resolve_pretrained_path
 
@@ -216,16 +216,7 @@ class TextProcessor:
         warning naming the knob when some texts are longer than ``max_len``: a long text loses its later tokens,
         which may be the ones that matter."""
         self.lengths = counted if counted is not None else self.count_lengths(tokenizer, texts)
-        if self.lengths and self.lengths["longer_than_max_len"]:
-            longer, probed, p95, longest = (
-                self.lengths[k] for k in ("longer_than_max_len", "probed", "p95", "longest")
-            )
-            print(
-                f"[preprocess_text] warning: {longer} of {probed} training texts checked have more than "
-                f"max_len={self.max_len} tokens (95th percentile {p95}, longest {longest}); only their first "
-                f"{self.max_len} are kept. Raise {self.max_len_key} to keep more.",
-                flush=True,
-            )
+        warn_of_cut("preprocess_text", self.lengths, self.max_len, self.max_len_key, "texts", "tokens")
 
     def _report_vocabulary(
         self, tokenizer: CharNgramTokenizer, grams: Mapping[str, Any], select: str, method: str
