@@ -31,8 +31,8 @@ def warn_of_cut(
     stage: str, lengths: dict[str, float | int] | None, limit: float, knob: str, items: str, unit: str, note: str = ""
 ) -> None:
     """Print the stage's warning when some of the probed ``items`` are longer than ``limit``, the value of the
-    parameter ``knob`` (``lengths`` from :func:`length_summary`): how many, how long, how much the cut drops, and
-    the knob that keeps more (``note`` says what raising it costs)."""
+    parameter ``knob`` (``lengths`` from :func:`length_summary`, its keys named after the knob's last part): how
+    many, how long, how much the cut drops, and the knob that keeps more (``note`` says what raising it costs)."""
     name = knob.rsplit(".", 1)[-1]
     if not lengths or not lengths[f"longer_than_{name}"]:
         return
