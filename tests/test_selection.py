@@ -159,7 +159,8 @@ def test_text_stage_reports_how_it_chose_the_vocabulary(tmp_path, capsys, select
     assert "<rising>" in tokens and "<falling>" in tokens
     if method == "chi2":
         assert 0 < vocabulary["dependent"] == vocabulary["kept"] < vocabulary["eligible"]
-        assert f"{vocabulary['dependent']} of the {vocabulary['eligible']} n-grams" in out and "p < 0.01" in out
+        assert f"{vocabulary['dependent']} of the {vocabulary['eligible']} n-grams" in out
+        assert f"p < {cfg.preprocess.text.ngrams.alpha:g}" in out
         assert "<table>" not in tokens and meta["lengths"]["longer_than_max_len"] < meta["lengths"]["probed"]
         assert ("select=auto" in out) == (select == "auto") and ("would drop" in out) == (select == "auto")
     else:
