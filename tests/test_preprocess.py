@@ -287,12 +287,17 @@ def test_audio_durations_are_read_from_headers_and_a_cut_is_warned_of(tmp_path, 
     processor.measure_lengths(records)
     assert processor.lengths["longer_than_max_seconds"] == 0 and capsys.readouterr().out == ""
 
+    processor = AudioProcessor(compose(["preprocess.audio.length_probe=2"]).preprocess.audio, tmp_path, ".")
+    processor.fit(records)  # fit probes only the first length_probe clips
+    assert processor.lengths["probed"] == 2 and processor.lengths["longest"] == 1.5
+
 
 def test_the_audio_stage_probes_length_probe_training_clips(processed_dir):
-    """The stage's meta.json holds the probed durations of the training clips (the sample's fit max_seconds)."""
+    """The stage's meta.json holds the durations of the first length_probe training clips (the sample's clips all
+    fit max_seconds)."""
     meta = json.loads((processed_dir / "audio" / "meta.json").read_text(encoding="utf-8"))
-    kept = meta["summary"]["kept"]["train"]
-    assert 0 < meta["lengths"]["probed"] <= kept and meta["lengths"]["longer_than_max_seconds"] == 0
+    kept, probe = meta["summary"]["kept"]["train"], compose().preprocess.audio.length_probe
+    assert meta["lengths"]["probed"] == min(kept, probe) and meta["lengths"]["longer_than_max_seconds"] == 0
 
 
 @pytest.mark.parametrize("modality", ["text", "image", "audio"])
