@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -112,6 +114,66 @@ def test_spec_masks_zero_whole_bins_and_frames():
     assert 0 <= zero_rows <= 3 and torch.equal(out["mask"], batch["mask"])
 
 
+def _noise_only(**options) -> AudioAugment:
+    """Only the noise: no shift, gain or masks, every present clip noised."""
+    return AudioAugment(p=0.0, noise=1.0, **options)
+
+
+def test_audio_noise_off_draws_nothing_and_changes_nothing():
+    """noise=0 (the bit-identical path of runs before the option): the only draw is the p gate's."""
+    batch = _audio()
+    torch.manual_seed(3)
+    quiet = AudioAugment(p=0.0, noise=0.0)(batch)
+    after = torch.rand(4)
+    torch.manual_seed(3)
+    torch.rand(len(batch["mel"]))
+    assert torch.equal(after, torch.rand(4))
+    for name in batch:
+        assert torch.equal(quiet[name], batch[name])
+
+
+def test_audio_noise_adds_its_power_at_the_snr_over_valid_frames_only():
+    """With no tilt and no scatter every valid cell's power rises by the clip's mean power x 10^(-snr/10);
+    padding, absent clips and the mask are left as they are."""
+    batch = _audio()
+    mean, std = -4.0, 2.5
+    torch.manual_seed(4)
+    flat = {"noise_snr_db": (10.0, 10.0), "noise_tilt_db": 0.0, "noise_grain": 0.0}
+    out = _noise_only(**flat, log_mel_mean=mean, log_mel_std=std)(batch)
+    assert torch.equal(out["mask"], batch["mask"])
+    for i in range(len(batch["mel"])):
+        valid = batch["mask"][i]
+        if not valid.any():
+            assert torch.equal(out["mel"][i], batch["mel"][i])
+            continue
+        power = torch.exp(batch["mel"][i][:, valid].double() * std + mean)
+        expected = (torch.log(power + power.mean() * 0.1) - mean) / std
+        assert torch.allclose(out["mel"][i][:, valid].double(), expected, atol=1e-5)
+        assert torch.equal(out["mel"][i][:, ~valid], batch["mel"][i][:, ~valid])
+        assert (out["mel"][i][:, valid] > batch["mel"][i][:, valid]).all()
+
+
+def test_audio_noise_tilt_and_scatter_shape_its_spectrum():
+    """On a clip of power 1 in every cell at 0 dB SNR the added power is the noise itself: its mean log power per
+    bin is a straight line rising or falling by at most noise_tilt_db from the lowest bin to the highest, and it
+    scatters from cell to cell by noise_grain (natural-log std)."""
+    bins, frames, tilt_db, grain = 16, 4000, 12.0, 0.4
+    flat = {"mel": torch.zeros(1, bins, frames), "mask": torch.ones(1, frames, dtype=torch.bool)}
+    flat["present"] = torch.tensor([True])
+    slopes = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        out = _noise_only(noise_snr_db=(0.0, 0.0), noise_tilt_db=tilt_db, noise_grain=grain)(flat)["mel"][0]
+        added = torch.log(torch.expm1(out.double()))  # log of the noise power in each cell
+        per_bin = added.mean(dim=1)
+        slopes.append(float(per_bin[-1] - per_bin[0]) * 10.0 / math.log(10.0))
+        line = torch.linspace(float(per_bin[0]), float(per_bin[-1]), bins, dtype=torch.float64)
+        assert torch.allclose(per_bin, line, atol=0.05)
+        assert abs(float((added - per_bin[:, None]).std()) - grain) < 0.02
+    assert all(abs(slope) <= tilt_db + 0.5 for slope in slopes)
+    assert len({round(slope) for slope in slopes}) > 1  # the tilt is drawn per clip
+
+
 def test_text_augment_keeps_one_token_and_only_swaps_valid_tokens():
     tokens = torch.tensor([[4, 5, 6, 7, 0, 0], [8, 0, 0, 0, 0, 0]])
     batch = {"tokens": tokens, "mask": tokens > 0, "present": torch.tensor([True, True])}
@@ -130,12 +192,15 @@ def test_text_augment_keeps_one_token_and_only_swaps_valid_tokens():
     assert swapped["tokens"][:, 4:].eq(0).all() and swapped["tokens"][1].tolist() == tokens[1].tolist()
 
 
-def test_build_augment_reads_the_config_and_the_audio_std():
-    metas = {"image": {}, "audio": {"log_mel_std": 3.0}, "text": {}}
+def test_build_augment_reads_the_config_and_the_audio_statistics():
+    metas = {"image": {}, "audio": {"log_mel_mean": -6.0, "log_mel_std": 3.0}, "text": {}}
     assert build_augment({"enabled": False, "image": {}}, metas) is None
     augment = build_augment({"enabled": True, "image": {"scale": [0.8, 1.2]}, "audio": {}, "text": None}, metas)
     assert set(augment.modalities) == {"image", "audio"}
     assert augment.modalities["image"].scale == (0.8, 1.2) and augment.modalities["audio"].log_mel_std == 3.0
+    assert augment.modalities["audio"].log_mel_mean == -6.0
+    noisy = build_augment({"enabled": True, "audio": {"noise": 0.5, "noise_snr_db": [-5, 5]}}, metas)
+    assert noisy.modalities["audio"].noise_snr_db == (-5, 5)
     featured = build_augment({"enabled": True, "image": {}, "audio": {}}, {**metas, "image": {"kind": "features"}})
     assert set(featured.modalities) == {"audio"}
     with pytest.raises(TypeError):
