@@ -6,11 +6,16 @@ import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
-from fusion.models.model import ModalityHead
+from fusion.config import compose
+from fusion.models.builder import build_model
+from fusion.models.model import ModalityHead, product_of_experts
 from fusion.training.balance import modulate_gradients, ogm_coefficients
 from fusion.training.schedule import WarmupCosine
+from fusion.training.setup import build_module
+from tests.helpers.models import META, fusion_cfg, make_batch, model_cfg
 
 
 def test_ogm_coefficients_follow_the_paper_for_two_modalities():
@@ -50,6 +55,56 @@ def test_modality_head_averages_valid_tokens_only():
     expected0 = head.fc(head.norm(tokens[0, :2].mean(dim=0)))
     torch.testing.assert_close(out[0], expected0)
     torch.testing.assert_close(out[1], head.fc(head.norm(torch.zeros(4))))
+
+
+def test_product_of_experts_adds_the_log_probabilities_of_present_heads_only():
+    logits = torch.randn(3, 4)
+    heads = {"image": torch.randn(3, 4), "audio": torch.randn(3, 4)}
+    masks = {"image": torch.tensor([[True, False], [False, False], [True, True]]), "audio": torch.ones(3, 5).bool()}
+    out = product_of_experts(logits, heads, masks)
+    log_p = {name: x.log_softmax(dim=-1) for name, x in {"fused": logits, **heads}.items()}
+    torch.testing.assert_close(out[0], log_p["fused"][0] + log_p["image"][0] + log_p["audio"][0])
+    torch.testing.assert_close(out[1], log_p["fused"][1] + log_p["audio"][1])  # no image: its head abstains
+    torch.testing.assert_close(out[2], log_p["fused"][2] + log_p["image"][2] + log_p["audio"][2])
+
+
+def test_predict_with_heads_changes_predictions_only_in_eval_mode():
+    """Training sees the fused head's logits; eval (validation, test, serving) the product of experts, and
+    with_modality_logits still returns every head's own logits."""
+    modalities = ["text", "image", "audio"]
+    torch.manual_seed(0)
+    plain = build_model(model_cfg(), fusion_cfg("late"), modalities, META, num_classes=3)
+    combined = build_model(
+        OmegaConf.merge(model_cfg(), {"predict_with_heads": True}), fusion_cfg("late"), modalities, META, 3
+    )
+    combined.load_state_dict(plain.state_dict())
+    present = {"text": [True, False, True], "image": [True, True, False], "audio": [False, True, True]}
+    batch = make_batch(modalities, present)
+    for net in (plain, combined):
+        net.eval()
+    with torch.no_grad():
+        fused, heads = plain(batch, with_modality_logits=True)
+        out, same_heads = combined(batch, with_modality_logits=True)
+        masks = plain.encode(batch)[1]
+        torch.testing.assert_close(out, product_of_experts(fused, heads, masks))
+        torch.testing.assert_close(combined(batch), out)
+        for m in modalities:
+            torch.testing.assert_close(same_heads[m], heads[m])
+        combined.train()
+        plain.train()
+        torch.manual_seed(1)
+        trained = combined(batch)
+        torch.manual_seed(1)
+        torch.testing.assert_close(trained, plain(batch))
+
+
+def test_predict_with_heads_needs_heads_and_a_multiclass_task():
+    without_heads = OmegaConf.merge(model_cfg(), {"predict_with_heads": True, "modality_heads": False})
+    with pytest.raises(ValueError, match="model.modality_heads=true"):
+        build_model(without_heads, fusion_cfg("late"), ["image"], META, num_classes=3)
+    cfg = compose(["task=multilabel", "model.predict_with_heads=true"])
+    with pytest.raises(ValueError, match="task=multiclass only"):
+        build_module(cfg, datamodule=None)
 
 
 def _lrs(total: int, **kwargs) -> list[float]:

@@ -199,4 +199,5 @@ def build_model(
         head_hidden=model["head_hidden"],
         dropout=model["dropout"],
         modality_heads=model["dim"] if model.get("modality_heads", False) else None,
+        predict_with_heads=bool(model.get("predict_with_heads", False)),
     )

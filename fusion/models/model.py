@@ -8,7 +8,17 @@ from torch import Tensor, nn
 
 from fusion.models.attention import Mlp, make_dropout
 
-__all__ = ["MultimodalClassifier", "ModalityHead"]
+__all__ = ["MultimodalClassifier", "ModalityHead", "product_of_experts"]
+
+
+def product_of_experts(logits: Tensor, head_logits: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
+    """The fused head's log-probabilities plus those of each modality head whose modality the sample holds: the
+    classes every present expert allows score highest (an absent modality's head, which saw nothing, abstains)."""
+    total = logits.log_softmax(dim=-1)
+    for m, head in head_logits.items():
+        present = masks[m].any(dim=1, keepdim=True).to(total.dtype)
+        total = total + present * head.log_softmax(dim=-1)
+    return total
 
 
 class ModalityHead(nn.Module):
@@ -45,9 +55,15 @@ class MultimodalClassifier(nn.Module):
         norm_layer: type[nn.Module] = nn.LayerNorm,
         act_layer: type[nn.Module] = nn.GELU,
         modality_heads: Optional[int] = None,
+        predict_with_heads: bool = False,
     ) -> None:
-        """``modality_heads``: the token width D to put a :class:`ModalityHead` on each modality (None: none)."""
+        """``modality_heads``: the token width D to put a :class:`ModalityHead` on each modality (None: none).
+        ``predict_with_heads``: in eval mode the output is :func:`product_of_experts` of the fused head and the
+        modality heads (class log-scores); training always sees the fused head's logits."""
         super().__init__()
+        if predict_with_heads and modality_heads is None:
+            raise ValueError("model.predict_with_heads=true needs per-modality heads: set model.modality_heads=true")
+        self.predict_with_heads = predict_with_heads
         self.modalities = list(encoders.keys())
         self.encoders = encoders
         self.fusion = fusion
@@ -83,14 +99,19 @@ class MultimodalClassifier(nn.Module):
     def forward(
         self, inputs: dict[str, dict[str, Tensor]], with_modality_logits: bool = False
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
-        """Batch dict -> logits [B, num_classes]; with ``with_modality_logits`` also each modality head's
-        logits {m: [B, num_classes]} (empty without heads)."""
+        """Batch dict -> logits [B, num_classes] (with ``predict_with_heads``, in eval mode, the product of experts'
+        log-scores); with ``with_modality_logits`` also each modality head's logits {m: [B, num_classes]} (empty
+        without heads)."""
         tokens, masks = self.encode(inputs)
         logits = self.head(self.head_drop(self.norm(self.fusion(tokens, masks))))
-        if not with_modality_logits:
+        combine = self.predict_with_heads and not self.training
+        if not (with_modality_logits or combine):
             return logits
         heads = self.modality_heads or {}
-        return logits, {m: head(tokens[m], masks[m]) for m, head in heads.items()}
+        head_logits = {m: head(tokens[m], masks[m]) for m, head in heads.items()}
+        if combine:
+            logits = product_of_experts(logits, head_logits, masks)
+        return (logits, head_logits) if with_modality_logits else logits
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count (only those with ``requires_grad`` if ``trainable_only``)."""
