@@ -5,12 +5,13 @@ from __future__ import annotations
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, TQDMProgressBar
 
 from fusion.data.augment import build_augment
 from fusion.data.datamodule import MultimodalDataModule
 from fusion.models.builder import build_model
 from fusion.tasks.objectives import build_task
+from fusion.training.best_checkpoint import BestCheckpoint
 from fusion.training.module import FusionModule
 from fusion.training.step_floor import StepFloor, automatic_ceiling
 from fusion.training.throughput import DataWaitMonitor
@@ -74,13 +75,14 @@ def _plain(value):
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
     ckpt = cfg.callbacks.checkpoint
     callbacks: list[Callback] = [
-        ModelCheckpoint(
+        BestCheckpoint(
             dirpath=cfg.paths.checkpoint_dir,
             filename=ckpt.filename,
             monitor=ckpt.monitor,
             mode=ckpt.mode,
             save_last=bool(ckpt.save_last),
             enable_version_counter=False,
+            on_tie=str(ckpt.get("on_tie", "later")),
         ),
         LearningRateMonitor(logging_interval="epoch"),
         TQDMProgressBar(refresh_rate=int(cfg.callbacks.progress_bar.refresh_rate)),
