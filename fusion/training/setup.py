@@ -82,7 +82,7 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
             mode=ckpt.mode,
             save_last=bool(ckpt.save_last),
             enable_version_counter=False,
-            on_tie=str(ckpt.get("on_tie", "later")),
+            on_tie=str(ckpt.on_tie),
         ),
         LearningRateMonitor(logging_interval="epoch"),
         TQDMProgressBar(refresh_rate=int(cfg.callbacks.progress_bar.refresh_rate)),
