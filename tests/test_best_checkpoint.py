@@ -1,4 +1,5 @@
-"""The best checkpoint on ties of the monitored value: the rule on its own, then inside a real Lightning fit."""
+"""The best checkpoint on ties of the monitored value: the rule on its own, then inside a real Lightning fit; and
+the last checkpoint, written after every epoch."""
 
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ class ScriptedScore(pl.LightningModule):
         self.layer = nn.Linear(1, 1)
 
     def training_step(self, batch, batch_idx):
+        if not self.trainer.val_dataloaders:  # no validation loop: the score is logged, and checked, here
+            self.epoch_seen.fill_(self.current_epoch)
+            self.log("val/acc", self.scores[self.current_epoch], on_epoch=True, on_step=False)
         return self.layer(batch[0]).sum()
 
     def validation_step(self, batch, batch_idx):
@@ -68,11 +72,9 @@ class ScriptedScore(pl.LightningModule):
         return torch.optim.SGD(self.layer.parameters(), lr=0.0)
 
 
-@pytest.mark.parametrize(("on_tie", "kept_epoch"), [("later", 2), ("earlier", 1)])
-def test_a_fit_keeps_the_epoch_the_rule_names(tmp_path, on_tie, kept_epoch):
-    scores = [0.5, 0.7, 0.7, 0.6]  # epochs 1 and 2 tie on the best value
+def _fit(callback: BestCheckpoint, scores: list[float], validate: bool = True) -> None:
+    """A real fit of ScriptedScore for one epoch per score, with the callback and no logger."""
     loader = DataLoader(TensorDataset(torch.ones(2, 1)), batch_size=2)
-    callback = BestCheckpoint(dirpath=tmp_path, filename="best", monitor="val/acc", mode="max", on_tie=on_tie)
     trainer = pl.Trainer(
         max_epochs=len(scores),
         callbacks=[callback],
@@ -81,9 +83,27 @@ def test_a_fit_keeps_the_epoch_the_rule_names(tmp_path, on_tie, kept_epoch):
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
-    trainer.fit(ScriptedScore(scores), loader, loader)
+    trainer.fit(ScriptedScore(scores), loader, loader if validate else None)
+
+
+@pytest.mark.parametrize(("on_tie", "kept_epoch"), [("later", 2), ("earlier", 1)])
+def test_a_fit_keeps_the_epoch_the_rule_names(tmp_path, on_tie, kept_epoch):
+    scores = [0.5, 0.7, 0.7, 0.6]  # epochs 1 and 2 tie on the best value
+    callback = BestCheckpoint(dirpath=tmp_path, filename="best", monitor="val/acc", mode="max", on_tie=on_tie)
+    _fit(callback, scores)
     state = torch.load(tmp_path / "best.ckpt", weights_only=True)["state_dict"]
     assert state["epoch_seen"].item() == kept_epoch
+    assert callback.best_model_score.item() == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_the_last_checkpoint_is_the_last_epoch_even_when_it_is_not_the_best(tmp_path, validate):
+    scores = [0.5, 0.7, 0.6, 0.6]  # the best is epoch 1; epochs 2 and 3 save no best checkpoint
+    callback = BestCheckpoint(dirpath=tmp_path, filename="best", monitor="val/acc", mode="max", save_last=True)
+    _fit(callback, scores, validate=validate)
+    best, last = (torch.load(tmp_path / f"{name}.ckpt", weights_only=True) for name in ("best", "last"))
+    assert best["state_dict"]["epoch_seen"].item() == 1
+    assert last["epoch"] == 3 and last["state_dict"]["epoch_seen"].item() == 3
     assert callback.best_model_score.item() == pytest.approx(0.7)
 
 
