@@ -4,7 +4,7 @@ tables compute mean ± std as by hand. Building needs espeak-ng (`apt-get instal
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -25,7 +25,7 @@ from benchmarks.accuracy.datasets.avdigits import AVDigits
 from benchmarks.accuracy.datasets.avnoisy import NOISY
 from benchmarks.accuracy.datasets.avnotes import NOTE_SENTENCES, number_words
 from benchmarks.accuracy.datasets.bayes import bayes_accuracy, expectations
-from benchmarks.accuracy.datasets.build import DATASET_INFO, LATENT, MANIFEST, build
+from benchmarks.accuracy.datasets.build import DATASET_INFO, LATENT, MANIFEST, build, fingerprint
 from benchmarks.accuracy.datasets.plan import MISSING_FRACTION, MODALITIES, plan_records, presence_probability
 from benchmarks.accuracy.datasets.registry import DATASETS, builder
 from benchmarks.accuracy.runner import paired, project, summary
@@ -62,13 +62,6 @@ def built(espeak, tmp_path_factory) -> dict[str, Path]:
 def _build(name: str, out: Path, seed: int = 0) -> Path:
     build(builder(name), out, TINY, seed, progress=False)
     return out
-
-
-def _folder_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
@@ -131,7 +124,7 @@ def test_the_manifest_misses_exactly_the_planned_modalities(built, name):
 def test_same_seed_same_bytes_other_seed_other_data(built, tmp_path):
     again = _build("avdigits", tmp_path / "again")
     assert (again / MANIFEST).read_bytes() == (built["avdigits"] / MANIFEST).read_bytes()
-    assert _folder_digest(again) == _folder_digest(built["avdigits"])
+    assert fingerprint(again) == fingerprint(built["avdigits"])
     other = _build("avdigits", tmp_path / "other", seed=1)
     assert (other / MANIFEST).read_bytes() != (built["avdigits"] / MANIFEST).read_bytes()
 
@@ -381,7 +374,7 @@ def _ensure_in_a_process(data_dir: str, queue) -> None:
     said: list[str] = []
     settings = Settings(["avdigits"], [0], [], Path(data_dir) / "out", Path(data_dir), records=TINY, say=said.append)
     try:
-        queue.put((said, _folder_digest(run_module.ensure_dataset(settings, "avdigits"))))
+        queue.put((said, fingerprint(run_module.ensure_dataset(settings, "avdigits"))))
     except Exception as error:  # reported, so the test fails at once instead of waiting on the queue
         queue.put((said, repr(error)))
 
@@ -397,7 +390,7 @@ def test_runs_started_together_build_a_dataset_once(espeak, tmp_path):
     for worker in workers:
         worker.join(timeout=60)
     assert sorted(len(said) for said, _ in reports) == [0, 1]  # one said "building", the other found it built
-    assert reports[0][1] == reports[1][1] == _folder_digest(tmp_path / f"avdigits-n{TINY}-s0")
+    assert reports[0][1] == reports[1][1] == fingerprint(tmp_path / f"avdigits-n{TINY}-s0")
 
 
 @pytest.mark.slow
@@ -425,6 +418,25 @@ def test_runner_writes_results_and_the_markdown_section(built, tmp_path, monkeyp
     text = markdown.read_text(encoding="utf-8")
     assert text.startswith("# Benchmark results\n\nspeed tables\n") and text.rstrip().endswith(summary.END)
     assert "logistic regression per modality" in text and "(out/results.json)" in text
+    root = data_dir / f"avdigits-n{TINY}-s0"
+    assert saved["datasets"]["avdigits"]["fingerprint"] == fingerprint(built["avdigits"]) == fingerprint(root)
+    _flip_last_byte(sorted((root / "audio").iterdir())[0])
+    with pytest.raises(SystemExit, match="not the avdigits data the kept runs of --resume"):
+        run(dataclasses.replace(settings, resume=True))
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_fingerprint_tells_one_changed_byte(built, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(built["avdigits"], copy)
+    assert fingerprint(copy) == fingerprint(built["avdigits"])
+    _flip_last_byte(sorted((copy / "image").iterdir())[0])
+    assert fingerprint(copy) != fingerprint(built["avdigits"])
 
 
 def _relative_links(text: str) -> list[str]:

@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _build(args: argparse.Namespace, command: str) -> None:
-    from benchmarks.accuracy.datasets.build import build
+    from benchmarks.accuracy.datasets.build import build, fingerprint
     from benchmarks.accuracy.datasets.registry import builder
     from benchmarks.accuracy.datasets.speech import SpeechError
 
@@ -103,6 +103,7 @@ def _build(args: argparse.Namespace, command: str) -> None:
         raise SystemExit(f"error: {exc}") from None
     print(f"wrote {args.out}: {info['records']} records, present {info['present']}, splits {info['splits']}")
     print("Bayes-optimal upper bounds: " + ", ".join(f"{k} {v:.3f}" for k, v in info["bayes_optimal_accuracy"].items()))
+    print(f"fingerprint {fingerprint(args.out)} (results.json's datasets.<name>.fingerprint: the same bytes)")
 
 
 def _run(args: argparse.Namespace, command: str) -> None:

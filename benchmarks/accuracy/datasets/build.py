@@ -2,11 +2,14 @@
 latent.jsonl (what was done to each record, for analyses) and dataset.json (counts and Bayes expectations).
 
 The folder is written under a temporary name and renamed into place, so an interrupted build never leaves a
-folder that looks complete. The same name, record count and seed give byte-identical files.
+folder that looks complete. The same name, record count and seed give byte-identical files where the
+environment is the same (espeak-ng, NumPy, SciPy, Pillow, libsndfile); `fingerprint` tells whether two folders
+hold the same bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import os
@@ -27,6 +30,17 @@ from benchmarks.accuracy.datasets.typos import sloppy
 MANIFEST, LATENT, DATASET_INFO = "manifest.jsonl", "latent.jsonl", "dataset.json"
 FOLDERS = {"text": "text", "image": "image", "audio": "audio"}
 TEXT_FILE_PROBABILITY = 0.40  # texts stored in text/<id>.txt (text_path) rather than inline
+
+
+def fingerprint(root: Path) -> str:
+    """SHA-256 over every file of a dataset folder (its path and contents, in path order): two folders with the
+    same fingerprint hold the same bytes, so results measured on them saw the same data."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def build(

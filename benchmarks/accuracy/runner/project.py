@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from benchmarks.accuracy.timing import Timing, timed
 from benchmarks.ddp import _last_error
+from fusion.overrides import path_override
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 MODALITIES = ("text", "image", "audio")
@@ -86,8 +87,8 @@ def preprocess(
                 sys.executable,
                 "pipelines/preprocess.py",
                 m,
-                f"data.root={dataset}",
-                f"data.processed_dir={processed}",
+                path_override("data.root", dataset),
+                path_override("data.processed_dir", processed),
                 *overrides,
             ],
             project,
@@ -115,13 +116,13 @@ def train(
     args = [
         sys.executable,
         "train.py",
-        f"data.root={dataset}",
-        f"data.processed_dir={processed}",
+        path_override("data.root", dataset),
+        path_override("data.processed_dir", processed),
         f"seed={seed}",
-        f"hydra.run.dir={run_dir}",
-        f"paths.output_dir={run_dir}",
-        f"logger.tracking_uri={tracking_uri}",
-        f"logger.artifact_location={store / 'mlartifacts'}",
+        path_override("hydra.run.dir", run_dir),
+        path_override("paths.output_dir", run_dir),
+        path_override("logger.tracking_uri", tracking_uri),
+        path_override("logger.artifact_location", store / "mlartifacts"),
         *overrides,
     ]
     timing = run_logged(args, project, log, timeout)

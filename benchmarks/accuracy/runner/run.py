@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from benchmarks.accuracy.baselines import lenet, logreg, rawdata
-from benchmarks.accuracy.datasets.build import DATASET_INFO, MANIFEST, build
+from benchmarks.accuracy.datasets.build import DATASET_INFO, MANIFEST, build, fingerprint
 from benchmarks.accuracy.datasets.registry import builder
 from benchmarks.accuracy.runner import project, summary
 from benchmarks.accuracy.runner.systems import System
@@ -169,6 +169,19 @@ def load_results(settings: Settings) -> dict[str, Any]:
     return {"runs": [], "datasets": {}}
 
 
+def _same_data(results: dict[str, Any], name: str, root: Path) -> str:
+    """The dataset folder's fingerprint, checked against the one the kept runs (--resume) were measured on: one
+    results.json never mixes runs on two versions of a dataset (a rebuild in another environment can differ)."""
+    now = fingerprint(root)
+    before = results["datasets"].get(name, {}).get("fingerprint")
+    if before and before != now and any(r["dataset"] == name for r in results["runs"]):
+        raise SystemExit(
+            f"error: {root} is not the {name} data the kept runs of --resume were measured on (fingerprint "
+            f"{before[:12]}, now {now[:12]}): rerun without --resume, or point --data-dir at that data"
+        )
+    return now
+
+
 def save(settings: Settings, results: dict[str, Any]) -> Path:
     path = settings.out / RESULTS
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +213,7 @@ def run(settings: Settings) -> dict[str, Any]:
         root = ensure_dataset(settings, name)
         info = json.loads((root / DATASET_INFO).read_text(encoding="utf-8"))
         info.pop("description", None)
-        results["datasets"][name] = {**info, "path": str(root)}
+        results["datasets"][name] = {**info, "path": str(root), "fingerprint": _same_data(results, name, root)}
         work = DatasetWork(settings, name, root, results["datasets"][name])
         for seed in settings.seeds:
             for system in settings.systems:

@@ -16,6 +16,7 @@ START, END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
 ACC_DECIMALS = 3
 SECONDS_DECIMALS = 0
 FULL_SEEDS = 3  # fewer seeds, or fewer records than a dataset's default, mark the tables preliminary
+FINGERPRINT_CHARS = 12  # of the dataset folder's SHA-256 shown in the notes (results.json keeps all 64)
 MARGIN_POINTS = 3.0  # issue 13: the defaults beat the better baseline by at least this many points
 POINTS = 100.0  # accuracy fraction -> points
 BASELINES = ("logreg", "lenet")
@@ -104,9 +105,11 @@ def dataset_table(results: Mapping[str, Any], dataset: str, systems: Mapping[str
 def _notes(info: Mapping[str, Any]) -> list[str]:
     bayes = info.get("bayes_optimal_accuracy", {})
     bounds = ", ".join(f"{k} {v:.2f}" for k, v in bayes.items())
+    data = f"{info.get('records', '?')} records ({_splits(info)}), dataset seed {info.get('seed', '?')}"
+    if info.get("fingerprint"):
+        data += f", files' fingerprint {info['fingerprint'][:FINGERPRINT_CHARS]} (`build` prints it)"
     return [
-        f"{info.get('records', '?')} records ({_splits(info)}), dataset seed {info.get('seed', '?')}; "
-        f"Bayes-optimal upper bounds (dataset.json): {bounds}.",
+        f"{data}; Bayes-optimal upper bounds (dataset.json): {bounds}.",
         "Mean ± sample standard deviation over the training seeds (the data and its split stay fixed).",
         "fit CPU s: user + system time of fitting the fused model (ours: MLflow's time/fit_cpu_seconds, the "
         "train.py process during trainer.fit; baselines: their in-process fit); the time check compares it. "
