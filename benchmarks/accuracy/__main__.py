@@ -103,7 +103,7 @@ def _build(args: argparse.Namespace, command: str) -> None:
         raise SystemExit(f"error: {exc}") from None
     print(f"wrote {args.out}: {info['records']} records, present {info['present']}, splits {info['splits']}")
     print("Bayes-optimal upper bounds: " + ", ".join(f"{k} {v:.3f}" for k, v in info["bayes_optimal_accuracy"].items()))
-    print(f"fingerprint {fingerprint(args.out)} (results.json's datasets.<name>.fingerprint: the same bytes)")
+    print(f"fingerprint {fingerprint(args.out)} (a results.json's datasets.<name>.fingerprint: the same files)")
 
 
 def _run(args: argparse.Namespace, command: str) -> None:

@@ -169,7 +169,7 @@ def load_results(settings: Settings) -> dict[str, Any]:
     return {"runs": [], "datasets": {}}
 
 
-def _same_data(results: dict[str, Any], name: str, root: Path) -> str:
+def _checked_fingerprint(results: dict[str, Any], name: str, root: Path) -> str:
     """The dataset folder's fingerprint, checked against the one the kept runs (--resume) were measured on: one
     results.json never mixes runs on two versions of a dataset (a rebuild in another environment can differ)."""
     now = fingerprint(root)
@@ -213,7 +213,8 @@ def run(settings: Settings) -> dict[str, Any]:
         root = ensure_dataset(settings, name)
         info = json.loads((root / DATASET_INFO).read_text(encoding="utf-8"))
         info.pop("description", None)
-        results["datasets"][name] = {**info, "path": str(root), "fingerprint": _same_data(results, name, root)}
+        fingerprint_now = _checked_fingerprint(results, name, root)
+        results["datasets"][name] = {**info, "path": str(root), "fingerprint": fingerprint_now}
         work = DatasetWork(settings, name, root, results["datasets"][name])
         for seed in settings.seeds:
             for system in settings.systems:
