@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from benchmarks.common import Context, SectionResult, failed, short_error
 from benchmarks.tables import Table, percent, ratio
-from fusion.overrides import path_override
+from fusion.overrides import quoted_override
 
 SECTION = "ddp"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -105,10 +105,10 @@ def train_cli(ctx: Context, trainer_group: str) -> float:
         "trainer.enable_model_summary=false",
         f"data.batch_size={int(settings.batch_size)}",
         f"data.num_workers={int(settings.num_workers)}",
-        path_override("data.processed_dir", ctx.workspace.shards()),
-        path_override("logger.tracking_uri", tracking_uri),
-        path_override("logger.artifact_location", root / "ddp-mlartifacts"),
-        path_override("hydra.run.dir", run_dir),
+        quoted_override("data.processed_dir", ctx.workspace.shards()),
+        quoted_override("logger.tracking_uri", tracking_uri),
+        quoted_override("logger.artifact_location", root / "ddp-mlartifacts"),
+        quoted_override("hydra.run.dir", run_dir),
         *settings.overrides,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -29,19 +29,19 @@ class Workspace:
     def fusion_config(self, overrides: Sequence[str] = (), processed_dir: Path | None = None) -> DictConfig:
         """conf/ composed as the project does, with the dataset, shards, outputs and MLflow store in here."""
         from fusion.config import compose
-        from fusion.overrides import path_override
+        from fusion.overrides import quoted_override
 
         processed = processed_dir or self.processed_dir or self.root / "processed"
         return compose(
             [
                 f"sample.num_records={int(self.dataset.num_records)}",
                 "sample.progress=false",
-                path_override("data.root", self.sample_root),
-                path_override("data.processed_dir", processed),
-                path_override("paths.output_dir", self.root / "train"),
-                path_override("paths.evaluate_dir", self.root / "evaluate"),
-                path_override("logger.tracking_uri", f"sqlite:///{self.root / 'mlflow.db'}"),
-                path_override("logger.artifact_location", self.root / "mlartifacts"),
+                quoted_override("data.root", self.sample_root),
+                quoted_override("data.processed_dir", processed),
+                quoted_override("paths.output_dir", self.root / "train"),
+                quoted_override("paths.evaluate_dir", self.root / "evaluate"),
+                quoted_override("logger.tracking_uri", f"sqlite:///{self.root / 'mlflow.db'}"),
+                quoted_override("logger.artifact_location", self.root / "mlartifacts"),
                 *self.dataset.overrides,
                 *overrides,
             ]

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 
-def path_override(key: str, path: Path | str) -> str:
-    """`key='path'` as a Hydra override: quoted, so a folder whose name holds a comma, `=`, a space or brackets
-    stays one value (unquoted, `runs/0,2` reads as a sweep); quotes, and backslashes before one, escaped."""
-    text = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", str(path))
+def quoted_override(key: str, value: Path | str) -> str:
+    """`key='value'` as a Hydra override: quoted, so a path or name holding a comma, `=`, a space or brackets stays
+    one value (unquoted, `runs/0,2` reads as a sweep); quotes, and backslashes before one, escaped."""
+    text = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", str(value))
     text = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text)  # before the closing quote
     return f"{key}='{text}'"

@@ -7,7 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from fusion.config import compose
-from fusion.overrides import path_override
+from fusion.overrides import quoted_override
 from fusion.training.step_floor import automatic_ceiling
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +53,6 @@ def test_optimizer_is_partial():
 
 
 @pytest.mark.parametrize("path", ["/tmp/runs/0,2", "/tmp/a=b c/[x]{y}", "/tmp/it's", "/tmp/back\\slash", "/tmp/end\\"])
-def test_a_path_override_reaches_the_config_as_one_value(path):
+def test_a_quoted_override_reaches_the_config_as_one_value(path):
     """Folders named with Hydra's special characters (a comma made a run folder read as a sweep) stay one path."""
-    assert compose([path_override("data.root", path)]).data.root == path
+    assert compose([quoted_override("data.root", path)]).data.root == path

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import optuna
 from omegaconf import OmegaConf
 
-from fusion.overrides import path_override
+from fusion.overrides import quoted_override
 from fusion.search.promote import BASE_ATTR, complete_trials
 from fusion.training.resume import RUN_CONFIG, RUN_INFO
 
@@ -114,7 +114,7 @@ def train_objective(overrides: list[str], run_dir: Path) -> float:
     the objective is <task.monitor>_best, read from the run's run.json, as a search trial's."""
     if not TRAIN_SCRIPT.is_file():
         raise SystemExit(f"error: confirm retrains with {TRAIN_SCRIPT}, which is missing; run it in a project checkout")
-    command = [sys.executable, str(TRAIN_SCRIPT), *overrides, path_override("hydra.run.dir", run_dir)]
+    command = [sys.executable, str(TRAIN_SCRIPT), *overrides, quoted_override("hydra.run.dir", run_dir)]
     if subprocess.run(command, check=False).returncode != 0:
         raise SystemExit(f"error: retraining failed ({' '.join(command)}); its run folder: {run_dir}")
     key = f"{OmegaConf.load(run_dir / RUN_CONFIG).task.monitor}_best"  # the run's own resolved config

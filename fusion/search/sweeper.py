@@ -126,6 +126,7 @@ class OptunaSearch:
         """Launch the trial's training job; its result (or its pruning or failure) becomes the trial's."""
         import optuna
 
+        from fusion.overrides import quoted_override
         from fusion.search.space import override_value, suggest
 
         values = suggest(trial, space)
@@ -133,8 +134,8 @@ class OptunaSearch:
         trial.set_user_attr("overrides", overrides)
         s = self.settings
         link = [
-            f"+search.study='{s.study_name}'",
-            f"+search.storage='{s.storage}'",
+            quoted_override("+search.study", s.study_name),
+            quoted_override("+search.storage", s.storage),
             f"+search.trial={trial.number}",
             f"+search.trial_id={trial._trial_id}",
             f"+search.sqlite_timeout_seconds={s.sqlite_timeout_seconds}",

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from benchmarks.accuracy.timing import Timing, timed
 from benchmarks.ddp import _last_error
-from fusion.overrides import path_override
+from fusion.overrides import quoted_override
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 MODALITIES = ("text", "image", "audio")
@@ -87,8 +87,8 @@ def preprocess(
                 sys.executable,
                 "pipelines/preprocess.py",
                 m,
-                path_override("data.root", dataset),
-                path_override("data.processed_dir", processed),
+                quoted_override("data.root", dataset),
+                quoted_override("data.processed_dir", processed),
                 *overrides,
             ],
             project,
@@ -116,13 +116,13 @@ def train(
     args = [
         sys.executable,
         "train.py",
-        path_override("data.root", dataset),
-        path_override("data.processed_dir", processed),
+        quoted_override("data.root", dataset),
+        quoted_override("data.processed_dir", processed),
         f"seed={seed}",
-        path_override("hydra.run.dir", run_dir),
-        path_override("paths.output_dir", run_dir),
-        path_override("logger.tracking_uri", tracking_uri),
-        path_override("logger.artifact_location", store / "mlartifacts"),
+        quoted_override("hydra.run.dir", run_dir),
+        quoted_override("paths.output_dir", run_dir),
+        quoted_override("logger.tracking_uri", tracking_uri),
+        quoted_override("logger.artifact_location", store / "mlartifacts"),
         *overrides,
     ]
     timing = run_logged(args, project, log, timeout)
