@@ -96,11 +96,13 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
         callbacks.append(WeightEMA(float(ema.decay), float(ema.warmup)))
     floor, stop = cfg.callbacks.step_floor, cfg.callbacks.early_stopping
     automatic_patience = stop.get("patience") is None
-    # floors only where the value is automatic (null); it always logs the ceiling and patience the run got
+    # floor and ceiling only where the value is automatic (null); it always logs the ceiling and patience the run got
+    automatic = bool(automatic_ceiling(cfg))
     callbacks.append(
         StepFloor(
-            int(floor.min_steps) if automatic_ceiling(cfg) else 0,
+            int(floor.min_steps) if automatic else 0,
             int(floor.min_patience_steps) if automatic_patience else 0,
+            floor.get("max_steps") if automatic else None,
         )
     )
     if stop.enabled:
