@@ -21,9 +21,11 @@ from PIL import Image
 from benchmarks.accuracy.baselines import lenet, logreg, rawdata
 from benchmarks.accuracy.baselines.scoring import late_fusion, majority_class
 from benchmarks.accuracy.datasets import sound
+from benchmarks.accuracy.datasets.avdigits import WORDS as DIGIT_WORDS
 from benchmarks.accuracy.datasets.avdigits import AVDigits
 from benchmarks.accuracy.datasets.avnoisy import NOISY
 from benchmarks.accuracy.datasets.avnotes import NOTE_SENTENCES, number_words
+from benchmarks.accuracy.datasets.avsentences import SPOKEN_WORDS
 from benchmarks.accuracy.datasets.bayes import bayes_accuracy, expectations
 from benchmarks.accuracy.datasets.build import DATASET_INFO, LATENT, MANIFEST, build, fingerprint
 from benchmarks.accuracy.datasets.plan import MISSING_FRACTION, MODALITIES, plan_records, presence_probability
@@ -142,6 +144,26 @@ def test_avnotes_puts_avdigits_caption_inside_prose_that_names_no_number():
         rest = [s for s in note.replace(caption, "").split(". ") if s.strip()]
         assert NOTE_SENTENCES[0] <= len(rest) <= NOTE_SENTENCES[1]
         assert all(s.strip().rstrip(".") + "." in notes.prose for s in rest)
+
+
+def test_avsentences_speaks_the_digit_inside_prose_and_its_recordings_are_longer(built):
+    """The digit word once, among SPOKEN_WORDS words of one prose sentence (none naming a number); the built
+    recordings are longer than avdigits' (seconds in latent.jsonl)."""
+    sentences = builder("avsentences")
+    sentences.load_sources(0)
+    numbers, prose_words = number_words(), {w for s in sentences.prose for w in re.sub(r"[.,;:]", "", s).split()}
+    for plan in plan_records("avsentences", 0, 30, len(sentences.classes)):
+        spoken = sentences.utterance(plan, np.random.default_rng(plan.index)).text.split()
+        assert [w for w in spoken if w.lower() in numbers] == [DIGIT_WORDS[plan.label]]
+        rest = list(spoken)
+        rest.remove(DIGIT_WORDS[plan.label])
+        assert SPOKEN_WORDS[0] <= len(rest) <= SPOKEN_WORDS[1] and set(rest) <= prose_words
+
+    def median_seconds(name: str) -> float:
+        rows = [json.loads(line) for line in (built[name] / LATENT).read_text(encoding="utf-8").splitlines()]
+        return float(np.median([r["audio"]["seconds"] for r in rows if r.get("audio")]))
+
+    assert median_seconds("avsentences") > 2 * median_seconds("avdigits")
 
 
 @pytest.mark.parametrize(

@@ -211,7 +211,7 @@ def test_the_guard_is_set_for_one_decode_only(tmp_path):
 
 
 def _audio_processor(tmp_path: Path) -> AudioProcessor:
-    return AudioProcessor(compose().preprocess.audio, tmp_path, "audio")
+    return AudioProcessor(compose(["preprocess.audio.max_seconds=1.0"]).preprocess.audio, tmp_path, "audio")
 
 
 def test_long_audio_decodes_only_the_prefix_it_keeps(tmp_path, monkeypatch):
@@ -225,7 +225,7 @@ def test_long_audio_decodes_only_the_prefix_it_keeps(tmp_path, monkeypatch):
         sf.SoundFile, "read", lambda self, frames=-1, **kw: asked.append(frames) or read(self, frames, **kw)
     )
     wave = processor.load_waveform(path)
-    assert asked == [math.ceil(processor.cfg.max_seconds * rate)]
+    assert asked == [math.ceil(processor.max_seconds * rate)]
     assert wave.numel() == processor.max_samples and bool(wave.isfinite().all())
 
 

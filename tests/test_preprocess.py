@@ -292,6 +292,84 @@ def test_audio_durations_are_read_from_headers_and_a_cut_is_warned_of(tmp_path, 
     assert processor.lengths["probed"] == 2 and processor.lengths["longest"] == 1.5
 
 
+RULE = {"quantile": 0.5, "step": 0.5, "min": 1.0, "max": 10.0}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "rule", "expected"),
+    [
+        ([0.4, 0.7, 0.8, 1.8], RULE, 1.0),  # spoken words: the median fits in the minimum
+        ([1.2, 2.1, 2.3, 5.9], RULE, 2.5),  # sentences: the median 2.2 s, rounded up to 0.5 s
+        ([2.5, 2.5, 2.5], RULE, 2.5),  # already a multiple of the step: not rounded further
+        ([30.0, 60.0, 90.0], RULE, 10.0),  # long recordings: the maximum
+        ([], RULE, 1.0),  # nothing probed: the minimum
+        ([1.2, 2.1, 2.3, 5.9], {**RULE, "quantile": 1.0, "step": 0.25}, 6.0),
+    ],
+)
+def test_auto_max_seconds_rounds_the_quantile_up_within_its_bounds(seconds, rule, expected):
+    from fusion.preprocess.audio import auto_max_seconds
+
+    assert auto_max_seconds(seconds, rule) == expected
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("preprocess.audio.max_seconds=0", "positive number of seconds or auto"),
+        ("preprocess.audio.max_seconds=long", "positive number of seconds or auto"),
+        ("preprocess.audio.auto_seconds.quantile=0", "0 < quantile <= 1"),
+        ("preprocess.audio.auto_seconds.min=11", "0 < min <= max"),
+    ],
+)
+def test_a_max_seconds_that_cannot_work_is_refused_naming_the_key(tmp_path, override, message):
+    from fusion.preprocess.audio import AudioProcessor
+
+    with pytest.raises(ValueError, match=message):
+        AudioProcessor(compose([override]).preprocess.audio, tmp_path, ".")
+
+
+def test_auto_max_seconds_keeps_the_typical_clip_and_travels_in_meta_json(tmp_path, capsys):
+    """With max_seconds=auto (the default) fit keeps the median training clip's length (rounded up), crops longer
+    clips there, says so, and meta.json carries the choice to whatever loads the processor (robustness, serving);
+    a meta.json from before the choice was recorded loads only with a number configured."""
+    import torch
+
+    from fusion.data.manifest import Record
+    from fusion.preprocess.audio import AudioProcessor
+
+    lengths = {"a.wav": 0.5, "b.wav": 1.5, "c.wav": 3.0, "d.wav": 3.2}
+    for name, seconds in lengths.items():
+        (tmp_path / name).write_bytes(_wav(16000, 1, seconds))
+    records = [Record(name, "a", "train", i, audio=name) for i, name in enumerate(lengths)]
+    cfg = compose().preprocess.audio
+    assert cfg.max_seconds == "auto"
+    processor = AudioProcessor(cfg, tmp_path, ".")
+    with pytest.raises(RuntimeError, match="max_seconds is auto"):
+        processor.load_waveform(tmp_path / "c.wav")
+    processor.fit(records)
+    assert "max_seconds=auto: 2.5 s" in capsys.readouterr().out  # the median 2.25 s, rounded up
+    meta = processor.meta()
+    assert meta["max_seconds"] == 2.5 and meta["lengths"]["longer_than_max_seconds"] == 2
+    assert meta["max_frames"] == 2.5 * 16000 // cfg.hop_length + 1
+    assert processor.process(records[2])["mel"].shape[1] == meta["max_frames"]  # 3.0 s cropped to 2.5
+    assert processor.process(records[0])["mel"].shape[1] == 0.5 * 16000 // cfg.hop_length + 1  # 0.5 s kept whole
+
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    loaded = AudioProcessor(cfg, tmp_path, ".")
+    loaded.load(tmp_path / "state")
+    assert loaded.max_seconds == 2.5
+    assert torch.equal(loaded.process(records[2])["mel"], processor.process(records[2])["mel"])
+
+    del meta["max_seconds"]
+    (tmp_path / "state" / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(ValueError, match="rerun the preprocess_audio stage"):
+        AudioProcessor(cfg, tmp_path, ".").load(tmp_path / "state")
+    older = AudioProcessor(compose(["preprocess.audio.max_seconds=1.0"]).preprocess.audio, tmp_path, ".")
+    older.load(tmp_path / "state")
+    assert older.max_seconds == 1.0
+
+
 def test_the_audio_stage_probes_length_probe_training_clips(processed_dir):
     """The stage's meta.json holds the durations of the first length_probe training clips (the sample's clips all
     fit max_seconds)."""

@@ -25,6 +25,7 @@ from fusion.preprocess.stats import exact_mean_std
 
 WAV_UNKNOWN_SIZE = 0xFFFFFFFF  # the data chunk size a WAV writer that could not seek back leaves
 SECONDS_DIGITS = 3  # decimals of the clip durations in meta.json's lengths (milliseconds)
+AUTO = "auto"  # preprocess.audio.max_seconds: from the training clips' durations (auto_max_seconds)
 
 
 COMPUTE = torch.float64  # the dtype of every step before the float16 that is stored
@@ -40,14 +41,27 @@ class AudioProcessor:
         self._mel: torchaudio.transforms.MelSpectrogram | None = None
         self.mean, self.std = 0.0, 1.0
         self.lengths: dict[str, float | int] | None = None  # set by fit: the probed training clips' durations
+        self._max_seconds = fixed_max_seconds(cfg["max_seconds"])  # None for auto: set by fit or load
+        if self._max_seconds is None:
+            check_auto_rule(cfg["auto_seconds"])
 
     @property
     def rate(self) -> int:
         return int(self.cfg["sample_rate"])
 
     @property
+    def max_seconds(self) -> float:
+        """The seconds kept of each clip: the configured number, or what fit chose (load restores it)."""
+        if self._max_seconds is None:
+            raise RuntimeError(
+                "preprocess.audio.max_seconds is auto: fit the audio processor on training clips (or load a fitted "
+                "one's meta.json) before decoding audio"
+            )
+        return self._max_seconds
+
+    @property
     def max_samples(self) -> int:
-        return int(round(float(self.cfg["max_seconds"]) * self.rate))
+        return int(round(self.max_seconds * self.rate))
 
     @property
     def mel(self) -> torchaudio.transforms.MelSpectrogram:
@@ -66,10 +80,11 @@ class AudioProcessor:
         return {**self.__dict__, "_mel": None}
 
     def fit(self, records: list[Record]) -> None:
-        """Log-mel mean and std over (a seeded subset of) the training split, for standardisation; then the
-        durations of the first ``length_probe`` training clips (:meth:`measure_lengths`)."""
-        self.fit_standardisation(records)
+        """The durations of the first ``length_probe`` training clips (:meth:`measure_lengths`, which chooses an
+        automatic ``max_seconds``); then the log-mel mean and std over (a seeded subset of) the training split,
+        for standardisation."""
         self.measure_lengths(records[: int(self.cfg["length_probe"])])
+        self.fit_standardisation(records)
 
     def fit_standardisation(self, records: list[Record]) -> None:
         """Log-mel mean and std over (a seeded subset of) the training split."""
@@ -85,7 +100,8 @@ class AudioProcessor:
             self.mean, self.std = exact_mean_std(np.concatenate(values), int(self.cfg["stats_digits"]))
 
     def measure_lengths(self, records: list[Record]) -> None:
-        """The clips' durations in seconds, read from their headers (nothing is decoded), against ``max_seconds``
+        """The clips' durations in seconds, read from their headers (nothing is decoded); an automatic
+        ``max_seconds`` is chosen from them (:func:`auto_max_seconds`). Then their summary against ``max_seconds``
         into meta.json's ``lengths``, and a warning naming the knob when some are longer: only the first
         ``max_seconds`` of a clip are kept, and what is said after them is lost."""
         seconds = []
@@ -96,7 +112,17 @@ class AudioProcessor:
                 continue  # rejected with its reason when the record itself is processed
             if info.samplerate > 0:
                 seconds.append(round(info.frames / info.samplerate, SECONDS_DIGITS))
-        limit = float(self.cfg["max_seconds"])
+        if fixed_max_seconds(self.cfg["max_seconds"]) is None:
+            rule = self.cfg["auto_seconds"]
+            self._max_seconds = auto_max_seconds(seconds, rule)
+            print(
+                f"[preprocess_audio] preprocess.audio.max_seconds=auto: {self._max_seconds:g} s, the "
+                f"{float(rule['quantile']):g} quantile of {len(seconds)} training clips' durations rounded up to "
+                f"{float(rule['step']):g} s, within [{float(rule['min']):g}, {float(rule['max']):g}] s "
+                f"(preprocess.audio.auto_seconds)",
+                flush=True,
+            )
+        limit = self.max_seconds
         self.lengths = length_summary(seconds, limit, "max_seconds")
         note = " (the audio model's cost grows with it)"
         warn_of_cut("preprocess_audio", self.lengths, limit, "preprocess.audio.max_seconds", "clips", "seconds", note)
@@ -104,10 +130,11 @@ class AudioProcessor:
     def load_waveform(self, path: Path) -> torch.Tensor:
         """Mono float64 waveform at the target rate, cropped to max_seconds: only that prefix of the file is
         decoded, so a very long file costs no more than a short one."""
+        seconds = self.max_seconds
         try:
             with sf.SoundFile(str(path)) as stream:
                 self.check_rate(stream.samplerate)
-                wanted = min(stream.frames, math.ceil(float(self.cfg["max_seconds"]) * stream.samplerate))
+                wanted = min(stream.frames, math.ceil(seconds * stream.samplerate))
                 data, rate = stream.read(frames=wanted, dtype="float64", always_2d=True), stream.samplerate
         except sf.LibsndfileError as exc:
             raise RecordError(f"cannot decode audio: {exc.error_string}") from None
@@ -172,6 +199,7 @@ class AudioProcessor:
     def meta(self) -> dict[str, Any]:
         return {
             "n_mels": int(self.cfg["n_mels"]),
+            "max_seconds": self.max_seconds,
             "max_frames": self.max_samples // int(self.cfg["hop_length"]) + 1,
             "sample_rate": self.rate,
             "hop_length": int(self.cfg["hop_length"]),
@@ -184,9 +212,55 @@ class AudioProcessor:
         """No state beyond the parameters, which meta.json records."""
 
     def load(self, out_dir: Path) -> None:
-        """Restore the fitted log-mel mean and std from ``out_dir``/meta.json."""
-        meta = json.loads((Path(out_dir) / "meta.json").read_text(encoding="utf-8"))
+        """Restore the fitted log-mel mean and std, and the seconds kept of a clip, from ``out_dir``/meta.json (one
+        written before meta.json held them keeps the configured number)."""
+        path = Path(out_dir) / "meta.json"
+        meta = json.loads(path.read_text(encoding="utf-8"))
         self.mean, self.std = float(meta["log_mel_mean"]), float(meta["log_mel_std"])
+        if "max_seconds" in meta:
+            self._max_seconds = float(meta["max_seconds"])
+        elif self._max_seconds is None:
+            raise ValueError(
+                f"{path} does not say how many seconds of a clip it kept (written by an older version) and "
+                f"preprocess.audio.max_seconds is auto: rerun the preprocess_audio stage, or set max_seconds"
+            )
+
+
+def fixed_max_seconds(value: Any) -> float | None:
+    """``preprocess.audio.max_seconds`` as a positive number of seconds, or None for ``auto``."""
+    if value == AUTO:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not seconds > 0 or math.isinf(seconds):
+        raise ValueError(f"preprocess.audio.max_seconds must be a positive number of seconds or auto, got {value!r}")
+    return seconds
+
+
+def check_auto_rule(rule: Mapping[str, Any]) -> None:
+    """Refuse an ``auto_seconds`` rule that cannot choose: quantile in (0, 1], step > 0, 0 < min <= max."""
+    quantile, step, low, high = (float(rule[key]) for key in ("quantile", "step", "min", "max"))
+    if not (0 < quantile <= 1 and step > 0 and 0 < low <= high):
+        raise ValueError(
+            "preprocess.audio.auto_seconds needs 0 < quantile <= 1, step > 0 and 0 < min <= max, got "
+            f"quantile={quantile:g}, step={step:g}, min={low:g}, max={high:g}"
+        )
+
+
+def auto_max_seconds(seconds: list[float], rule: Mapping[str, Any]) -> float:
+    """The ``quantile`` of the clips' durations rounded up to a multiple of ``step`` (so that a few clips more or
+    less rarely change the model's input size), within [``min``, ``max``]; ``min`` when no duration is known.
+    The median (the default) covers the typical clip: longer crops of short clips only add padding, and on the
+    benchmark's spoken words they cost accuracy (docs/results.md)."""
+    check_auto_rule(rule)
+    low, high, step = float(rule["min"]), float(rule["max"]), float(rule["step"])
+    if not seconds:
+        return low
+    typical = float(np.quantile(np.asarray(seconds, dtype=np.float64), float(rule["quantile"])))
+    rounded = math.ceil(round(typical / step, 9)) * step
+    return float(min(high, max(low, round(rounded, SECONDS_DIGITS))))
 
 
 def mel_transform(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from benchmarks.accuracy.datasets.avdigits import AVDigits
 from benchmarks.accuracy.datasets.avnoisy import AVNoisy
 from benchmarks.accuracy.datasets.avnotes import AVNotes
+from benchmarks.accuracy.datasets.avsentences import AVSentences
 from benchmarks.accuracy.datasets.base import DatasetBuilder
 from benchmarks.accuracy.datasets.postcards import Postcards
 
@@ -13,9 +14,11 @@ DATASETS: dict[str, type[DatasetBuilder]] = {
     "postcards": Postcards,
     "avnotes": AVNotes,
     "avnoisy": AVNoisy,
+    "avsentences": AVSentences,
 }
 # What `run` builds and trains unless --datasets says otherwise: the two datasets issue 13's acceptance is read on
-# (avnotes is avdigits with long texts, avnoisy with harsh audio: checks of their own, docs/results.md).
+# (avnotes is avdigits with long texts, avnoisy with harsh audio, avsentences with long recordings: checks of their
+# own, docs/results.md).
 DEFAULT_DATASETS = ("avdigits", "postcards")
 
 
