@@ -7,9 +7,11 @@ import shutil
 import pytest
 import torch
 
+from fusion.config import compose
 from fusion.data.collate import MultimodalCollate
 from fusion.data.datamodule import MultimodalDataModule
 from fusion.data.shards import ModalityShards, item_nbytes, read_jsonl
+from fusion.preprocess.common import run_preprocess
 
 METAS = {"text": {}, "image": {"size": 4, "channels": 3}, "audio": {"n_mels": 2}}
 
@@ -34,6 +36,27 @@ def test_collate_pads_masks_and_zero_fills_missing():
     assert batch["audio"]["mel"].shape == (2, 2, 5) and batch["audio"]["mel"].dtype == torch.float32
     assert batch["audio"]["mask"].tolist() == [[False] * 5, [True] * 5]
     assert batch["audio"]["present"].tolist() == [False, True]
+
+
+def test_training_refuses_a_modality_no_training_record_holds(sample_root, tmp_path):
+    """A manifest without audio, trained as text+audio: refused, naming the folder and the modality option that
+    fits the data; the text alone trains."""
+    root = tmp_path / "ds"
+    shutil.copytree(sample_root, root)
+    manifest = root / "manifest.jsonl"
+    rows = [{k: v for k, v in json.loads(line).items() if k != "audio"} for line in manifest.read_text().splitlines()]
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    cfg = compose([f"data.root={root}", f"data.processed_dir={tmp_path / 'processed'}", "preprocess.num_workers=1"])
+    for modality in ("text", "audio"):
+        run_preprocess(modality, cfg)
+
+    both = MultimodalDataModule(tmp_path / "processed", ["text", "audio"], batch_size=4)
+    with pytest.raises(ValueError, match=r"no training record holds audio \(.*processed/audio kept none") as error:
+        both.check_every_modality_trains()
+    assert "modality=text (`python train.py modality=text`" in str(error.value)
+    with pytest.raises(ValueError, match="Check data.root"):
+        MultimodalDataModule(tmp_path / "processed", ["audio"], batch_size=4).check_every_modality_trains()
+    MultimodalDataModule(tmp_path / "processed", ["text"], batch_size=4).check_every_modality_trains()
 
 
 def test_collate_when_no_sample_has_the_modality():

@@ -93,6 +93,27 @@ class MultimodalDataModule(pl.LightningDataModule):
             {m: s.meta for m, s in self.shards.items()}, label_dtype=getattr(torch, self.labels.dtype)
         )
 
+    def check_every_modality_trains(self) -> None:
+        """Refuse to train a modality that no training record holds: its encoder would never learn, and would
+        answer at random whenever a served request brings that modality. The error names the modalities to train."""
+        train_ids = [r["id"] for r in self.records if r["split"] == "train"]
+        absent = [m for m in self.modalities if not any(i in self.shards[m].position for i in train_ids)]
+        if not absent:
+            return
+        held = "+".join(m for m in self.modalities if m not in absent)
+        folders = ", ".join(str(self.shards[m].folder) for m in absent)
+        fix = (
+            f"Train on the modalities the data holds: modality={held} (`python train.py modality={held}` or "
+            f"`dvc exp run -S modality={held}`)."
+            if held
+            else "Check data.root and the manifest's splits (data.split)."
+        )
+        raise ValueError(
+            f"no training record holds {' or '.join(absent)} ({folders} kept none in split train: the manifest gives "
+            f"none there, or every one was rejected, see rejected.jsonl); an encoder that never trains would answer "
+            f"at random when a request brings it. {fix}"
+        )
+
     @property
     def num_outputs(self) -> int:
         """Size of the model's output: the number of classes, or 1 for regression."""

@@ -57,6 +57,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run_id = state["mlflow_run_id"]
         _announce_resume(checkpoint, run_id)
     datamodule = build_datamodule(cfg)
+    datamodule.check_every_modality_trains()
     module = build_module(cfg, datamodule)
     logger = build_logger(cfg, run_id=run_id)
     # an Optuna trial's pruning comes with its callbacks (only in a search: cfg.search)
