@@ -72,10 +72,10 @@ class StepFloor(Callback):
         steps = optimizer_steps_per_epoch(trainer, pl_module)
         if _epoch_bound(trainer):
             trainer.fit_loop.max_epochs = _changed(
-                "epoch ceiling", trainer.max_epochs, steps, self.min_steps, self.max_steps
+                "epoch ceiling", trainer.max_epochs, self.min_steps, steps, self.max_steps
             )
         for stopper in _early_stopping(trainer):
-            stopper.patience = _changed("early-stopping patience", stopper.patience, steps, self.min_patience_steps)
+            stopper.patience = _changed("early-stopping patience", stopper.patience, self.min_patience_steps, steps)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """The ceiling and patience the run got, next to the configured ones in the params."""
@@ -95,8 +95,8 @@ def _early_stopping(trainer: pl.Trainer) -> list[EarlyStopping]:
     return [callback for callback in trainer.callbacks if isinstance(callback, EarlyStopping)]
 
 
-def _changed(what: str, epochs: int, steps_per_epoch: int, min_steps: int, max_steps: int | None = None) -> int:
-    """:func:`epochs_for`, saying so when it raises or lowers ``epochs``."""
+def _changed(what: str, epochs: int, min_steps: int, steps_per_epoch: int, max_steps: int | None = None) -> int:
+    """:func:`epochs_for` (its arguments in its order), saying so when it raises or lowers ``epochs``."""
     changed = epochs_for(epochs, min_steps, steps_per_epoch, max_steps)
     if changed > epochs:
         rank_zero_info(
