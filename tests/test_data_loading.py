@@ -12,6 +12,8 @@ from fusion.data.collate import MultimodalCollate
 from fusion.data.datamodule import MultimodalDataModule
 from fusion.data.shards import ModalityShards, item_nbytes, read_jsonl
 from fusion.preprocess.common import run_preprocess
+from fusion.stages.train import train
+from tests.helpers.config import tiny_config
 
 METAS = {"text": {}, "image": {"size": 4, "channels": 3}, "audio": {"n_mels": 2}}
 
@@ -39,8 +41,8 @@ def test_collate_pads_masks_and_zero_fills_missing():
 
 
 def test_training_refuses_a_modality_no_training_record_holds(sample_root, tmp_path):
-    """A manifest without audio, trained as text+audio: refused, naming the folder and the modality option that
-    fits the data; the text alone trains."""
+    """A manifest without audio, trained as text+audio: refused (by the datamodule's check, and by the train stage
+    before it logs or fits), naming the folder and the modality option that fits the data; the text alone passes."""
     root = tmp_path / "ds"
     shutil.copytree(sample_root, root)
     manifest = root / "manifest.jsonl"
@@ -57,6 +59,9 @@ def test_training_refuses_a_modality_no_training_record_holds(sample_root, tmp_p
     with pytest.raises(ValueError, match="Check data.root"):
         MultimodalDataModule(tmp_path / "processed", ["audio"], batch_size=4).check_every_modality_trains()
     MultimodalDataModule(tmp_path / "processed", ["text"], batch_size=4).check_every_modality_trains()
+    with pytest.raises(ValueError, match="no training record holds audio"):  # the train stage checks before fitting
+        train(tiny_config(tmp_path, tmp_path / "processed", [f"data.root={root}", "modality=text+audio"]))
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any run was logged
 
 
 def test_collate_when_no_sample_has_the_modality():
