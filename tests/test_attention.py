@@ -108,6 +108,42 @@ def test_all_samples_fully_masked():
     assert torch.isfinite(x.grad).all()
 
 
+def sdpa_as_on_cuda(monkeypatch):
+    """SDPA as CUDA's kernels answer a zero-size batch: with no tensor at all (None in Python; H100, torch 2.11)."""
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def cuda_like(q, *args, **kwargs):
+        return None if q.numel() == 0 else sdpa(q, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", cuda_like)
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_empty_batch_gives_an_empty_output_and_gradients(cross, monkeypatch):
+    """A modality absent from every row of a batch reaches its encoder as a zero-size batch (encode_rows)."""
+    sdpa_as_on_cuda(monkeypatch)
+    attn = Attention(DIM, HEADS, fused=True)
+    x = torch.randn(0, 3, DIM, requires_grad=True)
+    context = torch.randn(0, 5, DIM) if cross else None
+    out = attn(x, context, key_mask=torch.ones(0, 5 if cross else 3, dtype=torch.bool))
+    assert out.shape == (0, 3, DIM)
+    out.sum().backward()
+    assert all(p.grad is not None and (p.grad == 0).all() for p in attn.parameters())
+    assert attn(torch.randn(2, 3, DIM)).shape == (2, 3, DIM)  # a full batch still goes through SDPA
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("autocast", [False, True])
+def test_empty_batch_on_cuda(autocast):
+    attn = Attention(DIM, HEADS, fused=True).cuda()
+    x = torch.randn(0, 3, DIM, device="cuda", requires_grad=True)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        out = attn(x, key_mask=torch.ones(0, 3, dtype=torch.bool, device="cuda"))
+    assert out.shape == (0, 3, DIM)
+    out.float().sum().backward()
+    assert all(p.grad is not None for p in attn.parameters())
+
+
 @pytest.mark.parametrize("fused", [True, False])
 def test_blocks_ignore_masked_tokens(fused):
     block = Block(DIM, HEADS, mlp_ratio=2, fused=fused).eval()

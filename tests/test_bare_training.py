@@ -56,3 +56,42 @@ def test_logger_none_trains_without_dvc_and_writes_nothing_to_mlflow(processed_d
     assert json.loads((run / "run.json").read_text())["run_id"] is None
     assert (run / "bundle").is_dir()  # predict and serve from the run folder: model=<run folder>
     assert not list(tmp_path.glob("mlflow.db")) and not (tmp_path / "mlartifacts").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bare_accuracy_benchmark_trains_each_seed_and_summarises(processed_dir, tmp_path):
+    """`python -m benchmarks.accuracy.bare`: the accuracy check of a machine without an MLflow store (a GPU box)."""
+    out = tmp_path / "bare.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.accuracy.bare",
+            str(processed_dir),
+            "--seeds",
+            "0,1",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path / "runs"),
+            *TINY_TRAINING,
+            "trainer.max_epochs=1",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert sorted(report["runs"]) == ["0", "1"] and report["machine"]["device"] == "cpu"
+    for figures in report["runs"].values():
+        assert 0 <= figures["test/acc"] <= 1 and figures["time/fit_seconds"] > 0
+        assert {"test/acc_without_text", "test/acc_without_image", "test/acc_without_audio"} <= set(figures)
+    accuracies = [figures["test/acc"] for figures in report["runs"].values()]
+    assert report["summary"]["test/acc"]["mean"] == pytest.approx(sum(accuracies) / 2)
+    assert report["summary"]["test/acc"]["n"] == 2
+    assert (tmp_path / "runs" / "seed-1" / "run.json").is_file()  # each seed its own run folder

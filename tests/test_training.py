@@ -36,6 +36,8 @@ def test_training_learns_and_checkpoints(trained):
     cfg, metrics, _ = trained
     for key in ("train/loss", "val/acc", "val/f1_macro", "val/acc_best", "test/acc", "test/f1_macro"):
         assert key in metrics and metrics[key] == metrics[key]  # present and not NaN
+    # the run's cost comes back too (benchmarks.accuracy.bare reads it where no MLflow store is kept)
+    assert 0 < metrics["time/fit_cpu_seconds"] and 0 < metrics["time/epoch_seconds"] <= metrics["time/fit_seconds"]
     assert_learned(cfg)
     checkpoints = {p.name for p in Path(cfg.paths.checkpoint_dir).iterdir()}
     assert {"best.ckpt", "last.ckpt"} <= checkpoints

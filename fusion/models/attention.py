@@ -142,7 +142,9 @@ class Attention(nn.Module):
         attn_mask, keep = _safe_key_mask(key_mask)
 
         weights = None
-        if self.fused and not return_weights:
+        # A zero-size batch (a modality absent from every row) takes the plain path: CUDA's SDPA kernels return
+        # no tensor at all for it (seen on an H100 with torch 2.11), where the plain path gives an empty one.
+        if self.fused and not return_weights and q.numel() > 0 and k.numel() > 0:
             qs, ks = self._scaled_qk(q, k)
             out = F.scaled_dot_product_attention(
                 qs, ks, v, attn_mask=attn_mask, dropout_p=self.attn_drop_p if self.training else 0.0, scale=1.0

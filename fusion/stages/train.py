@@ -90,13 +90,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             bundle_dir=output_dir / "bundle",
         )
     epochs = max(1, trainer.current_epoch)
-    logger.log_metrics(
-        {
-            "time/fit_seconds": fit_seconds,
-            "time/epoch_seconds": fit_seconds / epochs,
-            "time/fit_cpu_seconds": fit_cpu_seconds,
-        }
-    )
+    timing = {
+        "time/fit_seconds": fit_seconds,
+        "time/epoch_seconds": fit_seconds / epochs,
+        "time/fit_cpu_seconds": fit_cpu_seconds,
+    }
+    logger.log_metrics(timing)
+    metrics.update(timing)  # returned and in run.json too: the cost of a run that MLflow does not track
     _write_run_info(output_dir, logger, trainer, status="finished", metrics=metrics)
     return metrics
 
