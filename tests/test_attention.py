@@ -108,20 +108,23 @@ def test_all_samples_fully_masked():
     assert torch.isfinite(x.grad).all()
 
 
-def sdpa_as_on_cuda(monkeypatch):
-    """SDPA as CUDA's kernels answer a zero-size batch: with no tensor at all (None in Python; H100, torch 2.11)."""
-    sdpa = torch.nn.functional.scaled_dot_product_attention
+def sdpa_as_on_cuda(monkeypatch) -> list[int]:
+    """SDPA as CUDA's kernels answer a zero-size batch: with no tensor at all (None in Python; H100, torch 2.11).
+    Returns the batch sizes it was called with."""
+    sdpa, calls = torch.nn.functional.scaled_dot_product_attention, []
 
     def cuda_like(q, *args, **kwargs):
+        calls.append(q.shape[0])
         return None if q.numel() == 0 else sdpa(q, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", cuda_like)
+    return calls
 
 
 @pytest.mark.parametrize("cross", [False, True])
 def test_empty_batch_gives_an_empty_output_and_gradients(cross, monkeypatch):
     """A modality absent from every row of a batch reaches its encoder as a zero-size batch (encode_rows)."""
-    sdpa_as_on_cuda(monkeypatch)
+    calls = sdpa_as_on_cuda(monkeypatch)
     attn = Attention(DIM, HEADS, fused=True)
     x = torch.randn(0, 3, DIM, requires_grad=True)
     context = torch.randn(0, 5, DIM) if cross else None
@@ -129,7 +132,7 @@ def test_empty_batch_gives_an_empty_output_and_gradients(cross, monkeypatch):
     assert out.shape == (0, 3, DIM)
     out.sum().backward()
     assert all(p.grad is not None and (p.grad == 0).all() for p in attn.parameters())
-    assert attn(torch.randn(2, 3, DIM)).shape == (2, 3, DIM)  # a full batch still goes through SDPA
+    assert attn(torch.randn(2, 3, DIM)).shape == (2, 3, DIM) and calls == [2]  # only a full batch reaches SDPA
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
