@@ -2,12 +2,14 @@
 on small data, the ceiling lowered to hold at most a number of them on large data; numbers set by the user are
 used as given."""
 
+import logging
+
 import pytest
 from mlflow.tracking import MlflowClient
 
 from fusion.config import compose
 from fusion.stages.train import train
-from fusion.training.step_floor import StepFloor, automatic_ceiling, epochs_for
+from fusion.training.step_floor import StepFloor, _changed, automatic_ceiling, epochs_for
 from tests.helpers.config import tiny_config
 
 
@@ -38,6 +40,21 @@ def test_epochs_hold_the_floor(epochs, min_steps, steps_per_epoch, expected):
 )
 def test_the_ceiling_in_steps_lowers_the_epochs_on_large_data(steps_per_epoch, expected):
     assert epochs_for(30, 500, steps_per_epoch, 5000) == expected
+
+
+@pytest.mark.parametrize(
+    ("steps_per_epoch", "said"),
+    [
+        (1563, "goes from 30 to 3 epochs (at most 5000 steps"),
+        (15625, "goes from 30 to 1 epochs (one epoch is already more than callbacks.step_floor.max_steps = 5000"),
+    ],
+)
+def test_the_ceiling_says_what_it_holds(steps_per_epoch, said, caplog):
+    """Where one epoch alone is past the ceiling in steps (about 320,000 training records at batch 64), the
+    message must not claim the ceiling holds: it names the knobs that stop or validate within the epoch."""
+    with caplog.at_level(logging.INFO):
+        assert _changed("epoch ceiling", 30, 500, steps_per_epoch, 5000) == epochs_for(30, 500, steps_per_epoch, 5000)
+    assert said in caplog.text and ("trainer.val_check_interval" in caplog.text) == (steps_per_epoch > 5000)
 
 
 @pytest.mark.parametrize(

@@ -104,8 +104,15 @@ def _changed(what: str, epochs: int, min_steps: int, steps_per_epoch: int, max_s
             f"epochs (at least {min_steps} steps)"
         )
     elif changed < epochs:
+        held = f"at most {max_steps} steps; callbacks.step_floor.max_steps"
+        if max_steps is not None and steps_per_epoch > max_steps:
+            held = (
+                f"one epoch is already more than callbacks.step_floor.max_steps = {max_steps}, and the ceiling "
+                "stays a whole epoch; trainer.max_steps stops within it, trainer.val_check_interval validates "
+                "within it"
+            )
         rank_zero_info(
             f"step ceiling: {steps_per_epoch} optimiser steps an epoch, so the {what} goes from {epochs} to "
-            f"{changed} epochs (at most {max_steps} steps; callbacks.step_floor.max_steps)"
+            f"{changed} epochs ({held})"
         )
     return changed
