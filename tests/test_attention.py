@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fusion.models.attention import Attention, AttentionPool, Block, CrossBlock
+from tests.helpers.models import sdpa_as_on_cuda
 
 DIM, HEADS = 16, 4
 
@@ -106,19 +107,6 @@ def test_all_samples_fully_masked():
     assert (out == 0).all() and (w == 0).all()
     out.sum().backward()
     assert torch.isfinite(x.grad).all()
-
-
-def sdpa_as_on_cuda(monkeypatch) -> list[int]:
-    """SDPA as CUDA's kernels answer a zero-size batch: with no tensor at all (None in Python; H100, torch 2.11).
-    Returns the batch sizes it was called with."""
-    sdpa, calls = torch.nn.functional.scaled_dot_product_attention, []
-
-    def cuda_like(q, *args, **kwargs):
-        calls.append(q.shape[0])
-        return None if q.numel() == 0 else sdpa(q, *args, **kwargs)
-
-    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", cuda_like)
-    return calls
 
 
 @pytest.mark.parametrize("cross", [False, True])

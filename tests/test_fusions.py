@@ -9,7 +9,16 @@ from omegaconf import OmegaConf
 from fusion.explain.capture import captured_attention
 from fusion.models.builder import build_model
 from fusion.models.fusions import FUSIONS, CrossAttentionFusion, build_fusion, register_fusion
-from tests.helpers.models import CONF, FUSION_NAMES, META, MODALITIES, fusion_cfg, make_batch, make_model
+from tests.helpers.models import (
+    CONF,
+    FUSION_NAMES,
+    META,
+    MODALITIES,
+    fusion_cfg,
+    make_batch,
+    make_model,
+    sdpa_as_on_cuda,
+)
 
 SUBSETS = [list(c) for r in (1, 2, 3) for c in itertools.combinations(MODALITIES, r)]
 
@@ -62,6 +71,20 @@ def test_missing_modalities_finite(fusion, modalities):
     out.pow(2).sum().backward()
     for name, p in model.named_parameters():
         assert p.grad is None or torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("fusion", FUSION_NAMES)
+@pytest.mark.parametrize("absent", MODALITIES)
+def test_a_modality_absent_from_the_whole_batch_trains_as_on_cuda(fusion, absent, monkeypatch):
+    """Its encoder gets a zero-size batch, which CUDA's SDPA answers with no tensor (found on an H100): every
+    fusion still gives finite outputs and gradients, and no empty batch reaches SDPA."""
+    calls = sdpa_as_on_cuda(monkeypatch)
+    model = make_model(fusion, MODALITIES).train()
+    out = model(make_batch(MODALITIES, {m: [m != absent] * 3 for m in MODALITIES}))
+    assert out.shape == (3, 3) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert calls and 0 not in calls
 
 
 @pytest.mark.parametrize("fusion", FUSION_NAMES)
