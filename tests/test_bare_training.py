@@ -95,3 +95,11 @@ def test_bare_accuracy_benchmark_trains_each_seed_and_summarises(processed_dir, 
     assert report["summary"]["test/acc"]["mean"] == pytest.approx(sum(accuracies) / 2)
     assert report["summary"]["test/acc"]["n"] == 2
     assert (tmp_path / "runs" / "seed-1" / "run.json").is_file()  # each seed its own run folder
+
+
+def test_bare_accuracy_benchmark_names_a_missing_processed_folder(tmp_path):
+    from benchmarks.accuracy.bare import main
+
+    with pytest.raises(SystemExit, match=r"not a folder; preprocess first: python pipelines/preprocess.py"):
+        main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()

@@ -88,6 +88,11 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if not args.processed_dir.is_dir():
+        raise SystemExit(
+            f"error: {args.processed_dir} is not a folder; preprocess first: python pipelines/preprocess.py "
+            f"<text|image|audio> data.root=<dataset> data.processed_dir={args.processed_dir}"
+        )
     if args.workdir is not None:
         result = run(args, args.workdir)
     else:
