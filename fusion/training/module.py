@@ -152,8 +152,8 @@ class FusionModule(pl.LightningModule):
     def _first_log_this_epoch(self, key: str) -> bool:
         """Whether ``key``'s Metric objects are still to be logged this epoch (and now count as logged). Lightning
         keeps a logged Metric and computes it at the epoch's end from the updates made meanwhile, so one log per
-        epoch gives the same figures; each log walks the metric's state (about 1.7 ms on a CPU, some 5% of a fit
-        when it ran every step)."""
+        epoch gives the same figures; each log walks the metric's state (a log every step cost about 2% of a CPU
+        fit)."""
         if key in self._logged:
             return False
         self._logged.add(key)
