@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from benchmarks.accuracy.runner.project import ACC, FIT_CPU_SECONDS, FIT_SECONDS, MODALITIES, WITHOUT
+from benchmarks.accuracy.runner.summary import mean_std
 from benchmarks.machine import describe, pick_device
 from fusion.config import compose
 from fusion.overrides import quoted_override
 from fusion.stages.train import train
 
-KEPT = ("test/acc", "time/fit_seconds", "time/fit_cpu_seconds")
-WITHOUT_PREFIX = "test/acc_without_"
+KEPT = (ACC, FIT_SECONDS, FIT_CPU_SECONDS, *(WITHOUT.format(m) for m in MODALITIES))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -38,7 +38,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def kept_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The figures the accuracy benchmark reports: test accuracy, with each modality removed, and fit time."""
-    return {k: float(v) for k, v in metrics.items() if k in KEPT or k.startswith(WITHOUT_PREFIX)}
+    return {k: float(v) for k, v in metrics.items() if k in KEPT}
 
 
 def summarise(runs: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -47,8 +47,8 @@ def summarise(runs: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     summary = {}
     for name in names:
         values = [figures[name] for figures in runs.values() if name in figures]
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        summary[name] = {"mean": statistics.fmean(values), "std": spread, "n": len(values)}
+        mean, spread = mean_std(values)
+        summary[name] = {"mean": mean, "std": spread or 0.0, "n": len(values)}
     return summary
 
 
