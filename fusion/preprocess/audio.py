@@ -20,12 +20,13 @@ import torch
 import torchaudio
 
 from fusion.data.manifest import Record, RecordError, resolve_file
-from fusion.preprocess.lengths import length_summary, warn_of_cut
+from fusion.preprocess.lengths import auto_limit, check_auto_rule, length_summary, warn_of_cut
 from fusion.preprocess.stats import exact_mean_std
 
 WAV_UNKNOWN_SIZE = 0xFFFFFFFF  # the data chunk size a WAV writer that could not seek back leaves
 SECONDS_DIGITS = 3  # decimals of the clip durations in meta.json's lengths (milliseconds)
 AUTO = "auto"  # preprocess.audio.max_seconds: from the training clips' durations (auto_max_seconds)
+AUTO_RULE = "preprocess.audio.auto_seconds"
 
 
 COMPUTE = torch.float64  # the dtype of every step before the float16 that is stored
@@ -43,7 +44,7 @@ class AudioProcessor:
         self.lengths: dict[str, float | int] | None = None  # set by fit: the probed training clips' durations
         self._max_seconds = fixed_max_seconds(cfg["max_seconds"])  # None for auto: set by fit or load
         if self._max_seconds is None:
-            check_auto_rule(cfg["auto_seconds"])
+            check_auto_rule(cfg["auto_seconds"], AUTO_RULE)
 
     @property
     def rate(self) -> int:
@@ -239,28 +240,11 @@ def fixed_max_seconds(value: Any) -> float | None:
     return seconds
 
 
-def check_auto_rule(rule: Mapping[str, Any]) -> None:
-    """Refuse an ``auto_seconds`` rule that cannot choose: quantile in (0, 1], step > 0, 0 < min <= max."""
-    quantile, step, low, high = (float(rule[key]) for key in ("quantile", "step", "min", "max"))
-    if not (0 < quantile <= 1 and step > 0 and 0 < low <= high):
-        raise ValueError(
-            "preprocess.audio.auto_seconds needs 0 < quantile <= 1, step > 0 and 0 < min <= max, got "
-            f"quantile={quantile:g}, step={step:g}, min={low:g}, max={high:g}"
-        )
-
-
 def auto_max_seconds(seconds: list[float], rule: Mapping[str, Any]) -> float:
-    """The ``quantile`` of the clips' durations rounded up to a multiple of ``step`` (so that a few clips more or
-    less rarely change the model's input size), within [``min``, ``max``]; ``min`` when no duration is known.
-    The median (the default) covers the typical clip: longer crops of short clips only add padding, and on the
-    benchmark's spoken words they cost accuracy (docs/results.md)."""
-    check_auto_rule(rule)
-    low, high, step = float(rule["min"]), float(rule["max"]), float(rule["step"])
-    if not seconds:
-        return low
-    typical = float(np.quantile(np.asarray(seconds, dtype=np.float64), float(rule["quantile"])))
-    rounded = math.ceil(round(typical / step, 9)) * step
-    return float(min(high, max(low, round(rounded, SECONDS_DIGITS))))
+    """:func:`~fusion.preprocess.lengths.auto_limit` of the clips' durations in seconds. The median (the default
+    rule's quantile) covers the typical clip: longer crops of short clips only add padding, and on the benchmark's
+    spoken words they cost accuracy (docs/results.md)."""
+    return round(auto_limit(seconds, rule, AUTO_RULE), SECONDS_DIGITS)
 
 
 def mel_transform(

@@ -4,10 +4,13 @@ and the warning that names the knob, so that a cut that drops much of the data i
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 LENGTH_QUANTILE = 0.95  # the quantile of the probed lengths that meta.json and the warning quote
 SHARE_DIGITS = 4  # digits of meta.json's share_past_<limit>
+RULE_KEYS = ("quantile", "step", "min", "max")  # an automatic limit's rule (preprocess.<m>.auto_<limit>)
 
 
 def length_summary(lengths: Sequence[float], limit: float, limit_name: str) -> dict[str, float | int] | None:
@@ -42,3 +45,27 @@ def warn_of_cut(
         f"the cut drops {lengths[f'share_past_{name}']:.0%} of their {unit}. Raise {knob} to keep more{note}.",
         flush=True,
     )
+
+
+def check_auto_rule(rule: Mapping[str, Any], key: str) -> None:
+    """Refuse an automatic limit's rule (``key`` names it in the message) that cannot choose: quantile in (0, 1],
+    step > 0, 0 < min <= max."""
+    quantile, step, low, high = (float(rule[name]) for name in RULE_KEYS)
+    if not (0 < quantile <= 1 and step > 0 and 0 < low <= high):
+        raise ValueError(
+            f"{key} needs 0 < quantile <= 1, step > 0 and 0 < min <= max, got "
+            f"quantile={quantile:g}, step={step:g}, min={low:g}, max={high:g}"
+        )
+
+
+def auto_limit(lengths: Sequence[float], rule: Mapping[str, Any], key: str) -> float:
+    """The ``quantile`` of the training inputs' ``lengths`` rounded up to a multiple of ``step`` (so that a few
+    inputs more or less rarely change the model's input size), within [``min``, ``max``]; ``min`` when no length
+    is known. ``key`` names the rule in the error of one that cannot choose."""
+    check_auto_rule(rule, key)
+    low, high, step = float(rule["min"]), float(rule["max"]), float(rule["step"])
+    if not lengths:
+        return low
+    typical = float(np.quantile(np.asarray(lengths, dtype=np.float64), float(rule["quantile"])))
+    rounded = math.ceil(round(typical / step, 9)) * step
+    return min(high, max(low, rounded))
