@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError
 
 from fusion.data.layout import missing_dirs, register_resolvers
 
@@ -47,7 +48,9 @@ def write_params(path: str | Path, overrides: Sequence[str] = ()) -> None:
 
 
 def load_params(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """params.yaml plus `key=value` dotlist overrides, e.g. data.root=/path/to/dataset."""
+    """params.yaml plus `key=value` dotlist overrides, e.g. data.root=/path/to/dataset. A key that params.yaml does
+    not hold (a typo would otherwise be ignored) and a config group (`model/text=...`, chosen when params.yaml is
+    composed) are refused with the fix; `+key=value` adds a key, as in Hydra."""
     path = Path(path)
     if not path.is_file():
         raise SystemExit(f"error: {path} not found. Run from the project root, or regenerate it with `make params`.")
@@ -55,7 +58,23 @@ def load_params(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise SystemExit(f"error: overrides must look like key=value, got: {' '.join(bad)}")
-    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    groups = [o for o in overrides if "/" in o.split("=", 1)[0]]
+    if groups:
+        raise SystemExit(
+            f"error: {' '.join(groups)} chooses a config group, which is chosen when {path} is composed from conf/, "
+            f"not in a stage's overrides: run `python -m fusion.config {' '.join(groups)}` (it rewrites {path}), "
+            "then the stage"
+        )
+    added = [o[1:] for o in overrides if o.startswith("+")]
+    OmegaConf.set_struct(cfg, True)
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o for o in overrides if not o.startswith("+")]))
+    except ConfigKeyError as exc:
+        raise SystemExit(
+            f"error: {exc.full_key} is not a parameter in {path} (a typo?); `+{exc.full_key}=...` adds a new one"
+        ) from None
+    OmegaConf.set_struct(cfg, False)
+    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(added))
 
 
 def stage_parser(description: str, epilog: str, modality_choices: Sequence[str] = ()) -> argparse.ArgumentParser:

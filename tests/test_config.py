@@ -56,3 +56,21 @@ def test_optimizer_is_partial():
 def test_a_quoted_override_reaches_the_config_as_one_value(path):
     """Folders named with Hydra's special characters (a comma made a run folder read as a sweep) stay one path."""
     assert compose([quoted_override("data.root", path)]).data.root == path
+
+
+def test_stage_overrides_refuse_unknown_keys_and_groups_naming_the_fix(tmp_path):
+    """A DVC stage reads params.yaml plus key=value overrides: a mistyped key and a config group used to become new,
+    unread keys (the stage then ran with its old value); they are refused with the fix, and `+key=value` adds a key."""
+    from fusion.config import load_params
+
+    params = tmp_path / "params.yaml"
+    params.write_text(OmegaConf.to_yaml(compose()), encoding="utf-8")
+    cfg = load_params(params, ["preprocess.text.max_len=64", "model.text.lora.r=8", "+trainer.limit_train_batches=3"])
+    assert cfg.preprocess.text.max_len == 64 and cfg.model.text.lora.r == 8 and cfg.trainer.limit_train_batches == 3
+    cfg.anything = 1  # the loaded config stays open, as before
+    with pytest.raises(SystemExit, match=r"preprocess.text.max_lne is not a parameter in .*\+preprocess.text.max_lne="):
+        load_params(params, ["preprocess.text.max_lne=64"])
+    with pytest.raises(SystemExit, match=r"chooses a config group.*python -m fusion.config model/text=pretrained"):
+        load_params(params, ["model/text=pretrained"])
+    with pytest.raises(SystemExit, match="must look like key=value"):
+        load_params(params, ["data.root"])
