@@ -86,7 +86,10 @@ def stage_parser(description: str, epilog: str, modality_choices: Sequence[str] 
         parser.add_argument("modality", choices=list(modality_choices), help="which modality to process")
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="override a parameter, e.g. data.root=/path/to/dataset"
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="override a parameter of the params file, e.g. data.root=/path/to/dataset (+key=value adds one it lacks)",
     )
     return parser
 
