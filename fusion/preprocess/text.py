@@ -4,6 +4,7 @@ split, or a pretrained model's own tokenizer), encode ids."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -263,7 +264,7 @@ class TextProcessor:
         model; said aloud. The median, as for the audio's crop: on long notes a transformer learned as much from
         their first 152 tokens as from 264 (the 95th percentile), at half the CPU (docs/results.md)."""
         rule = self.cfg["auto_len"]
-        chosen = int(auto_limit(counts, rule, AUTO_RULE))
+        chosen = math.ceil(auto_limit(counts, rule, AUTO_RULE))  # a whole number of tokens, whatever the step
         positions = None
         if self.tokenizer_name not in (BPE, NGRAM):
             positions = position_limit(resolve_pretrained_path(self.tokenizer_name, "preprocess.text.tokenizer"))
