@@ -239,23 +239,21 @@ class TextProcessor:
             labels.append(record.label)
         return texts, labels
 
-    def count_lengths(self, tokenizer: Any, texts: list[str], counts: list[int] | None = None) -> dict[str, int] | None:
-        """Token counts of ``texts`` (or ``counts``, already counted) before the cut to ``max_len``: how many, how
-        many are longer, the 95th percentile, the longest, and the share of all their tokens that the cut drops
-        (None for no text)."""
-        if counts is None:
-            counts = [len(tokenizer.encode(text).ids) for text in texts]
-        return length_summary(counts, self.max_len, "max_len")
+    def count_lengths(self, tokenizer: Any, texts: list[str]) -> dict[str, int] | None:
+        """Token counts of ``texts`` before the cut to ``max_len``: how many, how many are longer, the 95th
+        percentile, the longest, and the share of all their tokens that the cut drops (None for no text)."""
+        return length_summary([len(tokenizer.encode(text).ids) for text in texts], self.max_len, "max_len")
 
     def measure_lengths(self, tokenizer: Any, texts: list[str], counted: dict[str, int] | None = None) -> None:
         """:meth:`count_lengths` (or ``counted``, its result for this tokenizer) into meta.json's ``lengths``, and a
         warning naming the knob when some texts are longer than ``max_len``: a long text loses its later tokens,
         which may be the ones that matter. An automatic ``max_len`` is chosen from the token counts first."""
-        if counted is None and self._max_len is None and self.tokenizer_name != NGRAM:
+        if counted is None:
             counts = [len(tokenizer.encode(text).ids) for text in texts]
-            self._max_len = self.auto_max_len(counts)
-            counted = self.count_lengths(tokenizer, texts, counts)
-        self.lengths = counted if counted is not None else self.count_lengths(tokenizer, texts)
+            if self._max_len is None and self.tokenizer_name != NGRAM:
+                self._max_len = self.auto_max_len(counts)
+            counted = length_summary(counts, self.max_len, "max_len")
+        self.lengths = counted
         warn_of_cut("preprocess_text", self.lengths, self.max_len, self.max_len_key, "texts", "tokens")
 
     def auto_max_len(self, counts: list[int]) -> int:
