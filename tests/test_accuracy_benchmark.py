@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from benchmarks.accuracy.baselines import lenet, logreg, rawdata
-from benchmarks.accuracy.baselines.scoring import late_fusion, majority_class
+from benchmarks.accuracy.baselines.scoring import late_fusion, macro_f1, majority_class
 from benchmarks.accuracy.datasets import sound
 from benchmarks.accuracy.datasets.avdigits import WORDS as DIGIT_WORDS
 from benchmarks.accuracy.datasets.avdigits import AVDigits
@@ -28,7 +29,15 @@ from benchmarks.accuracy.datasets.avnotes import NOTE_SENTENCES, number_words
 from benchmarks.accuracy.datasets.avsentences import SPOKEN_WORDS
 from benchmarks.accuracy.datasets.bayes import bayes_accuracy, expectations
 from benchmarks.accuracy.datasets.build import DATASET_INFO, LATENT, MANIFEST, build, fingerprint
-from benchmarks.accuracy.datasets.plan import MISSING_FRACTION, MODALITIES, plan_records, presence_probability
+from benchmarks.accuracy.datasets.plan import (
+    MISSING_FRACTION,
+    MODALITIES,
+    balanced_labels,
+    class_shares,
+    long_tail_labels,
+    plan_records,
+    presence_probability,
+)
 from benchmarks.accuracy.datasets.registry import DATASETS, builder
 from benchmarks.accuracy.runner import paired, project, summary
 from benchmarks.accuracy.runner import run as run_module
@@ -108,6 +117,31 @@ def test_each_modality_is_missing_in_about_eight_percent_never_all(name):
         assert abs(share - (1 - presence_probability())) < PROPORTION_TOLERANCE, (modality, share)
     assert all(len(p.missing) < len(MODALITIES) for p in plans)
     assert 1 - presence_probability() == pytest.approx(MISSING_FRACTION, abs=1e-3)
+
+
+def test_long_tailed_labels_follow_the_shares_and_keep_every_class():
+    shares = class_shares(10, 10.0)
+    assert shares.sum() == pytest.approx(1.0) and shares[0] / shares[-1] == pytest.approx(10.0)
+    assert np.all(np.diff(shares) < 0) and np.allclose(class_shares(4, 1.0), 0.25)
+    counts = np.bincount(long_tail_labels("d", 0, 1500, 10, 10.0), minlength=10)
+    assert counts.sum() == 1500 and np.all(np.abs(counts - 1500 * shares) <= 1), counts
+    assert np.all(np.bincount(long_tail_labels("d", 0, 12, 10, 100.0), minlength=10) >= 1)  # every class once
+    assert np.array_equal(long_tail_labels("d", 3, 101, 10, 1.0), balanced_labels("d", 3, 101, 10))
+    with pytest.raises(ValueError, match="must be >= 1"):
+        class_shares(10, 0.5)
+
+
+def test_long_tailed_splits_keep_the_proportions(built):
+    info = json.loads((built["avlongtail"] / DATASET_INFO).read_text())
+    assert info["class_ratio"] == builder("avlongtail").class_ratio
+    plans = plan_records("avlongtail", 0, PLANNED, 10, class_ratio=info["class_ratio"])
+    for split in ("train", "test"):
+        counts = np.bincount([p.label for p in plans if p.split == split], minlength=10)
+        assert np.abs(counts / counts.sum() - class_shares(10, info["class_ratio"])).max() < PROPORTION_TOLERANCE
+    manifest = [json.loads(line) for line in (built["avlongtail"] / MANIFEST).read_text().splitlines()]
+    for split, counts in info["class_counts"].items():
+        assert counts == {c: sum(r["label"] == c and r["split"] == split for r in manifest) for c in info["classes"]}
+    assert "class_counts" not in json.loads((built["avnoisy"] / DATASET_INFO).read_text())  # balanced: as before
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
@@ -200,6 +234,14 @@ def test_bayes_bounds_match_hand_computations():
     assert bayes_accuracy(sample_groups, clean, ["image"], 0.1) == pytest.approx(0.360, abs=1e-3)
     assert bayes_accuracy(sample_groups, clean, ["image", "text"], 0.1) == pytest.approx(0.662, abs=1e-3)
     assert bayes_accuracy(sample_groups, clean, list(MODALITIES), 0.1) == pytest.approx(0.842, abs=1e-3)
+    # unequal classes: the guess is the most frequent candidate. One modality, always present and informative,
+    # that tells {0, 1} from {2, 3}: right for classes 0 and 2 (0.4 + 0.3); shown nothing, always class 0
+    shares = [0.4, 0.1, 0.3, 0.2]
+    pairs = {"image": [0, 0, 1, 1]}
+    assert bayes_accuracy(pairs, {"image": 1.0}, ["image"], 0.0, shares) == pytest.approx(0.7)
+    assert bayes_accuracy(pairs, {"image": 0.0}, ["image"], 0.0, shares) == pytest.approx(0.4)
+    assert bayes_accuracy(pairs, {"image": 1.0}, ["image"], 0.0, [0.25] * 4) == pytest.approx(0.5)  # ties split
+    assert bayes_accuracy(sample_groups, clean, ["image"], 0.1, [0.1] * 10) == pytest.approx(0.360, abs=1e-3)
     # postcards, image alone: present -> 1/2, missing -> 1/10
     p = 1 - MISSING_FRACTION + MISSING_FRACTION**3 / 3
     postcards = builder("postcards")
@@ -276,6 +318,35 @@ def test_late_fusion_averages_present_modalities_and_falls_back():
     present = {"text": np.array([True, True, False]), "image": np.array([False, True, False])}
     # record 0: text only -> 0; record 1: mean (0.35, 0.65) -> 1; record 2: nothing present -> fallback 1
     assert late_fusion(probabilities, present, fallback=1).tolist() == [0, 1, 1]
+
+
+def test_macro_f1_as_by_hand_and_as_the_project_logs_it():
+    labels = np.array([0, 0, 1, 1, 2])
+    predictions = np.array([0, 1, 1, 1, 1])
+    # class 0: p 1, r 1/2 -> 2/3; class 1: p 2/4, r 1 -> 2/3; class 2: 0; class 3 never occurs: not averaged
+    assert macro_f1(predictions, labels, 4) == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
+    from torchmetrics.classification import MulticlassF1Score
+
+    rng = np.random.default_rng(0)
+    labels, predictions = rng.integers(0, 6, 200), rng.integers(0, 5, 200)  # class 5 never predicted
+    logged = MulticlassF1Score(6, average="macro")(torch.as_tensor(predictions), torch.as_tensor(labels))
+    assert macro_f1(predictions, labels, 6) == pytest.approx(float(logged), abs=1e-6)
+
+
+def test_macro_f1_column_only_where_the_runs_hold_it():
+    results = _fake_results()
+    assert summary.F1_COLUMN not in summary.dataset_table(results, "d", {"project": "ours"}).columns
+    for run_row in results["runs"]:
+        if run_row["system"] == "project":
+            run_row["test_f1_macro"] = 0.5 + 0.1 * run_row["seed"]
+    results["datasets"]["d"].update(class_ratio=10.0, class_counts={"test": {"a": 2, "b": 1}})
+    table = summary.dataset_table(results, "d", {"project": "ours", "lenet": "ln"})
+    rows = [dict(zip(table.columns, row, strict=True)) for row in table.rows]
+    assert rows[0][summary.F1_COLUMN] == "0.600 ± 0.100" and rows[1][summary.F1_COLUMN] == "n/a"
+    assert any("the most frequent 10 times the rarest (test records per class: a 2, b 1)" in n for n in table.notes)
+    lone = _fake_results()
+    lone["runs"] = [r for r in lone["runs"] if r["system"] == "project"]  # no baseline, no modality alone: no check
+    assert "acceptance checks" not in summary.section(lone, {"project": "ours"}, "cmd", "r.json")
 
 
 def _fake_results() -> dict:

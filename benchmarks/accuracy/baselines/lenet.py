@@ -21,7 +21,7 @@ from torch import nn
 
 from benchmarks.accuracy.baselines.features import standardiser, text_vectorizer
 from benchmarks.accuracy.baselines.rawdata import MODALITIES, RawDataset
-from benchmarks.accuracy.baselines.scoring import BaselineResult, accuracy
+from benchmarks.accuracy.baselines.scoring import BaselineResult, accuracy, macro_f1
 from benchmarks.accuracy.timing import timed
 
 NAME = "lenet"
@@ -162,7 +162,9 @@ def run(data: RawDataset, seed: int, epochs: int = EPOCHS, unimodal: bool = True
         inputs, vocabulary = tensors(data)
         with timed() as fitting:
             net, val_acc = train_net(data, inputs, vocabulary, list(MODALITIES), seed, epochs)
-        test_acc = accuracy(predict(net, inputs, present, test), data.labels[test])
+        predictions = predict(net, inputs, present, test)
+        test_acc = accuracy(predictions, data.labels[test])
+        test_f1 = macro_f1(predictions, data.labels[test], len(data.classes))
         without = {m: accuracy(predict(net, inputs, present, test, removed=m), data.labels[test]) for m in MODALITIES}
     alone, seconds = {}, {}
     for modality in MODALITIES if unimodal else ():
@@ -173,6 +175,7 @@ def run(data: RawDataset, seed: int, epochs: int = EPOCHS, unimodal: bool = True
     return BaselineResult(
         test_acc=test_acc,
         val_acc=val_acc,
+        test_f1_macro=test_f1,
         alone=alone,
         without=without,
         cpu_seconds=fused_time.cpu,

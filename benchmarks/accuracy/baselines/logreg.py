@@ -16,7 +16,14 @@ from sklearn.linear_model import LogisticRegression
 
 from benchmarks.accuracy.baselines.features import audio_statistics, standardiser, text_vectorizer
 from benchmarks.accuracy.baselines.rawdata import MODALITIES, RawDataset
-from benchmarks.accuracy.baselines.scoring import BaselineResult, accuracy, fusion_scores, late_fusion, majority_class
+from benchmarks.accuracy.baselines.scoring import (
+    BaselineResult,
+    accuracy,
+    fusion_scores,
+    late_fusion,
+    macro_f1,
+    majority_class,
+)
 from benchmarks.accuracy.timing import timed
 
 NAME = "logreg"
@@ -81,6 +88,11 @@ def run(data: RawDataset, seed: int) -> BaselineResult:
         test_acc, alone, without = fusion_scores(
             {m: p[test] for m, p in probs.items()}, present_test, data.labels[test], fallback
         )
+        test_f1 = macro_f1(
+            late_fusion({m: p[test] for m, p in probs.items()}, present_test, fallback),
+            data.labels[test],
+            len(data.classes),
+        )
         val_acc = accuracy(
             late_fusion({m: p[val] for m, p in probs.items()}, {m: data.present[m][val] for m in MODALITIES}, fallback),
             data.labels[val],
@@ -88,6 +100,7 @@ def run(data: RawDataset, seed: int) -> BaselineResult:
     return BaselineResult(
         test_acc=test_acc,
         val_acc=val_acc,
+        test_f1_macro=test_f1,
         alone=alone,
         without=without,
         cpu_seconds=total.cpu,

@@ -1,4 +1,5 @@
-"""What both baselines report, computed the same way: test accuracy, each modality alone, each one removed.
+"""What both baselines report, computed the same way: test accuracy and macro-F1, each modality alone, each one
+removed.
 
 A record with none of the modalities a prediction may use gets the majority class of the training split.
 """
@@ -9,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
+from sklearn.metrics import f1_score
 
 from benchmarks.accuracy.baselines.rawdata import MODALITIES, RawDataset
 
@@ -19,6 +21,7 @@ class BaselineResult:
 
     test_acc: float
     val_acc: float
+    test_f1_macro: float  # the fused model's F1 averaged over the classes (every class counts alike)
     alone: dict[str, float]  # modality -> test accuracy using only that modality
     without: dict[str, float]  # modality -> test accuracy with that modality removed from every record
     cpu_seconds: float = 0.0  # training + testing of the fused model
@@ -34,6 +37,15 @@ class BaselineResult:
 
 def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(predictions == labels)) if len(labels) else float("nan")
+
+
+def macro_f1(predictions: np.ndarray, labels: np.ndarray, classes: int) -> float:
+    """F1 of each class, averaged over the classes that occur in `labels` or `predictions` (as torchmetrics'
+    macro average, which the project logs as test/f1_macro)."""
+    seen = np.union1d(np.unique(labels), np.unique(predictions)).astype(int)
+    if not len(seen):
+        return float("nan")
+    return float(f1_score(labels, predictions, labels=seen, average="macro", zero_division=0))
 
 
 def majority_class(data: RawDataset) -> int:

@@ -30,6 +30,7 @@ class DatasetBuilder(ABC):
     informative: Mapping[str, float]  # modality -> P(the content reveals its group | present)
     default_records: int = DEFAULT_RECORDS
     audio_damage: AudioDamage = DEFAULT_DAMAGE  # SNR range and clipping share of the recordings (sound.py)
+    class_ratio: float = 1.0  # most / least frequent class; 1 = balanced (plan.class_shares)
 
     def load_sources(self, seed: int) -> None:  # noqa: B027 (an optional hook: most datasets load nothing)
         """Load the real signals once per build (photos, digit scans); `seed` may deal them into split pools."""

@@ -2,8 +2,9 @@
 
 Each modality m maps class c to a group g_m(c); when m is present and informative it reveals g_m(c) and
 nothing else, otherwise it reveals nothing. Given the modalities that are informative, the candidates are the
-classes agreeing with every revealed group; with balanced classes the Bayes-optimal guess is right with
-probability 1 / (number of candidates). Averaging over classes and over the presence law of
+classes agreeing with every revealed group; the Bayes-optimal guess is the most frequent candidate, right with
+probability (its share) / (the candidates' shares): 1 / (number of candidates) with balanced classes. Averaging
+over classes and over the presence law of
 `plan.draw_missing` gives the figures written to dataset.json. Real signals are never perfectly informative,
 so with `informative` = 1 for a modality the figure is an upper bound.
 """
@@ -11,7 +12,7 @@ so with `informative` = 1 for a modality the figure is an upper bound.
 from __future__ import annotations
 
 from itertools import combinations, product
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 from benchmarks.accuracy.datasets.plan import MISSING_FRACTION, MODALITIES
 
@@ -35,10 +36,21 @@ def _probability(flags: Sequence[bool], p_true: float) -> float:
     return out
 
 
-def candidates(groups: Mapping[str, Sequence[int]], revealed: Sequence[str], label: int) -> int:
-    """How many classes agree with `label` on the groups of every revealed modality."""
+def candidate_classes(groups: Mapping[str, Sequence[int]], revealed: Sequence[str], label: int) -> list[int]:
+    """The classes that agree with `label` on the groups of every revealed modality."""
     classes = len(next(iter(groups.values())))
-    return sum(all(groups[m][other] == groups[m][label] for m in revealed) for other in range(classes))
+    return [other for other in range(classes) if all(groups[m][other] == groups[m][label] for m in revealed)]
+
+
+def hit_rate(groups: Mapping[str, Sequence[int]], revealed: Sequence[str], shares: Sequence[float]) -> float:
+    """P(the Bayes-optimal guess is right) when exactly `revealed` tell their groups: over the classes c (drawn
+    with `shares`), the chance that c is the guess, i.e. the most frequent of its candidates (ties split)."""
+    total = 0.0
+    for label, share in enumerate(shares):
+        rivals = [shares[c] for c in candidate_classes(groups, revealed, label)]
+        if share >= max(rivals):
+            total += share / rivals.count(share)
+    return total
 
 
 def bayes_accuracy(
@@ -46,9 +58,12 @@ def bayes_accuracy(
     informative: Mapping[str, float],
     used: Sequence[str],
     fraction: float = MISSING_FRACTION,
+    shares: Optional[Sequence[float]] = None,
 ) -> float:
-    """Bayes-optimal accuracy of a classifier that sees only the modalities `used`."""
+    """Bayes-optimal accuracy of a classifier that sees only the modalities `used`; `shares`: each class's share
+    of the records (None: balanced)."""
     classes = len(next(iter(groups.values())))
+    shares = [1.0 / classes] * classes if shares is None else [float(v) for v in shares]
     total = 0.0
     for present, p_present in presence_law(fraction).items():
         seen = [m for m in used if m in present]
@@ -57,17 +72,19 @@ def bayes_accuracy(
             p_flags = 1.0
             for m, here in zip(seen, flags, strict=True):
                 p_flags *= informative[m] if here else 1.0 - informative[m]
-            mean_hit = sum(1.0 / candidates(groups, revealed, c) for c in range(classes)) / classes
-            total += p_present * p_flags * mean_hit
+            total += p_present * p_flags * hit_rate(groups, revealed, shares)
     return total
 
 
 def expectations(
-    groups: Mapping[str, Sequence[int]], informative: Mapping[str, float], fraction: float = MISSING_FRACTION
+    groups: Mapping[str, Sequence[int]],
+    informative: Mapping[str, float],
+    fraction: float = MISSING_FRACTION,
+    shares: Optional[Sequence[float]] = None,
 ) -> dict[str, float]:
     """Bayes-optimal accuracy for every non-empty subset of modalities, keyed like `text+image`."""
     return {
-        "+".join(subset): round(bayes_accuracy(groups, informative, subset, fraction), 4)
+        "+".join(subset): round(bayes_accuracy(groups, informative, subset, fraction, shares), 4)
         for size in range(1, len(MODALITIES) + 1)
         for subset in combinations(MODALITIES, size)
     }

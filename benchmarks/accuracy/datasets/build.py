@@ -23,7 +23,7 @@ from benchmarks.accuracy.datasets import imaging, sound
 from benchmarks.accuracy.datasets.base import DatasetBuilder
 from benchmarks.accuracy.datasets.bayes import expectations
 from benchmarks.accuracy.datasets.describe import describe
-from benchmarks.accuracy.datasets.plan import MISSING_FRACTION, RecordPlan, plan_records, record_rng
+from benchmarks.accuracy.datasets.plan import MISSING_FRACTION, RecordPlan, class_shares, plan_records, record_rng
 from benchmarks.accuracy.datasets.speech import require_espeak, speak
 from benchmarks.accuracy.datasets.typos import sloppy
 
@@ -49,7 +49,8 @@ def build(
     """Write the dataset to `out` (replacing what is there) and return its dataset.json content."""
     require_espeak()
     records = builder.default_records if records is None else int(records)
-    plans = plan_records(builder.name, seed, records, len(builder.classes))
+    shares = class_shares(len(builder.classes), builder.class_ratio) if builder.class_ratio != 1 else None
+    plans = plan_records(builder.name, seed, records, len(builder.classes), class_ratio=builder.class_ratio)
     builder.load_sources(seed)
     out = Path(out)
     work = out.parent / f".{out.name}.building-{os.getpid()}"
@@ -73,17 +74,30 @@ def build(
         "missing_fraction": MISSING_FRACTION,
         "groups": {m: list(g) for m, g in builder.groups.items()},
         "informative": dict(builder.informative),
-        "bayes_optimal_accuracy": expectations(builder.groups, builder.informative),
+        "bayes_optimal_accuracy": expectations(builder.groups, builder.informative, shares=shares),
         "bayes_note": (
             "Bayes-optimal test accuracy per subset of modalities if each present modality revealed "
             "exactly its group when informative (informative: the probability of that); real images "
             "and speech are never fully legible, so these are upper bounds."
         ),
         **describe(latents),
+        **_class_balance(builder, plans),
     }
     (work / DATASET_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     _replace(work, out)
     return info
+
+
+def _class_balance(builder: DatasetBuilder, plans: list[RecordPlan]) -> dict[str, Any]:
+    """dataset.json's record of a long-tailed design (nothing for balanced classes, whose files stay as they were):
+    the ratio and how many records of each class every split holds."""
+    if builder.class_ratio == 1:
+        return {}
+    counts = {
+        split: {name: sum(p.label == c and p.split == split for p in plans) for c, name in enumerate(builder.classes)}
+        for split in sorted({p.split for p in plans})
+    }
+    return {"class_ratio": builder.class_ratio, "class_counts": counts}
 
 
 def write_record(builder: DatasetBuilder, plan: RecordPlan, root: Path, seed: int) -> tuple[dict, dict]:

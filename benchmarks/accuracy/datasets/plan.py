@@ -59,6 +59,31 @@ def balanced_labels(dataset: str, seed: int, records: int, classes: int) -> np.n
     return rng_for(dataset, seed, _PURPOSE_LABELS).permutation(np.arange(records) % classes)
 
 
+def class_shares(classes: int, ratio: float = 1.0) -> np.ndarray:
+    """Each class's share of the records: equal with `ratio` 1, else falling geometrically from the first class to
+    the last, which is `ratio` times rarer (the long-tailed profile of Cui et al., 2019, "Class-Balanced Loss")."""
+    if ratio < 1:
+        raise ValueError(f"the class ratio (most / least frequent) must be >= 1, got {ratio}")
+    shares = float(ratio) ** (-np.arange(classes) / max(classes - 1, 1))
+    return shares / shares.sum()
+
+
+def long_tail_labels(dataset: str, seed: int, records: int, classes: int, ratio: float) -> np.ndarray:
+    """Class indices in a seeded order, class c about `records * class_shares(classes, ratio)[c]` times (largest
+    remainders; every class at least once where there are as many records as classes). Ratio 1 is
+    `balanced_labels`, draw for draw."""
+    if ratio == 1:
+        return balanced_labels(dataset, seed, records, classes)
+    exact = records * class_shares(classes, ratio)
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(counts - exact, kind="stable")[: records - counts.sum()]] += 1
+    if records >= classes:
+        for rare in np.flatnonzero(counts == 0):
+            counts[counts.argmax()] -= 1
+            counts[rare] = 1
+    return rng_for(dataset, seed, _PURPOSE_LABELS).permutation(np.repeat(np.arange(classes), counts))
+
+
 def deal_by_class(
     rng: np.random.Generator, labels: Sequence[int], fractions: Mapping[str, float] = SPLIT_FRACTIONS
 ) -> dict[str, dict[int, np.ndarray]]:
@@ -104,12 +129,18 @@ def record_id(index: int, records: int) -> str:
 
 
 def plan_records(
-    dataset: str, seed: int, records: int, classes: int, missing_fraction: float = MISSING_FRACTION
+    dataset: str,
+    seed: int,
+    records: int,
+    classes: int,
+    missing_fraction: float = MISSING_FRACTION,
+    class_ratio: float = 1.0,
 ) -> list[RecordPlan]:
-    """Every record's plan: balanced labels, stratified splits, missing modalities."""
+    """Every record's plan: labels (balanced, or long-tailed with `class_ratio` > 1), stratified splits, missing
+    modalities."""
     if records < 1:
         raise ValueError(f"records must be >= 1, got {records}")
-    labels = balanced_labels(dataset, seed, records, classes)
+    labels = long_tail_labels(dataset, seed, records, classes, class_ratio)
     splits = stratified_splits(dataset, seed, labels)
     return [
         RecordPlan(

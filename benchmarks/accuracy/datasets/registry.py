@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from benchmarks.accuracy.datasets.avdigits import AVDigits
+from benchmarks.accuracy.datasets.avlongtail import AVLongTail
 from benchmarks.accuracy.datasets.avnoisy import AVNoisy
 from benchmarks.accuracy.datasets.avnotes import AVNotes
 from benchmarks.accuracy.datasets.avsentences import AVSentences
@@ -15,10 +16,11 @@ DATASETS: dict[str, type[DatasetBuilder]] = {
     "avnotes": AVNotes,
     "avnoisy": AVNoisy,
     "avsentences": AVSentences,
+    "avlongtail": AVLongTail,
 }
 # What `run` builds and trains unless --datasets says otherwise: the two datasets issue 13's acceptance is read on
-# (avnotes is avdigits with long texts, avnoisy with harsh audio, avsentences with long recordings: checks of their
-# own, docs/results.md).
+# (avnotes is avdigits with long texts, avnoisy with harsh audio, avsentences with long recordings, avlongtail
+# avnoisy with rare classes: checks of their own, docs/results.md).
 DEFAULT_DATASETS = ("avdigits", "postcards")
 
 

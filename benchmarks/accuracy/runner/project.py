@@ -23,7 +23,8 @@ from fusion.overrides import quoted_override
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 MODALITIES = ("text", "image", "audio")
 RUN_INFO = "run.json"  # written by fusion.training.train into the run folder
-ACC, FIT_SECONDS, FIT_CPU_SECONDS = "test/acc", "time/fit_seconds", "time/fit_cpu_seconds"
+ACC, F1_MACRO = "test/acc", "test/f1_macro"
+FIT_SECONDS, FIT_CPU_SECONDS = "time/fit_seconds", "time/fit_cpu_seconds"
 WITHOUT = "test/acc_without_{}"
 PREPROCESS_TIMEOUT_SECONDS = 1800
 TRAIN_TIMEOUT_SECONDS = 3600
@@ -38,6 +39,7 @@ class ProjectRun:
     """One train.py run's figures."""
 
     test_acc: float | None
+    test_f1_macro: float | None
     without: dict[str, float]
     fit_seconds: float | None
     fit_cpu_seconds: float | None
@@ -130,6 +132,7 @@ def train(
     metrics = dict(MlflowClient(tracking_uri=tracking_uri).get_run(run_id).data.metrics)
     return ProjectRun(
         test_acc=metrics.get(ACC),
+        test_f1_macro=metrics.get(F1_MACRO),
         fit_seconds=metrics.get(FIT_SECONDS),
         fit_cpu_seconds=metrics.get(FIT_CPU_SECONDS),
         run_id=run_id,

@@ -148,6 +148,7 @@ def _project_row(settings: Settings, work: DatasetWork, system: System, seed: in
     )
     return {
         "test_acc": result.test_acc,
+        "test_f1_macro": result.test_f1_macro,
         "without": result.without,
         "cpu_seconds": result.timing.cpu,
         "wall_seconds": result.timing.wall,

@@ -22,9 +22,11 @@ POINTS = 100.0  # accuracy fraction -> points
 BASELINES = ("logreg", "lenet")
 DEFAULTS, CPU_REFERENCE = "project", "lenet"
 README = Path(__file__).resolve().parents[1] / "README.md"  # what the datasets are and how to rerun
+F1_COLUMN = "macro-F1"  # only in tables of results that hold it (results.json files older than it do not)
 COLUMNS = [
     "system",
     "test acc",
+    F1_COLUMN,
     "fit CPU s",
     "CPU s",
     "wall s",
@@ -58,12 +60,12 @@ def runs_of(results: Mapping[str, Any], dataset: str, system: str) -> list[dict]
 
 
 def figures(results: Mapping[str, Any], dataset: str, system: str) -> dict[str, list[float]]:
-    """Per figure (test_acc, cpu_seconds, wall_seconds, fit_seconds, <m> alone, w/o <m>) the values over seeds.
-    The project's defaults take their "alone" values from the modality=<m> runs of the same seeds."""
+    """Per figure (test_acc, test_f1_macro, cpu_seconds, wall_seconds, fit_seconds, <m> alone, w/o <m>) the values
+    over seeds. The project's defaults take their "alone" values from the modality=<m> runs of the same seeds."""
     rows = runs_of(results, dataset, system)
     out: dict[str, list[float]] = {
         key: [r[key] for r in rows if r.get(key) is not None]
-        for key in ("test_acc", "fit_cpu_seconds", "cpu_seconds", "wall_seconds", "fit_seconds")
+        for key in ("test_acc", "test_f1_macro", "fit_cpu_seconds", "cpu_seconds", "wall_seconds", "fit_seconds")
     }
     for m in MODALITIES:
         if system == DEFAULTS:
@@ -78,9 +80,12 @@ def figures(results: Mapping[str, Any], dataset: str, system: str) -> dict[str, 
 
 
 def dataset_table(results: Mapping[str, Any], dataset: str, systems: Mapping[str, str]) -> Table:
-    """One row per system (label from `systems`): mean ± std over seeds of each figure."""
+    """One row per system (label from `systems`): mean ± std over seeds of each figure (macro-F1 where the runs
+    recorded it)."""
     info = results["datasets"][dataset]
-    table = Table(f"{dataset}: {info.get('summary', '')}", COLUMNS, notes=_notes(info))
+    with_f1 = any(r.get("test_f1_macro") is not None for r in results["runs"] if r["dataset"] == dataset)
+    columns = COLUMNS if with_f1 else [c for c in COLUMNS if c != F1_COLUMN]
+    table = Table(f"{dataset}: {info.get('summary', '')}", columns, notes=_notes(info, with_f1))
     for name, label in systems.items():
         values = figures(results, dataset, name)
         failures = [r for r in results["runs"] if r["dataset"] == dataset and r["system"] == name and r.get("error")]
@@ -88,6 +93,7 @@ def dataset_table(results: Mapping[str, Any], dataset: str, systems: Mapping[str
             continue
         cells = [
             format_mean_std(values["test_acc"], ACC_DECIMALS),
+            *([format_mean_std(values["test_f1_macro"], ACC_DECIMALS)] if with_f1 else []),
             format_mean_std(values["fit_cpu_seconds"], SECONDS_DECIMALS),
             format_mean_std(values["cpu_seconds"], SECONDS_DECIMALS),
             format_mean_std(values["wall_seconds"], SECONDS_DECIMALS),
@@ -102,15 +108,27 @@ def dataset_table(results: Mapping[str, Any], dataset: str, systems: Mapping[str
     return table
 
 
-def _notes(info: Mapping[str, Any]) -> list[str]:
+def _notes(info: Mapping[str, Any], with_f1: bool = False) -> list[str]:
     bayes = info.get("bayes_optimal_accuracy", {})
     bounds = ", ".join(f"{k} {v:.2f}" for k, v in bayes.items())
     data = f"{info.get('records', '?')} records ({_splits(info)}), dataset seed {info.get('seed', '?')}"
     if info.get("fingerprint"):
         data += f", files' fingerprint {info['fingerprint'][:FINGERPRINT_CHARS]} (`build` prints it)"
+    if info.get("class_counts"):
+        test = info["class_counts"].get("test", {})
+        data += (
+            f"; long-tailed classes, the most frequent {info['class_ratio']:g} times the rarest (test records per "
+            f"class: {', '.join(f'{k} {v}' for k, v in test.items())})"
+        )
+    f1 = (
+        ["macro-F1: the fused model's test F1 per class, averaged over the classes (each counts alike, however rare)."]
+        if with_f1
+        else []
+    )
     return [
         f"{data}; Bayes-optimal upper bounds (dataset.json): {bounds}.",
         "Mean ± sample standard deviation over the training seeds (the data and its split stay fixed).",
+        *f1,
         "fit CPU s: user + system time of fitting the fused model (ours: MLflow's time/fit_cpu_seconds, the "
         "train.py process during trainer.fit; baselines: their in-process fit); the time check compares it. "
         "CPU s: user + system time of the whole run (ours: the train.py process from start-up to exit, with its "
@@ -197,9 +215,10 @@ def section(
         "",
     ]
     for dataset in results["datasets"]:
+        checks = checks_table(results, dataset)
         parts += [
             format_markdown(dataset_table(results, dataset, systems)),
-            format_markdown(checks_table(results, dataset)),
+            *([format_markdown(checks)] if checks.rows else []),
         ]
     parts.append(END)
     return "\n".join(parts) + "\n"
