@@ -310,6 +310,60 @@ def test_multiclass_task_matches_cross_entropy_and_counts():
     assert task.report_scalars(computed) == pytest.approx({"test/f1_a": 2 / 3, "test/f1_b": 0.0, "test/f1_c": 2 / 3})
 
 
+def test_class_balance_losses_by_hand():
+    labels = SingleLabel.fit(["a", "b", "c"])
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0], [1.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+    target = torch.tensor([0, 2, 0, 1])
+    per_sample = F.cross_entropy(logits, target, reduction="none")
+    counts = [6, 3, 1]
+
+    plain = build_task(task_cfg("multiclass"), labels)
+    assert plain.class_balance == "none" and not plain.uses_class_counts
+    reweight = build_task(task_cfg("multiclass", class_balance="reweight"), labels)
+    assert reweight.uses_class_counts
+    with pytest.raises(RuntimeError, match="class_balance=reweight needs fit_class_counts"):
+        reweight.loss(logits, target)
+    reweight.fit_class_counts(counts)
+    weight = torch.tensor([10 / (3 * 6), 10 / (3 * 3), 10 / (3 * 1)])[target]  # N / (classes x count)
+    assert torch.allclose(reweight.loss(logits, target), (weight * per_sample).sum() / weight.sum())
+
+    adjust = build_task(task_cfg("multiclass", class_balance="logit_adjust", logit_adjust_tau=0.5), labels)
+    adjust.fit_class_counts(counts)
+    shifted = logits + 0.5 * torch.tensor([0.6, 0.3, 0.1]).log()
+    by_hand = -shifted.log_softmax(dim=-1).gather(1, target[:, None]).mean()
+    assert torch.allclose(adjust.loss(logits, target), by_hand)
+    # the rare class's logit is pushed down in training, so the model's own logit for it must learn to rise
+    assert adjust.loss(logits, torch.tensor([2, 2, 2, 2])) > F.cross_entropy(logits, torch.tensor([2, 2, 2, 2]))
+
+    for balance in ("reweight", "logit_adjust"):
+        balanced = build_task(task_cfg("multiclass", class_balance=balance), labels)
+        balanced.fit_class_counts([4, 4, 4])
+        assert torch.allclose(balanced.loss(logits, target), per_sample.mean()), balance
+        balanced.fit_class_counts([5, 0, 1])  # a class the training split lacks counts as one: finite
+        assert torch.isfinite(balanced.loss(logits, target)), balance
+    with pytest.raises(ValueError, match="2 class counts for 3 classes"):
+        reweight.fit_class_counts([1, 2])
+    with pytest.raises(ValueError, match="task.class_balance must be one of none, reweight, logit_adjust"):
+        build_task(task_cfg("multiclass", class_balance="focal"), labels)
+
+
+def test_class_counts_reach_the_task_and_training_runs(sample_root, processed_dir, tmp_path):
+    from fusion.stages.train import train
+    from fusion.training.setup import build_datamodule, build_module
+
+    cfg = tiny_config(tmp_path, processed_dir, ["task.class_balance=logit_adjust", "trainer.max_epochs=1"])
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    manifest = [json.loads(line) for line in (sample_root / cfg.data.manifest).read_text().splitlines()]
+    trained = {record_id for record_id, _ in datamodule.dataset("train").records}
+    train_labels = [r["label"] for r in manifest if r["id"] in trained]  # the sample leaves the split to data.split
+    by_hand = [train_labels.count(name) for name in datamodule.classes]
+    assert datamodule.class_counts() == by_hand and sum(by_hand) == len(datamodule.dataset("train"))
+    assert module.task.class_counts.tolist() == by_hand
+    metrics = train(cfg)
+    assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["test/acc"])
+
+
 def test_multilabel_task_loss_and_metrics_by_hand():
     task = build_task(task_cfg("multilabel"), MultiLabel.fit([["a", "b", "c"]]))
     assert isinstance(task, Multilabel) and task.monitor == "val/f1_macro" and task.mode == "max"

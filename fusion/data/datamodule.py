@@ -114,6 +114,13 @@ class MultimodalDataModule(pl.LightningDataModule):
             f"at random when a request brings it. {fix}"
         )
 
+    def class_counts(self, split: str = "train") -> list[int]:
+        """Records per class in `split` (single-label classification: each label encodes to a class index)."""
+        counts = [0] * len(self.classes)
+        for _, label in self.dataset(split).records:
+            counts[int(label)] += 1
+        return counts
+
     @property
     def num_outputs(self) -> int:
         """Size of the model's output: the number of classes, or 1 for regression."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,10 @@ from fusion.tasks.labels import LabelSpec
 from fusion.tracking.figures import plot_confusion_matrix, plot_per_class, plot_scatter
 
 MODES = ("max", "min")
+# How a multiclass loss treats rare classes (task.class_balance): plain cross-entropy; each class weighted by the
+# inverse of its training frequency; or logit adjustment (Menon et al., 2021, "Long-tail learning via logit
+# adjustment"): the loss adds tau * log(prior) to the logits, so the model's own logits learn the balanced posterior.
+CLASS_BALANCES = ("none", "reweight", "logit_adjust")
 
 
 class SignAccuracy(Metric):
@@ -100,6 +104,14 @@ class Task:
         return self.labels.num_outputs
 
     @property
+    def uses_class_counts(self) -> bool:
+        """Whether the loss reads the training split's records per class (:meth:`fit_class_counts`)."""
+        return False
+
+    def fit_class_counts(self, counts: Sequence[int]) -> None:
+        """The training split's records per class, for a loss that balances the classes (others ignore them)."""
+
+    @property
     def best_key(self) -> str:
         """The best monitored value so far, logged per epoch: e.g. val/acc_best."""
         return f"{self.monitor}_best"
@@ -157,12 +169,42 @@ class _Classification(Task):
 class Multiclass(_Classification):
     name = "multiclass"
 
-    def __init__(self, labels: LabelSpec, label_smoothing: float = 0.0, **common: Any):
+    def __init__(
+        self,
+        labels: LabelSpec,
+        label_smoothing: float = 0.0,
+        class_balance: str = "none",
+        logit_adjust_tau: float = 1.0,
+        **common: Any,
+    ):
         super().__init__(labels, **common)
+        if class_balance not in CLASS_BALANCES:
+            raise ValueError(f"task.class_balance must be one of {', '.join(CLASS_BALANCES)}, got {class_balance!r}")
         self.label_smoothing = float(label_smoothing)
+        self.class_balance, self.logit_adjust_tau = class_balance, float(logit_adjust_tau)
+        self.class_counts: Optional[Tensor] = None
+
+    @property
+    def uses_class_counts(self) -> bool:
+        return self.class_balance != "none"
+
+    def fit_class_counts(self, counts: Sequence[int]) -> None:
+        """A class without training records counts as one (its weight and log-prior stay finite)."""
+        if len(counts) != len(self.classes):
+            raise ValueError(f"{len(counts)} class counts for {len(self.classes)} classes")
+        self.class_counts = torch.as_tensor(list(counts), dtype=torch.float32).clamp_min(1.0)
 
     def loss(self, outputs: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(outputs, target, label_smoothing=self.label_smoothing)
+        weight = None
+        if self.class_balance != "none":
+            if self.class_counts is None:
+                raise RuntimeError(f"task.class_balance={self.class_balance} needs fit_class_counts() before a loss")
+            counts = self.class_counts.to(device=outputs.device, dtype=outputs.dtype)
+            if self.class_balance == "reweight":
+                weight = counts.sum() / (len(counts) * counts)  # 1 for every class when they are balanced
+            else:
+                outputs = outputs + self.logit_adjust_tau * (counts / counts.sum()).log()
+        return F.cross_entropy(outputs, target, weight=weight, label_smoothing=self.label_smoothing)
 
     def metric_inputs(self, outputs: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         return outputs.argmax(dim=-1), target

@@ -51,6 +51,8 @@ def build_module(cfg: DictConfig, datamodule: MultimodalDataModule) -> FusionMod
             f"set model.predict_with_heads=false for task={cfg.task.name}"
         )
     task = build_task(cfg.task, datamodule.labels)
+    if task.uses_class_counts:
+        task.fit_class_counts(datamodule.class_counts())
     net = build_model(cfg.model, cfg.fusion, list(cfg.modality.names), datamodule.metas, datamodule.num_outputs)
     compile_cfg = cfg.model.get("compile")
     if compile_cfg is not None and compile_cfg.enabled:
