@@ -32,6 +32,7 @@ from benchmarks.accuracy.datasets.build import DATASET_INFO, LATENT, MANIFEST, b
 from benchmarks.accuracy.datasets.plan import (
     MISSING_FRACTION,
     MODALITIES,
+    NOISY_SPLITS,
     balanced_labels,
     class_shares,
     long_tail_labels,
@@ -142,6 +143,34 @@ def test_long_tailed_splits_keep_the_proportions(built):
     for split, counts in info["class_counts"].items():
         assert counts == {c: sum(r["label"] == c and r["split"] == split for r in manifest) for c in info["classes"]}
     assert "class_counts" not in json.loads((built["avnoisy"] / DATASET_INFO).read_text())  # balanced: as before
+
+
+def test_label_noise_reaches_the_annotated_splits_only_and_always_names_another_class(built):
+    noise = builder("avmislabeled").label_noise
+    plans = plan_records("avmislabeled", 0, PLANNED, 10, label_noise=noise)
+    for split in ("train", "val", "test"):
+        members = [p for p in plans if p.split == split]
+        wrong = [p for p in members if p.given is not None]
+        expected = noise if split in NOISY_SPLITS else 0.0
+        assert abs(len(wrong) / len(members) - expected) < 2 * PROPORTION_TOLERANCE, split
+        assert all(p.given != p.label and 0 <= p.given < 10 and p.manifest_label == p.given for p in wrong)
+    assert len({p.given for p in plans if p.given is not None}) == 10  # every wrong class occurs
+    clean = plan_records("avmislabeled", 0, PLANNED, 10)
+    assert [(p.label, p.split, p.missing) for p in clean] == [(p.label, p.split, p.missing) for p in plans]
+    assert all(p.given is None and p.manifest_label == p.label for p in clean)
+    with pytest.raises(ValueError, match="label_noise"):
+        plan_records("avmislabeled", 0, 10, 10, label_noise=1.0)
+
+    info = json.loads((built["avmislabeled"] / DATASET_INFO).read_text())
+    manifest = {r["id"]: r for r in map(json.loads, (built["avmislabeled"] / MANIFEST).read_text().splitlines())}
+    latents = [json.loads(line) for line in (built["avmislabeled"] / LATENT).read_text().splitlines()]
+    mislabeled = [latent for latent in latents if "given_label" in latent]
+    assert info["label_noise"] == noise and sum(info["mislabeled"].values()) == len(mislabeled)
+    for latent in latents:
+        given = latent.get("given_label", latent["label"])
+        assert manifest[latent["id"]]["label"] == given
+        assert latent["split"] in NOISY_SPLITS or given == latent["label"]
+    assert "label_noise" not in json.loads((built["avnoisy"] / DATASET_INFO).read_text())
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
@@ -324,13 +353,13 @@ def test_macro_f1_as_by_hand_and_as_the_project_logs_it():
     labels = np.array([0, 0, 1, 1, 2])
     predictions = np.array([0, 1, 1, 1, 1])
     # class 0: p 1, r 1/2 -> 2/3; class 1: p 2/4, r 1 -> 2/3; class 2: 0; class 3 never occurs: not averaged
-    assert macro_f1(predictions, labels, 4) == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
+    assert macro_f1(predictions, labels) == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
     from torchmetrics.classification import MulticlassF1Score
 
     rng = np.random.default_rng(0)
     labels, predictions = rng.integers(0, 6, 200), rng.integers(0, 5, 200)  # class 5 never predicted
     logged = MulticlassF1Score(6, average="macro")(torch.as_tensor(predictions), torch.as_tensor(labels))
-    assert macro_f1(predictions, labels, 6) == pytest.approx(float(logged), abs=1e-6)
+    assert macro_f1(predictions, labels) == pytest.approx(float(logged), abs=1e-6)
 
 
 def test_macro_f1_column_only_where_the_runs_hold_it():

@@ -164,7 +164,7 @@ def run(data: RawDataset, seed: int, epochs: int = EPOCHS, unimodal: bool = True
             net, val_acc = train_net(data, inputs, vocabulary, list(MODALITIES), seed, epochs)
         predictions = predict(net, inputs, present, test)
         test_acc = accuracy(predictions, data.labels[test])
-        test_f1 = macro_f1(predictions, data.labels[test], len(data.classes))
+        test_f1 = macro_f1(predictions, data.labels[test])
         without = {m: accuracy(predict(net, inputs, present, test, removed=m), data.labels[test]) for m in MODALITIES}
     alone, seconds = {}, {}
     for modality in MODALITIES if unimodal else ():

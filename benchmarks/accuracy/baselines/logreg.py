@@ -89,9 +89,7 @@ def run(data: RawDataset, seed: int) -> BaselineResult:
             {m: p[test] for m, p in probs.items()}, present_test, data.labels[test], fallback
         )
         test_f1 = macro_f1(
-            late_fusion({m: p[test] for m, p in probs.items()}, present_test, fallback),
-            data.labels[test],
-            len(data.classes),
+            late_fusion({m: p[test] for m, p in probs.items()}, present_test, fallback), data.labels[test]
         )
         val_acc = accuracy(
             late_fusion({m: p[val] for m, p in probs.items()}, {m: data.present[m][val] for m in MODALITIES}, fallback),

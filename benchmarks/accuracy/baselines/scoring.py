@@ -39,7 +39,7 @@ def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(predictions == labels)) if len(labels) else float("nan")
 
 
-def macro_f1(predictions: np.ndarray, labels: np.ndarray, classes: int) -> float:
+def macro_f1(predictions: np.ndarray, labels: np.ndarray) -> float:
     """F1 of each class, averaged over the classes that occur in `labels` or `predictions` (as torchmetrics'
     macro average, which the project logs as test/f1_macro)."""
     seen = np.union1d(np.unique(labels), np.unique(predictions)).astype(int)

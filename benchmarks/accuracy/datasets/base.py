@@ -31,6 +31,7 @@ class DatasetBuilder(ABC):
     default_records: int = DEFAULT_RECORDS
     audio_damage: AudioDamage = DEFAULT_DAMAGE  # SNR range and clipping share of the recordings (sound.py)
     class_ratio: float = 1.0  # most / least frequent class; 1 = balanced (plan.class_shares)
+    label_noise: float = 0.0  # share of the training and validation records whose manifest names a wrong class
 
     def load_sources(self, seed: int) -> None:  # noqa: B027 (an optional hook: most datasets load nothing)
         """Load the real signals once per build (photos, digit scans); `seed` may deal them into split pools."""

@@ -50,7 +50,14 @@ def build(
     require_espeak()
     records = builder.default_records if records is None else int(records)
     shares = class_shares(len(builder.classes), builder.class_ratio) if builder.class_ratio != 1 else None
-    plans = plan_records(builder.name, seed, records, len(builder.classes), class_ratio=builder.class_ratio)
+    plans = plan_records(
+        builder.name,
+        seed,
+        records,
+        len(builder.classes),
+        class_ratio=builder.class_ratio,
+        label_noise=builder.label_noise,
+    )
     builder.load_sources(seed)
     out = Path(out)
     work = out.parent / f".{out.name}.building-{os.getpid()}"
@@ -82,6 +89,7 @@ def build(
         ),
         **describe(latents),
         **_class_balance(builder, plans),
+        **_label_noise(builder, plans),
     }
     (work / DATASET_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     _replace(work, out)
@@ -100,10 +108,25 @@ def _class_balance(builder: DatasetBuilder, plans: list[RecordPlan]) -> dict[str
     return {"class_ratio": builder.class_ratio, "class_counts": counts}
 
 
+def _label_noise(builder: DatasetBuilder, plans: list[RecordPlan]) -> dict[str, Any]:
+    """dataset.json's record of label noise (nothing without it): the share and how many records of each split
+    name a wrong class (latent.jsonl's given_label says which)."""
+    if not builder.label_noise:
+        return {}
+    wrong = {
+        split: sum(p.given is not None and p.split == split for p in plans)
+        for split in sorted({p.split for p in plans})
+    }
+    return {"label_noise": builder.label_noise, "mislabeled": wrong}
+
+
 def write_record(builder: DatasetBuilder, plan: RecordPlan, root: Path, seed: int) -> tuple[dict, dict]:
-    """Render and write one record's files; its manifest entry and its latent description."""
-    entry: dict[str, Any] = {"id": plan.id, "label": builder.classes[plan.label], "split": plan.split}
-    latent: dict[str, Any] = {"id": plan.id, "label": entry["label"], "split": plan.split}
+    """Render and write one record's files (from its true class); its manifest entry (the class the manifest gives)
+    and its latent description (the true class, and the given one where they differ)."""
+    entry: dict[str, Any] = {"id": plan.id, "label": builder.classes[plan.manifest_label], "split": plan.split}
+    latent: dict[str, Any] = {"id": plan.id, "label": builder.classes[plan.label], "split": plan.split}
+    if plan.given is not None:
+        latent["given_label"] = entry["label"]
     for modality in FOLDERS:
         if not plan.has(modality):
             if plan.index % 2:  # the contract allows both: a null value or no key at all

@@ -20,21 +20,31 @@ MISSING_FRACTION = 0.08  # each modality is absent from this share of records, i
 ID_PREFIX = "r"
 # Generator streams of one record: one per modality plus the plan's own draws.
 STREAMS = {"plan": 0, "text": 1, "image": 2, "audio": 3}
-_PURPOSE_LABELS, _PURPOSE_SPLITS, _PURPOSE_RECORD, _PURPOSE_POOLS = 0, 1, 2, 3
+_PURPOSE_LABELS, _PURPOSE_SPLITS, _PURPOSE_RECORD, _PURPOSE_POOLS, _PURPOSE_NOISE = 0, 1, 2, 3, 4
+# Where label noise reaches (plan_records' label_noise): the labels a user annotated; the test split keeps the true
+# class, so test accuracy measures the truth.
+NOISY_SPLITS = ("train", "val")
 
 
 @dataclass(frozen=True)
 class RecordPlan:
-    """One record: its index, id, class index, split and which modalities it lacks."""
+    """One record: its index, id, class index (what its content shows), split, which modalities it lacks, and the
+    wrong class its manifest gives where label noise reached it."""
 
     index: int
     id: str
     label: int
     split: str
     missing: frozenset[str]
+    given: int | None = None
 
     def has(self, modality: str) -> bool:
         return modality not in self.missing
+
+    @property
+    def manifest_label(self) -> int:
+        """The class the manifest names: the true one, or the wrong one label noise gave."""
+        return self.label if self.given is None else self.given
 
 
 def rng_for(dataset: str, seed: int, purpose: int, index: int = 0, stream: int = 0) -> np.random.Generator:
@@ -110,6 +120,15 @@ def stratified_splits(dataset: str, seed: int, labels: np.ndarray) -> list[str]:
     return out
 
 
+def mislabel(dataset: str, seed: int, index: int, label: int, classes: int, noise: float) -> int | None:
+    """With probability `noise`, another class than `label`, drawn uniformly (symmetric label noise); else None."""
+    rng = rng_for(dataset, seed, _PURPOSE_NOISE, index)
+    if rng.random() >= noise:
+        return None
+    other = int(rng.integers(classes - 1))
+    return other + (other >= label)
+
+
 def draw_missing(rng: np.random.Generator, fraction: float = MISSING_FRACTION) -> frozenset[str]:
     """Each modality missing with probability `fraction`; when all would be, one drawn at random stays."""
     missing = {m for m in MODALITIES if rng.random() < fraction}
@@ -135,11 +154,14 @@ def plan_records(
     classes: int,
     missing_fraction: float = MISSING_FRACTION,
     class_ratio: float = 1.0,
+    label_noise: float = 0.0,
 ) -> list[RecordPlan]:
     """Every record's plan: labels (balanced, or long-tailed with `class_ratio` > 1), stratified splits, missing
-    modalities."""
+    modalities, and with `label_noise` > 0 that share of the NOISY_SPLITS' records given a wrong class."""
     if records < 1:
         raise ValueError(f"records must be >= 1, got {records}")
+    if not 0 <= label_noise < 1:
+        raise ValueError(f"label_noise must be in [0, 1), got {label_noise}")
     labels = long_tail_labels(dataset, seed, records, classes, class_ratio)
     splits = stratified_splits(dataset, seed, labels)
     return [
@@ -149,6 +171,11 @@ def plan_records(
             label=int(labels[i]),
             split=splits[i],
             missing=draw_missing(record_rng(dataset, seed, i, "plan"), missing_fraction),
+            given=(
+                mislabel(dataset, seed, i, int(labels[i]), classes, label_noise)
+                if label_noise and splits[i] in NOISY_SPLITS
+                else None
+            ),
         )
         for i in range(records)
     ]
