@@ -347,6 +347,37 @@ def test_class_balance_losses_by_hand():
         build_task(task_cfg("multiclass", class_balance="focal"), labels)
 
 
+def test_generalised_cross_entropy_by_hand():
+    labels = SingleLabel.fit(["a", "b", "c"])
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0], [1.0, 2.0, 0.0], [0.0, 0.0, 1.0]], requires_grad=True)
+    target = torch.tensor([0, 2, 0, 1])
+    p_true = logits.softmax(dim=-1).gather(1, target[:, None]).squeeze(1)
+    gce = build_task(task_cfg("multiclass", loss="gce", gce_q=0.7), labels)
+    assert torch.allclose(gce.loss(logits, target), ((1 - p_true**0.7) / 0.7).mean())
+    # q -> 0 is cross-entropy; q = 1 the mean absolute error of the true class's probability
+    near_ce = build_task(task_cfg("multiclass", loss="gce", gce_q=1e-4), labels)
+    assert torch.allclose(near_ce.loss(logits, target), F.cross_entropy(logits, target), atol=1e-3)
+    mae = build_task(task_cfg("multiclass", loss="gce", gce_q=1.0), labels)
+    assert torch.allclose(mae.loss(logits, target), (1 - p_true).mean())
+    # a sample's gradient is cross-entropy's times p_true ** q: the implausible record (index 2) pulls less
+    (grad_gce,) = torch.autograd.grad(gce.loss(logits, target), logits)
+    (grad_ce,) = torch.autograd.grad(F.cross_entropy(logits, target), logits)
+    ratio = grad_gce.norm(dim=1) / grad_ce.norm(dim=1)
+    assert torch.allclose(ratio, p_true.detach() ** 0.7, atol=1e-5)
+    # class weights: the same weighted mean as cross-entropy's
+    weighted = build_task(task_cfg("multiclass", loss="gce", class_balance="reweight"), labels)
+    weighted.fit_class_counts([6, 3, 1])
+    weight = torch.tensor([10 / 18, 10 / 9, 10 / 3])[target]
+    per_sample = (1 - p_true**0.7) / 0.7
+    assert torch.allclose(weighted.loss(logits, target), (weight * per_sample).sum() / weight.sum())
+    with pytest.raises(ValueError, match="task.loss=gce takes hard labels: set optim.label_smoothing=0"):
+        build_task(task_cfg("multiclass", loss="gce", label_smoothing=0.1), labels)
+    with pytest.raises(ValueError, match=r"task.gce_q must be in \(0, 1\]"):
+        build_task(task_cfg("multiclass", loss="gce", gce_q=0.0), labels)
+    with pytest.raises(ValueError, match="task.loss must be one of cross_entropy, gce"):
+        build_task(task_cfg("multiclass", loss="focal"), labels)
+
+
 def test_class_counts_reach_the_task_and_training_runs(sample_root, processed_dir, tmp_path):
     from fusion.stages.train import train
     from fusion.training.setup import build_datamodule, build_module

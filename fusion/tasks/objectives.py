@@ -40,6 +40,11 @@ MODES = ("max", "min")
 # inverse of its training frequency; or logit adjustment (Menon et al., 2021, "Long-tail learning via logit
 # adjustment"): the loss adds tau * log(prior) to the logits, so the model's own logits learn the balanced posterior.
 CLASS_BALANCES = ("none", "reweight", "logit_adjust")
+# The multiclass loss (task.loss): cross-entropy, or the generalised cross-entropy of Zhang & Sabuncu (2018),
+# (1 - p_true ** q) / q, which weighs a sample by p_true ** q and so pulls less on records the model finds
+# implausible, such as mislabeled ones (q -> 0 is cross-entropy, q = 1 the mean absolute error).
+CLASSIFICATION_LOSSES = ("cross_entropy", "gce")
+GCE_MIN_PROBABILITY = 1e-7  # floor of p_true under the power (its gradient at 0 is infinite for q < 1)
 
 
 class SignAccuracy(Metric):
@@ -175,11 +180,23 @@ class Multiclass(_Classification):
         label_smoothing: float = 0.0,
         class_balance: str = "none",
         logit_adjust_tau: float = 1.0,
+        loss: str = "cross_entropy",
+        gce_q: float = 0.7,
         **common: Any,
     ):
         super().__init__(labels, **common)
         if class_balance not in CLASS_BALANCES:
             raise ValueError(f"task.class_balance must be one of {', '.join(CLASS_BALANCES)}, got {class_balance!r}")
+        if loss not in CLASSIFICATION_LOSSES:
+            raise ValueError(f"task.loss must be one of {', '.join(CLASSIFICATION_LOSSES)}, got {loss!r}")
+        if loss == "gce" and not 0 < gce_q <= 1:
+            raise ValueError(f"task.gce_q must be in (0, 1], got {gce_q}")
+        if loss == "gce" and label_smoothing:
+            raise ValueError(
+                f"task.loss=gce takes hard labels: set optim.label_smoothing=0 (got {label_smoothing}), or keep "
+                f"task.loss=cross_entropy with label smoothing"
+            )
+        self.loss_name, self.gce_q = loss, float(gce_q)
         self.label_smoothing = float(label_smoothing)
         self.class_balance, self.logit_adjust_tau = class_balance, float(logit_adjust_tau)
         self.class_counts: Optional[Tensor] = None
@@ -204,7 +221,14 @@ class Multiclass(_Classification):
                 weight = counts.sum() / (len(counts) * counts)  # 1 for every class when they are balanced
             else:
                 outputs = outputs + self.logit_adjust_tau * (counts / counts.sum()).log()
-        return F.cross_entropy(outputs, target, weight=weight, label_smoothing=self.label_smoothing)
+        if self.loss_name == "cross_entropy":
+            return F.cross_entropy(outputs, target, weight=weight, label_smoothing=self.label_smoothing)
+        p_true = outputs.float().softmax(dim=-1).gather(1, target[:, None]).squeeze(1)
+        per_sample = (1.0 - p_true.clamp_min(GCE_MIN_PROBABILITY) ** self.gce_q) / self.gce_q
+        if weight is None:
+            return per_sample.mean()
+        weights = weight.float()[target]
+        return (weights * per_sample).sum() / weights.sum()  # as cross_entropy's weighted mean
 
     def metric_inputs(self, outputs: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         return outputs.argmax(dim=-1), target
