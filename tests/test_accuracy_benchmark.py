@@ -373,6 +373,11 @@ def test_macro_f1_column_only_where_the_runs_hold_it():
     rows = [dict(zip(table.columns, row, strict=True)) for row in table.rows]
     assert rows[0][summary.F1_COLUMN] == "0.600 ± 0.100" and rows[1][summary.F1_COLUMN] == "n/a"
     assert any("the most frequent 10 times the rarest (test records per class: a 2, b 1)" in n for n in table.notes)
+    results["datasets"]["d"].update(label_noise=0.2, mislabeled={"test": 0, "train": 7, "val": 2})
+    notes = summary.dataset_table(results, "d", {"project": "ours"}).notes
+    assert any(
+        "20% of the training and validation labels wrong (7 and 2 records), the test labels right" in n for n in notes
+    )
     lone = _fake_results()
     lone["runs"] = [r for r in lone["runs"] if r["system"] == "project"]  # no baseline, no modality alone: no check
     assert "acceptance checks" not in summary.section(lone, {"project": "ours"}, "cmd", "r.json")

@@ -85,12 +85,9 @@ def run(data: RawDataset, seed: int) -> BaselineResult:
         fallback = majority_class(data)
         test, val = data.split("test"), data.split("val")
         present_test = {m: data.present[m][test] for m in MODALITIES}
-        test_acc, alone, without = fusion_scores(
-            {m: p[test] for m, p in probs.items()}, present_test, data.labels[test], fallback
-        )
-        test_f1 = macro_f1(
-            late_fusion({m: p[test] for m, p in probs.items()}, present_test, fallback), data.labels[test]
-        )
+        probs_test = {m: p[test] for m, p in probs.items()}
+        test_acc, alone, without = fusion_scores(probs_test, present_test, data.labels[test], fallback)
+        test_f1 = macro_f1(late_fusion(probs_test, present_test, fallback), data.labels[test])
         val_acc = accuracy(
             late_fusion({m: p[val] for m, p in probs.items()}, {m: data.present[m][val] for m in MODALITIES}, fallback),
             data.labels[val],

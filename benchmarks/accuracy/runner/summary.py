@@ -120,6 +120,12 @@ def _notes(info: Mapping[str, Any], with_f1: bool = False) -> list[str]:
             f"; long-tailed classes, the most frequent {info['class_ratio']:g} times the rarest (test records per "
             f"class: {', '.join(f'{k} {v}' for k, v in test.items())})"
         )
+    if info.get("label_noise"):
+        wrong = info.get("mislabeled", {})
+        data += (
+            f"; {info['label_noise']:.0%} of the training and validation labels wrong ({wrong.get('train', '?')} and "
+            f"{wrong.get('val', '?')} records), the test labels right"
+        )
     f1 = (
         ["macro-F1: the fused model's test F1 per class, averaged over the classes (each counts alike, however rare)."]
         if with_f1
