@@ -95,6 +95,11 @@ def _pad_id(tokenizer: Tokenizer, folder: Path) -> int:
     return next((i for i in ids if i is not None), 0)
 
 
+def token_counts(tokenizer: Any, texts: list[str]) -> list[int]:
+    """How many tokens the tokenizer makes of each text, before any cut."""
+    return [len(tokenizer.encode(text).ids) for text in texts]
+
+
 class TextProcessor:
     """Turns a record's text into token ids: ``cfg.tokenizer`` ``ngram`` fits a character n-gram vocabulary on
     the training text (``cfg.ngrams``), ``bpe`` a BPE tokenizer (``vocab_size``, ``min_frequency``,
@@ -242,14 +247,14 @@ class TextProcessor:
     def count_lengths(self, tokenizer: Any, texts: list[str]) -> dict[str, int] | None:
         """Token counts of ``texts`` before the cut to ``max_len``: how many, how many are longer, the 95th
         percentile, the longest, and the share of all their tokens that the cut drops (None for no text)."""
-        return length_summary([len(tokenizer.encode(text).ids) for text in texts], self.max_len, "max_len")
+        return length_summary(token_counts(tokenizer, texts), self.max_len, "max_len")
 
     def measure_lengths(self, tokenizer: Any, texts: list[str], counted: dict[str, int] | None = None) -> None:
         """:meth:`count_lengths` (or ``counted``, its result for this tokenizer) into meta.json's ``lengths``, and a
         warning naming the knob when some texts are longer than ``max_len``: a long text loses its later tokens,
         which may be the ones that matter. An automatic ``max_len`` is chosen from the token counts first."""
         if counted is None:
-            counts = [len(tokenizer.encode(text).ids) for text in texts]
+            counts = token_counts(tokenizer, texts)
             if self._max_len is None and self.tokenizer_name != NGRAM:
                 self._max_len = self.auto_max_len(counts)
             counted = length_summary(counts, self.max_len, "max_len")

@@ -200,6 +200,8 @@ class Multiclass(_Classification):
         self.label_smoothing = float(label_smoothing)
         self.class_balance, self.logit_adjust_tau = class_balance, float(logit_adjust_tau)
         self.class_counts: Optional[Tensor] = None
+        self.class_weight: Optional[Tensor] = None  # reweight: N / (classes x count), 1 everywhere when balanced
+        self.log_prior: Optional[Tensor] = None  # logit_adjust: log(count / N)
 
     @property
     def uses_class_counts(self) -> bool:
@@ -210,17 +212,21 @@ class Multiclass(_Classification):
         if len(counts) != len(self.classes):
             raise ValueError(f"{len(counts)} class counts for {len(self.classes)} classes")
         self.class_counts = torch.as_tensor(list(counts), dtype=torch.float32).clamp_min(1.0)
+        total = self.class_counts.sum()
+        self.class_weight = total / (len(self.class_counts) * self.class_counts)
+        self.log_prior = (self.class_counts / total).log()
 
     def loss(self, outputs: Tensor, target: Tensor) -> Tensor:
         weight = None
         if self.class_balance != "none":
             if self.class_counts is None:
                 raise RuntimeError(f"task.class_balance={self.class_balance} needs fit_class_counts() before a loss")
-            counts = self.class_counts.to(device=outputs.device, dtype=outputs.dtype)
             if self.class_balance == "reweight":
-                weight = counts.sum() / (len(counts) * counts)  # 1 for every class when they are balanced
+                weight = self.class_weight.to(device=outputs.device, dtype=outputs.dtype)
             else:
-                outputs = outputs + self.logit_adjust_tau * (counts / counts.sum()).log()
+                outputs = outputs + self.logit_adjust_tau * self.log_prior.to(
+                    device=outputs.device, dtype=outputs.dtype
+                )
         if self.loss_name == "cross_entropy":
             return F.cross_entropy(outputs, target, weight=weight, label_smoothing=self.label_smoothing)
         p_true = outputs.float().softmax(dim=-1).gather(1, target[:, None]).squeeze(1)
