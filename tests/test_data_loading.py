@@ -69,6 +69,35 @@ def test_collate_when_no_sample_has_the_modality():
     assert batch["audio"]["mask"].shape == (1, 1) and not batch["audio"]["present"].any()
 
 
+def test_a_manifest_without_validation_records_trains_or_is_refused_naming_the_fix(sample_root, tmp_path, capsys):
+    """Only train and test in the manifest: the stages set a seeded share of the training records aside for
+    validation and say so; with data.split.val=0 there is none, and training refuses before it logs or fits."""
+    root = tmp_path / "ds"
+    shutil.copytree(sample_root, root)
+    manifest = root / "manifest.jsonl"
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for i, row in enumerate(rows):
+        row["split"] = "test" if i % 5 == 0 else "train"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    for val, folder in ((0.15, "carved"), (0.0, "none")):
+        cfg = compose(
+            [f"data.root={root}", f"data.processed_dir={tmp_path / folder}", "preprocess.num_workers=1"]
+            + [f"data.split.val={val}"]
+        )
+        run_preprocess("text", cfg)
+    assert "training records became the validation split" in capsys.readouterr().out
+    carved = MultimodalDataModule(tmp_path / "carved", ["text"], batch_size=4)
+    carved.check_validation_split()
+    assert 0 < len(carved.dataset("val")) < len(carved.dataset("train"))
+    assert len(carved.dataset("test")) == len(rows[::5])  # the test split is the manifest's
+    with pytest.raises(ValueError, match=r"no validation record in .*none.*data.split.val above 0"):
+        MultimodalDataModule(tmp_path / "none", ["text"], batch_size=4).check_validation_split()
+    overrides = [f"data.root={root}", "modality=text", "data.split.val=0.0"]
+    with pytest.raises(ValueError, match="no validation record"):  # the train stage checks before fitting
+        train(tiny_config(tmp_path, tmp_path / "none", overrides))
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_datamodule_joins_modalities_by_id(processed_dir, sample_root):
     dm = MultimodalDataModule(processed_dir, ["text", "image", "audio"], batch_size=8)
     manifest = {r["id"]: r for r in read_jsonl(sample_root / "manifest.jsonl")}

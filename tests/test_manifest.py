@@ -89,6 +89,24 @@ def test_explicit_split_is_kept(tmp_path):
     assert manifest.records[0].split == "test"
 
 
+def test_a_manifest_without_validation_records_gets_them_from_training(tmp_path):
+    rows = [good(i, label=f"c{i % 2}", split="test" if i < 20 else "train") for i in range(120)]
+    write_manifest(tmp_path, rows)
+    manifest = load_manifest(tmp_path, "manifest.jsonl", SPLIT, stage="test")
+    splits = Counter((r.label, r.split) for r in manifest.records)
+    # 50 training records a class, of which val / (train + val) = 0.15 / 0.85, rounded: 9
+    assert splits[("c0", "val")] == splits[("c1", "val")] == 9 and splits[("c0", "train")] == 41
+    assert manifest.carved_val == 18
+    assert all(r.split == "test" for r in manifest.records if int(r.id[1:]) < 20)  # the test split is untouched
+    again = load_manifest(tmp_path, "manifest.jsonl", SPLIT, stage="test")
+    assert [r.split for r in again.records] == [r.split for r in manifest.records]  # seeded: every stage agrees
+    write_manifest(tmp_path, [*rows, good(999, split="val")])
+    assert load_manifest(tmp_path, "manifest.jsonl", SPLIT, stage="test").carved_val == 0  # a val split is kept
+    write_manifest(tmp_path, rows)
+    no_val = load_manifest(tmp_path, "manifest.jsonl", {**SPLIT, "val": 0.0}, stage="test")
+    assert no_val.carved_val == 0 and not any(r.split == "val" for r in no_val.records)
+
+
 def test_tiny_class_keeps_a_training_example():
     from fusion.data.manifest import Record
 

@@ -114,6 +114,20 @@ class MultimodalDataModule(pl.LightningDataModule):
             f"at random when a request brings it. {fix}"
         )
 
+    def check_validation_split(self) -> None:
+        """Refuse to fit without validation records: early stopping and the best checkpoint watch a validation
+        metric, and Lightning would fail after the first epoch with an error that names neither the data nor the
+        fix. (A manifest that names only train and test gets its validation records from training; see
+        fusion.data.manifest.carve_validation.)"""
+        if len(self.dataset("val")) > 0:
+            return
+        raise ValueError(
+            f"no validation record in {self.processed_dir} (records.jsonl): the manifest gives none in split val "
+            f"and data.split.val is 0, or every one was rejected (see rejected.jsonl). Early stopping and the best "
+            f'checkpoint need them: give records "split": "val", or set data.split.val above 0 (a share of the '
+            f"training records then becomes the validation split), and rerun the preprocessing (`dvc repro`)."
+        )
+
     def class_counts(self, split: str = "train") -> list[int]:
         """Records per class in `split` (single-label classification: each label encodes to a class index)."""
         counts = [0] * len(self.classes)

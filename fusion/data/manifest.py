@@ -82,6 +82,7 @@ class Manifest:
     records: list[Record]
     labels: LabelSpec
     rejections: list[Rejection] = field(default_factory=list)
+    carved_val: int = 0  # training records made the validation split (the manifest named none: carve_validation)
 
     @property
     def classes(self) -> list[str]:
@@ -226,6 +227,7 @@ def load_manifest(
     unsplit = [r for r in records if not r.split]
     assignment = stratified_splits(unsplit, int(split_cfg["seed"]), split_cfg, spec.stratum) if unsplit else {}
     records = [r if r.split else _with_split(r, assignment[r.id]) for r in records]
+    records, carved = carve_validation(records, split_cfg, spec.stratum)
 
     labels = spec.fit(r.label for r in records if r.split == "train")
     kept = []
@@ -240,7 +242,23 @@ def load_manifest(
             f"{path}: no usable record left ({len(rejections)} rejected, e.g. "
             f"{rejections[0].reason if rejections else 'the file is empty'}). Fix the manifest lines."
         )
-    return Manifest(root=root, records=kept, labels=labels, rejections=rejections)
+    return Manifest(root=root, records=kept, labels=labels, rejections=rejections, carved_val=carved)
+
+
+def carve_validation(
+    records: list[Record], split_cfg: Mapping[str, Any], stratum: Callable[[Any], str] = str
+) -> tuple[list[Record], int]:
+    """When no record is in the validation split (a manifest that names only train and test), the seeded stratified
+    share ``val / (train + val)`` of ``data.split`` of the training records becomes it, as the automatic split
+    would have made it; training needs validation records to stop early and pick its checkpoint. Returns the
+    records and how many moved (0: a validation split was there, or ``data.split.val`` is 0)."""
+    train = [r for r in records if r.split == "train"]
+    if any(r.split == "val" for r in records) or not train or float(split_cfg["val"]) <= 0:
+        return records, 0
+    fractions = {"train": float(split_cfg["train"]), "val": float(split_cfg["val"]), "test": 0.0}
+    assignment = stratified_splits(train, int(split_cfg["seed"]), fractions, stratum)
+    moved = {i for i, split in assignment.items() if split == "val"}
+    return [_with_split(r, "val") if r.id in moved else r for r in records], len(moved)
 
 
 def split_lines(text: str) -> list[str]:

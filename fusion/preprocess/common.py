@@ -128,6 +128,13 @@ def run_preprocess(modality: str, cfg: DictConfig) -> dict[str, Any]:
         reject_dir = work_dir / "_rejected"
         reject_dir.mkdir()
         with_modality = [r for r in manifest.records if r.has(modality)]
+        if manifest.carved_val:
+            print(
+                f"[{stage}] the manifest names no validation record: {manifest.carved_val} training records became "
+                f'the validation split (stratified, data.split.seed and data.split.val); give records "split": '
+                f'"val" to choose them',
+                flush=True,
+            )
         processor.fit([r for r in with_modality if r.split == "train"])
         worker = functools.partial(process_or_reject, processor=processor, reject_dir=str(reject_dir), stage=stage)
         for split in SPLITS:

@@ -58,6 +58,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         _announce_resume(checkpoint, run_id)
     datamodule = build_datamodule(cfg)
     datamodule.check_every_modality_trains()
+    datamodule.check_validation_split()
     module = build_module(cfg, datamodule)
     logger = build_logger(cfg, run_id=run_id)
     # an Optuna trial's pruning comes with its callbacks (only in a search: cfg.search)
