@@ -5,6 +5,7 @@ tables compute mean ± std as by hand. Building needs espeak-ng (`apt-get instal
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import multiprocessing
@@ -17,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from benchmarks.accuracy.__main__ import main, parse_args
 from benchmarks.accuracy.baselines import lenet, logreg, rawdata
 from benchmarks.accuracy.baselines.scoring import late_fusion, macro_f1, majority_class
 from benchmarks.accuracy.datasets import sound
@@ -40,10 +43,11 @@ from benchmarks.accuracy.datasets.plan import (
     presence_probability,
 )
 from benchmarks.accuracy.datasets.registry import DATASETS, builder
-from benchmarks.accuracy.runner import paired, project, summary
+from benchmarks.accuracy.runner import paired, project, summary, variants
 from benchmarks.accuracy.runner import run as run_module
 from benchmarks.accuracy.runner.run import Settings, run
-from benchmarks.accuracy.runner.systems import TUNED, select, tuned_overrides
+from benchmarks.accuracy.runner.systems import TUNED, checked_overrides, preprocess_only, select, tuned_overrides
+from benchmarks.tables import format_text
 from fusion.config import compose
 from fusion.data.manifest import load_manifest
 from fusion.preprocess.common import _processors
@@ -485,6 +489,37 @@ def test_tuned_overrides_and_system_selection(tmp_path):
         select("project,nope", ())
 
 
+def test_set_overrides_are_checked_routed_and_named_in_the_labels():
+    args = parse_args(["run", "--set", "fusion=gated", "--set", "preprocess.audio.n_mels=32"])
+    overrides = checked_overrides(args.overrides)
+    assert overrides == ("fusion=gated", "preprocess.audio.n_mels=32")
+    assert preprocess_only(overrides) == ("preprocess.audio.n_mels=32",)
+    assert parse_args(["run"]).overrides == []
+    for bad in ("fusion", "=gated", " =x"):
+        with pytest.raises(SystemExit, match="KEY=VALUE"):
+            checked_overrides([bad])
+    labels = summary.labels(select("project,project-text,lenet", ()), overrides)
+    assert labels["project"].endswith(", with fusion=gated preprocess.audio.n_mels=32")
+    assert labels["project-text"].endswith("with fusion=gated preprocess.audio.n_mels=32")
+    assert "with" not in labels["lenet"]
+    assert summary.labels(select("project", ()))["project"] == select("project", ())[0].label
+
+
+def test_resume_refuses_runs_trained_with_other_overrides(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    kept = {
+        "runs": [{"dataset": "avdigits", "system": "project", "seed": 0, "error": None, "run_id": "abc"}],
+        "datasets": {},
+        "settings": {"project_overrides": ["fusion=gated"]},
+    }
+    (out / "results.json").write_text(json.dumps(kept), encoding="utf-8")
+    settings = Settings(["avdigits"], [0], [], out, tmp_path, resume=True, project_overrides=("fusion=gated",))
+    assert run_module.load_results(settings)["runs"] == kept["runs"]
+    with pytest.raises(SystemExit, match=r"overrides \['fusion=gated'\].*would add none"):
+        run_module.load_results(dataclasses.replace(settings, project_overrides=()))
+
+
 def test_subprocess_errors_and_timeouts_name_the_log(tmp_path):
     log = tmp_path / "step.log"
     timing = project.run_logged([sys.executable, "-c", "print('hello')"], tmp_path, log, timeout=60)
@@ -520,23 +555,29 @@ def test_runs_started_together_build_a_dataset_once(espeak, tmp_path):
     assert reports[0][1] == reports[1][1] == fingerprint(tmp_path / f"avdigits-n{TINY}-s0")
 
 
+def _tiny_avdigits_run(built, tmp_path: Path, systems: str, **settings) -> Settings:
+    """A run of `systems` on a copy of the built tiny avdigits, seed 0 (the copy is found, not rebuilt)."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(built["avdigits"], data_dir / f"avdigits-n{TINY}-s0")
+    return Settings(
+        datasets=["avdigits"],
+        seeds=[0],
+        systems=select(systems, ()),
+        out=tmp_path / "out",
+        data_dir=data_dir,
+        records=TINY,
+        say=lambda _: None,
+        **settings,
+    )
+
+
 @pytest.mark.slow
 def test_runner_writes_results_and_the_markdown_section(built, tmp_path, monkeypatch):
     monkeypatch.setattr(run_module, "describe", lambda device: _fake_results()["machine"])  # spares importing Lightning
     markdown = tmp_path / "RESULTS.md"
     markdown.write_text("# Benchmark results\n\nspeed tables\n", encoding="utf-8")
-    data_dir = tmp_path / "data"
-    shutil.copytree(built["avdigits"], data_dir / f"avdigits-n{TINY}-s0")  # found, not rebuilt
-    settings = Settings(
-        datasets=["avdigits"],
-        seeds=[0],
-        systems=select("logreg", ()),
-        out=tmp_path / "out",
-        data_dir=data_dir,
-        records=TINY,
-        markdown=markdown,
-        say=lambda _: None,
-    )
+    settings = _tiny_avdigits_run(built, tmp_path, "logreg", markdown=markdown)
+    data_dir = settings.data_dir
     results = run(settings)
     assert [(r["system"], r["seed"]) for r in results["runs"]] == [("logreg", 0)]
     assert all(r["error"] is None for r in results["runs"])
@@ -550,6 +591,84 @@ def test_runner_writes_results_and_the_markdown_section(built, tmp_path, monkeyp
     _flip_last_byte(sorted((root / "audio").iterdir())[0])
     with pytest.raises(SystemExit, match="not the avdigits data the kept runs of --resume"):
         run(dataclasses.replace(settings, resume=True))
+
+
+@pytest.mark.slow
+def test_set_overrides_reach_the_preprocessing_and_the_training_run(built, tmp_path, monkeypatch):
+    """`run --set ...`: the preprocess.* override makes shards of its own, every override reaches train.py (MLflow
+    params), and the row and the label name them."""
+    monkeypatch.setattr(run_module, "describe", lambda device: _fake_results()["machine"])
+    overrides = ("trainer.max_epochs=1", "fusion=gated", "preprocess.audio.n_mels=32")
+    results = run(_tiny_avdigits_run(built, tmp_path, "project", project_overrides=overrides))
+    (row,) = results["runs"]
+    assert row["error"] is None and row["overrides"] == list(overrides)
+    processed = Path(row["run_dir"]).parents[1] / f"processed-{hashlib.sha256(overrides[2].encode()).hexdigest()[:8]}"
+    assert json.loads((processed / "audio" / "meta.json").read_text(encoding="utf-8"))["n_mels"] == 32
+    params = (
+        MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'out' / 'work' / 'mlflow' / 'mlflow.db'}")
+        .get_run(row["run_id"])
+        .data.params
+    )
+    assert (params["fusion/name"], params["preprocess/audio/n_mels"], params["trainer/max_epochs"]) == (
+        "gated",
+        "32",
+        "1",
+    )
+    assert results["systems"]["project"].endswith("with " + " ".join(overrides))
+
+
+def _variant_results(tmp_path: Path, name: str, correct: dict[int, list[int]], **settings) -> tuple[dict, Path]:
+    """A results.json of project runs whose run folders hold test_records.csv with the given outcomes per seed."""
+    out = tmp_path / name
+    runs = []
+    for seed, outcomes in correct.items():
+        run_dir = out / "work" / "d" / "runs" / f"project-s{seed}"
+        run_dir.mkdir(parents=True)
+        lines = ["id,target,prediction,correct"] + [f"r{i},0,{1 - c},{c}" for i, c in enumerate(outcomes)]
+        (run_dir / paired.TEST_RECORDS).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        acc = sum(outcomes) / len(outcomes)
+        runs.append(
+            {"dataset": "d", "system": "project", "seed": seed, "error": None, "test_acc": acc, "fit_cpu_seconds": 10.0}
+            | {"run_dir": str(run_dir)}
+        )
+    results = {"runs": runs, "datasets": {"d": {"fingerprint": "f" * 64}}, "settings": settings}
+    path = out / "results.json"
+    path.write_text(json.dumps(results), encoding="utf-8")
+    return results, path
+
+
+def test_variants_are_compared_record_by_record(tmp_path):
+    records = 40
+    reference = _variant_results(tmp_path, "ref", {0: [1] * 30 + [0] * 10, 1: [1] * 28 + [0] * 12})
+    better = _variant_results(
+        tmp_path, "better", {0: [1] * 40, 1: [1] * 38 + [0] * 2, 2: [1] * 40}, project_overrides=["fusion=gated"]
+    )
+    (row,) = variants.compare(reference, [better])
+    assert row.seeds == [0, 1] and row.label == "fusion=gated" and row.acc == [1.0, 0.95]  # seed 2: reference lacks it
+    # per record, averaged over seeds 0 and 1: by hand (1 + 0.95) / 2 - (0.75 + 0.70) / 2
+    assert row.difference.estimate == pytest.approx((40 + 38 - 30 - 28) / (2 * records))
+    assert row.difference.significant and row.difference.low > 0
+    same = _variant_results(tmp_path, "same", {0: [1] * 30 + [0] * 10, 1: [1] * 28 + [0] * 12}, checkout="/x/edited")
+    (level,) = variants.compare(reference, [same])
+    assert level.difference.estimate == 0 and not level.difference.significant and level.label == "edited"
+    text = format_text(variants.table([row, level], *reference))
+    assert "ref (reference)" in text and "+0.250" in text and "fusion=gated" in text
+    other, path = _variant_results(tmp_path, "other", {0: [1] * 40})
+    other["datasets"]["d"]["fingerprint"] = "e" * 64
+    with pytest.raises(ValueError, match="other files"):
+        variants.compare(reference, [(other, path)])
+    shorter = _variant_results(tmp_path, "shorter", {0: [1] * 39})
+    with pytest.raises(ValueError, match="test records .* differ"):
+        variants.compare(reference, [shorter])
+
+
+def test_variants_command_names_what_is_wrong(tmp_path):
+    with pytest.raises(SystemExit, match="missing: give the results.json"):
+        main(["variants", str(tmp_path / "nope.json"), str(tmp_path / "nope2.json")])
+    reference = _variant_results(tmp_path, "ref", {0: [1, 0]})
+    lone = _variant_results(tmp_path, "lone", {5: [1, 1]})
+    with pytest.raises(SystemExit, match="no dataset and seed holds"):
+        main(["variants", str(reference[1]), str(lone[1])])
 
 
 def _flip_last_byte(path: Path) -> None:

@@ -1,6 +1,6 @@
-"""`python -m benchmarks.accuracy build|run|table|paired`: build a real-signal dataset, run the accuracy benchmark,
-rewrite its tables from a results.json, or test a modality-alone gap record by record. `--help` on each command
-lists its options."""
+"""`python -m benchmarks.accuracy build|run|table|paired|variants`: build a real-signal dataset, run the accuracy
+benchmark, rewrite its tables from a results.json, test a modality-alone gap record by record, or compare variants
+of this project with a reference run record by record. `--help` on each command lists its options."""
 
 from __future__ import annotations
 
@@ -53,9 +53,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     run.add_argument("--dataset-seed", type=int, default=0, help="seed of the datasets (fixed across training seeds)")
     run.add_argument("--project", type=Path, help="the checkout whose train.py is measured (default: this one)")
     run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Hydra override for every run of this project (repeatable; preprocess.* keys reach its "
+        "preprocessing too), e.g. --set fusion=gated: a variant measured from this checkout, named in "
+        "results.json and the tables; RESULTS.md is then left alone unless --markdown names it",
+    )
+    run.add_argument(
         "--markdown",
         type=Path,
-        help=f"Markdown file whose accuracy section is replaced (default {DEFAULT_MARKDOWN}; --quick: none)",
+        help=f"Markdown file whose accuracy section is replaced (default {DEFAULT_MARKDOWN}; --quick or --set: none)",
     )
     run.add_argument("--no-markdown", action="store_true", help="leave RESULTS.md alone")
     run.add_argument("--resume", action="store_true", help="keep the successful runs of <out>/results.json")
@@ -83,13 +93,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "dataset", type=Path, help="the dataset folder those runs used (e.g. <data-dir>/avdigits-n1500-s0)"
     )
     paired.add_argument("--modalities", default=",".join(MODALITIES), help="comma-separated (default: all three)")
+
+    variants = commands.add_parser(
+        "variants",
+        help="variants of this project (runs with --set, or of other checkouts) against a reference run, record by "
+        "record (paired bootstrap over the test records)",
+    )
+    variants.add_argument("reference", type=Path, help="the reference's results.json (e.g. a run of the defaults)")
+    variants.add_argument("variants", type=Path, nargs="+", help="each variant's results.json, on the same data")
+    variants.add_argument("--system", default="project", help="which system's runs to compare (default project)")
+    variants.add_argument("--markdown", action="store_true", help="print a Markdown table instead of text")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     command = "python -m benchmarks.accuracy " + shlex.join(sys.argv[1:] if argv is None else list(argv))
-    {"build": _build, "run": _run, "table": _table, "paired": _paired}[args.command](args, command)
+    {"build": _build, "run": _run, "table": _table, "paired": _paired, "variants": _variants}[args.command](
+        args, command
+    )
 
 
 def _build(args: argparse.Namespace, command: str) -> None:
@@ -109,7 +131,7 @@ def _build(args: argparse.Namespace, command: str) -> None:
 def _run(args: argparse.Namespace, command: str) -> None:
     from benchmarks.accuracy.runner import project
     from benchmarks.accuracy.runner.run import Settings, run
-    from benchmarks.accuracy.runner.systems import select, tuned_overrides
+    from benchmarks.accuracy.runner.systems import checked_overrides, select, tuned_overrides
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = [d for d in datasets if d not in DATASETS]
@@ -119,7 +141,9 @@ def _run(args: argparse.Namespace, command: str) -> None:
         seeds = [int(s) for s in (args.seeds or (QUICK_SEEDS if args.quick else DEFAULT_SEEDS)).split(",")]
     except ValueError:
         raise SystemExit(f"error: --seeds must be comma-separated integers, got {args.seeds!r}") from None
-    markdown = None if args.no_markdown else args.markdown or (None if args.quick else DEFAULT_MARKDOWN)
+    overrides = checked_overrides(args.overrides)
+    variant = args.quick or overrides  # not the defaults' figures: RESULTS.md only when named
+    markdown = None if args.no_markdown else args.markdown or (None if variant else DEFAULT_MARKDOWN)
     settings = Settings(
         datasets=datasets,
         seeds=seeds,
@@ -129,7 +153,7 @@ def _run(args: argparse.Namespace, command: str) -> None:
         records=args.records or (QUICK_RECORDS if args.quick else None),
         dataset_seed=args.dataset_seed,
         checkout=(args.project or project.PROJECT_ROOT).resolve(),
-        project_overrides=QUICK_OVERRIDES if args.quick else (),
+        project_overrides=(*(QUICK_OVERRIDES if args.quick else ()), *overrides),
         markdown=markdown,
         resume=args.resume,
         rebuild=args.rebuild,
@@ -178,6 +202,28 @@ def _paired(args: argparse.Namespace, command: str) -> None:
     if not rows:
         raise SystemExit(f"error: {args.results} has no successful project-<modality> run of {name}")
     print(format_text(paired.table(rows)))
+
+
+def _variants(args: argparse.Namespace, command: str) -> None:
+    from benchmarks.accuracy.runner import variants
+    from benchmarks.tables import format_markdown, format_text
+
+    def load(path: Path):
+        if not path.is_file():
+            raise SystemExit(f"error: {path} is missing: give the results.json that `run` wrote (under its --out)")
+        return json.loads(path.read_text(encoding="utf-8")), path
+
+    reference = load(args.reference)
+    try:
+        rows = variants.compare(reference, [load(p) for p in args.variants], args.system)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if not rows:
+        raise SystemExit(
+            f"error: no dataset and seed holds a successful {args.system} run in both {args.reference} and a variant"
+        )
+    result = variants.table(rows, *reference)
+    print(format_markdown(result) if args.markdown else format_text(result))
 
 
 if __name__ == "__main__":

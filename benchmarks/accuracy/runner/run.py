@@ -24,7 +24,7 @@ from benchmarks.accuracy.baselines import lenet, logreg, rawdata
 from benchmarks.accuracy.datasets.build import DATASET_INFO, MANIFEST, build, fingerprint
 from benchmarks.accuracy.datasets.registry import builder
 from benchmarks.accuracy.runner import project, summary
-from benchmarks.accuracy.runner.systems import System
+from benchmarks.accuracy.runner.systems import System, preprocess_only
 from benchmarks.accuracy.timing import timed
 from benchmarks.machine import describe
 
@@ -45,7 +45,7 @@ class Settings:
     records: int | None = None  # None: each dataset's default
     dataset_seed: int = 0
     checkout: Path = project.PROJECT_ROOT  # the project whose train.py is measured
-    project_overrides: tuple[str, ...] = ()  # added to every train.py run (--quick: fewer epochs)
+    project_overrides: tuple[str, ...] = ()  # added to every train.py run (--quick: fewer epochs; --set)
     baseline_epochs: int = lenet.EPOCHS
     preprocess_timeout: float = project.PREPROCESS_TIMEOUT_SECONDS
     train_timeout: float = project.TRAIN_TIMEOUT_SECONDS
@@ -132,7 +132,8 @@ def run_system(settings: Settings, work: DatasetWork, system: System, seed: int)
 
 
 def _project_row(settings: Settings, work: DatasetWork, system: System, seed: int) -> dict[str, Any]:
-    processed = work.processed(system.preprocess_overrides)
+    overrides = [*system.overrides, *settings.project_overrides]
+    processed = work.processed(preprocess_only(overrides))
     run_dir = work.work / "runs" / f"{system.name}-s{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
     result = project.train(
@@ -141,7 +142,7 @@ def _project_row(settings: Settings, work: DatasetWork, system: System, seed: in
         seed,
         run_dir,
         settings.out / "work" / "mlflow",
-        [*system.overrides, *settings.project_overrides],
+        overrides,
         work.logs / f"{system.name}-s{seed}.log",
         settings.checkout,
         settings.train_timeout,
@@ -156,7 +157,7 @@ def _project_row(settings: Settings, work: DatasetWork, system: System, seed: in
         "fit_cpu_seconds": result.fit_cpu_seconds,
         "run_id": result.run_id,
         "run_dir": str(run_dir),
-        "overrides": [*system.overrides, *settings.project_overrides],
+        "overrides": overrides,
     }
 
 
@@ -166,6 +167,13 @@ def load_results(settings: Settings) -> dict[str, Any]:
     if settings.resume and path.is_file():
         results = json.loads(path.read_text(encoding="utf-8"))
         results["runs"] = [r for r in results["runs"] if not r.get("error")]
+        before = results.get("settings", {}).get("project_overrides", [])
+        if before != list(settings.project_overrides) and any(r.get("run_id") for r in results["runs"]):
+            raise SystemExit(
+                f"error: the kept runs of --resume in {path} were trained with the overrides {before or 'none'}, "
+                f"this run would add {list(settings.project_overrides) or 'none'}: give the same --set (and "
+                "--quick) or another --out"
+            )
         return results
     return {"runs": [], "datasets": {}}
 
@@ -200,7 +208,7 @@ def run(settings: Settings) -> dict[str, Any]:
         machine=describe(torch.device("cpu")),
         command=settings.command,
         started=_now(),
-        systems=summary.labels(settings.systems),
+        systems=summary.labels(settings.systems, settings.project_overrides),
         settings={
             "seeds": settings.seeds,
             "records": settings.records,

@@ -286,6 +286,8 @@ def _relative(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
-def labels(systems: Iterable) -> dict[str, str]:
-    """name -> table label of runner.systems.System objects."""
-    return {s.name: s.label for s in systems}
+def labels(systems: Iterable, project_overrides: Sequence[str] = ()) -> dict[str, str]:
+    """name -> table label of runner.systems.System objects; this project's systems name the overrides every run
+    of theirs took (``--set``, ``--quick``), so a variant's row never reads as the defaults'."""
+    suffix = f", with {' '.join(project_overrides)}" if project_overrides else ""
+    return {s.name: s.label + (suffix if s.kind == "project" else "") for s in systems}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import yaml
 
@@ -24,7 +25,23 @@ class System:
 
     @property
     def preprocess_overrides(self) -> tuple[str, ...]:
-        return tuple(o for o in self.overrides if o.startswith(PREPROCESS_PREFIX))
+        return preprocess_only(self.overrides)
+
+
+def preprocess_only(overrides: Sequence[str]) -> tuple[str, ...]:
+    """The overrides that the preprocessing stage takes too (``preprocess.*``)."""
+    return tuple(o for o in overrides if o.startswith(PREPROCESS_PREFIX))
+
+
+def checked_overrides(overrides: Sequence[str]) -> tuple[str, ...]:
+    """``--set`` values as given, each a Hydra ``key=value``; anything else stops with the value and the form."""
+    for override in overrides:
+        key, sep, _ = override.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(
+                f"error: --set takes a Hydra override KEY=VALUE (e.g. --set fusion=gated), got {override!r}"
+            )
+    return tuple(overrides)
 
 
 def tuned_overrides(path: Path = TUNED_FILE) -> tuple[str, ...]:
