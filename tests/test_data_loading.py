@@ -12,6 +12,7 @@ from fusion.data.collate import MultimodalCollate
 from fusion.data.datamodule import MultimodalDataModule
 from fusion.data.shards import ModalityShards, item_nbytes, read_jsonl
 from fusion.preprocess.common import run_preprocess
+from fusion.stages.evaluate import evaluate
 from fusion.stages.train import train
 from tests.helpers.config import tiny_config
 
@@ -90,12 +91,38 @@ def test_a_manifest_without_validation_records_trains_or_is_refused_naming_the_f
     carved.check_validation_split()
     assert 0 < len(carved.dataset("val")) < len(carved.dataset("train"))
     assert len(carved.dataset("test")) == len(rows[::5])  # the test split is the manifest's
-    with pytest.raises(ValueError, match=r"no validation record in .*none.*data.split.val above 0"):
+    with pytest.raises(ValueError, match=r"no val record in .*none.*data.split.val above 0"):
         MultimodalDataModule(tmp_path / "none", ["text"], batch_size=4).check_validation_split()
     overrides = [f"data.root={root}", "modality=text", "data.split.val=0.0"]
-    with pytest.raises(ValueError, match="no validation record"):  # the train stage checks before fitting
+    with pytest.raises(ValueError, match="no val record"):  # the train stage checks before fitting
         train(tiny_config(tmp_path, tmp_path / "none", overrides))
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_testing_without_test_records_is_refused_before_fitting(sample_root, tmp_path):
+    """Only train and val in the manifest: training with test_after_fit (the default) and the evaluate stage refuse
+    before fitting or loading anything, naming the fix; without testing it trains."""
+    root = tmp_path / "ds"
+    shutil.copytree(sample_root, root)
+    manifest = root / "manifest.jsonl"
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for i, row in enumerate(rows):
+        row["split"] = "val" if i % 5 == 0 else "train"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    processed = tmp_path / "processed"
+    run_preprocess(
+        "text", compose([f"data.root={root}", f"data.processed_dir={processed}", "preprocess.num_workers=1"])
+    )
+    with pytest.raises(ValueError, match=r"no test record in .*test_after_fit=false"):
+        MultimodalDataModule(processed, ["text"], batch_size=4).check_test_split()
+    overrides = [f"data.root={root}", "modality=text"]
+    with pytest.raises(ValueError, match="no test record"):
+        train(tiny_config(tmp_path, processed, overrides))
+    assert not (tmp_path / "mlflow.db").exists()
+    metrics = train(tiny_config(tmp_path, processed, [*overrides, "test_after_fit=false"]))
+    assert "val/acc" in metrics and not any(k.startswith("test/") for k in metrics)
+    with pytest.raises(ValueError, match="no test record"):  # the DVC evaluate stage of that run
+        evaluate(tiny_config(tmp_path, processed, overrides))
 
 
 def test_datamodule_joins_modalities_by_id(processed_dir, sample_root):

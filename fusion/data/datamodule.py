@@ -119,13 +119,31 @@ class MultimodalDataModule(pl.LightningDataModule):
         metric, and Lightning would fail after the first epoch with an error that names neither the data nor the
         fix. (A manifest that names only train and test gets its validation records from training; see
         fusion.data.manifest.carve_validation.)"""
-        if len(self.dataset("val")) > 0:
+        self._check_split_holds_records(
+            "val",
+            "data.split.val is 0, or every one was rejected",
+            "early stopping and the best checkpoint need them",
+            'give records "split": "val", or set data.split.val above 0 (a share of the training records then '
+            "becomes the validation split), then rerun the preprocessing (`dvc repro`)",
+        )
+
+    def check_test_split(self) -> None:
+        """Refuse to test without test records (checked before fitting, so no run trains for nothing): the test
+        metrics, the report's figure and the explanations are computed on them."""
+        self._check_split_holds_records(
+            "test",
+            "every one was rejected",
+            "testing the trained model needs them",
+            'give records "split": "test" (or leave "split" out of the manifest for a seeded split) and rerun the '
+            "preprocessing (`dvc repro`), or train with test_after_fit=false",
+        )
+
+    def _check_split_holds_records(self, split: str, or_else: str, needed: str, fix: str) -> None:
+        if len(self.dataset(split)) > 0:
             return
         raise ValueError(
-            f"no validation record in {self.processed_dir} (records.jsonl): the manifest gives none in split val "
-            f"and data.split.val is 0, or every one was rejected (see rejected.jsonl). Early stopping and the best "
-            f'checkpoint need them: give records "split": "val", or set data.split.val above 0 (a share of the '
-            f"training records then becomes the validation split), and rerun the preprocessing (`dvc repro`)."
+            f"no {split} record in {self.processed_dir} (records.jsonl): the manifest gives none in split {split}, "
+            f"or {or_else} (see rejected.jsonl); {needed}. Fix: {fix}."
         )
 
     def class_counts(self, split: str = "train") -> list[int]:

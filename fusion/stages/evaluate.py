@@ -37,6 +37,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run_info = json.loads((Path(cfg.paths.output_dir) / RUN_INFO).read_text(encoding="utf-8"))
     set_torch_flags(cfg)
     datamodule = build_datamodule(cfg)
+    datamodule.check_test_split()
     module = build_module(cfg, datamodule)
     checkpoint = Path(cfg.paths.checkpoint_dir) / f"{cfg.callbacks.checkpoint.filename}.ckpt"
     load_weights(module, checkpoint)

@@ -59,6 +59,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg)
     datamodule.check_every_modality_trains()
     datamodule.check_validation_split()
+    if cfg.test_after_fit:
+        datamodule.check_test_split()
     module = build_module(cfg, datamodule)
     logger = build_logger(cfg, run_id=run_id)
     # an Optuna trial's pruning comes with its callbacks (only in a search: cfg.search)
