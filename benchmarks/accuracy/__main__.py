@@ -222,7 +222,7 @@ def _variants(args: argparse.Namespace, command: str) -> None:
         raise SystemExit(
             f"error: no dataset and seed holds a successful {args.system} run in both {args.reference} and a variant"
         )
-    result = variants.table(rows, *reference)
+    result = variants.table(rows, *reference, args.system)
     print(format_markdown(result) if args.markdown else format_text(result))
 
 

@@ -23,10 +23,6 @@ class System:
     overrides: tuple[str, ...] = ()
     alone: str | None = None
 
-    @property
-    def preprocess_overrides(self) -> tuple[str, ...]:
-        return preprocess_only(self.overrides)
-
 
 def preprocess_only(overrides: Sequence[str]) -> tuple[str, ...]:
     """The overrides that the preprocessing stage takes too (``preprocess.*``)."""

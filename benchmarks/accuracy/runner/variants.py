@@ -109,14 +109,16 @@ def _same_data(ref: Mapping[str, Any], ref_path: Path, other: Mapping[str, Any],
         )
 
 
-def table(rows: Sequence[VariantResult], reference: Mapping[str, Any], reference_path: Path) -> Table:
-    """One line per dataset and variant, the reference's own figures first."""
+def table(
+    rows: Sequence[VariantResult], reference: Mapping[str, Any], reference_path: Path, system: str = "project"
+) -> Table:
+    """One line per dataset and variant, the reference's own figures (of ``system``, as compared) first."""
     ref_label = label(reference, reference_path)
     lines = []
     for dataset in dict.fromkeys(r.dataset for r in rows):
         seeds = next(r.seeds for r in rows if r.dataset == dataset)
-        acc = _figure(reference, dataset, "project", seeds, "test_acc")
-        cpu = _figure(reference, dataset, "project", seeds, "fit_cpu_seconds")
+        acc = _figure(reference, dataset, system, seeds, "test_acc")
+        cpu = _figure(reference, dataset, system, seeds, "fit_cpu_seconds")
         lines.append(
             [
                 dataset,
