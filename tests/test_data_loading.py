@@ -70,16 +70,22 @@ def test_collate_when_no_sample_has_the_modality():
     assert batch["audio"]["mask"].shape == (1, 1) and not batch["audio"]["present"].any()
 
 
-def test_a_manifest_without_validation_records_trains_or_is_refused_naming_the_fix(sample_root, tmp_path, capsys):
-    """Only train and test in the manifest: the stages set a seeded share of the training records aside for
-    validation and say so; with data.split.val=0 there is none, and training refuses before it logs or fits."""
+def _sample_split_in_two(sample_root, tmp_path, other: str) -> tuple:
+    """A copy of the sample whose manifest puts every fifth record in split `other` and the rest in train."""
     root = tmp_path / "ds"
     shutil.copytree(sample_root, root)
     manifest = root / "manifest.jsonl"
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     for i, row in enumerate(rows):
-        row["split"] = "test" if i % 5 == 0 else "train"
+        row["split"] = other if i % 5 == 0 else "train"
     manifest.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return root, rows
+
+
+def test_a_manifest_without_validation_records_trains_or_is_refused_naming_the_fix(sample_root, tmp_path, capsys):
+    """Only train and test in the manifest: the stages set a seeded share of the training records aside for
+    validation and say so; with data.split.val=0 there is none, and training refuses before it logs or fits."""
+    root, rows = _sample_split_in_two(sample_root, tmp_path, "test")
     for val, folder in ((0.15, "carved"), (0.0, "none")):
         cfg = compose(
             [f"data.root={root}", f"data.processed_dir={tmp_path / folder}", "preprocess.num_workers=1"]
@@ -102,13 +108,7 @@ def test_a_manifest_without_validation_records_trains_or_is_refused_naming_the_f
 def test_testing_without_test_records_is_refused_before_fitting(sample_root, tmp_path):
     """Only train and val in the manifest: training with test_after_fit (the default) and the evaluate stage refuse
     before fitting or loading anything, naming the fix; without testing it trains."""
-    root = tmp_path / "ds"
-    shutil.copytree(sample_root, root)
-    manifest = root / "manifest.jsonl"
-    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
-    for i, row in enumerate(rows):
-        row["split"] = "val" if i % 5 == 0 else "train"
-    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    root, _ = _sample_split_in_two(sample_root, tmp_path, "val")
     processed = tmp_path / "processed"
     run_preprocess(
         "text", compose([f"data.root={root}", f"data.processed_dir={processed}", "preprocess.num_workers=1"])
