@@ -776,3 +776,24 @@ def test_paired_command_names_what_is_wrong(tmp_path):
         main(["paired", str(results), str(tmp_path), "--modalities", "text,sound"])
     with pytest.raises(SystemExit, match=r"nowhere/dataset.json is missing: give the dataset folder"):
         main(["paired", str(results), str(tmp_path / "nowhere")])
+
+
+def test_avunrelated_recordings_say_digits_unrelated_to_the_label(built):
+    """avnoisy's recordings say the record's digit; avunrelated's say one drawn apart from it, and the bounds count
+    the audio as telling nothing."""
+
+    def spoken_and_label(name: str) -> list[tuple[int, int]]:
+        latents = [json.loads(line) for line in (built[name] / LATENT).read_text().splitlines()]
+        pairs = []
+        for latent in latents:
+            if latent.get("audio"):
+                (word,) = [w for w in latent["audio"]["words"].split() if w in DIGIT_WORDS]
+                pairs.append((DIGIT_WORDS.index(word), int(latent["label"])))
+        return pairs
+
+    assert all(said == label for said, label in spoken_and_label("avnoisy"))
+    unrelated = spoken_and_label("avunrelated")
+    assert sum(said != label for said, label in unrelated) > len(unrelated) / 2
+    bounds = json.loads((built["avunrelated"] / DATASET_INFO).read_text())["bayes_optimal_accuracy"]
+    assert bounds["text+audio"] == bounds["text"] and bounds["text+image+audio"] == bounds["text+image"]
+    assert bounds["audio"] < bounds["text"]

@@ -4,7 +4,15 @@ import math
 
 import pytest
 
-from fusion.tracking.stats import mcnemar_exact, paired_bootstrap, summarise, t_cdf, t_quantile, welch_difference
+from fusion.tracking.stats import (
+    binomial_upper_tail,
+    mcnemar_exact,
+    paired_bootstrap,
+    summarise,
+    t_cdf,
+    t_quantile,
+    welch_difference,
+)
 
 T975_DF2 = 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))  # df=2 closed form: (2p-1)·sqrt(2 / (4p(1-p))) = 4.3027
 T975_DF1 = math.tan(math.pi * 0.475)  # df=1 is Cauchy: tan(pi (p - 1/2)) = 12.706
@@ -36,6 +44,17 @@ def test_welch_difference_by_hand():
     assert (d.low, d.high) == (pytest.approx(1 - half), pytest.approx(1 + half))
     assert not d.significant  # the interval [-1.48, 3.48] holds 0
     assert math.isnan(welch_difference([1.0], [0.0, 1.0]).low)
+
+
+def test_binomial_upper_tail_by_hand():
+    """P(X >= k), X ~ Binomial(n, p), against the sum of its terms (and the edges)."""
+    for k, n, p in ((3, 10, 0.1), (20, 211, 0.1), (7, 8, 0.5), (1, 1, 0.3), (40, 60, 0.7)):
+        exact = sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+        assert binomial_upper_tail(k, n, p) == pytest.approx(exact, rel=1e-9)
+    assert binomial_upper_tail(0, 5, 0.2) == 1.0 and binomial_upper_tail(5, 5, 1.0) == 1.0
+    assert binomial_upper_tail(1, 5, 0.0) == 0.0
+    with pytest.raises(ValueError, match="0 <= k <= n"):
+        binomial_upper_tail(6, 5, 0.5)
 
 
 def test_mcnemar_exact_by_hand():

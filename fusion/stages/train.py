@@ -23,6 +23,7 @@ from fusion.tracking.datasets import log_datasets
 from fusion.tracking.lineage import data_version
 from fusion.tracking.mlflow_logger import build_logger, flat_params
 from fusion.training.checkpoints import AtomicCheckpointIO, CheckpointError, network_state
+from fusion.training.informative import check_modalities
 from fusion.training.module import FusionModule, NonFiniteLossError
 from fusion.training.resume import (
     RUN_CONFIG,
@@ -83,6 +84,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             log_test_records(trainer, module, datamodule, logger, output_dir)
         if cfg.get("test_missing_modalities", False):
             metrics.update(missing_modality_metrics(trainer, module, datamodule, logger))
+        check = cfg.balance.get("modality_check")
+        if check is not None and check.enabled:
+            metrics.update(check_modalities(trainer, module, datamodule, logger, float(check.alpha)))
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         publish_run(
             cfg,

@@ -80,6 +80,18 @@ def betainc(a: float, b: float, x: float) -> float:
     return 1.0 - front * _betacf(b, a, 1.0 - x) / b
 
 
+def binomial_upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): the one-sided p-value of k successes in n trials against rate p
+    (I_p(k, n - k + 1), the regularised incomplete beta)."""
+    if not 0 <= k <= n:
+        raise ValueError(f"binomial_upper_tail needs 0 <= k <= n, got k={k}, n={n}")
+    if k == 0 or p >= 1.0:
+        return 1.0
+    if p <= 0.0:
+        return 0.0
+    return betainc(float(k), float(n - k + 1), p)
+
+
 def t_cdf(t: float, df: float) -> float:
     """P(T <= t) for Student's t with df degrees of freedom."""
     tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
