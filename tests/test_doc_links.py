@@ -5,6 +5,7 @@ result folders' generated tables have their own check (tests/test_accuracy_bench
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ def github_anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+@cache
 def anchors(path: Path) -> set[str]:
     """The anchors of a Markdown file's headings (outside code fences); a repeated one gets -1, -2, ... as on GitHub."""
     seen: dict[str, int] = {}

@@ -116,8 +116,8 @@ def warning(failed: list[HeadCheck], modalities: list[str], alpha: float) -> str
 def check_modalities(trainer, module, datamodule, logger, alpha: float) -> dict[str, float]:
     """Score each modality head of the module's current (best) weights on the validation split; log
     ``val/head_chance_<m>`` and ``val/head_pvalue_<m>`` (and the tag ``uninformative_modalities`` when some fail),
-    print the warning, and return the logged metrics. Needs per-modality heads, a multiclass task and one process
-    (several would each score their share of the records); otherwise it says why it is skipped."""
+    print the warning, and return the logged metrics. Without per-modality heads or for another task than multiclass
+    there is nothing to check; under several processes (each would score its share of the records) it says so."""
     net = module.net
     if getattr(net, "modality_heads", None) is None or module.task.name != "multiclass":
         return {}

@@ -97,8 +97,12 @@ class AVDigits(DatasetBuilder):
         scan = self.digits.ink[pick(rng, self.pools[plan.split][plan.label])]
         return ink_on_paper(rng, place_ink(rng, scan, SIDE_PX, ASPECT, DIGIT_FILL))
 
+    def spoken_digit(self, plan: RecordPlan, rng: np.random.Generator) -> str:
+        """The digit word the record's recording says: its label's."""
+        return WORDS[plan.label]
+
     def utterance(self, plan: RecordPlan, rng: np.random.Generator) -> Utterance:
-        words = WORDS[plan.label]
+        words = self.spoken_digit(plan, rng)
         if rng.random() < CARRIER_PROBABILITY:
             words = pick(rng, CARRIERS).format(words)
         return draw_utterance(rng, words, ACCENTS)

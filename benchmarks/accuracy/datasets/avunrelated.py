@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.accuracy.datasets.avdigits import ACCENTS, CARRIER_PROBABILITY, CARRIERS, WORDS
+from benchmarks.accuracy.datasets.avdigits import WORDS
 from benchmarks.accuracy.datasets.avnoisy import AVNoisy
 from benchmarks.accuracy.datasets.plan import RecordPlan, pick
-from benchmarks.accuracy.datasets.speech import Utterance, draw_utterance
 
 
 class AVUnrelated(AVNoisy):
@@ -21,8 +20,6 @@ class AVUnrelated(AVNoisy):
     summary = "avnoisy whose recordings say a digit unrelated to the label (an uninformative modality)"
     informative = {**AVNoisy.informative, "audio": 0.0}
 
-    def utterance(self, plan: RecordPlan, rng: np.random.Generator) -> Utterance:
-        words = pick(rng, WORDS)
-        if rng.random() < CARRIER_PROBABILITY:
-            words = pick(rng, CARRIERS).format(words)
-        return draw_utterance(rng, words, ACCENTS)
+    def spoken_digit(self, plan: RecordPlan, rng: np.random.Generator) -> str:
+        """A digit word drawn from the audio's own stream, whatever the label."""
+        return pick(rng, WORDS)
