@@ -38,6 +38,8 @@ demo: setup  ## run the whole DVC pipeline on the bundled sample data, then show
 	@echo "  confusion    outputs/evaluate/confusion_matrix.png"
 	@echo "  rejected     data/processed/*/rejected.jsonl"
 	@echo "  robustness   outputs/robustness/robustness.json (scores), robustness.png, curves in dvc plots show"
+	@echo "  by record    outputs/train/test_records.csv     (each test record's outcome and the modalities it holds;"
+	@echo "               accuracy by those modalities: the train log's table, test/acc_holding_* in MLflow)"
 	@echo "  attention    outputs/evaluate/explain/index.html (figures of fixed test samples, also in MLflow)"
 	@echo "  predictions  outputs/evaluate/predictions.csv   (python -m fusion.predict for new data)"
 	@echo "  report       outputs/report/report.html         (every run of the experiment on one page)"

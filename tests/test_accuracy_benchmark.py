@@ -43,7 +43,7 @@ from benchmarks.accuracy.datasets.plan import (
     presence_probability,
 )
 from benchmarks.accuracy.datasets.registry import DATASETS, builder
-from benchmarks.accuracy.runner import paired, project, summary, variants
+from benchmarks.accuracy.runner import groups, paired, project, summary, variants
 from benchmarks.accuracy.runner import run as run_module
 from benchmarks.accuracy.runner.run import Settings, run
 from benchmarks.accuracy.runner.systems import TUNED, checked_overrides, preprocess_only, select, tuned_overrides
@@ -615,6 +615,26 @@ def test_set_overrides_reach_the_preprocessing_and_the_training_run(built, tmp_p
         "1",
     )
     assert results["systems"]["project"].endswith("with " + " ".join(overrides))
+    # each group of test records holding the same modalities: its accuracy and count, adding up to the test split's
+    groups = row["holding"]
+    assert "text+image+audio" in groups
+    records = sum(g["records"] for g in groups.values())
+    assert sum(g["acc"] * g["records"] for g in groups.values()) / records == pytest.approx(row["test_acc"], abs=1e-6)
+
+
+def test_holding_groups_read_back_the_modalities_from_the_metric_names():
+    metrics = {
+        "test/acc": 0.9,
+        "test/acc_holding_text_image_audio": 1.0,
+        "test/records_holding_text_image_audio": 8.0,
+        "test/acc_holding_audio": 0.5,
+        "test/records_holding_audio": 2.0,
+        "test/acc_without_audio": 0.4,
+    }
+    assert project.holding_groups(metrics) == {
+        "audio": {"acc": 0.5, "records": 2.0},
+        "text+image+audio": {"acc": 1.0, "records": 8.0},
+    }
 
 
 def _variant_results(tmp_path: Path, name: str, correct: dict[int, list[int]], **settings) -> tuple[dict, Path]:
@@ -669,6 +689,52 @@ def test_variants_command_names_what_is_wrong(tmp_path):
     lone = _variant_results(tmp_path, "lone", {5: [1, 1]})
     with pytest.raises(SystemExit, match="no dataset and seed holds"):
         main(["variants", str(reference[1]), str(lone[1])])
+
+
+def _grouped_dataset(tmp_path: Path) -> Path:
+    """Four test records: all three modalities telling; the audio alone (no picture, an uninformative caption);
+    the picture alone (no audio, no caption); avunrelated-like audio (never informative) next to a picture."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    latents = [
+        {"id": "r0", "text": {"informative": True}, "image": {}, "audio": {}},
+        {"id": "r1", "text": {"informative": False}, "image": None, "audio": {}},
+        {"id": "r2", "image": {}},
+        {"id": "r3", "text": None, "image": {}, "audio": {"informative": False}},
+    ]
+    (folder / LATENT).write_text("".join(json.dumps(x) + "\n" for x in latents), encoding="utf-8")
+    info = {"name": "d", "informative": {"text": 0.65, "image": 1.0, "audio": 1.0}}
+    (folder / DATASET_INFO).write_text(json.dumps(info), encoding="utf-8")
+    return folder
+
+
+def test_groups_count_the_modalities_that_tell_and_average_each_system_over_seeds(tmp_path):
+    folder = _grouped_dataset(tmp_path)
+    assert groups.record_groups(folder) == {"r0": "text+image+audio", "r1": "audio", "r2": "image", "r3": "image"}
+    # a modality the dataset never makes informative tells nothing even where the record does not say so
+    assert groups.telling_modalities({"audio": {}}, {"audio": 0.0}) == groups.NOTHING
+    results, path = _variant_results(tmp_path, "runs", {0: [1, 0, 1, 1], 1: [1, 1, 0, 1]})
+    by_system = groups.accuracy_by_group(results, path, groups.record_groups(folder), "d")
+    assert by_system == {"project": {"text+image+audio": (1.0, 1), "audio": (0.5, 1), "image": (0.75, 2)}}
+    text = format_text(groups.table(by_system, {"project": "this project, defaults"}, "d"))
+    lines = text.splitlines()
+    assert "this project, defaults" in lines[1]
+    # most telling modalities first, then most records
+    assert [line.split()[0] for line in lines[3:6]] == ["text+image+audio", "image", "audio"]
+
+
+def test_groups_command_names_what_is_wrong(tmp_path, capsys):
+    folder = _grouped_dataset(tmp_path)
+    _, path = _variant_results(tmp_path, "runs", {0: [1, 0, 1, 1]})
+    main(["groups", str(path), str(folder), "--markdown"])
+    assert "| image | 2 | 1.000 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="nope.json is missing"):
+        main(["groups", str(tmp_path / "nope.json"), str(folder)])
+    with pytest.raises(SystemExit, match="latent.jsonl is missing: give the dataset folder"):
+        main(["groups", str(path), str(tmp_path)])
+    (folder / LATENT).write_text(json.dumps({"id": "r0", "image": {}}) + "\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="test record r1 of project is not in the dataset's latent.jsonl"):
+        main(["groups", str(path), str(folder)])
 
 
 def _flip_last_byte(path: Path) -> None:

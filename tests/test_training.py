@@ -1,5 +1,6 @@
 """Integration: train tiny models for real, track them in MLflow, evaluate the checkpoint."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -60,6 +61,27 @@ def test_mlflow_run_has_params_metrics_tags_and_artifacts(trained):
     assert run.data.metrics["params/trainable"] > 0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "confusion_matrix.png"} <= artifacts
+
+
+def test_test_records_hold_each_records_modalities_and_each_groups_accuracy_is_logged(trained):
+    cfg, metrics, _ = trained
+    with open(Path(cfg.paths.output_dir) / "test_records.csv", newline="", encoding="utf-8") as source:
+        rows = list(csv.DictReader(source))
+    held = {row["modalities"] for row in rows}
+    # the sample leaves a modality out of some records, so the test split holds more than one group
+    assert "text+image+audio" in held and len(held) > 1
+    client = _client(cfg)
+    (run,) = client.search_runs([client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id])
+    logged = run.data.metrics
+    total = 0.0
+    for group in held:
+        slug = group.replace("+", "_")
+        group_rows = [row for row in rows if row["modalities"] == group]
+        assert logged[f"test/records_holding_{slug}"] == len(group_rows)
+        accuracy = sum(int(row["correct"]) for row in group_rows) / len(group_rows)
+        assert logged[f"test/acc_holding_{slug}"] == pytest.approx(accuracy)
+        total += accuracy * len(group_rows)
+    assert total / len(rows) == pytest.approx(metrics["test/acc"], abs=1e-6)
 
 
 def test_evaluate_writes_dvc_metrics_and_plots_into_the_same_run(trained, tmp_path):

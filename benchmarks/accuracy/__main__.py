@@ -1,6 +1,7 @@
-"""`python -m benchmarks.accuracy build|run|table|paired|variants`: build a real-signal dataset, run the accuracy
-benchmark, rewrite its tables from a results.json, test a modality-alone gap record by record, or compare variants
-of this project with a reference run record by record. `--help` on each command lists its options."""
+"""`python -m benchmarks.accuracy build|run|table|paired|groups|variants`: build a real-signal dataset, run the accuracy
+benchmark, rewrite its tables from a results.json, test a modality-alone gap record by record, break test accuracy
+down by the modalities that tell each record's label, or compare variants of this project with a reference run
+record by record. `--help` on each command lists its options."""
 
 from __future__ import annotations
 
@@ -94,6 +95,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     paired.add_argument("--modalities", default=",".join(MODALITIES), help="comma-separated (default: all three)")
 
+    groups = commands.add_parser(
+        "groups",
+        help="each project run's test accuracy on the records whose informative modalities are the same (the fused "
+        "model against each modality alone where only that modality tells the label)",
+    )
+    groups.add_argument("results", type=Path, help="a results.json written by `run` (its run folders still there)")
+    groups.add_argument(
+        "dataset", type=Path, help="the dataset folder those runs used (e.g. <data-dir>/avnoisy-n1500-s0)"
+    )
+    groups.add_argument("--markdown", action="store_true", help="print a Markdown table instead of text")
+
     variants = commands.add_parser(
         "variants",
         help="variants of this project (runs with --set, or of other checkouts) against a reference run, record by "
@@ -109,9 +121,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     command = "python -m benchmarks.accuracy " + shlex.join(sys.argv[1:] if argv is None else list(argv))
-    {"build": _build, "run": _run, "table": _table, "paired": _paired, "variants": _variants}[args.command](
-        args, command
-    )
+    {"build": _build, "run": _run, "table": _table, "paired": _paired, "groups": _groups, "variants": _variants}[
+        args.command
+    ](args, command)
 
 
 def _build(args: argparse.Namespace, command: str) -> None:
@@ -202,6 +214,25 @@ def _paired(args: argparse.Namespace, command: str) -> None:
     if not rows:
         raise SystemExit(f"error: {args.results} has no successful project-<modality> run of {name}")
     print(format_text(paired.table(rows)))
+
+
+def _groups(args: argparse.Namespace, command: str) -> None:
+    from benchmarks.accuracy.runner import groups
+    from benchmarks.tables import format_markdown, format_text
+
+    if not args.results.is_file():
+        raise SystemExit(f"error: {args.results} is missing: give the results.json that `run` wrote (under its --out)")
+    results = json.loads(args.results.read_text(encoding="utf-8"))
+    try:
+        record_groups = groups.record_groups(args.dataset)
+        name = json.loads((args.dataset / "dataset.json").read_text(encoding="utf-8"))["name"]
+        by_system = groups.accuracy_by_group(results, args.results, record_groups, name)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if not by_system:
+        raise SystemExit(f"error: {args.results} has no successful project run of {name}")
+    result = groups.table(by_system, results.get("systems", {}), name)
+    print(format_markdown(result) if args.markdown else format_text(result))
 
 
 def _variants(args: argparse.Namespace, command: str) -> None:

@@ -15,6 +15,7 @@ from fusion.data.manifest import MODALITIES
 from fusion.tasks import SPLITS
 from fusion.tasks.objectives import Task
 from fusion.training.balance import modulate_gradients, ogm_coefficients
+from fusion.training.test_records import held_modalities
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,12 @@ class FusionModule(pl.LightningModule):
         self.test_report_metrics.reset()
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return {"id": batch["id"], "label": batch["label"], "scores": self.task.scores(self(batch))}
+        return {
+            "id": batch["id"],
+            "label": batch["label"],
+            "scores": self.task.scores(self(batch)),
+            "held": held_modalities(batch, self.modalities),
+        }
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.parameters() if p.requires_grad]

@@ -1,21 +1,36 @@
 """The test split's per-record outcome of a run (test_records.csv, an MLflow artifact): what paired
-significance tests over the same records (fusion/tracking/stats.py, compare) read across runs."""
+significance tests over the same records (fusion/tracking/stats.py, compare) read across runs, and the test
+figure of each group of records that hold the same modalities (a record missing its image, say, is judged on its
+text and audio alone: the figure of those records is what a user with naturally missing data needs to see)."""
 
 from __future__ import annotations
 
 import csv
+from collections import defaultdict
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 
 FILE = "test_records.csv"
-COLUMNS = ("id", "target", "prediction", "correct")
+COLUMNS = ("id", "target", "prediction", "correct", "modalities")
+NO_MODALITY = "none"  # the `modalities` of a record that holds none of the run's modalities
+# The test figure `correct` averages to, by task: its metric name, and the sign that turns the mean into it.
+HELD_FIGURE = {"multiclass": ("acc", 1.0), "multilabel": ("subset_acc", 1.0), "regression": ("mae", -1.0)}
 
 
-def test_record_rows(ids: list[str], labels: torch.Tensor, scores: torch.Tensor, task) -> list[dict]:
-    """One row per record: its target and prediction, and `correct` (1/0; multilabel: every label right;
-    regression: the negative absolute error, so that higher is better as for the class tasks)."""
+def held_modalities(batch: dict, modalities: list[str]) -> list[str]:
+    """Each record of a batch -> the run's modalities it holds, joined by "+" in the run's order ("none")."""
+    present = torch.stack([batch[m]["present"].bool().cpu() for m in modalities], dim=1)
+    return ["+".join(m for m, held in zip(modalities, row, strict=True) if held) or NO_MODALITY for row in present]
+
+
+def test_record_rows(
+    ids: list[str], labels: torch.Tensor, scores: torch.Tensor, task, held: list[str] | None = None
+) -> list[dict]:
+    """One row per record: its target and prediction, `correct` (1/0; multilabel: every label right;
+    regression: the negative absolute error, so that higher is better as for the class tasks) and the
+    modalities it holds (``held``; empty where not given)."""
     rows = []
     for i, record_id in enumerate(ids):
         if task.name == "multiclass":
@@ -34,21 +49,40 @@ def test_record_rows(ids: list[str], labels: torch.Tensor, scores: torch.Tensor,
         else:
             p, t = float(scores[i].reshape(-1)[0]), float(labels[i].reshape(-1)[0])
             rows.append({"id": record_id, "target": t, "prediction": p, "correct": -abs(p - t)})
+    for row, modalities in zip(rows, held if held is not None else [""] * len(rows), strict=True):
+        row["modalities"] = modalities
     return rows
 
 
-def write_test_records(trainer: pl.Trainer, module, datamodule, path: Path) -> Path:
-    """Predict the test split with the module's current (best) weights and write test_records.csv."""
+def outcome_by_modalities(rows: list[dict], task_name: str) -> dict[str, tuple[float, int]]:
+    """{held modalities: (the task's test figure over those records, their count)}: accuracy, exact match or
+    mean absolute error (``HELD_FIGURE``), most modalities first, then most records."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        groups[row["modalities"]].append(float(row["correct"]))
+    _, sign = HELD_FIGURE[task_name]
+    outcome = {held: (sign * sum(values) / len(values), len(values)) for held, values in groups.items()}
+    return dict(sorted(outcome.items(), key=lambda kv: (-_count_modalities(kv[0]), -kv[1][1], kv[0])))
+
+
+def _count_modalities(held: str) -> int:
+    return 0 if held in ("", NO_MODALITY) else held.count("+") + 1
+
+
+def write_test_records(trainer: pl.Trainer, module, datamodule, path: Path) -> list[dict]:
+    """Predict the test split with the module's current (best) weights, write test_records.csv, return its rows."""
     batches = trainer.predict(module, dataloaders=datamodule.loader("test"))
     ids = [str(i) for batch in batches for i in batch["id"]]
     labels = torch.cat([batch["label"] for batch in batches])
     scores = torch.cat([batch["scores"].float() for batch in batches])
+    held = [h for batch in batches for h in batch["held"]]
+    rows = test_record_rows(ids, labels, scores, module.task, held)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as sink:
         writer = csv.DictWriter(sink, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerows(test_record_rows(ids, labels, scores, module.task))
-    return path
+        writer.writerows(rows)
+    return rows
 
 
 def read_test_records(path: str | Path) -> dict[str, float]:
@@ -58,11 +92,32 @@ def read_test_records(path: str | Path) -> dict[str, float]:
 
 
 def log_test_records(trainer: pl.Trainer, module, datamodule, logger, output_dir: Path) -> Path | None:
-    """Write test_records.csv in the run folder and log it to the run (one process only: under several
-    processes each would predict its own share of the records, so the file is skipped there)."""
+    """Write test_records.csv in the run folder and log it to the run; in a multimodal run, also log and print
+    the test figure of each group of records holding the same modalities (:func:`log_outcome_by_modalities`).
+    One process only: under several processes each would predict its own share of the records, so the file is
+    skipped there."""
     if trainer.world_size != 1:
         print("test_records.csv skipped: paired tests need one process's predictions (trainer.devices=1)", flush=True)
         return None
-    path = write_test_records(trainer, module, datamodule, output_dir / FILE)
+    path = output_dir / FILE
+    rows = write_test_records(trainer, module, datamodule, path)
     logger.experiment.log_artifact(logger.run_id, str(path))
+    if len(module.modalities) > 1:
+        log_outcome_by_modalities(outcome_by_modalities(rows, module.task.name), module.task.name, logger)
     return path
+
+
+def log_outcome_by_modalities(outcome: dict[str, tuple[float, int]], task_name: str, logger) -> dict[str, float]:
+    """Log ``test/<figure>_holding_<modalities>`` and ``test/records_holding_<modalities>`` (modalities joined by
+    "_", MLflow keys hold no "+") for every group, and print them as a table."""
+    name, _ = HELD_FIGURE[task_name]
+    metrics = {}
+    for held, (figure, count) in outcome.items():
+        slug = held.replace("+", "_")
+        metrics[f"test/{name}_holding_{slug}"] = figure
+        metrics[f"test/records_holding_{slug}"] = float(count)
+    logger.log_metrics(metrics)
+    width = max(len(held) for held in outcome)
+    lines = [f"  {held:<{width}}  {figure:.3f}  ({count} records)" for held, (figure, count) in outcome.items()]
+    print(f"Test {name} by the modalities each record holds ({FILE}):", *lines, sep="\n", flush=True)
+    return metrics

@@ -26,6 +26,8 @@ RUN_INFO = "run.json"  # written by fusion.training.train into the run folder
 ACC, F1_MACRO = "test/acc", "test/f1_macro"
 FIT_SECONDS, FIT_CPU_SECONDS = "time/fit_seconds", "time/fit_cpu_seconds"
 WITHOUT = "test/acc_without_{}"
+# The test accuracy and count of the records holding the same modalities (fusion/training/test_records.py)
+HOLDING, HOLDING_RECORDS = "test/acc_holding_", "test/records_holding_"
 PREPROCESS_TIMEOUT_SECONDS = 1800
 TRAIN_TIMEOUT_SECONDS = 3600
 
@@ -41,6 +43,7 @@ class ProjectRun:
     test_acc: float | None
     test_f1_macro: float | None
     without: dict[str, float]
+    holding: dict[str, dict[str, float]]
     fit_seconds: float | None
     fit_cpu_seconds: float | None
     run_id: str
@@ -101,6 +104,17 @@ def preprocess(
     }
 
 
+def holding_groups(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    """{"image+audio": {"acc": ..., "records": ...}, ...}: a run's test accuracy on the records holding exactly
+    those modalities (the MLflow keys join them by "_"; every modality name is one word)."""
+    groups = {}
+    for key, value in metrics.items():
+        if key.startswith(HOLDING):
+            slug = key.removeprefix(HOLDING)
+            groups[slug.replace("_", "+")] = {"acc": value, "records": metrics.get(HOLDING_RECORDS + slug)}
+    return dict(sorted(groups.items()))
+
+
 def train(
     dataset: Path,
     processed: Path,
@@ -138,5 +152,6 @@ def train(
         run_id=run_id,
         timing=timing,
         without={m: metrics[WITHOUT.format(m)] for m in MODALITIES if WITHOUT.format(m) in metrics},
+        holding=holding_groups(metrics),
         metrics=metrics,
     )

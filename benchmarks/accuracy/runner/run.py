@@ -151,6 +151,7 @@ def _project_row(settings: Settings, work: DatasetWork, system: System, seed: in
         "test_acc": result.test_acc,
         "test_f1_macro": result.test_f1_macro,
         "without": result.without,
+        "holding": result.holding,
         "cpu_seconds": result.timing.cpu,
         "wall_seconds": result.timing.wall,
         "fit_seconds": result.fit_seconds,
