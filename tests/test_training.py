@@ -98,6 +98,14 @@ def test_evaluate_writes_dvc_metrics_and_plots_into_the_same_run(trained, tmp_pa
     assert rows[0] == "actual,predicted" and len(rows) - 1 == saved["test"]["samples"]
     assert (out / "plots" / "per_class.csv").read_text().startswith("class,f1")
     assert (out / "confusion_matrix.png").stat().st_size > 0
+    # each group of records holding the same modalities, as the train run found them (same checkpoint and records)
+    groups = json.loads((out / "test_by_modalities.json").read_text())
+    assert sum(g["records"] for g in groups.values()) == saved["test"]["samples"] and len(groups) > 1
+    for held, group in groups.items():
+        slug = held.replace("+", "_")
+        assert group["acc"] == pytest.approx(metrics[f"test/acc_holding_{slug}"])
+        assert group["records"] == metrics[f"test/records_holding_{slug}"]
+    assert (out / "test_records.csv").read_text().startswith("id,target,prediction,correct,modalities")
     client = _client(cfg)
     (run,) = client.search_runs([client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id])
     assert run.info.run_id == saved["mlflow_run_id"]

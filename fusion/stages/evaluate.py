@@ -1,8 +1,9 @@
 """evaluate(cfg): test the trained checkpoint, write DVC metrics and plots, log to the same MLflow run.
 
-metrics.json holds every test/* metric of the task (multiclass: acc, f1_macro, loss) and the
-number of test samples; plots/ the task's CSVs (multiclass: confusion.csv and per_class.csv,
-multilabel: per_class.csv, regression: scatter.csv) and <evaluate_dir>/<task.figure> its figure."""
+metrics.json holds every test/* metric of the task (multiclass: acc, f1_macro, loss) and the number of test
+samples; test_by_modalities.json the figure of each group of records holding the same modalities (empty for one
+modality) and test_records.csv each record's outcome; plots/ the task's CSVs (multiclass: confusion.csv and
+per_class.csv, multilabel: per_class.csv, regression: scatter.csv) and <evaluate_dir>/<task.figure> its figure."""
 
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ from fusion.tracking.mlflow_logger import build_mlflow_logger
 from fusion.training.checkpoints import load_weights, network_state
 from fusion.training.setup import build_datamodule, build_module, set_torch_flags
 from fusion.training.step_floor import automatic_ceiling
+from fusion.training.test_records import log_test_records, outcome_json
 
 PREDICTIONS = "predictions.csv"
+BY_MODALITIES = "test_by_modalities.json"  # the test figure of each group of records holding the same modalities
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -63,6 +66,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "fusion": cfg.fusion.name,
         "mlflow_run_id": run_info["run_id"],
     }
+    # always (DVC outputs of the stage); the groups apart from metrics.json, which `dvc metrics show` prints whole
+    outcome = log_test_records(trainer, module, datamodule, logger, out)
+    groups = outcome_json(outcome or {}, task.name)
+    (out / BY_MODALITIES).write_text(json.dumps(groups, indent=2) + "\n", encoding="utf-8")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(out / "plots", ignore_errors=True)  # no CSV of another task's run stays behind
     task.write_plot_data(report, out / "plots")

@@ -36,7 +36,7 @@ from fusion.training.resume import (
 )
 from fusion.training.setup import build_callbacks, build_datamodule, build_module, set_torch_flags
 from fusion.training.step_floor import automatic_ceiling
-from fusion.training.test_records import log_test_records
+from fusion.training.test_records import log_test_records, outcome_metrics
 
 # Errors that end a run with a message naming the fix (the CLIs print them without a traceback).
 TRAINING_ERRORS = (NonFiniteLossError, ResumeError, CheckpointError)
@@ -81,7 +81,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         log_test_report(logger, module.task, module.test_report, output_dir, report_title(cfg))
         if cfg.get("test_records", False):
-            log_test_records(trainer, module, datamodule, logger, output_dir)
+            outcome = log_test_records(trainer, module, datamodule, logger, output_dir)
+            metrics.update(outcome_metrics(outcome or {}, module.task.name))
         if cfg.get("test_missing_modalities", False):
             metrics.update(missing_modality_metrics(trainer, module, datamodule, logger))
         check = cfg.balance.get("modality_check")

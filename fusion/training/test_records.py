@@ -91,31 +91,52 @@ def read_test_records(path: str | Path) -> dict[str, float]:
         return {row["id"]: float(row["correct"]) for row in csv.DictReader(source)}
 
 
-def log_test_records(trainer: pl.Trainer, module, datamodule, logger, output_dir: Path) -> Path | None:
-    """Write test_records.csv in the run folder and log it to the run; in a multimodal run, also log and print
-    the test figure of each group of records holding the same modalities (:func:`log_outcome_by_modalities`).
-    One process only: under several processes each would predict its own share of the records, so the file is
-    skipped there."""
+def log_test_records(
+    trainer: pl.Trainer, module, datamodule, logger, output_dir: Path
+) -> dict[str, tuple[float, int]] | None:
+    """Write test_records.csv in ``output_dir`` and log it to the run; in a multimodal run, also log and print
+    the test figure of each group of records holding the same modalities (:func:`log_outcome_by_modalities`) and
+    return those groups (:func:`outcome_by_modalities`; empty for one modality). One process only: under several
+    processes each would predict its own share of the records, so nothing is written there (None)."""
     if trainer.world_size != 1:
-        print("test_records.csv skipped: paired tests need one process's predictions (trainer.devices=1)", flush=True)
+        print(
+            "test_records.csv and the test figures by held modalities skipped: they need one process's predictions "
+            "(trainer.devices=1)",
+            flush=True,
+        )
         return None
     path = output_dir / FILE
     rows = write_test_records(trainer, module, datamodule, path)
     logger.experiment.log_artifact(logger.run_id, str(path))
-    if len(module.modalities) > 1:
-        log_outcome_by_modalities(outcome_by_modalities(rows, module.task.name), module.task.name, logger)
-    return path
+    if len(module.modalities) < 2:
+        return {}
+    outcome = outcome_by_modalities(rows, module.task.name)
+    log_outcome_by_modalities(outcome, module.task.name, logger)
+    return outcome
 
 
-def log_outcome_by_modalities(outcome: dict[str, tuple[float, int]], task_name: str, logger) -> dict[str, float]:
-    """Log ``test/<figure>_holding_<modalities>`` and ``test/records_holding_<modalities>`` (modalities joined by
-    "_", MLflow keys hold no "+") for every group, and print them as a table."""
+def outcome_json(outcome: dict[str, tuple[float, int]], task_name: str) -> dict[str, dict[str, float]]:
+    """The groups as metrics.json holds them: {"image+audio": {"acc": ..., "records": ...}, ...}."""
+    name, _ = HELD_FIGURE[task_name]
+    return {held: {name: figure, "records": count} for held, (figure, count) in outcome.items()}
+
+
+def outcome_metrics(outcome: dict[str, tuple[float, int]], task_name: str) -> dict[str, float]:
+    """``test/<figure>_holding_<modalities>`` and ``test/records_holding_<modalities>`` for every group (the
+    modalities joined by "_": MLflow keys hold no "+")."""
     name, _ = HELD_FIGURE[task_name]
     metrics = {}
     for held, (figure, count) in outcome.items():
         slug = held.replace("+", "_")
         metrics[f"test/{name}_holding_{slug}"] = figure
         metrics[f"test/records_holding_{slug}"] = float(count)
+    return metrics
+
+
+def log_outcome_by_modalities(outcome: dict[str, tuple[float, int]], task_name: str, logger) -> dict[str, float]:
+    """Log :func:`outcome_metrics` to the run and print the groups as a table."""
+    name, _ = HELD_FIGURE[task_name]
+    metrics = outcome_metrics(outcome, task_name)
     logger.log_metrics(metrics)
     width = max(len(held) for held in outcome)
     lines = [f"  {held:<{width}}  {figure:.3f}  ({count} records)" for held, (figure, count) in outcome.items()]
