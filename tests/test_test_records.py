@@ -3,13 +3,17 @@
 import pytest
 import torch
 
+from fusion.config import compose
+from fusion.tasks.labels import label_spec
+from fusion.tasks.objectives import build_task
 from fusion.training import test_records as records  # a module: pytest would collect test_record_rows itself
 from fusion.training.test_records import NO_MODALITY, held_modalities, log_outcome_by_modalities, outcome_by_modalities
 
 
-class _Task:
-    def __init__(self, name: str, threshold: float = 0.5):
-        self.name, self.threshold = name, threshold
+def _task(name: str):
+    """The task the config builds (conf/task/<name>.yaml), for two classes or one target."""
+    spec = {"task": name, "classes": [] if name == "regression" else ["a", "b"], "target_stats": {"mean": 0, "std": 1}}
+    return build_task(compose([f"task={name}"]).task, label_spec(name)(spec))
 
 
 class _Logger:
@@ -34,13 +38,13 @@ def test_held_modalities_follow_the_run_order_and_name_a_record_with_none():
 def test_rows_carry_the_held_modalities_next_to_the_outcome():
     scores = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     rows = records.test_record_rows(
-        ["a", "b", "c"], torch.tensor([0, 0, 1]), scores, _Task("multiclass"), ["x+y", "x", "y"]
+        ["a", "b", "c"], torch.tensor([0, 0, 1]), scores, _task("multiclass"), ["x+y", "x", "y"]
     )
     assert [(r["id"], r["correct"], r["modalities"]) for r in rows] == [("a", 1, "x+y"), ("b", 0, "x"), ("c", 0, "y")]
     # without the modalities (a caller that has none) the column is empty, not missing
     assert all(
         r["modalities"] == ""
-        for r in records.test_record_rows(["a"], torch.tensor([0]), scores[:1], _Task("multiclass"))
+        for r in records.test_record_rows(["a"], torch.tensor([0]), scores[:1], _task("multiclass"))
     )
 
 
@@ -60,7 +64,7 @@ def test_regression_groups_report_the_mean_absolute_error():
         ["a", "b", "c"],
         torch.tensor([1.0, 2.0, 0.0]),
         torch.tensor([[1.5], [1.0], [0.25]]),
-        _Task("regression"),
+        _task("regression"),
         ["x", "x", "y"],
     )
     outcome = outcome_by_modalities(rows, "regression")
@@ -72,7 +76,7 @@ def test_multilabel_groups_report_the_exact_match(capsys):
         ["a", "b"],
         torch.tensor([[1, 0], [1, 1]]),
         torch.tensor([[0.9, 0.2], [0.9, 0.3]]),
-        _Task("multilabel"),
+        _task("multilabel"),
         ["text+image", "text+image"],
     )
     logger = _Logger()
