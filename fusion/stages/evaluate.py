@@ -14,7 +14,6 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import TQDMProgressBar
 
@@ -25,7 +24,7 @@ from fusion.tracking.mlflow_logger import build_mlflow_logger
 from fusion.training.checkpoints import load_weights, network_state
 from fusion.training.setup import build_datamodule, build_module, set_torch_flags
 from fusion.training.step_floor import automatic_ceiling
-from fusion.training.test_records import log_test_records, outcome_json
+from fusion.training.test_records import log_test_records, outcome_json, predict_test_split
 
 PREDICTIONS = "predictions.csv"
 BY_MODALITIES = "test_by_modalities.json"  # the test figure of each group of records holding the same modalities
@@ -66,8 +65,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "fusion": cfg.fusion.name,
         "mlflow_run_id": run_info["run_id"],
     }
-    # always (DVC outputs of the stage); the groups apart from metrics.json, which `dvc metrics show` prints whole
-    outcome = log_test_records(trainer, module, datamodule, logger, out)
+    # One predict pass for predictions.csv and test_records.csv, both always written (DVC outputs of the stage)
+    predictions = predict_test_split(trainer, module, datamodule)
+    write_predictions(out / PREDICTIONS, predictions.ids, predictions.scores, task)
+    # the groups apart from metrics.json, which `dvc metrics show` prints whole
+    outcome = log_test_records(trainer, module, datamodule, logger, out, predictions)
     groups = outcome_json(outcome or {}, task.name)
     (out / BY_MODALITIES).write_text(json.dumps(groups, indent=2) + "\n", encoding="utf-8")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
@@ -75,14 +77,5 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     task.write_plot_data(report, out / "plots")
     if cfg.get("test_missing_modalities", False):
         missing_modality_metrics(trainer, module, datamodule, logger)
-    write_test_predictions(trainer, module, datamodule, out / PREDICTIONS)
     publish_run(cfg, network_state(checkpoint), datamodule, logger, out / "explain")
     return metrics
-
-
-def write_test_predictions(trainer: pl.Trainer, module, datamodule, path: Path) -> Path:
-    """The test split's predictions (id, prediction, one score per output), the rows fusion.predict writes."""
-    batches = trainer.predict(module, dataloaders=datamodule.loader("test"))
-    ids = [i for batch in batches for i in batch["id"]]
-    scores = torch.cat([batch["scores"].float() for batch in batches])
-    return write_predictions(path, ids, scores, module.task)

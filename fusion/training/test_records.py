@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -69,14 +70,30 @@ def _count_modalities(held: str) -> int:
     return 0 if held in ("", NO_MODALITY) else held.count("+") + 1
 
 
-def write_test_records(trainer: pl.Trainer, module, datamodule, path: Path) -> list[dict]:
-    """Predict the test split with the module's current (best) weights, write test_records.csv, return its rows."""
+@dataclass
+class TestPredictions:
+    """The test split as one predict pass gives it: record ids, labels, scores and the modalities each holds."""
+
+    ids: list[str]
+    labels: torch.Tensor
+    scores: torch.Tensor
+    held: list[str]
+
+
+def predict_test_split(trainer: pl.Trainer, module, datamodule) -> TestPredictions:
+    """Predict the test split with the module's current (best) weights."""
     batches = trainer.predict(module, dataloaders=datamodule.loader("test"))
-    ids = [str(i) for batch in batches for i in batch["id"]]
-    labels = torch.cat([batch["label"] for batch in batches])
-    scores = torch.cat([batch["scores"].float() for batch in batches])
-    held = [h for batch in batches for h in batch["held"]]
-    rows = test_record_rows(ids, labels, scores, module.task, held)
+    return TestPredictions(
+        ids=[str(i) for batch in batches for i in batch["id"]],
+        labels=torch.cat([batch["label"] for batch in batches]),
+        scores=torch.cat([batch["scores"].float() for batch in batches]),
+        held=[h for batch in batches for h in batch["held"]],
+    )
+
+
+def write_test_records(predictions: TestPredictions, task, path: Path) -> list[dict]:
+    """Write test_records.csv from the test split's predictions; return its rows."""
+    rows = test_record_rows(predictions.ids, predictions.labels, predictions.scores, task, predictions.held)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as sink:
         writer = csv.DictWriter(sink, fieldnames=COLUMNS)
@@ -92,12 +109,18 @@ def read_test_records(path: str | Path) -> dict[str, float]:
 
 
 def log_test_records(
-    trainer: pl.Trainer, module, datamodule, logger, output_dir: Path
+    trainer: pl.Trainer,
+    module,
+    datamodule,
+    logger,
+    output_dir: Path,
+    predictions: TestPredictions | None = None,
 ) -> dict[str, tuple[float, int]] | None:
-    """Write test_records.csv in ``output_dir`` and log it to the run; in a multimodal run, also log and print
-    the test figure of each group of records holding the same modalities (:func:`log_outcome_by_modalities`) and
-    return those groups (:func:`outcome_by_modalities`; empty for one modality). One process only: under several
-    processes each would predict its own share of the records, so nothing is written there (None)."""
+    """Write test_records.csv in ``output_dir`` (from ``predictions``, else a predict pass of its own) and log it
+    to the run; in a multimodal run, also log and print the test figure of each group of records holding the same
+    modalities (:func:`log_outcome_by_modalities`) and return those groups (:func:`outcome_by_modalities`; empty
+    for one modality). One process only: under several processes each would predict its own share of the
+    records, so nothing is written there (None)."""
     if trainer.world_size != 1:
         print(
             "test_records.csv and the test figures by held modalities skipped: they need one process's predictions "
@@ -106,7 +129,7 @@ def log_test_records(
         )
         return None
     path = output_dir / FILE
-    rows = write_test_records(trainer, module, datamodule, path)
+    rows = write_test_records(predictions or predict_test_split(trainer, module, datamodule), module.task, path)
     logger.experiment.log_artifact(logger.run_id, str(path))
     if len(module.modalities) < 2:
         return {}

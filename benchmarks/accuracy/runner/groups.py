@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from benchmarks.accuracy.datasets.build import DATASET_INFO, LATENT
+from benchmarks.accuracy.datasets.plan import MODALITIES
 from benchmarks.accuracy.runner.paired import TEST_RECORDS, run_folder
 from benchmarks.tables import Table
 
-MODALITIES = ("text", "image", "audio")
 NOTHING = "nothing"  # the group of records that hold no informative modality
 
 
