@@ -14,6 +14,7 @@ from fusion.models.conv_encoders import (
     ConvStage,
     ConvTextEncoder,
     HalvingMaxPool,
+    canonical_polarity,
     conv_output_size,
     standardise_clips,
 )
@@ -223,6 +224,66 @@ def test_image_standardisation_makes_brightness_and_contrast_irrelevant():
     c, _ = dataset({"image": base, "present": present})
     d, _ = dataset({"image": brighter, "present": present})
     assert not torch.allclose(c, d, atol=1e-3)  # the fixed statistics do see the change
+
+
+def _ink_on_paper(n: int = 3, chans: int = 1, size: int = 16) -> torch.Tensor:
+    """Light paper (200-230) with a dark stroke (10-40) inside, noisy, never at the image's mean."""
+    g = torch.Generator().manual_seed(3)
+    paper = torch.randint(200, 231, (n, chans, size, size), generator=g)
+    ink = torch.randint(10, 41, (n, chans, size, size), generator=g)
+    stroke = torch.zeros(size, size, dtype=torch.bool)
+    stroke[3:-3, size // 2 - 1 : size // 2 + 2] = True
+    stroke[size // 2, 4:-4] = True
+    return torch.where(stroke, ink, paper).to(torch.uint8)
+
+
+def test_canonical_polarity_reads_a_scan_and_its_negative_alike():
+    paper = _ink_on_paper().float() / 255
+    canon = canonical_polarity(paper, 0.8)
+    torch.testing.assert_close(canon, 1 - paper)  # light border: inverted
+    torch.testing.assert_close(canonical_polarity(1 - paper, 0.8), canon)  # the negative is left: the same input
+    g = torch.Generator().manual_seed(4)
+    photo = torch.rand(2, 3, 16, 16, generator=g)  # mixed tones everywhere, border included
+    torch.testing.assert_close(canonical_polarity(photo, 0.8), photo)
+    # a colour image: the grey level decides, every channel is inverted together
+    colour = _ink_on_paper(chans=3).float() / 255
+    torch.testing.assert_close(canonical_polarity(colour, 0.8), 1 - colour)
+
+
+def test_canonical_polarity_takes_the_share_of_the_border():
+    x = _ink_on_paper(n=1).float() / 255
+    x[0, 0, 0, :6] = 0.0  # 6 of the border's 60 pixels dark: 90% light
+    torch.testing.assert_close(canonical_polarity(x, 0.9), 1 - x)
+    torch.testing.assert_close(canonical_polarity(x, 0.95), x)
+
+
+def test_image_encoder_with_polarity_border_gives_a_scan_and_its_negative_the_same_tokens():
+    kw = dict(image_size=16, in_chans=1, channels=(4, 8))
+    enc = ConvImageEncoder(DIM, 0, HEADS, polarity_border=0.8, **kw).eval()
+    scans = _ink_on_paper()
+    present = torch.ones(3, dtype=torch.bool)
+    a, _ = enc({"image": scans, "present": present})
+    b, _ = enc({"image": 255 - scans, "present": present})
+    torch.testing.assert_close(a, b)
+    off = ConvImageEncoder(DIM, 0, HEADS, **kw).eval()
+    off.load_state_dict(enc.state_dict())
+    c, _ = off({"image": scans, "present": present})
+    d, _ = off({"image": 255 - scans, "present": present})
+    assert not torch.allclose(c, d, atol=1e-3)
+    for share in (0.5, 1.2):
+        with pytest.raises(ValueError, match=r"polarity_border must be in \(0.5, 1\]"):
+            ConvImageEncoder(DIM, 0, HEADS, polarity_border=share, **kw)
+
+
+def test_polarity_border_reaches_the_cnn_image_encoder_only():
+    model, meta = dict(compose(["model.image.polarity_border=0.9"]).model), {"size": 16, "channels": 1}
+    assert build_encoder("image", model, meta).polarity_border == 0.9
+    assert compose().model.image.polarity_border is None  # off by default
+    # The config of a run from before the option (a model bundle's config.yaml) rebuilds that run's model: off.
+    older = {k: v for k, v in dict(model["image"]).items() if k != "polarity_border"}
+    assert build_encoder("image", {**model, "image": older}, meta).polarity_border is None
+    timm = build_encoder("image", {**model, "image": {**dict(model["image"]), "kind": "timm"}}, meta)
+    assert not hasattr(timm, "polarity_border")
 
 
 def test_image_encoder_rejects_the_wrong_shape():

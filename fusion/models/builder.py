@@ -51,6 +51,7 @@ CNN_KEYS = (
     "grid",
     "grid_pool",
     "standardise",
+    "polarity_border",
 )
 TEXT_CNN_KEYS = ("convs", "kernel_size")
 

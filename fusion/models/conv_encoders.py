@@ -36,12 +36,24 @@ __all__ = [
     "ConvTextEncoder",
     "HalvingMaxPool",
     "conv_output_size",
+    "canonical_polarity",
     "standardise_clips",
 ]
 
 STANDARDISE_EPS = 1e-5  # floor of a per-image or per-clip standard deviation (a flat input stays finite)
 IMAGE_STANDARDISE = ("image", "dataset")
 AUDIO_STANDARDISE = ("clip", "dataset")
+
+
+def canonical_polarity(x: Tensor, border_share: float) -> Tensor:
+    """Images in [0, 1] ``[b, C, H, W]``, each inverted (``1 - x``) where at least ``border_share`` of its border
+    pixels are brighter than the image's mean (grey level: the mean over channels): a light, even background
+    (paper) becomes dark, so a scan and its negative give the same input. A border of mixed tones (a photo) is
+    left as it is. With ``border_share > 0.5`` at most one of an image and its negative is inverted."""
+    grey = x.mean(dim=1)
+    border = torch.cat([grey[:, 0], grey[:, -1], grey[:, 1:-1, 0], grey[:, 1:-1, -1]], dim=1)
+    bright = (border > grey.mean(dim=(1, 2))[:, None]).float().mean(dim=1)
+    return torch.where((bright >= border_share)[:, None, None, None], 1.0 - x, x)
 
 
 def conv_output_size(size: int, stages: int) -> int:
@@ -165,11 +177,13 @@ def _stages(
 class ConvImageEncoder(TokenEncoder):
     """Small CNN over the image; inputs ``{"image": uint8 [B, C, H, W], "present"}``.
 
-    ``standardise="image"`` subtracts each image's own mean and divides by its own std (per channel), so
-    brightness and contrast (scans, photos of screens) do not need to be learned; ``"dataset"`` uses the
-    fixed ``mean``/``std``. The stages after the first halve the resolution (``downsample``; the first one too
-    with ``first_stride=2``: a quarter of the compute, for inputs larger than the details they hold) and a final
-    adaptive pool (``grid_pool``: max or avg) gives at most ``grid`` x ``grid`` tokens whatever the image size;
+    ``polarity_border`` first inverts an image whose border is mostly lighter than itself
+    (:func:`canonical_polarity`: ink on paper and its negative read alike; None: off). ``standardise="image"``
+    then subtracts each image's own mean and divides by its own std (per channel), so brightness and contrast
+    (scans, photos of screens) do not need to be learned; ``"dataset"`` uses the fixed ``mean``/``std``. The
+    stages after the first halve the resolution (``downsample``; the first one too with ``first_stride=2``: a
+    quarter of the compute, for inputs larger than the details they hold) and a final adaptive pool
+    (``grid_pool``: max or avg) gives at most ``grid`` x ``grid`` tokens whatever the image size;
     absent images never reach the BatchNorm statistics."""
 
     def __init__(
@@ -186,6 +200,7 @@ class ConvImageEncoder(TokenEncoder):
         grid: int = 8,
         grid_pool: str = "max",
         standardise: str = "image",
+        polarity_border: Optional[float] = None,
         norm_after_pool: bool = False,
         mean: Sequence[float] = (0.5,),
         std: Sequence[float] = (0.25,),
@@ -200,11 +215,17 @@ class ConvImageEncoder(TokenEncoder):
             raise ValueError(f"model.image.standardise must be one of {IMAGE_STANDARDISE}, got {standardise!r}")
         if first_stride not in (1, 2):
             raise ValueError(f"model.image.first_stride must be 1 or 2, got {first_stride}")
+        if polarity_border is not None and not 0.5 < polarity_border <= 1.0:
+            raise ValueError(
+                f"model.image.polarity_border must be in (0.5, 1] (a share of the border's pixels) or null (off), "
+                f"got {polarity_border}"
+            )
         if grid_pool not in GRID_POOLS:
             raise ValueError(f"model.image.grid_pool must be one of {sorted(GRID_POOLS)}, got {grid_pool!r}")
         side = min(grid, conv_output_size(image_size, len(channels) - 2 + first_stride))
         super().__init__(dim, depth, num_heads, side * side, mlp_ratio=mlp_ratio, dropout=dropout, **trunk_kwargs)
         self.image_size, self.in_chans, self.standardise = image_size, in_chans, standardise
+        self.polarity_border = polarity_border
         self.grid = (side, side)  # token layout (rows, cols), read by the attention figures
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.backbone = _stages(in_chans, channels, extra_convs, first_stride, downsample, norm_after_pool).to(
@@ -217,8 +238,10 @@ class ConvImageEncoder(TokenEncoder):
         self.adapt(freeze, lora, "model.image")
 
     def normalise(self, image: Tensor) -> Tensor:
-        """uint8 [b, C, H, W] -> standardised float."""
+        """uint8 [b, C, H, W] -> standardised float (after :func:`canonical_polarity` when it is on)."""
         x = image.float() / 255.0
+        if self.polarity_border is not None:
+            x = canonical_polarity(x, self.polarity_border)
         if self.standardise == "dataset":
             return (x - self.mean) / self.std
         centred = x - x.mean(dim=(2, 3), keepdim=True)
