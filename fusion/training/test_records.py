@@ -139,7 +139,7 @@ def log_test_records(
 
 
 def outcome_json(outcome: dict[str, tuple[float, int]], task_name: str) -> dict[str, dict[str, float]]:
-    """The groups as metrics.json holds them: {"image+audio": {"acc": ..., "records": ...}, ...}."""
+    """The groups as test_by_modalities.json holds them: {"image+audio": {"acc": ..., "records": ...}, ...}."""
     name, _ = HELD_FIGURE[task_name]
     return {held: {name: figure, "records": count} for held, (figure, count) in outcome.items()}
 
