@@ -9,12 +9,10 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from fusion.config import compose
 from fusion.models.builder import build_model
-from fusion.models.model import ModalityHead, product_of_experts
+from fusion.models.model import HEAD_VOTES, ModalityHead, head_vote, mixture_of_experts, product_of_experts
 from fusion.training.balance import modulate_gradients, ogm_coefficients
 from fusion.training.schedule import WarmupCosine
-from fusion.training.setup import build_module
 from tests.helpers.models import META, fusion_cfg, make_batch, model_cfg
 
 
@@ -57,10 +55,16 @@ def test_modality_head_averages_valid_tokens_only():
     torch.testing.assert_close(out[1], head.fc(head.norm(torch.zeros(4))))
 
 
-def test_product_of_experts_adds_the_log_probabilities_of_present_heads_only():
+def _experts() -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Fused logits, two heads' logits and their token masks for 3 samples of 4 classes; sample 1 has no image."""
     logits = torch.randn(3, 4)
     heads = {"image": torch.randn(3, 4), "audio": torch.randn(3, 4)}
     masks = {"image": torch.tensor([[True, False], [False, False], [True, True]]), "audio": torch.ones(3, 5).bool()}
+    return logits, heads, masks
+
+
+def test_product_of_experts_adds_the_log_probabilities_of_present_heads_only():
+    logits, heads, masks = _experts()
     out = product_of_experts(logits, heads, masks)
     log_p = {name: x.log_softmax(dim=-1) for name, x in {"fused": logits, **heads}.items()}
     torch.testing.assert_close(out[0], log_p["fused"][0] + log_p["image"][0] + log_p["audio"][0])
@@ -68,14 +72,45 @@ def test_product_of_experts_adds_the_log_probabilities_of_present_heads_only():
     torch.testing.assert_close(out[2], log_p["fused"][2] + log_p["image"][2] + log_p["audio"][2])
 
 
-def test_predict_with_heads_changes_predictions_only_in_eval_mode():
-    """Training sees the fused head's logits; eval (validation, test, serving) the product of experts, and
+def test_mixture_of_experts_is_the_log_of_the_present_experts_mean_probability():
+    logits, heads, masks = _experts()
+    out = mixture_of_experts(logits, heads, masks)
+    p = {name: x.softmax(dim=-1) for name, x in {"fused": logits, **heads}.items()}
+    torch.testing.assert_close(out[0].exp(), (p["fused"][0] + p["image"][0] + p["audio"][0]) / 3)
+    torch.testing.assert_close(out[1].exp(), (p["fused"][1] + p["audio"][1]) / 2)  # no image: its head abstains
+    torch.testing.assert_close(out.exp().sum(dim=-1), torch.ones(3))
+
+
+def test_mixture_of_experts_lets_no_overconfident_head_veto_a_class():
+    """A head certain of class 0 (logit gap 1e4: its probability of every other class underflows to 0) leaves the
+    other classes finite scores, and the fused head's choice wins where the other experts agree with it; the
+    product follows the one certain head."""
+    logits = torch.tensor([[0.0, 6.0, 0.0]])
+    heads = {"image": torch.tensor([[0.0, 6.0, 0.0]]), "audio": torch.tensor([[1e4, 0.0, 0.0]])}
+    masks = {m: torch.ones(1, 2, dtype=torch.bool) for m in heads}
+    mixed = mixture_of_experts(logits, heads, masks)
+    assert torch.isfinite(mixed).all() and int(mixed.argmax()) == 1
+    assert int(product_of_experts(logits, heads, masks).argmax()) == 0
+
+
+def test_head_vote_reads_the_config_value():
+    assert head_vote(False) is None and head_vote(None) is None
+    assert head_vote(True) == "product"  # the one rule of older configs and model bundles
+    assert [head_vote(rule) for rule in HEAD_VOTES] == list(HEAD_VOTES)
+    with pytest.raises(ValueError, match="model.predict_with_heads must be false, product or mean, got 'sum'"):
+        head_vote("sum")
+
+
+@pytest.mark.parametrize("rule", [True, "product", "mean"])
+def test_predict_with_heads_changes_predictions_only_in_eval_mode(rule):
+    """Training sees the fused head's logits; eval (validation, test, serving) the experts' vote, and
     with_modality_logits still returns every head's own logits."""
     modalities = ["text", "image", "audio"]
     torch.manual_seed(0)
-    plain = build_model(model_cfg(), fusion_cfg("late"), modalities, META, num_classes=3)
+    fused_only = OmegaConf.merge(model_cfg(), {"predict_with_heads": False})
+    plain = build_model(fused_only, fusion_cfg("late"), modalities, META, num_classes=3)
     combined = build_model(
-        OmegaConf.merge(model_cfg(), {"predict_with_heads": True}), fusion_cfg("late"), modalities, META, 3
+        OmegaConf.merge(model_cfg(), {"predict_with_heads": rule}), fusion_cfg("late"), modalities, META, 3
     )
     combined.load_state_dict(plain.state_dict())
     present = {"text": [True, False, True], "image": [True, True, False], "audio": [False, True, True]}
@@ -86,7 +121,7 @@ def test_predict_with_heads_changes_predictions_only_in_eval_mode():
         fused, heads = plain(batch, with_modality_logits=True)
         out, same_heads = combined(batch, with_modality_logits=True)
         masks = plain.encode(batch)[1]
-        torch.testing.assert_close(out, product_of_experts(fused, heads, masks))
+        torch.testing.assert_close(out, HEAD_VOTES[head_vote(rule)](fused, heads, masks))
         torch.testing.assert_close(combined(batch), out)
         for m in modalities:
             torch.testing.assert_close(same_heads[m], heads[m])
@@ -98,13 +133,25 @@ def test_predict_with_heads_changes_predictions_only_in_eval_mode():
         torch.testing.assert_close(trained, plain(batch))
 
 
-def test_predict_with_heads_needs_heads_and_a_multiclass_task():
-    without_heads = OmegaConf.merge(model_cfg(), {"predict_with_heads": True, "modality_heads": False})
-    with pytest.raises(ValueError, match="model.modality_heads=true"):
-        build_model(without_heads, fusion_cfg("late"), ["image"], META, num_classes=3)
-    cfg = compose(["task=multilabel", "model.predict_with_heads=true"])
-    with pytest.raises(ValueError, match="task=multiclass only"):
-        build_module(cfg, datamodule=None)
+@pytest.mark.parametrize("rule", ["product", "mean"])
+def test_predict_with_heads_without_heads_or_for_other_tasks_predicts_with_the_fused_head(rule):
+    """The vote combines class probabilities of modality heads: a model without heads, or for a multilabel or
+    regression task, outputs the fused head's logits in eval mode (a default of the vote must not break them)."""
+    modalities = ["image", "audio"]
+    batch = make_batch(modalities, {"image": [True, False], "audio": [True, True]})
+    cfg = OmegaConf.merge(model_cfg(), {"predict_with_heads": rule})
+    without_heads = build_model(
+        OmegaConf.merge(cfg, {"modality_heads": False}), fusion_cfg("late"), modalities, META, 3
+    )
+    multilabel = build_model(cfg, fusion_cfg("late"), modalities, META, 3, multiclass=False)
+    for net in (without_heads, multilabel):
+        net.eval()
+        assert net.predict_with_heads is None
+        with torch.no_grad():
+            tokens, masks = net.encode(batch)
+            fused = net.head(net.norm(net.fusion(tokens, masks)))
+            torch.testing.assert_close(net(batch), fused)
+    assert build_model(cfg, fusion_cfg("late"), modalities, META, 3).predict_with_heads == rule
 
 
 def _lrs(total: int, **kwargs) -> list[float]:

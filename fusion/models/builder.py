@@ -171,9 +171,12 @@ def build_model(
     modalities: list[str],
     data_meta: Mapping[str, Mapping],
     num_classes: int,
+    multiclass: bool = True,
 ) -> MultimodalClassifier:
     """Encoders for ``modalities`` + the fusion named ``fusion_cfg.name`` (its other keys are its kwargs,
-    defaulting num_heads/mlp_ratio/dropout to the model's) + the classification head."""
+    defaulting num_heads/mlp_ratio/dropout to the model's) + the classification head. ``model.predict_with_heads``
+    combines class probabilities, so it applies to a ``multiclass`` task only; other tasks predict with the fused
+    head."""
     modalities = list(modalities)
     if not modalities:
         raise ValueError("at least one modality is required")
@@ -200,5 +203,5 @@ def build_model(
         head_hidden=model["head_hidden"],
         dropout=model["dropout"],
         modality_heads=model["dim"] if model.get("modality_heads", False) else None,
-        predict_with_heads=bool(model.get("predict_with_heads", False)),
+        predict_with_heads=model.get("predict_with_heads") if multiclass else None,
     )

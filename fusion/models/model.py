@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
+import torch
 from torch import Tensor, nn
 
 from fusion.models.attention import Mlp, make_dropout
 
-__all__ = ["MultimodalClassifier", "ModalityHead", "product_of_experts"]
+__all__ = [
+    "HEAD_VOTES",
+    "MultimodalClassifier",
+    "ModalityHead",
+    "head_vote",
+    "mixture_of_experts",
+    "product_of_experts",
+]
 
 
 def product_of_experts(logits: Tensor, head_logits: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
@@ -19,6 +28,34 @@ def product_of_experts(logits: Tensor, head_logits: dict[str, Tensor], masks: di
         present = masks[m].any(dim=1, keepdim=True).to(total.dtype)
         total = total + present * head.log_softmax(dim=-1)
     return total
+
+
+def mixture_of_experts(logits: Tensor, head_logits: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
+    """The log of the mean class probability of the fused head and each modality head whose modality the sample
+    holds: every present expert weighs the same and none can veto a class, where in the product one overconfident
+    head decides. Computed in log space (logsumexp), so a class no expert allows stays finite."""
+    experts = [logits.log_softmax(dim=-1)]
+    count = torch.ones_like(experts[0][:, :1])
+    for m, head in head_logits.items():
+        present = masks[m].any(dim=1, keepdim=True)
+        experts.append(head.log_softmax(dim=-1).masked_fill(~present, -math.inf))
+        count = count + present.to(count.dtype)
+    return torch.logsumexp(torch.stack(experts), dim=0) - count.log()
+
+
+HEAD_VOTES = {"product": product_of_experts, "mean": mixture_of_experts}
+
+
+def head_vote(value: bool | str | None) -> Optional[str]:
+    """``model.predict_with_heads`` as a rule of :data:`HEAD_VOTES`, or None (off: false or null). ``true`` is the
+    product, the only rule before the mean existed, so older configs and model bundles keep their predictions."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "product"
+    if value not in HEAD_VOTES:
+        raise ValueError(f"model.predict_with_heads must be false, {' or '.join(HEAD_VOTES)}, got {value!r}")
+    return str(value)
 
 
 class ModalityHead(nn.Module):
@@ -55,15 +92,14 @@ class MultimodalClassifier(nn.Module):
         norm_layer: type[nn.Module] = nn.LayerNorm,
         act_layer: type[nn.Module] = nn.GELU,
         modality_heads: Optional[int] = None,
-        predict_with_heads: bool = False,
+        predict_with_heads: bool | str | None = None,
     ) -> None:
         """``modality_heads``: the token width D to put a :class:`ModalityHead` on each modality (None: none).
-        ``predict_with_heads``: in eval mode the output is :func:`product_of_experts` of the fused head and the
-        modality heads (class log-scores); training always sees the fused head's logits."""
+        ``predict_with_heads`` (:func:`head_vote`): in eval mode the output is the fused head's and the modality
+        heads' class log-scores combined by that rule (:data:`HEAD_VOTES`); training always sees the fused head's
+        logits. Without modality heads there is nothing to combine, and the fused head's logits are the output."""
         super().__init__()
-        if predict_with_heads and modality_heads is None:
-            raise ValueError("model.predict_with_heads=true needs per-modality heads: set model.modality_heads=true")
-        self.predict_with_heads = predict_with_heads
+        self.predict_with_heads = head_vote(predict_with_heads) if modality_heads is not None else None
         self.modalities = list(encoders.keys())
         self.encoders = encoders
         self.fusion = fusion
@@ -99,18 +135,18 @@ class MultimodalClassifier(nn.Module):
     def forward(
         self, inputs: dict[str, dict[str, Tensor]], with_modality_logits: bool = False
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
-        """Batch dict -> logits [B, num_classes] (with ``predict_with_heads``, in eval mode, the product of experts'
+        """Batch dict -> logits [B, num_classes] (with ``predict_with_heads``, in eval mode, the experts' combined
         log-scores); with ``with_modality_logits`` also each modality head's logits {m: [B, num_classes]} (empty
         without heads)."""
         tokens, masks = self.encode(inputs)
         logits = self.head(self.head_drop(self.norm(self.fusion(tokens, masks))))
-        combine = self.predict_with_heads and not self.training
+        combine = self.predict_with_heads is not None and not self.training
         if not (with_modality_logits or combine):
             return logits
         heads = self.modality_heads or {}
         head_logits = {m: head(tokens[m], masks[m]) for m, head in heads.items()}
         if combine:
-            logits = product_of_experts(logits, head_logits, masks)
+            logits = HEAD_VOTES[self.predict_with_heads](logits, head_logits, masks)
         return (logits, head_logits) if with_modality_logits else logits
 
     def num_parameters(self, trainable_only: bool = False) -> int:

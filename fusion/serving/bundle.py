@@ -76,7 +76,12 @@ class ModelBundle:
         self.labels: LabelSpec = label_spec(info["task"])(info)
         self.task: Task = build_task(self.cfg.task, self.labels)
         self.net: MultimodalClassifier = build_model(
-            self.cfg.model, self.cfg.fusion, self.modalities, self.metas, self.labels.num_outputs
+            self.cfg.model,
+            self.cfg.fusion,
+            self.modalities,
+            self.metas,
+            self.labels.num_outputs,
+            multiclass=self.cfg.task.name == "multiclass",
         )
         state = torch.load(self.folder / WEIGHTS, map_location="cpu", weights_only=True)
         self.net.load_state_dict(state)

@@ -45,15 +45,17 @@ def build_datamodule(cfg: DictConfig) -> MultimodalDataModule:
 
 def build_module(cfg: DictConfig, datamodule: MultimodalDataModule) -> FusionModule:
     """The task (conf/task/) on the data's labels, and a model with one output per class (1 for regression)."""
-    if cfg.model.get("predict_with_heads", False) and cfg.task.name != "multiclass":
-        raise ValueError(
-            f"model.predict_with_heads=true combines class probabilities and works with task=multiclass only; "
-            f"set model.predict_with_heads=false for task={cfg.task.name}"
-        )
     task = build_task(cfg.task, datamodule.labels)
     if task.uses_class_counts:
         task.fit_class_counts(datamodule.class_counts())
-    net = build_model(cfg.model, cfg.fusion, list(cfg.modality.names), datamodule.metas, datamodule.num_outputs)
+    net = build_model(
+        cfg.model,
+        cfg.fusion,
+        list(cfg.modality.names),
+        datamodule.metas,
+        datamodule.num_outputs,
+        multiclass=cfg.task.name == "multiclass",
+    )
     compile_cfg = cfg.model.get("compile")
     if compile_cfg is not None and compile_cfg.enabled:
         # In place (nn.Module.compile): parameter names and checkpoints stay those of the eager network.
