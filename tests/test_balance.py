@@ -136,7 +136,8 @@ def test_predict_with_heads_changes_predictions_only_in_eval_mode(rule):
 @pytest.mark.parametrize("rule", ["product", "mean"])
 def test_predict_with_heads_without_heads_or_for_other_tasks_predicts_with_the_fused_head(rule):
     """The vote combines class probabilities of modality heads: a model without heads, or for a multilabel or
-    regression task, outputs the fused head's logits in eval mode (a default of the vote must not break them)."""
+    regression task, outputs the fused head's logits in eval mode (so one config may set the rule for every task); a
+    misspelt rule is refused either way."""
     modalities = ["image", "audio"]
     batch = make_batch(modalities, {"image": [True, False], "audio": [True, True]})
     cfg = OmegaConf.merge(model_cfg(), {"predict_with_heads": rule})
@@ -152,6 +153,9 @@ def test_predict_with_heads_without_heads_or_for_other_tasks_predicts_with_the_f
             fused = net.head(net.norm(net.fusion(tokens, masks)))
             torch.testing.assert_close(net(batch), fused)
     assert build_model(cfg, fusion_cfg("late"), modalities, META, 3).predict_with_heads == rule
+    misspelt = OmegaConf.merge(cfg, {"modality_heads": False, "predict_with_heads": "average"})
+    with pytest.raises(ValueError, match="model.predict_with_heads must be false, product or mean"):
+        build_model(misspelt, fusion_cfg("late"), modalities, META, 3)
 
 
 def _lrs(total: int, **kwargs) -> list[float]:

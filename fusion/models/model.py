@@ -99,7 +99,8 @@ class MultimodalClassifier(nn.Module):
         heads' class log-scores combined by that rule (:data:`HEAD_VOTES`); training always sees the fused head's
         logits. Without modality heads there is nothing to combine, and the fused head's logits are the output."""
         super().__init__()
-        self.predict_with_heads = head_vote(predict_with_heads) if modality_heads is not None else None
+        rule = head_vote(predict_with_heads)  # checked with or without heads, so a misspelt rule never passes
+        self.predict_with_heads = rule if modality_heads is not None else None
         self.modalities = list(encoders.keys())
         self.encoders = encoders
         self.fusion = fusion
