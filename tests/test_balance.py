@@ -9,9 +9,20 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from fusion.config import compose
 from fusion.models.builder import build_model
-from fusion.models.model import HEAD_VOTES, ModalityHead, head_vote, mixture_of_experts, product_of_experts
+from fusion.models.model import (
+    HEAD_VOTES,
+    ModalityHead,
+    head_vote,
+    hybrid_of_experts,
+    mixture_of_experts,
+    product_of_experts,
+)
+from fusion.tasks.labels import SingleLabel
+from fusion.tasks.objectives import build_task
 from fusion.training.balance import modulate_gradients, ogm_coefficients
+from fusion.training.module import FusionModule
 from fusion.training.schedule import WarmupCosine
 from tests.helpers.models import META, fusion_cfg, make_batch, model_cfg
 
@@ -93,15 +104,38 @@ def test_mixture_of_experts_lets_no_overconfident_head_veto_a_class():
     assert int(product_of_experts(logits, heads, masks).argmax()) == 0
 
 
+def test_hybrid_blends_the_fused_head_evenly_with_the_present_heads_mean():
+    logits, heads, masks = _experts()
+    masks["audio"] = torch.tensor([[True], [False], [True]]).expand(3, 5)  # sample 1 holds no head's modality
+    out = hybrid_of_experts(logits, heads, masks)
+    p = {name: x.softmax(dim=-1) for name, x in {"fused": logits, **heads}.items()}
+    torch.testing.assert_close(out[0].exp(), p["fused"][0] / 2 + (p["image"][0] + p["audio"][0]) / 4)
+    torch.testing.assert_close(out[1], logits[1].log_softmax(dim=-1))  # no head present: the fused head alone
+    torch.testing.assert_close(out.exp().sum(dim=-1), torch.ones(3))
+
+
+def test_hybrid_keeps_half_the_say_for_the_fused_head_where_the_mean_lets_weak_heads_outvote_it():
+    """Three heads leaning to class 0 (0.7) against a fused head sure of class 1 (0.9): their plain mean picks class
+    0 (0.55), the hybrid class 1 (0.4 for class 0); a head certain of a class vetoes none either."""
+    logits = torch.tensor([[0.1, 0.9]]).log()
+    heads = {m: torch.tensor([[0.7, 0.3]]).log() for m in ("text", "image", "audio")}
+    masks = {m: torch.ones(1, 2, dtype=torch.bool) for m in heads}
+    assert int(mixture_of_experts(logits, heads, masks).argmax()) == 0
+    hybrid = hybrid_of_experts(logits, heads, masks)
+    torch.testing.assert_close(hybrid.exp(), torch.tensor([[0.4, 0.6]]))
+    certain = {**heads, "audio": torch.tensor([[1e4, 0.0]])}
+    assert torch.isfinite(hybrid_of_experts(logits, certain, masks)).all()
+
+
 def test_head_vote_reads_the_config_value():
     assert head_vote(False) is None and head_vote(None) is None
     assert head_vote(True) == "product"  # the one rule of older configs and model bundles
     assert [head_vote(rule) for rule in HEAD_VOTES] == list(HEAD_VOTES)
-    with pytest.raises(ValueError, match="model.predict_with_heads must be false, product or mean, got 'sum'"):
+    with pytest.raises(ValueError, match="model.predict_with_heads must be false, hybrid, mean or product, got 'sum'"):
         head_vote("sum")
 
 
-@pytest.mark.parametrize("rule", [True, "product", "mean"])
+@pytest.mark.parametrize("rule", [True, "product", "mean", "hybrid"])
 def test_predict_with_heads_changes_predictions_only_in_eval_mode(rule):
     """Training sees the fused head's logits; eval (validation, test, serving) the experts' vote, and
     with_modality_logits still returns every head's own logits."""
@@ -133,7 +167,7 @@ def test_predict_with_heads_changes_predictions_only_in_eval_mode(rule):
         torch.testing.assert_close(trained, plain(batch))
 
 
-@pytest.mark.parametrize("rule", ["product", "mean"])
+@pytest.mark.parametrize("rule", ["product", "mean", "hybrid"])
 def test_predict_with_heads_without_heads_or_for_other_tasks_predicts_with_the_fused_head(rule):
     """The vote combines class probabilities of modality heads: a model without heads, or for a multilabel or
     regression task, outputs the fused head's logits in eval mode (so one config may set the rule for every task); a
@@ -154,8 +188,36 @@ def test_predict_with_heads_without_heads_or_for_other_tasks_predicts_with_the_f
             torch.testing.assert_close(net(batch), fused)
     assert build_model(cfg, fusion_cfg("late"), modalities, META, 3).predict_with_heads == rule
     misspelt = OmegaConf.merge(cfg, {"modality_heads": False, "predict_with_heads": "average"})
-    with pytest.raises(ValueError, match="model.predict_with_heads must be false, product or mean"):
+    with pytest.raises(ValueError, match="model.predict_with_heads must be false, hybrid, mean or product"):
         build_model(misspelt, fusion_cfg("late"), modalities, META, 3)
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # steps called without a Trainer
+@pytest.mark.parametrize("vote_in_validation", [False, True])
+def test_validation_scores_the_fused_head_and_the_test_the_vote(vote_in_validation):
+    """With a vote set, both views are scored on the evaluation splits (<split>/acc_fused, <split>/acc_vote); the
+    split's own metrics, the ones early stopping and the checkpoint follow, are the fused head's in validation
+    (unless model.vote_in_validation) and the vote's in the test, as in serving."""
+    modalities = ["image", "audio"]
+    torch.manual_seed(0)
+    cfg = OmegaConf.merge(model_cfg(), {"predict_with_heads": "hybrid"})
+    net = build_model(cfg, fusion_cfg("late"), modalities, META, 3).eval()
+    task = build_task(compose(["task=multiclass"]).task, SingleLabel.fit(["a", "b", "c"]))
+    module = FusionModule(net, task, optimizer=torch.optim.AdamW, vote_in_validation=vote_in_validation)
+    batch = make_batch(modalities, {"image": [True, False, True, True], "audio": [True, True, False, True]})
+    with torch.no_grad():
+        fused, _, voted = net.predictions(batch)
+        batch["label"] = voted.argmax(dim=-1)  # the vote is always right, the fused head is not
+        fused_acc = float((fused.argmax(dim=-1) == batch["label"]).float().mean())
+        assert fused_acc < 1.0
+        for split in ("val", "test"):
+            module._step(batch, split)
+            score = float(module.metrics[f"{split}_"].compute()[f"{split}/acc"])
+            views = {
+                v: float(module.view_metrics[f"{split}_{v}"].compute()[f"{split}/acc_{v}"]) for v in ("fused", "vote")
+            }
+            assert views == {"fused": pytest.approx(fused_acc), "vote": 1.0}
+            assert score == (1.0 if split == "test" or vote_in_validation else pytest.approx(fused_acc))
 
 
 def _lrs(total: int, **kwargs) -> list[float]:

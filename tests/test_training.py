@@ -40,6 +40,10 @@ def test_training_learns_and_checkpoints(trained):
     # the run's cost comes back too (benchmarks.accuracy.bare reads it where no MLflow store is kept)
     assert 0 < metrics["time/fit_cpu_seconds"] and 0 < metrics["time/epoch_seconds"] <= metrics["time/fit_seconds"]
     assert_learned(cfg)
+    # the default vote (model.predict_with_heads=hybrid): validation, which picks the checkpoint, scores the fused
+    # head, and the test the vote; both views are logged for both splits
+    assert metrics["val/acc"] == metrics["val/acc_fused"] and metrics["test/acc"] == metrics["test/acc_vote"]
+    assert {"val/acc_vote", "test/acc_fused", "test/f1_macro_vote"} <= set(metrics)
     checkpoints = {p.name for p in Path(cfg.paths.checkpoint_dir).iterdir()}
     assert {"best.ckpt", "last.ckpt"} <= checkpoints
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +14,9 @@ __all__ = [
     "HEAD_VOTES",
     "MultimodalClassifier",
     "ModalityHead",
+    "Predictions",
     "head_vote",
+    "hybrid_of_experts",
     "mixture_of_experts",
     "product_of_experts",
 ]
@@ -30,20 +32,43 @@ def product_of_experts(logits: Tensor, head_logits: dict[str, Tensor], masks: di
     return total
 
 
+def _present_heads(head_logits: dict[str, Tensor], masks: dict[str, Tensor]) -> tuple[list[Tensor], Tensor]:
+    """Each modality head's log-probabilities, -inf where the sample lacks the modality (the head saw nothing and
+    abstains), and how many heads each sample holds [B, 1]."""
+    experts, count = [], None
+    for m, head in head_logits.items():
+        present = masks[m].any(dim=1, keepdim=True)
+        experts.append(head.log_softmax(dim=-1).masked_fill(~present, -math.inf))
+        count = present.long() if count is None else count + present.long()
+    return experts, count
+
+
 def mixture_of_experts(logits: Tensor, head_logits: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
     """The log of the mean class probability of the fused head and each modality head whose modality the sample
     holds: every present expert weighs the same and none can veto a class, where in the product one overconfident
     head decides. Computed in log space (logsumexp), so a class no expert allows stays finite."""
-    experts = [logits.log_softmax(dim=-1)]
-    count = torch.ones_like(experts[0][:, :1])
-    for m, head in head_logits.items():
-        present = masks[m].any(dim=1, keepdim=True)
-        experts.append(head.log_softmax(dim=-1).masked_fill(~present, -math.inf))
-        count = count + present.to(count.dtype)
-    return torch.logsumexp(torch.stack(experts), dim=0) - count.log()
+    fused = logits.log_softmax(dim=-1)
+    heads, count = _present_heads(head_logits, masks)
+    if not heads:
+        return fused
+    return torch.logsumexp(torch.stack([fused, *heads]), dim=0) - (count + 1).to(fused.dtype).log()
 
 
-HEAD_VOTES = {"product": product_of_experts, "mean": mixture_of_experts}
+def hybrid_of_experts(logits: Tensor, head_logits: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
+    """The log of an even blend of two predictions: the fused head's class probabilities and the late fusion of the
+    modality heads (the mean probability of those whose modality the sample holds). The fused model keeps half
+    the say however many heads there are, so weak heads (modalities that only narrow the label) cannot outvote it;
+    a sample with no modality head present gets the fused head's log-probabilities."""
+    fused = logits.log_softmax(dim=-1)
+    heads, count = _present_heads(head_logits, masks)
+    if not heads:
+        return fused
+    late = torch.logsumexp(torch.stack(heads), dim=0) - count.clamp_min(1).to(fused.dtype).log()
+    blend = torch.logaddexp(fused, late) - math.log(2.0)
+    return torch.where(count > 0, blend, fused)
+
+
+HEAD_VOTES = {"hybrid": hybrid_of_experts, "mean": mixture_of_experts, "product": product_of_experts}
 
 
 def head_vote(value: bool | str | None) -> Optional[str]:
@@ -54,8 +79,18 @@ def head_vote(value: bool | str | None) -> Optional[str]:
     if value is True:
         return "product"
     if value not in HEAD_VOTES:
-        raise ValueError(f"model.predict_with_heads must be false, {' or '.join(HEAD_VOTES)}, got {value!r}")
+        *others, last = HEAD_VOTES
+        raise ValueError(f"model.predict_with_heads must be false, {', '.join(others)} or {last}, got {value!r}")
     return str(value)
+
+
+class Predictions(NamedTuple):
+    """One forward pass's outputs side by side: the fused head's logits, each modality head's (empty without
+    heads), and the heads' vote (``predict_with_heads``; None when off), so an evaluation can score both."""
+
+    fused: Tensor
+    heads: dict[str, Tensor]
+    voted: Optional[Tensor]
 
 
 class ModalityHead(nn.Module):
@@ -139,16 +174,20 @@ class MultimodalClassifier(nn.Module):
         """Batch dict -> logits [B, num_classes] (with ``predict_with_heads``, in eval mode, the experts' combined
         log-scores); with ``with_modality_logits`` also each modality head's logits {m: [B, num_classes]} (empty
         without heads)."""
-        tokens, masks = self.encode(inputs)
-        logits = self.head(self.head_drop(self.norm(self.fusion(tokens, masks))))
         combine = self.predict_with_heads is not None and not self.training
         if not (with_modality_logits or combine):
-            return logits
-        heads = self.modality_heads or {}
-        head_logits = {m: head(tokens[m], masks[m]) for m, head in heads.items()}
-        if combine:
-            logits = HEAD_VOTES[self.predict_with_heads](logits, head_logits, masks)
-        return (logits, head_logits) if with_modality_logits else logits
+            return self.head(self.head_drop(self.norm(self.fusion(*self.encode(inputs)))))
+        fused, heads, voted = self.predictions(inputs, vote=combine)
+        logits = voted if combine else fused
+        return (logits, heads) if with_modality_logits else logits
+
+    def predictions(self, inputs: dict[str, dict[str, Tensor]], vote: bool = True) -> Predictions:
+        """The fused head's, the modality heads' and (with ``vote`` and a rule set) the voted logits of one pass."""
+        tokens, masks = self.encode(inputs)
+        fused = self.head(self.head_drop(self.norm(self.fusion(tokens, masks))))
+        heads = {m: head(tokens[m], masks[m]) for m, head in (self.modality_heads or {}).items()}
+        rule = self.predict_with_heads if vote else None
+        return Predictions(fused, heads, None if rule is None else HEAD_VOTES[rule](fused, heads, masks))
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count (only those with ``requires_grad`` if ``trainable_only``)."""

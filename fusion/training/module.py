@@ -41,10 +41,14 @@ class FusionModule(pl.LightningModule):
         augment: Callable[[dict], dict] | None = None,
         balance: Mapping[str, Any] | None = None,
         scheduler_interval: str = "epoch",
+        vote_in_validation: bool = False,
     ):
         """``balance``: ``head_weight`` (weight of the per-modality heads' losses next to the fused loss; the
         net must have modality heads when it is > 0 or OGM-GE is on) and ``ogm_ge`` ({enabled, alpha, noise,
-        start_epoch, end_epoch}). ``scheduler_interval``: "step" gives the scheduler ``total_steps``."""
+        start_epoch, end_epoch}). ``scheduler_interval``: "step" gives the scheduler ``total_steps``.
+        ``vote_in_validation``: with a heads' vote (``net.predict_with_heads``), score validation (early stopping,
+        checkpoint choice) on the vote too; by default validation scores the fused head, and the vote decides
+        the test's and serving's predictions only."""
         super().__init__()
         self.net = net
         self.task = task
@@ -61,6 +65,8 @@ class FusionModule(pl.LightningModule):
             raise ValueError(
                 "balance.head_weight > 0 and balance.ogm_ge need per-modality heads: set model.modality_heads=true"
             )
+        self.vote = getattr(net, "predict_with_heads", None)
+        self.vote_in_validation = vote_in_validation
         self._ogm_scores: dict[str, float] = {}
         self._logged: set[str] = set()  # the splits (and split_modality heads) whose metrics this epoch logged
         metrics = task.metrics()
@@ -75,6 +81,14 @@ class FusionModule(pl.LightningModule):
                 for m in (self.modalities if self.has_heads else [])
             }
         )
+        # With a vote, both views on the evaluation splits, e.g. test/acc_fused and test/acc_vote.
+        self.view_metrics = nn.ModuleDict(
+            {
+                f"{split}_{view}": metrics.clone(prefix=f"{split}/", postfix=f"_{view}")
+                for split in EVAL_SPLITS
+                for view in (("fused", "vote") if self.vote else ())
+            }
+        )
         self.monitor_best = MaxMetric() if task.mode == "max" else MinMetric()
         self.test_report_metrics = task.report_metrics()
         self.test_report: dict[str, torch.Tensor] = {}
@@ -83,10 +97,15 @@ class FusionModule(pl.LightningModule):
         return self.net({m: batch[m] for m in self.modalities})
 
     def _step(self, batch: dict[str, Any], split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.has_heads:
-            outputs, head_outputs = self.net({m: batch[m] for m in self.modalities}, with_modality_logits=True)
+        inputs = {m: batch[m] for m in self.modalities}
+        if self.vote and split in EVAL_SPLITS:
+            fused, head_outputs, voted = self.net.predictions(inputs)
+            self._log_views(batch, {"fused": fused, "vote": voted}, split)
+            outputs = voted if split == "test" or self.vote_in_validation else fused
+        elif self.has_heads:
+            outputs, head_outputs = self.net(inputs, with_modality_logits=True)
         else:
-            outputs, head_outputs = self(batch), {}
+            outputs, head_outputs = self.net(inputs), {}
         loss = self.task.loss(outputs, batch["label"])
         if split == "train" and not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -149,6 +168,14 @@ class FusionModule(pl.LightningModule):
             metric.update(*self.task.metric_inputs(logits[present], batch["label"][present]))
             if self._first_log_this_epoch(f"{split}_{m}"):
                 self.log_dict(metric, on_step=False, on_epoch=True, batch_size=int(present.sum()))
+
+    def _log_views(self, batch: dict[str, Any], views: dict[str, torch.Tensor], split: str) -> None:
+        """The fused head's and the vote's metrics over every record, whichever of them the split scores."""
+        for view, outputs in views.items():
+            metric = self.view_metrics[f"{split}_{view}"]
+            metric.update(*self.task.metric_inputs(outputs, batch["label"]))
+            if self._first_log_this_epoch(f"{split}_{view}"):
+                self.log_dict(metric, on_step=False, on_epoch=True, batch_size=len(batch["label"]))
 
     def _first_log_this_epoch(self, key: str) -> bool:
         """Whether ``key``'s Metric objects are still to be logged this epoch (and now count as logged). Lightning

@@ -69,6 +69,7 @@ def build_module(cfg: DictConfig, datamodule: MultimodalDataModule) -> FusionMod
         augment=build_augment(_plain(cfg.get("augment")), datamodule.metas),
         balance=_plain(cfg.get("balance")),
         scheduler_interval=str(cfg.optim.get("scheduler_interval", "epoch")),
+        vote_in_validation=bool(cfg.model.get("vote_in_validation", False)),
     )
 
 
