@@ -17,6 +17,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
+from fusion.report.collect import per_class_f1
 from fusion.report.main import ReportError, main, run_report
 from fusion.tracking.compare import CompareError, compare_runs
 from tests.helpers.browser import CHROMIUM, require_chromium
@@ -154,6 +155,15 @@ def test_html_is_self_contained_and_holds_every_section_run_and_metric(reported)
     summary = json.loads((files.files_dir / task.table.task / "explain" / "summary.json").read_text())
     for sample in summary["samples"]:  # grouped per sample, as the training run's summary.json lists them
         assert f"sample <code>{sample['id']}</code>, label {sample['label']}, prediction {sample['prediction']}" in html
+
+
+def test_per_class_f1_leaves_out_the_averages_their_views_the_heads_and_the_ablations():
+    """test/f1_<class> keys only: the macro and micro averages are no classes, nor are their per-view twins of a
+    heads' vote (test/f1_macro_vote), the modality heads' and the ablations'; a class named like a view stays."""
+    averages = {"test/f1_macro": 0.6, "test/f1_micro": 0.6, "test/f1_macro_fused": 0.5, "test/f1_micro_vote": 0.6}
+    others = {"test/f1_macro_head_text": 0.3, "test/f1_macro_without_text": 0.4}
+    classes = {"test/f1_alpha": 0.5, "test/f1_bravo": 0.7, "test/f1_vote": 0.9}
+    assert per_class_f1({**averages, **others, **classes}) == {"alpha": 0.5, "bravo": 0.7, "vote": 0.9}
 
 
 @pytest.mark.slow

@@ -13,12 +13,14 @@ from typing import Sequence
 from mlflow.tracking import MlflowClient
 
 from fusion.robustness.tracking import LEVEL_KEY, curve_key, latest_per_step
+from fusion.tasks import VOTE_VIEWS
 from fusion.tracking.compare import F1_KEY, WITHOUT, Comparison, Row, TaskTable, compare_runs
 from fusion.tracking.store import absolute_tracking_uri
 
 EPOCH_KEY = "epoch"  # Lightning logs the epoch with every metric batch, at the same step
 PER_CLASS_PREFIX = "test/f1_"  # test/f1_<class> (fusion/tasks/objectives.py)
-NOT_A_CLASS = {F1_KEY, "test/f1_micro"}
+# the averages, and each of them per view of a heads' vote (test/f1_macro_vote): no classes either
+NOT_A_CLASS = {key + suffix for key in (F1_KEY, "test/f1_micro") for suffix in ("", *(f"_{v}" for v in VOTE_VIEWS))}
 MODALITY_HEAD = "_head_"  # the per-modality heads' metrics, <metric>_head_<modality>, are no classes
 ALL_CURVE = "all"  # every modality perturbed at once (fusion/robustness/curves.py ALL)
 MODEL_DIR = "model"  # the run's logged MLflow model (fusion.serving)

@@ -12,6 +12,9 @@ from typing import Iterable, TypeVar
 
 SPLITS = ("train", "val", "test")
 TASK_NAMES = ("multiclass", "multilabel", "regression")
+# With a heads' vote (model.predict_with_heads), every evaluation metric is also logged per view, e.g.
+# test/acc_fused (the fused head alone) and test/acc_vote (fusion/training/module.py).
+VOTE_VIEWS = ("fused", "vote")
 
 T = TypeVar("T")
 

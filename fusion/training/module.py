@@ -12,7 +12,7 @@ from torchmetrics import MaxMetric, MeanMetric, Metric, MinMetric
 
 from fusion.data.ablation import modality_dropout
 from fusion.data.manifest import MODALITIES
-from fusion.tasks import SPLITS
+from fusion.tasks import SPLITS, VOTE_VIEWS
 from fusion.tasks.objectives import Task
 from fusion.training.balance import modulate_gradients, ogm_coefficients
 from fusion.training.test_records import held_modalities
@@ -86,7 +86,7 @@ class FusionModule(pl.LightningModule):
             {
                 f"{split}_{view}": metrics.clone(prefix=f"{split}/", postfix=f"_{view}")
                 for split in EVAL_SPLITS
-                for view in (("fused", "vote") if self.vote else ())
+                for view in (VOTE_VIEWS if self.vote else ())
             }
         )
         self.monitor_best = MaxMetric() if task.mode == "max" else MinMetric()
@@ -100,7 +100,7 @@ class FusionModule(pl.LightningModule):
         inputs = {m: batch[m] for m in self.modalities}
         if self.vote and split in EVAL_SPLITS:
             fused, head_outputs, voted = self.net.predictions(inputs)
-            self._log_views(batch, {"fused": fused, "vote": voted}, split)
+            self._log_views(batch, dict(zip(VOTE_VIEWS, (fused, voted), strict=True)), split)
             outputs = voted if split == "test" or self.vote_in_validation else fused
         elif self.has_heads:
             outputs, head_outputs = self.net(inputs, with_modality_logits=True)
