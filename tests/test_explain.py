@@ -232,6 +232,9 @@ def test_explain_cli_regenerates_the_figures_of_any_sample(explained_run, subpro
     records = [json.loads(line) for line in (Path(cfg.data.processed_dir) / "text" / "records.jsonl").open()]
     sample_id = next(r["id"] for r in records if r["split"] == "train")  # not one of the fixed test samples
     out = tmp_path / "out"
+    scratch = tmp_path / "scratch"  # the CLIs' temporary folder: each run's model download must go from it
+    scratch.mkdir()
+    env = {**subprocess_env, "TMPDIR": str(scratch)}
     result = subprocess.run(
         [
             sys.executable,
@@ -243,13 +246,14 @@ def test_explain_cli_regenerates_the_figures_of_any_sample(explained_run, subpro
             f"output={out}",
         ],
         cwd=ROOT,
-        env=subprocess_env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sample_id in result.stdout and "gate value" in result.stdout
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith("fusion-")]
     folder = next(p for p in out.iterdir() if p.is_dir())
     assert {"text_attention.png", "image_attention.png", "audio_attention.png"} <= {p.name for p in folder.iterdir()}
     client = MlflowClient(cfg.logger.tracking_uri)
@@ -266,9 +270,10 @@ def test_explain_cli_regenerates_the_figures_of_any_sample(explained_run, subpro
             f"output={tmp_path / 'bad'}",
         ],
         cwd=ROOT,
-        env=subprocess_env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert bad.returncode != 0 and "no-such-id" in bad.stderr and "Traceback" not in bad.stderr
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith("fusion-")]  # removed on an error too

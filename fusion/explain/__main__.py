@@ -4,10 +4,11 @@ any sample of any logged run, from the run's MLflow model (its bundle) and the p
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from fusion.cli import Option, parse_key_values
 from fusion.data.datamodule import MultimodalDataModule
@@ -49,10 +50,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         argv,
         EPILOG,
     )
+    # A run's model is downloaded into a scratch folder that goes when the figures are written.
+    with tempfile.TemporaryDirectory(prefix="fusion-explain-") as scratch:
+        explain_run(args, scratch)
+
+
+def explain_run(args: DictConfig, scratch: str) -> None:
+    """The figures of ``args.sample_id`` from the model of ``args.run_id`` (downloaded into ``scratch``), printed
+    and, with ``args.log``, logged to the run."""
     ids = [str(i) for i in args.sample_id] if OmegaConf.is_list(args.sample_id) else [str(args.sample_id)]
     tracking_uri = absolute_tracking_uri(str(args.tracking_uri))
     try:
-        folder = bundle_dir(str(args.run_id), tracking_uri)
+        folder = bundle_dir(str(args.run_id), tracking_uri, scratch)
         bundle = ModelBundle(folder)
         processed = Path(args.processed_dir or bundle.cfg.data.processed_dir)
         datamodule = MultimodalDataModule(

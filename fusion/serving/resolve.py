@@ -7,7 +7,6 @@ artifacts/bundle), a bundle folder itself, or a folder holding one as ``bundle/`
 from __future__ import annotations
 
 import re
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -29,11 +28,9 @@ class ModelReferenceError(ValueError):
     """The model reference leads to no model bundle; the message says what was tried and what to give."""
 
 
-def bundle_dir(
-    model: str, tracking_uri: str, download_dir: str | Path | None = None, artifact_path: str = "model"
-) -> Path:
-    """The bundle folder of ``model``; MLflow artifacts are downloaded into ``download_dir`` (default: a new
-    temporary folder, left for the caller)."""
+def bundle_dir(model: str, tracking_uri: str, download_dir: str | Path, artifact_path: str = "model") -> Path:
+    """The bundle folder of ``model``; MLflow artifacts are downloaded into ``download_dir`` (the caller's scratch
+    folder, e.g. a ``tempfile.TemporaryDirectory``: a model downloaded per call would otherwise pile up)."""
     model = str(model).strip()
     local = Path(model).expanduser()
     if local.exists():
@@ -48,12 +45,13 @@ def bundle_dir(
             f"runs:/ or models:/ URI; {HINT}"
         )
     store = _existing_store(absolute_tracking_uri(tracking_uri), model)
-    target = Path(download_dir) if download_dir else Path(tempfile.mkdtemp(prefix="fusion-model-"))
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
     try:
-        downloaded = download_artifacts(artifact_uri=uri, dst_path=str(target), tracking_uri=store, registry_uri=store)
+        downloaded = download_artifacts(
+            artifact_uri=uri, dst_path=str(download_dir), tracking_uri=store, registry_uri=store
+        )
     except (MlflowException, OSError) as exc:
         reason = getattr(exc, "message", None) or str(exc)
         raise ModelReferenceError(
