@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from fusion.training.setup import build_datamodule, build_module, set_torch_flags
 from fusion.training.throughput import DataWaitMonitor
@@ -56,6 +57,16 @@ def test_compiled_network_computes_what_the_eager_one_does(processed_dir, tmp_pa
         got = compiled(batch)
     assert compiled.net._compiled_call_impl is not None
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    # Evaluation logs the fused head and the vote of one pass: that pass runs compiled too, and computes the same.
+    assert compiled.vote is not None
+    inputs = {m: batch[m] for m in compiled.modalities}
+    counters.clear()
+    with torch.no_grad():
+        compiled.validation_step(batch, 0)
+        assert counters["frames"]["ok"] > 0  # the step's pass was compiled, not run around Dynamo
+        every, reference = compiled.net(inputs, every_output=True), eager.net.predictions(inputs)
+    torch.testing.assert_close(every.voted, reference.voted, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(every.fused, reference.fused, atol=1e-4, rtol=1e-4)
 
 
 def test_channels_last_image_encoder_gives_the_same_outputs(processed_dir, tmp_path):

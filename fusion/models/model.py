@@ -168,15 +168,22 @@ class MultimodalClassifier(nn.Module):
         """Fused representation [B, fusion.out_dim] before the head (the logits for a logit-level fusion)."""
         return self.fusion(*self.encode(inputs))
 
+    def classify(self, features: Tensor) -> Tensor:
+        """Fused representation [B, fusion.out_dim] -> the fused head's logits [B, num_classes]."""
+        return self.head(self.head_drop(self.norm(features)))
+
     def forward(
-        self, inputs: dict[str, dict[str, Tensor]], with_modality_logits: bool = False
-    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        self, inputs: dict[str, dict[str, Tensor]], with_modality_logits: bool = False, every_output: bool = False
+    ) -> Tensor | tuple[Tensor, dict[str, Tensor]] | Predictions:
         """Batch dict -> logits [B, num_classes] (with ``predict_with_heads``, in eval mode, the experts' combined
         log-scores); with ``with_modality_logits`` also each modality head's logits {m: [B, num_classes]} (empty
-        without heads)."""
+        without heads); with ``every_output`` the :meth:`predictions` of the pass instead (evaluation logs them
+        all; through ``forward`` because ``nn.Module.compile`` compiles that method, not the others)."""
         combine = self.predict_with_heads is not None and not self.training
+        if every_output:
+            return self.predictions(inputs, vote=combine)
         if not (with_modality_logits or combine):
-            return self.head(self.head_drop(self.norm(self.fusion(*self.encode(inputs)))))
+            return self.classify(self.features(inputs))
         fused, heads, voted = self.predictions(inputs, vote=combine)
         logits = voted if combine else fused
         return (logits, heads) if with_modality_logits else logits
@@ -184,7 +191,7 @@ class MultimodalClassifier(nn.Module):
     def predictions(self, inputs: dict[str, dict[str, Tensor]], vote: bool = True) -> Predictions:
         """The fused head's, the modality heads' and (with ``vote`` and a rule set) the voted logits of one pass."""
         tokens, masks = self.encode(inputs)
-        fused = self.head(self.head_drop(self.norm(self.fusion(tokens, masks))))
+        fused = self.classify(self.fusion(tokens, masks))
         heads = {m: head(tokens[m], masks[m]) for m, head in (self.modality_heads or {}).items()}
         rule = self.predict_with_heads if vote else None
         return Predictions(fused, heads, None if rule is None else HEAD_VOTES[rule](fused, heads, masks))

@@ -99,7 +99,7 @@ class FusionModule(pl.LightningModule):
     def _step(self, batch: dict[str, Any], split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         inputs = {m: batch[m] for m in self.modalities}
         if self.vote and split in EVAL_SPLITS:
-            fused, head_outputs, voted = self.net.predictions(inputs)
+            fused, head_outputs, voted = self.net(inputs, every_output=True)
             self._log_views(batch, dict(zip(VOTE_VIEWS, (fused, voted), strict=True)), split)
             outputs = voted if split == "test" or self.vote_in_validation else fused
         elif self.has_heads:
