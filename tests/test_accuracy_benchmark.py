@@ -476,6 +476,16 @@ def test_section_says_when_it_is_preliminary():
     assert "**Preliminary**: 300 records" in summary.section(preliminary, {"project": "ours"}, "cmd", "r.json")
 
 
+def test_section_of_a_run_still_going_reads_its_load_without_a_finish():
+    """results.json is saved after every run: its table can be drawn while the benchmark is still running."""
+    going = {**_fake_results(), "load_average": {"started": 0.5}}  # its machine has 2 cores
+    assert "started / finished: 0.5 / (still running) on 2 cores" in summary.section(
+        going, {"project": "ours"}, "cmd", "r.json"
+    )
+    going["load_average"]["finished"] = 1.25
+    assert "0.5 / 1.2 on 2 cores" in summary.section(going, {"project": "ours"}, "cmd", "r.json")
+
+
 def test_tuned_overrides_and_system_selection(tmp_path):
     assert all("=" in o for o in tuned_overrides())  # the shipped tuned.yaml parses
     (tmp_path / "t.yaml").write_text("- fusion=late\n- trainer.max_epochs=40\n", encoding="utf-8")

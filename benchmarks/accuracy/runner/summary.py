@@ -243,9 +243,11 @@ def _caveats(results: Mapping[str, Any]) -> list[str]:
         ]
     load = results.get("load_average")
     if load:
+        # A results.json is saved after every run, so a table of a run still going has no "finished" yet.
+        finished = f"{load['finished']:.1f}" if "finished" in load else "(still running)"
         out += [
             f"Load average (1 min) when the run started / finished: {load['started']:.1f} / "
-            f"{load['finished']:.1f} on {results['machine']['cores']} cores; above the core count, other work "
+            f"{finished} on {results['machine']['cores']} cores; above the core count, other work "
             f"shared the CPU and wall times are inflated (CPU times much less).",
             "",
         ]
