@@ -7,7 +7,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fusion.config import load_params, stage_parser  # noqa: E402
 from fusion.data.manifest import MODALITIES, ManifestError  # noqa: E402
-from fusion.preprocess.common import StrictModeError, format_rejections, format_summary, run_preprocess  # noqa: E402
+from fusion.preprocess.common import (  # noqa: E402
+    RejectedRecordsError,
+    format_rejections,
+    format_summary,
+    run_preprocess,
+)
 
 EPILOG = """examples:
   python pipelines/preprocess.py audio
@@ -35,7 +40,7 @@ def main() -> None:
         summary = run_preprocess(args.modality, cfg)
     except ManifestError as exc:
         raise SystemExit(f"error: {exc}") from None
-    except StrictModeError as exc:
+    except RejectedRecordsError as exc:
         print(format_summary(exc.summary), file=sys.stderr)
         print(format_rejections(exc.rejections, int(cfg.preprocess.rejections_shown)), file=sys.stderr)
         raise SystemExit(f"error: {exc}") from None

@@ -188,6 +188,31 @@ def test_unusual_formats_are_normalised(mixed_dataset):
     assert frames["good1"] == frames["good2"]  # 0.2 s at 44.1 kHz stereo and at 8 kHz mono: same frames
 
 
+def test_a_modality_whose_every_record_is_rejected_fails_the_stage(tmp_path):
+    """Every image rejected (here the image folder is a link to a folder outside the dataset's, which the path check
+    refuses) is a setup problem: the stage fails with the reasons and the fix, writes nothing, and the other
+    modalities are preprocessed as usual."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "image").symlink_to(outside, target_is_directory=True)
+    rows = []
+    for i in range(6):
+        (outside / f"r{i}.png").write_bytes(_png("L"))
+        rows.append(
+            {"id": f"r{i}", "label": "ab"[i % 2], "split": "train", "text": f"words {i}", "image": f"image/r{i}.png"}
+        )
+    (root / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    out = tmp_path / "processed"
+    cfg = compose([f"data.root={root}", f"data.processed_dir={out}", "preprocess.num_workers=1"])
+    with pytest.raises(common.NothingKeptError, match="symbolic link") as error:
+        run_preprocess("image", cfg)
+    assert error.value.summary["rejected"] == 6 and "escapes the dataset" in error.value.rejections[0].reason
+    assert not (out / "image").exists()
+    assert sum(run_preprocess("text", cfg)["kept"].values()) == 6
+
+
 def test_rerun_replaces_output_atomically(mixed_dataset, monkeypatch):
     """A rerun builds in a work folder while the previous output stays whole, then swaps the new one in:
     same bytes, no leftover work folders, and nothing of the old folder survives the swap."""

@@ -51,13 +51,22 @@ def write_shards(fn: Callable, inputs: list, out_dir: Path, num_workers: int, ch
             mode="overwrite",
             keep_data_ordered=True,
         )
-    if not (out_dir / "index.json").exists():  # every input was rejected
+    if not _wrote_items(out_dir / "index.json"):  # every input was rejected
         shutil.rmtree(out_dir, ignore_errors=True)
         return []
     canonical_chunks(out_dir / "index.json")
     _stamp_content_version(out_dir / "index.json")
     dataset = StreamingDataset(str(out_dir))
     return [dataset[i]["id"] for i in range(len(dataset))]
+
+
+def _wrote_items(index_path: Path) -> bool:
+    """Whether litdata's optimize wrote any item: with every input rejected it writes no index, or (depending on how
+    the workers finished) an index without a config or chunks."""
+    if not index_path.exists():
+        return False
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    return bool(index.get("config")) and bool(index.get("chunks"))
 
 
 @contextmanager

@@ -26,15 +26,41 @@ from fusion.data.shards import write_json, write_jsonl, write_shards
 from fusion.preprocess.atomic import atomic_output
 
 
-class StrictModeError(Exception):
-    """preprocess.strict is on and records were rejected: the stage fails, its previous output is kept."""
+class RejectedRecordsError(Exception):
+    """The stage fails over its rejected records, its previous output kept; ``summary`` and ``rejections`` say what
+    was rejected and why."""
+
+    def __init__(self, summary: dict[str, Any], rejections: list[Rejection], message: str):
+        self.summary, self.rejections = summary, rejections
+        super().__init__(message)
+
+
+class StrictModeError(RejectedRecordsError):
+    """preprocess.strict is on and records were rejected."""
 
     def __init__(self, summary: dict[str, Any], rejections: list[Rejection], out_dir: Path):
-        self.summary, self.rejections = summary, rejections
         super().__init__(
+            summary,
+            rejections,
             f"{len(rejections)} record(s) rejected with preprocess.strict=true, so {out_dir} was left as it was. "
             f"Fix or remove the records listed, or run without --strict (preprocess.strict=false) to keep the "
-            f"good records and list the rejected ones in rejected.jsonl."
+            f"good records and list the rejected ones in rejected.jsonl.",
+        )
+
+
+class NothingKeptError(RejectedRecordsError):
+    """Every record holding the modality was rejected: a setup problem (the paths, a folder, a format), not a few
+    bad records, and a model trained on it would never see the modality."""
+
+    def __init__(self, summary: dict[str, Any], rejections: list[Rejection], out_dir: Path):
+        modality = summary["modality"]
+        super().__init__(
+            summary,
+            rejections,
+            f"no {modality} record could be used: all {summary['records'] - summary['missing']} records with "
+            f"{modality} were rejected (reasons above), so {out_dir} was left as it was. Fix what the reasons name "
+            f"(a path that escapes the dataset folder is often a symbolic link to a folder elsewhere: copy the "
+            f"files in, or put the manifest beside them), or leave {modality} out (modality=...).",
         )
 
 
@@ -146,6 +172,8 @@ def run_preprocess(modality: str, cfg: DictConfig) -> dict[str, Any]:
         )
         rejections = sorted(manifest.rejections + _collect_rejections(reject_dir), key=lambda r: (r.line, r.reason))
         summary = _summary(modality, manifest.records, with_modality, ids, rejections)
+        if with_modality and not ids:
+            raise NothingKeptError(summary, rejections, out_dir)
         if rejections and OmegaConf.select(cfg, "preprocess.strict", default=False):
             raise StrictModeError(summary, rejections, out_dir)
         shutil.rmtree(reject_dir)
@@ -197,4 +225,12 @@ def format_rejections(rejections: list[Rejection], limit: int) -> str:
     return "\n".join(["rejected records:", *lines])
 
 
-__all__ = ["run_preprocess", "format_summary", "format_rejections", "ManifestError", "StrictModeError"]
+__all__ = [
+    "run_preprocess",
+    "format_summary",
+    "format_rejections",
+    "ManifestError",
+    "NothingKeptError",
+    "RejectedRecordsError",
+    "StrictModeError",
+]
