@@ -603,6 +603,65 @@ def test_runner_writes_results_and_the_markdown_section(built, tmp_path, monkeyp
         run(dataclasses.replace(settings, resume=True))
 
 
+def _own_dataset(built, tmp_path: Path, drop: str | None = None) -> Path:
+    """A dataset of one's own: a copy of the built tiny avdigits without its dataset.json and latent.jsonl (only the
+    benchmark's builders write them), and without the `drop` modality in every record."""
+    root = tmp_path / "my-records"
+    shutil.copytree(built["avdigits"], root)
+    for name in (DATASET_INFO, LATENT):
+        (root / name).unlink()
+    if drop:
+        rows = [json.loads(line) for line in (root / MANIFEST).read_text(encoding="utf-8").splitlines()]
+        rows = [{k: v for k, v in r.items() if k != drop} for r in rows]
+        rows = [r for r in rows if any(r.get(k) is not None for k in ("text", "text_path", "image", "audio"))]
+        (root / MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        shutil.rmtree(root / drop)
+    return root
+
+
+@pytest.mark.slow
+def test_a_dataset_of_ones_own_runs_the_baselines_on_the_modalities_it_holds(built, tmp_path, monkeypatch):
+    """`run --datasets <folder>`: no build, named by the folder; the baselines fuse the modalities it holds, a
+    modality-alone system of a modality it lacks is skipped, and the table says what the data is."""
+    monkeypatch.setattr(run_module, "describe", lambda device: _fake_results()["machine"])
+    root = _own_dataset(built, tmp_path, drop="audio")
+    said = []
+    settings = Settings(
+        datasets=[str(root)],
+        seeds=[0],
+        systems=select("project-audio,logreg,lenet", ()),
+        out=tmp_path / "out",
+        data_dir=tmp_path / "data",
+        baseline_epochs=2,
+        say=said.append,
+    )
+    results = run(settings)
+    assert not (tmp_path / "data").exists()  # nothing built
+    assert [(r["dataset"], r["system"], r["error"]) for r in results["runs"]] == [
+        ("my-records", "logreg", None),
+        ("my-records", "lenet", None),
+    ]
+    assert any("skipping project-audio: the dataset holds no such modality" in line for line in said)
+    info = results["datasets"]["my-records"]
+    assert info["modalities"] == ["text", "image"] and info["path"] == str(root)
+    assert info["fingerprint"] == fingerprint(root)
+    for row in results["runs"]:
+        assert set(row["alone"]) == set(row["without"]) == {"text", "image"}
+    text = (tmp_path / "out" / "accuracy.md").read_text(encoding="utf-8")
+    assert f"my-records: your dataset ({root})" in text and "holding text+image" in text
+    assert "Bayes" not in text and "dataset seed" not in text
+
+
+def test_a_dataset_folder_of_ones_own_must_hold_a_manifest_and_splits(built, tmp_path):
+    with pytest.raises(SystemExit, match="or give a folder that holds a manifest.jsonl"):
+        main(["run", "--datasets", str(tmp_path), "--out", str(tmp_path / "out")])
+    root = _own_dataset(built, tmp_path)
+    rows = [json.loads(line) for line in (root / MANIFEST).read_text(encoding="utf-8").splitlines()]
+    (root / MANIFEST).write_text("".join(json.dumps({**r, "split": None}) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(SystemExit, match="have no split"):
+        run_module.own_info(root)
+
+
 @pytest.mark.slow
 def test_set_overrides_reach_the_preprocessing_and_the_training_run(built, tmp_path, monkeypatch):
     """`run --set ...`: the preprocess.* override makes shards of its own, every override reaches train.py (MLflow

@@ -39,7 +39,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     run.add_argument(
         "--datasets",
         default=",".join(DEFAULT_DATASETS),
-        help=f"comma-separated, of {', '.join(DATASETS)} (default: {','.join(DEFAULT_DATASETS)})",
+        help=f"comma-separated, of {', '.join(DATASETS)}, or the folder of a dataset of your own (its "
+        f"manifest.jsonl, each record with a split; named by the folder) (default: {','.join(DEFAULT_DATASETS)})",
     )
     run.add_argument("--seeds", help=f"comma-separated training seeds (default {DEFAULT_SEEDS}; --quick {QUICK_SEEDS})")
     run.add_argument(
@@ -142,13 +143,16 @@ def _build(args: argparse.Namespace, command: str) -> None:
 
 def _run(args: argparse.Namespace, command: str) -> None:
     from benchmarks.accuracy.runner import project
-    from benchmarks.accuracy.runner.run import Settings, run
+    from benchmarks.accuracy.runner.run import Settings, own_dataset, run
     from benchmarks.accuracy.runner.systems import checked_overrides, select, tuned_overrides
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    unknown = [d for d in datasets if d not in DATASETS]
+    unknown = [d for d in datasets if d not in DATASETS and own_dataset(d) is None]
     if unknown:
-        raise SystemExit(f"error: unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(DATASETS)}")
+        raise SystemExit(
+            f"error: unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(DATASETS)}, or give a folder "
+            f"that holds a manifest.jsonl (docs/data-contract.md)"
+        )
     try:
         seeds = [int(s) for s in (args.seeds or (QUICK_SEEDS if args.quick else DEFAULT_SEEDS)).split(",")]
     except ValueError:

@@ -97,14 +97,16 @@ def tensors(data: RawDataset) -> tuple[dict[str, torch.Tensor], int]:
     modality (text: per n-gram column of the TF-IDF; image: one mean for all pixels; audio: one per mel band),
     and the text vocabulary size."""
     train = data.split("train")
-    vectorizer = text_vectorizer().fit([data.texts[i] for i in train[data.present["text"][train]]])
-    values = {"text": vectorizer.transform(data.texts).toarray(), "image": data.images, "audio": data.audio}
+    values = {"image": data.images, "audio": data.audio}
+    if "text" in data.modalities:
+        vectorizer = text_vectorizer().fit([data.texts[i] for i in train[data.present["text"][train]]])
+        values["text"] = vectorizer.transform(data.texts).toarray()
     axes = {"text": (0,), "image": (0, 1, 2, 3), "audio": (0, 1, 3)}
     inputs = {}
-    for modality in MODALITIES:
+    for modality in data.modalities:
         mean, std = standardiser(values[modality], train[data.present[modality][train]], axes[modality])
         inputs[modality] = torch.from_numpy(((values[modality] - mean) / std).astype(np.float32))
-    return inputs, inputs["text"].shape[1]
+    return inputs, inputs["text"].shape[1] if "text" in inputs else 0
 
 
 def train_net(
@@ -161,13 +163,15 @@ def run(data: RawDataset, seed: int, epochs: int = EPOCHS, unimodal: bool = True
     with timed() as fused_time:
         inputs, vocabulary = tensors(data)
         with timed() as fitting:
-            net, val_acc = train_net(data, inputs, vocabulary, list(MODALITIES), seed, epochs)
+            net, val_acc = train_net(data, inputs, vocabulary, data.modalities, seed, epochs)
         predictions = predict(net, inputs, present, test)
         test_acc = accuracy(predictions, data.labels[test])
         test_f1 = macro_f1(predictions, data.labels[test])
-        without = {m: accuracy(predict(net, inputs, present, test, removed=m), data.labels[test]) for m in MODALITIES}
+        without = {
+            m: accuracy(predict(net, inputs, present, test, removed=m), data.labels[test]) for m in data.modalities
+        }
     alone, seconds = {}, {}
-    for modality in MODALITIES if unimodal else ():
+    for modality in data.modalities if unimodal else ():
         with timed() as one:
             single, _ = train_net(data, inputs, vocabulary, [modality], seed, epochs)
             alone[modality] = accuracy(predict(single, inputs, present, test), data.labels[test])

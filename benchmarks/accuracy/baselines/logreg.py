@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from benchmarks.accuracy.baselines.features import audio_statistics, standardiser, text_vectorizer
-from benchmarks.accuracy.baselines.rawdata import MODALITIES, RawDataset
+from benchmarks.accuracy.baselines.rawdata import RawDataset
 from benchmarks.accuracy.baselines.scoring import (
     BaselineResult,
     accuracy,
@@ -78,18 +78,18 @@ def run(data: RawDataset, seed: int) -> BaselineResult:
     probs, chosen, seconds = {}, {}, {}
     with timed() as total:
         with timed() as fitting:
-            for modality in MODALITIES:
+            for modality in data.modalities:
                 with timed() as one:
                     probs[modality], chosen[modality], _ = fit_modality(data, modality, seed)
                 seconds[modality] = one.cpu
         fallback = majority_class(data)
         test, val = data.split("test"), data.split("val")
-        present_test = {m: data.present[m][test] for m in MODALITIES}
+        present_test = {m: data.present[m][test] for m in data.modalities}
         probs_test = {m: p[test] for m, p in probs.items()}
         test_acc, alone, without = fusion_scores(probs_test, present_test, data.labels[test], fallback)
         test_f1 = macro_f1(late_fusion(probs_test, present_test, fallback), data.labels[test])
         val_acc = accuracy(
-            late_fusion({m: p[val] for m, p in probs.items()}, {m: data.present[m][val] for m in MODALITIES}, fallback),
+            late_fusion({m: p[val] for m, p in probs.items()}, {m: data.present[m][val] for m in probs}, fallback),
             data.labels[val],
         )
     return BaselineResult(

@@ -41,6 +41,11 @@ class RawDataset:
     present: dict[str, np.ndarray]  # modality -> [N] bool
     decode_errors: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def modalities(self) -> list[str]:
+        """The modalities some record holds (a dataset of one's own may lack one altogether)."""
+        return [m for m in MODALITIES if self.present[m].any()]
+
     def split(self, name: str) -> np.ndarray:
         """Indices of the records of split `name`."""
         return np.flatnonzero(self.splits == name)
@@ -139,3 +144,4 @@ def _mel(wave: torch.Tensor) -> torch.Tensor:
 
 
 DECODERS = {"text": decode_text, "image": decode_image, "audio": decode_audio}
+DECODE_KEYS = {"text": {"text", "text_path"}, "image": {"image"}, "audio": {"audio"}}  # the manifest fields they read

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 from sklearn.metrics import f1_score
 
-from benchmarks.accuracy.baselines.rawdata import MODALITIES, RawDataset
+from benchmarks.accuracy.baselines.rawdata import RawDataset
 
 
 @dataclass
@@ -73,6 +73,7 @@ def fusion_scores(
     def score(used: list[str]) -> float:
         return accuracy(late_fusion({m: probabilities[m] for m in used}, present, fallback), labels)
 
-    alone = {m: score([m]) for m in MODALITIES}
-    without = {m: score([o for o in MODALITIES if o != m]) for m in MODALITIES}
-    return score(list(MODALITIES)), alone, without
+    held = list(probabilities)  # the modalities the dataset holds
+    alone = {m: score([m]) for m in held}
+    without = {m: score([o for o in held if o != m]) for m in held}
+    return score(held), alone, without

@@ -84,8 +84,9 @@ def preprocess(
     log: Path,
     project: Path = PROJECT_ROOT,
     timeout: float = PREPROCESS_TIMEOUT_SECONDS,
+    modalities: Sequence[str] = MODALITIES,
 ) -> dict[str, Timing]:
-    """Preprocess every modality of `dataset` into `processed` (the DVC stage scripts, run by hand)."""
+    """Preprocess each of `modalities` of `dataset` into `processed` (the DVC stage scripts, run by hand)."""
     return {
         m: run_logged(
             [
@@ -100,7 +101,7 @@ def preprocess(
             log,
             timeout,
         )
-        for m in MODALITIES
+        for m in modalities
     }
 
 

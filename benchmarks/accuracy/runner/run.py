@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,7 +23,7 @@ import torch
 
 from benchmarks.accuracy.baselines import lenet, logreg, rawdata
 from benchmarks.accuracy.datasets.build import DATASET_INFO, MANIFEST, build, fingerprint
-from benchmarks.accuracy.datasets.registry import builder
+from benchmarks.accuracy.datasets.registry import DATASETS, builder
 from benchmarks.accuracy.runner import project, summary
 from benchmarks.accuracy.runner.systems import System, preprocess_only
 from benchmarks.accuracy.timing import timed
@@ -56,6 +57,28 @@ class Settings:
     say: Callable[[str], None] = field(default=print, repr=False)
 
 
+def own_dataset(entry: str) -> Path | None:
+    """The folder of a dataset of one's own, resolved: ``entry`` is no benchmark dataset's name and names a folder
+    that holds manifest.jsonl (the project's data contract); None for a benchmark dataset."""
+    if entry in DATASETS:
+        return None
+    path = Path(entry).expanduser()
+    return path.resolve() if (path / MANIFEST).is_file() else None
+
+
+def own_info(root: Path) -> dict[str, Any]:
+    """What dataset.json says of a benchmark dataset, for a folder of one's own: its records, their splits and the
+    modalities they hold (Bayes bounds only the benchmark's builders know). Every record needs a split."""
+    records = rawdata.read_manifest(root)
+    held = [m for m in rawdata.MODALITIES if any(r.get(k) is not None for r in records for k in rawdata.DECODE_KEYS[m])]
+    return {
+        "summary": f"your dataset ({root})",
+        "records": len(records),
+        "splits": {split: n for split, n in sorted(Counter(r["split"] for r in records).items())},
+        "modalities": held,
+    }
+
+
 def dataset_root(settings: Settings, name: str) -> Path:
     records = settings.records or builder(name).default_records
     return settings.data_dir / f"{name}-n{records}-s{settings.dataset_seed}"
@@ -87,6 +110,7 @@ class DatasetWork:
 
     def __init__(self, settings: Settings, name: str, root: Path, info: dict[str, Any]):
         self.settings, self.name, self.root, self.info = settings, name, root, info
+        self.modalities = list(info.get("modalities", rawdata.MODALITIES))  # a folder of one's own may lack some
         self.work = settings.out / "work" / name
         self.logs = settings.out / "logs" / name
         self._processed: dict[tuple[str, ...], Path] = {}
@@ -104,6 +128,7 @@ class DatasetWork:
                 self.logs / f"preprocess-{digest}.log",
                 self.settings.checkout,
                 self.settings.preprocess_timeout,
+                self.modalities,
             )
             self.info.setdefault("preprocess", {})[digest] = {m: asdict(t) for m, t in timings.items()}
             self._processed[overrides] = folder
@@ -132,7 +157,9 @@ def run_system(settings: Settings, work: DatasetWork, system: System, seed: int)
 
 
 def _project_row(settings: Settings, work: DatasetWork, system: System, seed: int) -> dict[str, Any]:
-    overrides = [*system.overrides, *settings.project_overrides]
+    # On a dataset without some modality the fused systems use those it holds (a later modality= wins).
+    held = [] if work.modalities == list(rawdata.MODALITIES) else [f"modality={'+'.join(work.modalities)}"]
+    overrides = [*held, *system.overrides, *settings.project_overrides]
     processed = work.processed(preprocess_only(overrides))
     run_dir = work.work / "runs" / f"{system.name}-s{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -219,16 +246,20 @@ def run(settings: Settings) -> dict[str, Any]:
             "baseline_epochs": settings.baseline_epochs,
         },
     )
-    for name in settings.datasets:
-        root = ensure_dataset(settings, name)
-        info = json.loads((root / DATASET_INFO).read_text(encoding="utf-8"))
+    for entry in settings.datasets:
+        own = own_dataset(entry)
+        name, root = (own.name, own) if own else (entry, ensure_dataset(settings, entry))
+        info = own_info(root) if own else json.loads((root / DATASET_INFO).read_text(encoding="utf-8"))
         info.pop("description", None)
         fingerprint_now = _checked_fingerprint(results, name, root)
         results["datasets"][name] = {**info, "path": str(root), "fingerprint": fingerprint_now}
         work = DatasetWork(settings, name, root, results["datasets"][name])
+        absent = [s.name for s in settings.systems if s.alone and s.alone not in work.modalities]
+        if absent:
+            settings.say(f"[{name}] skipping {', '.join(absent)}: the dataset holds no such modality")
         for seed in settings.seeds:
             for system in settings.systems:
-                if any(
+                if system.name in absent or any(
                     r["dataset"] == name and r["system"] == system.name and r["seed"] == seed for r in results["runs"]
                 ):
                     continue

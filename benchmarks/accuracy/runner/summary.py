@@ -111,7 +111,14 @@ def dataset_table(results: Mapping[str, Any], dataset: str, systems: Mapping[str
 def _notes(info: Mapping[str, Any], with_f1: bool = False) -> list[str]:
     bayes = info.get("bayes_optimal_accuracy", {})
     bounds = ", ".join(f"{k} {v:.2f}" for k, v in bayes.items())
-    data = f"{info.get('records', '?')} records ({_splits(info)}), dataset seed {info.get('seed', '?')}"
+    data = f"{info.get('records', '?')} records ({_splits(info)})"
+    if "seed" in info:  # a benchmark dataset's draw (a folder of one's own has none)
+        data += f", dataset seed {info['seed']}"
+    if info.get("modalities"):  # a folder of one's own: the project's fused runs use what it holds
+        held = "+".join(info["modalities"])
+        data += f", holding {held}" + (
+            f" (the project's runs with modality={held})" if len(info["modalities"]) < len(MODALITIES) else ""
+        )
     if info.get("fingerprint"):
         data += f", files' fingerprint {info['fingerprint'][:FINGERPRINT_CHARS]} (`build` prints it)"
     if info.get("class_counts"):
@@ -132,7 +139,7 @@ def _notes(info: Mapping[str, Any], with_f1: bool = False) -> list[str]:
         else []
     )
     return [
-        f"{data}; Bayes-optimal upper bounds (dataset.json): {bounds}.",
+        f"{data}; Bayes-optimal upper bounds (dataset.json): {bounds}." if bounds else f"{data}.",
         "Mean ± sample standard deviation over the training seeds (the data and its split stay fixed).",
         *f1,
         "fit CPU s: user + system time of fitting the fused model (ours: MLflow's time/fit_cpu_seconds, the "
