@@ -486,6 +486,15 @@ def test_section_of_a_run_still_going_reads_its_load_without_a_finish():
     assert "0.5 / 1.2 on 2 cores" in summary.section(going, {"project": "ours"}, "cmd", "r.json")
 
 
+def test_tables_list_the_systems_in_the_catalogues_order_whatever_the_saved_order(tmp_path):
+    """results.json is saved with sorted keys; a table drawn again from it lists this project first."""
+    results = _fake_results()
+    results["systems"] = dict(sorted(results["systems"].items()))  # lenet, logreg, project
+    text = summary.publish(results, tmp_path / "results.json", tmp_path / "accuracy.md", None)
+    rows = [line for line in text.splitlines() if line.startswith("| ours") or line.startswith("| l")]
+    assert [row.split(" |")[0] for row in rows[:3]] == ["| ours", "| lr", "| ln"]
+
+
 def test_tuned_overrides_and_system_selection(tmp_path):
     assert all("=" in o for o in tuned_overrides())  # the shipped tuned.yaml parses
     (tmp_path / "t.yaml").write_text("- fusion=late\n- trainer.max_epochs=40\n", encoding="utf-8")

@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from benchmarks.accuracy.runner.systems import catalogue
 from benchmarks.machine import header
 from benchmarks.tables import MISSING, Table, format_markdown, verdict
 
@@ -275,6 +276,13 @@ def write_section(path: Path, new_section: str) -> None:
     path.write_text(replace_section(document, new_section), encoding="utf-8")
 
 
+def in_table_order(systems: Mapping[str, str]) -> dict[str, str]:
+    """``systems`` (name -> label) in the catalogue's order: results.json keeps its keys sorted, so a table drawn
+    again from it (``table``) would otherwise list LeNet before this project."""
+    order = list(catalogue())
+    return dict(sorted(systems.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
+
+
 def publish(results: Mapping[str, Any], results_path: Path, tables_path: Path, markdown: Path | None) -> str:
     """Write the section to `tables_path` and, when given, into the `markdown` file, each linking results.json and
     the benchmark's README relative to itself; the text written to `tables_path`."""
@@ -282,7 +290,7 @@ def publish(results: Mapping[str, Any], results_path: Path, tables_path: Path, m
 
     def render(where: Path) -> str:
         link, readme = (_relative(target, where.parent) for target in (results_path, README))
-        return section(results, results["systems"], command, link, readme)
+        return section(results, in_table_order(results["systems"]), command, link, readme)
 
     text = render(tables_path)
     tables_path.write_text(text, encoding="utf-8")
