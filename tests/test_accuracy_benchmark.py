@@ -638,23 +638,27 @@ def test_a_dataset_of_ones_own_runs_the_baselines_on_the_modalities_it_holds(bui
     settings = Settings(
         datasets=[str(root)],
         seeds=[0],
-        systems=select("project-audio,logreg,lenet", ()),
+        systems=select("project,project-audio,logreg,lenet", ()),
         out=tmp_path / "out",
         data_dir=tmp_path / "data",
+        project_overrides=("trainer.max_epochs=1",),
         baseline_epochs=2,
         say=said.append,
     )
     results = run(settings)
     assert not (tmp_path / "data").exists()  # nothing built
     assert [(r["dataset"], r["system"], r["error"]) for r in results["runs"]] == [
+        ("my-records", "project", None),
         ("my-records", "logreg", None),
         ("my-records", "lenet", None),
     ]
+    assert results["runs"][0]["overrides"] == ["modality=text+image", "trainer.max_epochs=1"]
+    assert set(results["runs"][0]["without"]) == {"text", "image"}
     assert any("skipping project-audio: the dataset holds no such modality" in line for line in said)
     info = results["datasets"]["my-records"]
     assert info["modalities"] == ["text", "image"] and info["path"] == str(root)
     assert info["fingerprint"] == fingerprint(root)
-    for row in results["runs"]:
+    for row in results["runs"][1:]:
         assert set(row["alone"]) == set(row["without"]) == {"text", "image"}
     text = (tmp_path / "out" / "accuracy.md").read_text(encoding="utf-8")
     assert f"my-records: your dataset ({root})" in text and "holding text+image" in text

@@ -157,8 +157,9 @@ def run_system(settings: Settings, work: DatasetWork, system: System, seed: int)
 
 
 def _project_row(settings: Settings, work: DatasetWork, system: System, seed: int) -> dict[str, Any]:
-    # On a dataset without some modality the fused systems use those it holds (a later modality= wins).
-    held = [] if work.modalities == list(rawdata.MODALITIES) else [f"modality={'+'.join(work.modalities)}"]
+    # On a dataset without some modality the fused systems use those it holds (a --set modality= comes later and wins).
+    fused_on_fewer = not system.alone and work.modalities != list(rawdata.MODALITIES)
+    held = [f"modality={'+'.join(work.modalities)}"] if fused_on_fewer else []
     overrides = [*held, *system.overrides, *settings.project_overrides]
     processed = work.processed(preprocess_only(overrides))
     run_dir = work.work / "runs" / f"{system.name}-s{seed}"
