@@ -3,6 +3,8 @@
 import json
 import pickle
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,11 +12,11 @@ import torch
 from fusion.config import compose
 from fusion.data.collate import MultimodalCollate
 from fusion.data.datamodule import MultimodalDataModule
-from fusion.data.shards import ModalityShards, item_nbytes, read_jsonl
+from fusion.data.shards import DataSetupError, ModalityShards, item_nbytes, read_jsonl
 from fusion.preprocess.common import run_preprocess
 from fusion.stages.evaluate import evaluate
 from fusion.stages.train import train
-from tests.helpers.config import tiny_config
+from tests.helpers.config import ROOT, tiny_config
 
 METAS = {"text": {}, "image": {"size": 4, "channels": 3}, "audio": {"n_mels": 2}}
 
@@ -41,7 +43,7 @@ def test_collate_pads_masks_and_zero_fills_missing():
     assert batch["audio"]["present"].tolist() == [False, True]
 
 
-def test_training_refuses_a_modality_no_training_record_holds(sample_root, tmp_path):
+def test_training_refuses_a_modality_no_training_record_holds(sample_root, tmp_path, subprocess_env):
     """A manifest without audio, trained as text+audio: refused (by the datamodule's check, and by the train stage
     before it logs or fits), naming the folder and the modality option that fits the data; the text alone passes."""
     root = tmp_path / "ds"
@@ -60,9 +62,28 @@ def test_training_refuses_a_modality_no_training_record_holds(sample_root, tmp_p
     with pytest.raises(ValueError, match="Check data.root"):
         MultimodalDataModule(tmp_path / "processed", ["audio"], batch_size=4).check_every_modality_trains()
     MultimodalDataModule(tmp_path / "processed", ["text"], batch_size=4).check_every_modality_trains()
-    with pytest.raises(ValueError, match="no training record holds audio"):  # the train stage checks before fitting
+    with pytest.raises(DataSetupError, match="no training record holds audio"):  # checked before fitting
         train(tiny_config(tmp_path, tmp_path / "processed", [f"data.root={root}", "modality=text+audio"]))
     assert not (tmp_path / "mlflow.db").exists()  # refused before any run was logged
+    # the CLI prints the message and the fix, without a traceback
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            f"data.root={root}",
+            f"data.processed_dir={tmp_path / 'processed'}",
+            "modality=text+audio",
+            f"logger.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=ROOT,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode != 0 and "error: no training record holds audio" in cli.stderr, cli.stderr[-2000:]
+    assert "Traceback" not in cli.stderr and "modality=text" in cli.stderr
 
 
 def test_collate_when_no_sample_has_the_modality():

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from fusion.data.collate import MultimodalCollate
 from fusion.data.samplers import UnpaddedDistributedSampler, distributed_world
-from fusion.data.shards import ModalityShards
+from fusion.data.shards import DataSetupError, ModalityShards
 from fusion.tasks.labels import LabelSpec, label_spec
 
 # The label keys of meta.json: every modality must have been preprocessed with the same ones.
@@ -74,13 +74,13 @@ class MultimodalDataModule(pl.LightningDataModule):
         label_info = _label_meta(first.meta)
         for shards in self.shards.values():
             if _label_meta(shards.meta) != label_info:
-                raise ValueError(
+                raise DataSetupError(
                     f"{shards.folder} and {first.folder} disagree on the task or labels; they were preprocessed "
                     f"from different manifests or tasks. Re-run `dvc repro` so every modality comes from the same "
                     f"data.root and task."
                 )
         if label_info["task"] != task:
-            raise ValueError(
+            raise DataSetupError(
                 f"{first.folder} was preprocessed for task={label_info['task']}, not task={task}. Re-run the "
                 f"preprocessing with task={task} (`dvc exp run -S task={task}`), or train with "
                 f"task={label_info['task']}."
@@ -108,7 +108,7 @@ class MultimodalDataModule(pl.LightningDataModule):
             if held
             else "Check data.root and the manifest's splits (data.split)."
         )
-        raise ValueError(
+        raise DataSetupError(
             f"no training record holds {' or '.join(absent)} ({folders} kept none in split train: the manifest gives "
             f"none there, or every one was rejected, see rejected.jsonl); an encoder that never trains would answer "
             f"at random when a request brings it. {fix}"
@@ -141,7 +141,7 @@ class MultimodalDataModule(pl.LightningDataModule):
     def _check_split_holds_records(self, split: str, or_else: str, needed: str, fix: str) -> None:
         if len(self.dataset(split)) > 0:
             return
-        raise ValueError(
+        raise DataSetupError(
             f"no {split} record in {self.processed_dir} (records.jsonl): the manifest gives none in split {split}, "
             f"or {or_else} (see rejected.jsonl); {needed}. Fix: {fix}."
         )

@@ -36,6 +36,15 @@ DECODE_ONE_ITEM = 0
 logging.getLogger("litdata").setLevel(logging.WARNING)
 
 
+class DataSetupError(ValueError):
+    """The processed data cannot serve this run as it is (missing, from different runs, without a split or a
+    modality the run needs); the message names the fix, and the CLIs print it without a traceback."""
+
+
+class MissingProcessedData(DataSetupError, FileNotFoundError):
+    """No processed data where the run looks for it."""
+
+
 def write_shards(fn: Callable, inputs: list, out_dir: Path, num_workers: int, chunk_bytes: str) -> list[str]:
     """Run `fn` over inputs in worker processes into litdata chunks; returns ids in shard order."""
     if not inputs:
@@ -209,7 +218,7 @@ class ModalityShards:
     ):
         self.folder = Path(folder)
         if not (self.folder / "meta.json").is_file():
-            raise FileNotFoundError(
+            raise MissingProcessedData(
                 f"no processed data in {self.folder}: run the preprocessing stage first "
                 f"(`dvc repro preprocess_{self.folder.name}`)"
             )
@@ -256,7 +265,7 @@ class ModalityShards:
         index = json.loads((Path(dataset.input_dir.path) / "index.json").read_text(encoding="utf-8"))
         items = sum(chunk["chunk_size"] for chunk in index["chunks"])
         if items != len(self.position):
-            raise ValueError(
+            raise DataSetupError(
                 f"{self.source} holds {items} items but {self.folder / 'ids.json'} lists "
                 f"{len(self.position)}: the chunks and the small files come from different "
                 f"preprocessing runs; copy both from the same run"

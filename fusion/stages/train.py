@@ -16,6 +16,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from fusion.data.ablation import WithoutModalities
 from fusion.data.datamodule import MultimodalDataModule
+from fusion.data.shards import DataSetupError
 from fusion.search.trial import trial_callbacks
 from fusion.stages.publish import publish_run
 from fusion.tasks.objectives import Task
@@ -39,7 +40,7 @@ from fusion.training.step_floor import automatic_ceiling
 from fusion.training.test_records import log_test_records, outcome_metrics
 
 # Errors that end a run with a message naming the fix (the CLIs print them without a traceback).
-TRAINING_ERRORS = (NonFiniteLossError, ResumeError, CheckpointError)
+TRAINING_ERRORS = (NonFiniteLossError, ResumeError, CheckpointError, DataSetupError)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
