@@ -662,7 +662,7 @@ def test_a_dataset_of_ones_own_runs_the_baselines_on_the_modalities_it_holds(bui
         assert set(row["alone"]) == set(row["without"]) == {"text", "image"}
     text = (tmp_path / "out" / "accuracy.md").read_text(encoding="utf-8")
     assert f"my-records: your dataset ({root})" in text and "holding text+image" in text
-    assert "Bayes" not in text and "dataset seed" not in text
+    assert "Bayes" not in text and "dataset seed" not in text and "`build` prints it" not in text
 
 
 def test_a_dataset_folder_of_ones_own_must_hold_a_manifest_and_splits(built, tmp_path):

@@ -41,6 +41,7 @@ def test_data_wait_monitor_splits_epoch_time_into_waiting_and_computing(monkeypa
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # the validation step, run without a Trainer
 def test_compiled_network_computes_what_the_eager_one_does(processed_dir, tmp_path):
     """model.compile.enabled compiles the network in place: same outputs, same parameter names."""
     cfg = tiny_config(tmp_path, processed_dir, ["modality=text+audio", "fusion=late", "model.dropout=0.0"])

@@ -121,7 +121,8 @@ def _notes(info: Mapping[str, Any], with_f1: bool = False) -> list[str]:
             f" (the project's runs with modality={held})" if len(info["modalities"]) < len(MODALITIES) else ""
         )
     if info.get("fingerprint"):
-        data += f", files' fingerprint {info['fingerprint'][:FINGERPRINT_CHARS]} (`build` prints it)"
+        built = " (`build` prints it)" if "seed" in info else ""  # a folder of one's own was not built here
+        data += f", files' fingerprint {info['fingerprint'][:FINGERPRINT_CHARS]}{built}"
     if info.get("class_counts"):
         test = info["class_counts"].get("test", {})
         data += (
