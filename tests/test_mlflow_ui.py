@@ -29,7 +29,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from fusion.stages.train import train
 from fusion.tracking.compare import compare_runs, log_comparison
-from tests.helpers.browser import CHROMEDRIVER, CHROMIUM, require_chromium
+from tests.helpers.browser import CHROMEDRIVER, CHROMIUM, browser_env, require_chromium
 from tests.helpers.config import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -139,16 +139,17 @@ def ui_url(store, tmp_path) -> Iterator[str]:
 
 @pytest.fixture
 def browser(debian_chromium) -> Iterator[webdriver.Chrome]:
-    """Headless Debian Chromium driven by the Debian chromedriver."""
+    """Headless Debian Chromium driven by the Debian chromedriver (its temporary folders removed afterwards)."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for arg in CHROMIUM_ARGS:
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    with browser_env() as env:
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER), env=env), options=options)
+        try:
+            yield driver
+        finally:
+            driver.quit()
 
 
 def test_mlflow_ui_lists_the_runs_and_their_metrics(browser, ui_url, store, tmp_path):

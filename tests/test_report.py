@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from fusion.report.collect import per_class_f1
 from fusion.report.main import ReportError, main, run_report
 from fusion.tracking.compare import CompareError, compare_runs
-from tests.helpers.browser import CHROMIUM, require_chromium
+from tests.helpers.browser import CHROMIUM, browser_env, require_chromium
 from tests.helpers.config import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,21 +245,23 @@ def test_screenshot_of_the_page_renders(reported, tmp_path):
     require_chromium(CHROMIUM)
     _, _, _, files = reported
     shot = tmp_path / "report.png"
-    result = subprocess.run(
-        [
-            shutil.which("chromium") or str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            f"--screenshot={shot}",
-            "--window-size=1400,3000",
-            files.html.resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    with browser_env() as env:
+        result = subprocess.run(
+            [
+                shutil.which("chromium") or str(CHROMIUM),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                f"--screenshot={shot}",
+                "--window-size=1400,3000",
+                files.html.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
     assert result.returncode == 0, f"chromium exited with {result.returncode}:\n{result.stderr[-3000:]}"
     assert shot.is_file() and shot.read_bytes().startswith(PNG)
 

@@ -4,6 +4,9 @@ machine, and fail when CI=1 (set by .ci/run), so CI can never pass without runni
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,3 +32,12 @@ def require_chromium(*paths: Path) -> None:
     if in_ci():
         pytest.fail(f"{message}; CI=1, so a missing browser is a failure", pytrace=False)
     pytest.skip(f"{message}; skipped because CI is not set (CI=1 makes this a failure)")
+
+
+@contextmanager
+def browser_env() -> Iterator[Mapping[str, str]]:
+    """The environment for a Chromium process, with TMPDIR a fresh folder removed afterwards: Chromium leaves its
+    singleton-socket folders (``org.chromium.Chromium.*``) in TMPDIR. Short, under the system's temporary folder,
+    not in pytest's ``tmp_path``: a Unix socket's path must stay under 108 bytes."""
+    with tempfile.TemporaryDirectory(prefix="chromium-") as scratch:
+        yield {**os.environ, "TMPDIR": scratch}
