@@ -144,4 +144,3 @@ def _mel(wave: torch.Tensor) -> torch.Tensor:
 
 
 DECODERS = {"text": decode_text, "image": decode_image, "audio": decode_audio}
-DECODE_KEYS = {"text": {"text", "text_path"}, "image": {"image"}, "audio": {"audio"}}  # the manifest fields they read

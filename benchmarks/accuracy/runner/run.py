@@ -28,6 +28,7 @@ from benchmarks.accuracy.runner import project, summary
 from benchmarks.accuracy.runner.systems import System, preprocess_only
 from benchmarks.accuracy.timing import timed
 from benchmarks.machine import describe
+from fusion.data.manifest import MODALITY_KEYS
 
 RESULTS, TABLES = "results.json", "accuracy.md"
 BASELINES = {"logreg": logreg.run, "lenet": lenet.run}
@@ -70,7 +71,7 @@ def own_info(root: Path) -> dict[str, Any]:
     """What dataset.json says of a benchmark dataset, for a folder of one's own: its records, their splits and the
     modalities they hold (Bayes bounds only the benchmark's builders know). Every record needs a split."""
     records = rawdata.read_manifest(root)
-    held = [m for m in rawdata.MODALITIES if any(r.get(k) is not None for r in records for k in rawdata.DECODE_KEYS[m])]
+    held = [m for m in rawdata.MODALITIES if any(r.get(k) is not None for r in records for k in MODALITY_KEYS[m])]
     return {
         "summary": f"your dataset ({root})",
         "records": len(records),
