@@ -108,7 +108,7 @@ def _run(cfg):
 
 
 def _learning_rates(client, run):
-    return [m.value for m in sorted(client.get_metric_history(run.info.run_id, "lr-AdamW"), key=lambda m: m.step)]
+    return [m.value for m in sorted(client.get_metric_history(run.info.run_id, "lr-AdamW/base"), key=lambda m: m.step)]
 
 
 @pytest.mark.slow

@@ -207,3 +207,41 @@ def test_fused_adamw_where_lightning_can_clip_its_gradients(processed_dir, tmp_p
     trainer.fit(module, datamodule)
     assert trainer.global_step == 2
     assert bool(trainer.optimizers[0].defaults["fused"]) is fused
+
+
+def test_lr_scale_gives_one_encoder_its_own_learning_rate(processed_dir, tmp_path):
+    """optim.lr_scale.image=3: the image encoder's parameters (and only they) step at 3 times the learning rate of
+    the rest, through warm-up and schedule alike (the scheduler takes each group's scaled rate as its base)."""
+    from fusion.training.setup import build_datamodule, build_module
+
+    cfg = tiny_config(tmp_path, processed_dir, ["optim.lr_scale.image=3.0"])
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    trainer.fit(module, datamodule)
+    optimizer, scheduler = trainer.optimizers[0], trainer.lr_scheduler_configs[0].scheduler
+    groups = {group["name"]: group for group in optimizer.param_groups}
+    image = {id(p) for p in module.net.encoders["image"].parameters()}
+    rest = {id(p) for p in module.parameters()} - image
+    assert {name: {id(p) for p in group["params"]} for name, group in groups.items()} == {
+        "base": rest,
+        "image_encoder": image,
+    }
+    base, scaled = (scheduler.get_last_lr()[list(groups).index(name)] for name in ("base", "image_encoder"))
+    assert 0 < base < cfg.optim.optimizer.lr and scaled == pytest.approx(3 * base)  # mid warm-up, still 3 times
+
+
+def test_lr_scale_is_checked():
+    from fusion.training.module import encoder_lr_scales
+
+    assert encoder_lr_scales({"image": 2.0, "audio": 1.0}, ["text", "image", "audio"]) == {"image": 2.0}
+    assert encoder_lr_scales({"image": 2}, ["text"]) == {}  # the run has no image encoder to scale
+    for bad, message in (
+        ({"imgae": 2.0}, "unknown modalities"),
+        ({"image": 0.0}, "positive"),
+        ({"image": True}, "positive"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            encoder_lr_scales(bad, ["image"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Callable, Mapping
 
 import pytorch_lightning as pl
@@ -42,19 +43,22 @@ class FusionModule(pl.LightningModule):
         balance: Mapping[str, Any] | None = None,
         scheduler_interval: str = "epoch",
         vote_in_validation: bool = False,
+        lr_scale: Mapping[str, float] | None = None,
     ):
         """``balance``: ``head_weight`` (weight of the per-modality heads' losses next to the fused loss; the
         net must have modality heads when it is > 0 or OGM-GE is on) and ``ogm_ge`` ({enabled, alpha, noise,
         start_epoch, end_epoch}). ``scheduler_interval``: "step" gives the scheduler ``total_steps``.
         ``vote_in_validation``: with a heads' vote (``net.predict_with_heads``), score validation (early stopping,
         checkpoint choice) on the vote too; by default validation scores the fused head, and the vote decides
-        the test's and serving's predictions only."""
+        the test's and serving's predictions only. ``lr_scale``: {modality: factor} on the optimiser's learning
+        rate for that modality's encoder (``optim.lr_scale``); every other parameter keeps the optimiser's own."""
         super().__init__()
         self.net = net
         self.task = task
         self.modalities = list(net.encoders.keys())
         self.dropout_rates = dropout_rates(modality_dropout, self.modalities)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.lr_scale = encoder_lr_scales(lr_scale or {}, self.modalities)
         self.scheduler_interval = scheduler_interval
         self.augment = augment
         balance = dict(balance or {})
@@ -249,13 +253,15 @@ class FusionModule(pl.LightningModule):
         }
 
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.parameters() if p.requires_grad]
+        params = self._param_groups()
         optimizer = self.optimizer_factory(params=params)
         if optimizer.defaults.get("fused") and self._mixed_precision_clipping():
             # Lightning refuses to clip the gradients of a fused optimizer under mixed precision (it unscales them
             # inside its step), so there the same optimizer runs unfused.
             log.info("optim.optimizer.fused: off under %s precision with gradient clipping", self.trainer.precision)
             optimizer = self.optimizer_factory(params=params, fused=False)
+        for group in optimizer.param_groups:  # before the scheduler, which takes each group's lr as its base
+            group["lr"] *= group["lr_scale"]
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         if self.scheduler_interval == "step":
@@ -263,6 +269,18 @@ class FusionModule(pl.LightningModule):
         else:
             scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """The trainable parameters as optimiser groups: "base" at the optimiser's rate, and "<modality>_encoder" for
+        each encoder ``lr_scale`` scales (its factor as the group's ``lr_scale``). The names label the learning-rate
+        metrics (lr-AdamW/base); parameters are matched by identity, so a compiled net keeps its groups."""
+        group_of = {id(p): m for m in self.lr_scale for p in self.net.encoders[m].parameters()}
+        groups = {"base": {"name": "base", "params": [], "lr_scale": 1.0}}
+        groups.update({m: {"name": f"{m}_encoder", "params": [], "lr_scale": f} for m, f in self.lr_scale.items()})
+        for p in self.parameters():
+            if p.requires_grad:
+                groups[group_of.get(id(p), "base")]["params"].append(p)
+        return [group for group in groups.values() if group["params"]]
 
     def _mixed_precision_clipping(self) -> bool:
         """Whether the attached trainer clips gradients under mixed precision (16-mixed, bf16-mixed)."""
@@ -283,3 +301,19 @@ def dropout_rates(rate: float | Mapping[str, float], modalities: list[str]) -> d
     if bad:
         raise ValueError(f"model.modality_dropout must be in [0, 1) per modality, got {bad}")
     return rates
+
+
+def encoder_lr_scales(scales: Mapping[str, float], modalities: list[str]) -> dict[str, float]:
+    """``optim.lr_scale`` checked: known modalities, positive finite factors; those of this run's modalities that
+    are not 1 (a modality the run leaves out has no encoder to scale)."""
+    unknown = sorted(set(scales) - set(MODALITIES))
+    if unknown:
+        raise ValueError(f"optim.lr_scale names unknown modalities {unknown}; use {list(MODALITIES)}")
+    bad = {
+        m: f
+        for m, f in scales.items()
+        if isinstance(f, bool) or not (isinstance(f, (int, float)) and math.isfinite(f) and f > 0)
+    }
+    if bad:
+        raise ValueError(f"optim.lr_scale factors must be positive numbers, got {bad}; e.g. optim.lr_scale.image=2.0")
+    return {m: float(scales[m]) for m in modalities if m in scales and scales[m] != 1}

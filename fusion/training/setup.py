@@ -70,6 +70,7 @@ def build_module(cfg: DictConfig, datamodule: MultimodalDataModule) -> FusionMod
         balance=_plain(cfg.get("balance")),
         scheduler_interval=str(cfg.optim.get("scheduler_interval", "epoch")),
         vote_in_validation=bool(cfg.model.get("vote_in_validation", False)),
+        lr_scale=_plain(cfg.optim.get("lr_scale")),
     )
 
 
