@@ -245,3 +245,16 @@ def test_lr_scale_is_checked():
     ):
         with pytest.raises(ValueError, match=message):
             encoder_lr_scales(bad, ["image"])
+
+
+def test_a_raised_rate_on_a_pretrained_backbone_is_named():
+    """The default factor is for encoders learned from scratch: raising a pretrained backbone's rate gets a warning."""
+    from fusion.config import compose
+    from fusion.training.setup import raised_pretrained_rates
+
+    assert raised_pretrained_rates(compose([])) == []  # the default CNN, learned from scratch
+    timm = ["model.image.kind=timm", "model.image.pretrained=true", "model.image.checkpoint_path=/weights.safetensors"]
+    assert raised_pretrained_rates(compose(timm)) == ["image"]
+    assert raised_pretrained_rates(compose([*timm, "model.image.freeze=true"])) == []
+    assert raised_pretrained_rates(compose([*timm, "optim.lr_scale.image=1.0"])) == []
+    assert raised_pretrained_rates(compose(["model/text=pretrained", "optim.lr_scale.text=2.0"])) == ["text"]

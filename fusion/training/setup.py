@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -17,6 +19,8 @@ from fusion.training.step_floor import StepFloor, automatic_ceiling
 from fusion.training.throughput import DataWaitMonitor
 from fusion.training.time_to_best import TimeToBest
 from fusion.training.weight_averaging import WeightEMA
+
+log = logging.getLogger(__name__)
 
 
 def set_torch_flags(cfg: DictConfig) -> None:
@@ -56,6 +60,15 @@ def build_module(cfg: DictConfig, datamodule: MultimodalDataModule) -> FusionMod
         datamodule.num_outputs,
         multiclass=cfg.task.name == "multiclass",
     )
+    for m in raised_pretrained_rates(cfg):
+        log.warning(
+            "optim.lr_scale.%s=%s raises the pretrained %s backbone's learning rate above optim.optimizer.lr; "
+            "fine-tuning usually wants optim.lr_scale.%s=1.0 or less",
+            m,
+            cfg.optim.lr_scale[m],
+            m,
+            m,
+        )
     compile_cfg = cfg.model.get("compile")
     if compile_cfg is not None and compile_cfg.enabled:
         # In place (nn.Module.compile): parameter names and checkpoints stay those of the eager network.
@@ -72,6 +85,21 @@ def build_module(cfg: DictConfig, datamodule: MultimodalDataModule) -> FusionMod
         vote_in_validation=bool(cfg.model.get("vote_in_validation", False)),
         lr_scale=_plain(cfg.optim.get("lr_scale")),
     )
+
+
+def raised_pretrained_rates(cfg: DictConfig) -> list[str]:
+    """The run's modalities whose pretrained, trainable backbone ``optim.lr_scale`` raises above the optimiser's
+    rate; the default's factor is for encoders learned from scratch, and fine-tuning usually wants 1 or less."""
+    scales = cfg.optim.get("lr_scale") or {}
+    raised = []
+    for m in cfg.modality.names:
+        encoder = cfg.model.get(m) or {}
+        pretrained = encoder.get("kind") == "pretrained" or (
+            encoder.get("kind") == "timm" and encoder.get("pretrained")
+        )
+        if float(scales.get(m, 1.0)) > 1 and pretrained and not encoder.get("freeze"):
+            raised.append(m)
+    return raised
 
 
 def _plain(value):
