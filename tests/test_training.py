@@ -258,3 +258,4 @@ def test_a_raised_rate_on_a_pretrained_backbone_is_named():
     assert raised_pretrained_rates(compose([*timm, "model.image.freeze=true"])) == []
     assert raised_pretrained_rates(compose([*timm, "optim.lr_scale.image=1.0"])) == []
     assert raised_pretrained_rates(compose(["model/text=pretrained", "optim.lr_scale.text=2.0"])) == ["text"]
+    assert raised_pretrained_rates(compose([*timm, "optim.lr_scale.image=fast"])) == []  # the module names the error

@@ -97,7 +97,8 @@ def raised_pretrained_rates(cfg: DictConfig) -> list[str]:
         pretrained = encoder.get("kind") == "pretrained" or (
             encoder.get("kind") == "timm" and encoder.get("pretrained")
         )
-        if float(scales.get(m, 1.0)) > 1 and pretrained and not encoder.get("freeze"):
+        factor = scales.get(m, 1.0)  # checked by the module: a factor that is no number fails there, with its fix
+        if isinstance(factor, (int, float)) and factor > 1 and pretrained and not encoder.get("freeze"):
             raised.append(m)
     return raised
 
