@@ -207,6 +207,7 @@ def test_fused_adamw_where_lightning_can_clip_its_gradients(processed_dir, tmp_p
     trainer.fit(module, datamodule)
     assert trainer.global_step == 2
     assert bool(trainer.optimizers[0].defaults["fused"]) is fused
+    assert all(bool(group["fused"]) is fused for group in trainer.optimizers[0].param_groups)  # what step() reads
 
 
 def test_lr_scale_gives_one_encoder_its_own_learning_rate(processed_dir, tmp_path):

@@ -253,13 +253,13 @@ class FusionModule(pl.LightningModule):
         }
 
     def configure_optimizers(self) -> dict[str, Any]:
-        params = self._param_groups()
-        optimizer = self.optimizer_factory(params=params)
+        optimizer = self.optimizer_factory(params=self._param_groups())
         if optimizer.defaults.get("fused") and self._mixed_precision_clipping():
             # Lightning refuses to clip the gradients of a fused optimizer under mixed precision (it unscales them
             # inside its step), so there the same optimizer runs unfused.
             log.info("optim.optimizer.fused: off under %s precision with gradient clipping", self.trainer.precision)
-            optimizer = self.optimizer_factory(params=params, fused=False)
+            # New groups: the optimizer filled the first ones with its defaults, fused=True among them.
+            optimizer = self.optimizer_factory(params=self._param_groups(), fused=False)
         for group in optimizer.param_groups:  # before the scheduler, which takes each group's lr as its base
             group["lr"] *= group["lr_scale"]
         if self.scheduler_factory is None:
