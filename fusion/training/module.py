@@ -291,9 +291,7 @@ class FusionModule(pl.LightningModule):
 def dropout_rates(rate: float | Mapping[str, float], modalities: list[str]) -> dict[str, float]:
     """Per-modality modality-dropout rates from one rate for all or a {modality: rate} mapping."""
     if isinstance(rate, Mapping):
-        unknown = sorted(set(rate) - set(MODALITIES))
-        if unknown:
-            raise ValueError(f"model.modality_dropout names unknown modalities {unknown}; use {list(MODALITIES)}")
+        _check_modalities_named(rate, "model.modality_dropout")
         rates = {m: float(rate.get(m, 0.0)) for m in modalities}
     else:
         rates = {m: float(rate) for m in modalities}
@@ -306,9 +304,7 @@ def dropout_rates(rate: float | Mapping[str, float], modalities: list[str]) -> d
 def encoder_lr_scales(scales: Mapping[str, float], modalities: list[str]) -> dict[str, float]:
     """``optim.lr_scale`` checked: known modalities, positive finite factors; those of this run's modalities that
     are not 1 (a modality the run leaves out has no encoder to scale)."""
-    unknown = sorted(set(scales) - set(MODALITIES))
-    if unknown:
-        raise ValueError(f"optim.lr_scale names unknown modalities {unknown}; use {list(MODALITIES)}")
+    _check_modalities_named(scales, "optim.lr_scale")
     bad = {
         m: f
         for m, f in scales.items()
@@ -317,3 +313,10 @@ def encoder_lr_scales(scales: Mapping[str, float], modalities: list[str]) -> dic
     if bad:
         raise ValueError(f"optim.lr_scale factors must be positive numbers, got {bad}; e.g. optim.lr_scale.image=2.0")
     return {m: float(scales[m]) for m in modalities if m in scales and scales[m] != 1}
+
+
+def _check_modalities_named(per_modality: Mapping[str, Any], option: str) -> None:
+    """A per-modality option's keys must be modalities: a misspelt one would otherwise be ignored."""
+    unknown = sorted(set(per_modality) - set(MODALITIES))
+    if unknown:
+        raise ValueError(f"{option} names unknown modalities {unknown}; use {list(MODALITIES)}")
