@@ -192,6 +192,24 @@ def test_resume_refuses_a_changed_config(tmp_path):
         check_same_config({"config": saved}, changed, Path("x"))
 
 
+def test_resume_names_settings_an_earlier_version_lacked(tmp_path):
+    """A checkpoint whose config lacks settings added since cannot be continued by any override: the error says
+    it comes from an earlier version and lists the added keys; a changed value among them keeps the usual error."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    cfg = tiny_config(tmp_path)
+    older = OmegaConf.to_container(cfg, resolve=True)
+    del older["optim"]["lr_scale"]
+    saved = yaml.safe_dump(older)
+    assert "optim.lr_scale.image: (absent) -> 2.0" in config_differences(saved, cfg)
+    with pytest.raises(ResumeError, match=r"earlier version(.|\n)*optim\.lr_scale\.image: \(absent\) -> 2\.0"):
+        check_same_config({"config": saved}, cfg, Path("x"))
+    changed = tiny_config(tmp_path, overrides=["optim.optimizer.lr=0.5"])
+    with pytest.raises(ResumeError, match="another config"):
+        check_same_config({"config": saved}, changed, Path("x"))
+
+
 # ---------------------------------------------------------------- NaN loss, determinism
 class PoisonWeights(pl.Callback):
     """Turns one weight into NaN at a given step, as an exploding update would."""

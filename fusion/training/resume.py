@@ -131,8 +131,12 @@ def read_resume_state(checkpoint: Path) -> dict[str, Any]:
     return state
 
 
+ABSENT = "(absent)"  # how config_differences shows a key one of the two configs does not have
+
+
 def config_differences(saved_yaml: str, cfg: DictConfig, ignore: Iterable[str] = RUN_ONLY_KEYS) -> list[str]:
-    """`key: old -> new` for every setting that differs between a checkpoint's config and cfg."""
+    """`key: old -> new` for every setting that differs between a checkpoint's config and cfg (ABSENT for a key
+    only one of them has)."""
     old = flatten(yaml.safe_load(saved_yaml) or {})
     new = flatten(OmegaConf.to_container(cfg, resolve=True))
     ignored = tuple(ignore)
@@ -140,20 +144,32 @@ def config_differences(saved_yaml: str, cfg: DictConfig, ignore: Iterable[str] =
     def kept(key: str) -> bool:
         return not any(key == i or key.startswith(f"{i}.") for i in ignored)
 
-    keys = sorted(k for k in set(old) | set(new) if kept(k) and old.get(k) != new.get(k))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys]
+    def shown(values: dict[str, Any], key: str) -> str:
+        return repr(values[key]) if key in values else ABSENT
+
+    keys = sorted(k for k in set(old) | set(new) if kept(k) and shown(old, k) != shown(new, k))
+    return [f"{k}: {shown(old, k)} -> {shown(new, k)}" for k in keys]
 
 
 def check_same_config(state: dict[str, Any], cfg: DictConfig, checkpoint: Path) -> None:
-    """Refuse to resume with a config that changes what is computed."""
+    """Refuse to resume with a config that changes what is computed. Settings the checkpoint's config lacks
+    altogether come from a later version of the project: no override brings the old run back, so say so."""
     diff = config_differences(state["config"], cfg)
-    if diff:
-        listed = "\n  ".join(diff[:20]) + (f"\n  ... and {len(diff) - 20} more" if len(diff) > 20 else "")
+    if not diff:
+        return
+    listed = "\n  ".join(diff[:20]) + (f"\n  ... and {len(diff) - 20} more" if len(diff) > 20 else "")
+    if all(d.split(": ", 1)[1].startswith(f"{ABSENT} -> ") for d in diff):
         raise ResumeError(
-            f"{checkpoint} was trained with another config; resuming would not continue the same "
-            f"run. Use the original overrides, or start a new run (ckpt_path=null). Differences:\n  "
+            f"{checkpoint} was written by an earlier version of this project: its config lacks settings this "
+            f"version added, so this version cannot continue that run. Start a new run (ckpt_path=null), or resume "
+            f"it with the commit that wrote it (the git_commit tag of its MLflow run). Added settings:\n  "
             f"{listed}"
         )
+    raise ResumeError(
+        f"{checkpoint} was trained with another config; resuming would not continue the same "
+        f"run. Use the original overrides, or start a new run (ckpt_path=null). Differences:\n  "
+        f"{listed}"
+    )
 
 
 def run_folder(ckpt_path: str | None, new_folder: Path, suffix: str) -> Path:
