@@ -74,3 +74,25 @@ def test_stage_overrides_refuse_unknown_keys_and_groups_naming_the_fix(tmp_path)
         load_params(params, ["model/text=pretrained"])
     with pytest.raises(SystemExit, match="must look like key=value"):
         load_params(params, ["data.root"])
+
+
+@pytest.mark.parametrize("study", sorted(p.stem for p in (ROOT / "conf" / "hparams_search").glob("*.yaml")))
+def test_search_spaces_name_real_options(study):
+    """Every value a committed search space can draw composes into a valid config (a misspelt key or choice would
+    otherwise fail only in a trial, hours into a search): each choice, and each interval's two ends."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep
+
+    params = OmegaConf.load(ROOT / "conf" / "hparams_search" / f"{study}.yaml").hydra.sweeper.params
+    parser = OverridesParser.create()
+    drawable = {}
+    for key, space in params.items():
+        sweep = parser.parse_override(f"{key}={space}").value()
+        assert isinstance(sweep, (ChoiceSweep, IntervalSweep)), f"{study}: {key}={space}"
+        drawable[key] = sweep.list if isinstance(sweep, ChoiceSweep) else [sweep.start, sweep.end]
+    for i in range(max(len(values) for values in drawable.values())):  # every value at least once, few composes
+        drawn = {key: values[i % len(values)] for key, values in drawable.items()}
+        cfg = compose([f"{key}={value}" for key, value in drawn.items()])
+        for key, value in drawn.items():
+            if key not in ("fusion", "modality") and "/" not in key:  # a group's option: its file was found
+                assert OmegaConf.select(cfg, key) == value, f"{study}: {key}={value} did not reach the config"
