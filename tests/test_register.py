@@ -72,6 +72,31 @@ def test_register_sets_the_alias_and_predict_loads_it(run, sample_root, tmp_path
     assert "registered fusion-test version 2 with alias champion" in capsys.readouterr().out
 
 
+def test_predict_reads_the_registry_of_its_store_whatever_mlflow_points_at(run, sample_root, tmp_path):
+    """MLflow resolves a models:/ name with its process-wide URIs; predict's tracking_uri= must win over a store
+    set before (a notebook's own, an earlier call's) and leave that setting as it was."""
+    import mlflow
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri  # restores "unset" afterwards
+
+    store = run["cfg"].logger.tracking_uri
+    register_main([f"run_id={run['run_id']}", "name=fusion-elsewhere", "alias=champion", f"tracking_uri={store}"])
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    output = tmp_path / "predictions.csv"
+    with _use_tracking_uri(elsewhere):
+        predict_main(
+            [
+                "model=models:/fusion-elsewhere@champion",
+                f"manifest={sample_root / 'manifest.jsonl'}",
+                "split=test",
+                f"tracking_uri={store}",
+                f"output={output}",
+            ]
+        )
+        assert mlflow.get_tracking_uri() == elsewhere and mlflow.get_registry_uri() == elsewhere
+    with output.open(newline="", encoding="utf-8") as stream:
+        assert len(list(csv.DictReader(stream))) > 0
+
+
 def test_a_registered_champion_serves_over_http_as_predict_scores_it(run, sample_root, tmp_path):
     """`make serve MODEL=models:/<name>@champion`: the alias resolves in the tracking store and the server answers
     real HTTP requests (base64 image and audio) with predict's classes for the same records."""

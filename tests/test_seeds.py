@@ -6,9 +6,9 @@ from __future__ import annotations
 import csv
 import io
 
-import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri  # sets, then restores unset too
 from omegaconf import OmegaConf
 
 from fusion.tracking.seeds import RECORDS, seed_groups, seeds_csv
@@ -60,10 +60,8 @@ def store(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("seeds", artifact_location=str(tmp_path / "artifacts"))
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    yield client, experiment
-    mlflow.set_tracking_uri(previous)
+    with _use_tracking_uri(uri):  # then back to what it was, unset included (other tests' MLflow calls see no change)
+        yield client, experiment
 
 
 def test_runs_are_grouped_by_everything_but_the_seed_with_their_statistics(store):

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 from mlflow.exceptions import MlflowException
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri  # sets, then restores unset too
 
 from fusion.data.manifest import parse_line
 from fusion.serving.bundle import ModelBundle
@@ -217,12 +218,8 @@ def test_logging_the_model_leaves_the_run_as_it_was(tmp_path_factory, processed_
     run = trained_run(tmp_path_factory, processed_dir, sample_root)
     before, after = run["before"], run["after"]
     assert (after.status, after.start_time, after.end_time) == (before.status, before.start_time, before.end_time)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(run["cfg"].logger.tracking_uri)
-    try:
+    with _use_tracking_uri(run["cfg"].logger.tracking_uri):  # then back to what it was, unset included
         model = mlflow.pyfunc.load_model(run["uri"])
-    finally:
-        mlflow.set_tracking_uri(previous)
     assert model.metadata.get_input_schema().input_names() == ["id", *MODALITIES]
 
 

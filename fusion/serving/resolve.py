@@ -7,7 +7,9 @@ artifacts/bundle), a bundle folder itself, or a folder holding one as ``bundle/`
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -49,9 +51,10 @@ def bundle_dir(model: str, tracking_uri: str, download_dir: str | Path, artifact
     from mlflow.exceptions import MlflowException
 
     try:
-        downloaded = download_artifacts(
-            artifact_uri=uri, dst_path=str(download_dir), tracking_uri=store, registry_uri=store
-        )
+        with _process_wide_store(store):
+            downloaded = download_artifacts(
+                artifact_uri=uri, dst_path=str(download_dir), tracking_uri=store, registry_uri=store
+            )
     except (MlflowException, OSError) as exc:
         reason = getattr(exc, "message", None) or str(exc)
         raise ModelReferenceError(
@@ -60,6 +63,23 @@ def bundle_dir(model: str, tracking_uri: str, download_dir: str | Path, artifact
             f"the run"
         ) from None
     return local_bundle(Path(downloaded), model)
+
+
+@contextmanager
+def _process_wide_store(store: str) -> Iterator[None]:
+    """MLflow (3.17) looks up a models:/ URI's name, alias and logged model with the process-wide tracking and
+    registry URIs, not the ones download_artifacts is given: point both at ``store`` for the download, then put
+    back what was there (a notebook's own store, or none)."""
+    from mlflow.tracking._model_registry import utils as registry
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    previous_registry = registry._registry_uri
+    registry._registry_uri = store
+    try:
+        with _use_tracking_uri(store):
+            yield
+    finally:
+        registry._registry_uri = previous_registry
 
 
 def _existing_store(store: str, model: str) -> str:
