@@ -51,8 +51,11 @@ lint: setup  ## ruff check (the rules in pyproject.toml) and ruff format --check
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 
-test: setup lint  ## ruff check and format check, then the whole test suite (slow tests included)
-	$(RUN) pytest
+# pytest-xdist workers for `make test`: auto = one per core; each module's tests stay on one worker (loadscope), so
+# its fixtures (a trained run, a repro) are built once; TEST_WORKERS=0 runs the suite in this process
+TEST_WORKERS ?= auto
+test: setup lint  ## ruff check and format check, then the whole test suite (slow tests included) on every core
+	$(RUN) pytest -n $(TEST_WORKERS) --dist loadscope
 
 docs-check: setup  ## every shell command of README.md, CONTRIBUTING.md and docs/ is run or mapped to its tests
 	$(RUN) pytest tests/test_docs.py

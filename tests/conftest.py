@@ -3,15 +3,28 @@ The builders they use live in tests/helpers/."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from fusion.config import compose
 from fusion.data.sample import generate_sample
 from fusion.preprocess.common import run_preprocess
 from tests.helpers.config import TINY_RECORDS
 from tests.helpers.project import generate_and_preprocess, interpreter_env
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test` runs -n auto) the workers share the cores: each worker, and every process
+    it starts (the CLI and DVC tests), gets its share of them as torch/OpenMP threads, not all of them each."""
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    if workers > 1:
+        share = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(variable, share)
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")

@@ -262,8 +262,8 @@ def test_help_commands_run(doc, command):
 
 
 def test_make_targets_of_the_docs_run_what_they_say():
-    """`make setup`, `make lint`, `make test` and `make docs-check` run uv sync, ruff, ruff then pytest, and this
-    file (dry run)."""
+    """`make setup`, `make lint`, `make test` and `make docs-check` run uv sync, ruff, ruff then pytest (on every
+    core, or in one process with TEST_WORKERS=0), and this file (dry run)."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     dry = {
@@ -273,7 +273,11 @@ def test_make_targets_of_the_docs_run_what_they_say():
     assert "sync --frozen" in dry["setup"]
     assert re.search(r"run --frozen ruff check \.\s*$", dry["lint"], re.M)
     assert re.search(r"run --frozen ruff format --check \.\s*$", dry["lint"], re.M)
-    assert re.search(r"run --frozen pytest\s*$", dry["test"], re.M)
+    assert re.search(r"run --frozen pytest -n auto --dist loadscope\s*$", dry["test"], re.M)  # every test, every core
+    one_process = subprocess.run(
+        ["make", "-n", "test", "TEST_WORKERS=0"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert re.search(r"run --frozen pytest -n 0 --dist loadscope\s*$", one_process, re.M)  # CONTRIBUTING's switch
     assert dry["test"].index("ruff format --check .") < dry["test"].index("pytest")  # CI (.ci/run) fails on a finding
     assert "pytest tests/test_docs.py" in dry["docs-check"]
 
