@@ -72,29 +72,36 @@ def test_register_sets_the_alias_and_predict_loads_it(run, sample_root, tmp_path
     assert "registered fusion-test version 2 with alias champion" in capsys.readouterr().out
 
 
-def test_predict_reads_the_registry_of_its_store_whatever_mlflow_points_at(run, sample_root, tmp_path):
-    """MLflow resolves a models:/ name with its process-wide URIs; predict's tracking_uri= must win over a store
-    set before (a notebook's own, an earlier call's) and leave that setting as it was."""
+def test_predict_reads_the_registry_of_its_store_whatever_mlflow_points_at(run, sample_root, tmp_path, monkeypatch):
+    """MLflow resolves a models:/ name with its process-wide URIs; predict's tracking_uri= must win over a store set
+    before, in the process (a notebook's mlflow.set_tracking_uri) or in the environment (an exported
+    MLFLOW_TRACKING_URI), and leave both as they were."""
+    import os
+
     import mlflow
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri  # restores "unset" afterwards
 
     store = run["cfg"].logger.tracking_uri
     register_main([f"run_id={run['run_id']}", "name=fusion-elsewhere", "alias=champion", f"tracking_uri={store}"])
     elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
-    output = tmp_path / "predictions.csv"
-    with _use_tracking_uri(elsewhere):
-        predict_main(
-            [
-                "model=models:/fusion-elsewhere@champion",
-                f"manifest={sample_root / 'manifest.jsonl'}",
-                "split=test",
-                f"tracking_uri={store}",
-                f"output={output}",
-            ]
-        )
-        assert mlflow.get_tracking_uri() == elsewhere and mlflow.get_registry_uri() == elsewhere
-    with output.open(newline="", encoding="utf-8") as stream:
-        assert len(list(csv.DictReader(stream))) > 0
+    for case, in_process, in_environment in (("in the process", elsewhere, None), ("the environment", None, elsewhere)):
+        output = tmp_path / f"predictions {case}.csv"
+        with _use_tracking_uri(in_process):  # None: unset, which also clears the environment variable
+            if in_environment:
+                monkeypatch.setenv("MLFLOW_TRACKING_URI", in_environment)
+            predict_main(
+                [
+                    "model=models:/fusion-elsewhere@champion",
+                    f"manifest={sample_root / 'manifest.jsonl'}",
+                    "split=test",
+                    f"tracking_uri={store}",
+                    f"output={output}",
+                ]
+            )
+            assert mlflow.get_tracking_uri() == mlflow.get_registry_uri() == elsewhere, case
+            assert os.environ.get("MLFLOW_TRACKING_URI") == elsewhere, case
+        with output.open(newline="", encoding="utf-8") as stream:
+            assert len(list(csv.DictReader(stream))) > 0, case
 
 
 def test_a_registered_champion_serves_over_http_as_predict_scores_it(run, sample_root, tmp_path):

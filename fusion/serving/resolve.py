@@ -69,17 +69,17 @@ def bundle_dir(model: str, tracking_uri: str, download_dir: str | Path, artifact
 def _process_wide_store(store: str) -> Iterator[None]:
     """MLflow (3.17) looks up a models:/ URI's name, alias and logged model with the process-wide tracking and
     registry URIs, not the ones download_artifacts is given: point both at ``store`` for the download, then put
-    back what was there (a notebook's own store, or none)."""
+    back what was there. The module settings only: mlflow.set_tracking_uri would also rewrite (and, restoring
+    "unset", delete) the caller's MLFLOW_TRACKING_URI environment variable."""
     from mlflow.tracking._model_registry import utils as registry
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+    from mlflow.tracking._tracking_service import utils as tracking
 
-    previous_registry = registry._registry_uri
-    registry._registry_uri = store
+    previous = tracking._tracking_uri, registry._registry_uri
+    tracking._tracking_uri = registry._registry_uri = store
     try:
-        with _use_tracking_uri(store):
-            yield
+        yield
     finally:
-        registry._registry_uri = previous_registry
+        tracking._tracking_uri, registry._registry_uri = previous
 
 
 def _existing_store(store: str, model: str) -> str:
