@@ -1,5 +1,6 @@
 """The config tree: params.yaml matches conf/, every option composes, MLflow-safe names."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -79,17 +80,23 @@ def test_stage_overrides_refuse_unknown_keys_and_groups_naming_the_fix(tmp_path)
 @pytest.mark.parametrize("study", sorted(p.stem for p in (ROOT / "conf" / "hparams_search").glob("*.yaml")))
 def test_search_spaces_name_real_options(study):
     """Every value a committed search space can draw composes into a valid config (a misspelt key or choice would
-    otherwise fail only in a trial, hours into a search): each choice, and each interval's two ends."""
+    otherwise fail only in a trial, hours into a search): each choice, and the two ends of each range and interval."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 
     params = OmegaConf.load(ROOT / "conf" / "hparams_search" / f"{study}.yaml").hydra.sweeper.params
     parser = OverridesParser.create()
     drawable = {}
     for key, space in params.items():
         sweep = parser.parse_override(f"{key}={space}").value()
-        assert isinstance(sweep, (ChoiceSweep, IntervalSweep)), f"{study}: {key}={space}"
-        drawable[key] = sweep.list if isinstance(sweep, ChoiceSweep) else [sweep.start, sweep.end]
+        if isinstance(sweep, ChoiceSweep):
+            drawable[key] = sweep.list
+        elif isinstance(sweep, RangeSweep):
+            last = sweep.start + (math.ceil((sweep.stop - sweep.start) / sweep.step) - 1) * sweep.step
+            drawable[key] = [sweep.start, last]
+        else:
+            assert isinstance(sweep, IntervalSweep), f"{study}: {key}={space} is not a choice, range or interval"
+            drawable[key] = [sweep.start, sweep.end]
     for i in range(max(len(values) for values in drawable.values())):  # every value at least once, few composes
         drawn = {key: values[i % len(values)] for key, values in drawable.items()}
         cfg = compose([f"{key}={value}" for key, value in drawn.items()])
